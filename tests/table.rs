@@ -1,0 +1,208 @@
+//! Table construction and lookup: properties, adversarial id families, errors.
+
+use core::ffi::c_void;
+use std::collections::HashSet;
+
+use extensibletype::{prehash, prehash_const, BuildError, Table, MAX_ENTRIES};
+use proptest::prelude::*;
+
+/// A distinct, non-NULL fake pointer for entry `i`.
+fn ptr(i: usize) -> *const c_void {
+    (0x1000 + 16 * i) as *const c_void
+}
+
+fn entries(ids: &[u64]) -> Vec<(u64, *const c_void)> {
+    ids.iter().enumerate().map(|(i, &id)| (id, ptr(i))).collect()
+}
+
+/// Build, then check every member maps to its pointer, the header agrees, and
+/// the build is deterministic.
+fn check_family(name: &str, ids: &[u64]) -> Table {
+    let input = entries(ids);
+    let table = Table::build(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(table.len(), ids.len(), "{name}: len");
+    assert!(table.size().is_power_of_two() && table.size() >= ids.len().max(2), "{name}");
+    assert!(table.bins().is_power_of_two() && table.bins() >= 2, "{name}");
+    for &(id, p) in &input {
+        assert_eq!(table.get(id), Some(p), "{name}: id {id:#x}");
+    }
+    assert_eq!(table.get(0), None, "{name}: id 0 must miss");
+    let mut reversed = input.clone();
+    reversed.reverse();
+    let again = Table::build(&reversed).unwrap();
+    assert_eq!(table.as_bytes(), again.as_bytes(), "{name}: order-dependent build");
+    table
+}
+
+/// Ids that are not in `ids`, for miss checks.
+fn non_members(ids: &[u64], count: usize) -> Vec<u64> {
+    let set: HashSet<u64> = ids.iter().copied().collect();
+    (0..)
+        .map(|i: u64| prehash(&format!("not-a-member-{i}")))
+        .filter(|id| !set.contains(id))
+        .take(count)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn random_sets_are_perfect(ids in prop::collection::hash_set(1u64.., 1..=4096usize),
+                               rotate in any::<prop::sample::Index>()) {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let input = entries(&ids);
+        let table = Table::build(&input).unwrap();
+        prop_assert_eq!(table.len(), ids.len());
+        for &(id, p) in &input {
+            prop_assert_eq!(table.get(id), Some(p));
+        }
+        for id in non_members(&ids, 64) {
+            prop_assert_eq!(table.get(id), None);
+        }
+        prop_assert_eq!(table.get(0), None);
+        // Same set, another order: byte-identical.
+        let mut shuffled = input.clone();
+        shuffled.rotate_left(rotate.index(input.len()));
+        shuffled.reverse();
+        let again = Table::build(&shuffled).unwrap();
+        prop_assert_eq!(table.as_bytes(), again.as_bytes());
+        // Iteration yields exactly the input.
+        let mut got: Vec<_> = table.iter().collect();
+        let mut want = input.clone();
+        got.sort_by_key(|e| e.0);
+        want.sort_by_key(|e| e.0);
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn const_prehash_matches_runtime(key in ".{0,150}") {
+        prop_assert_eq!(prehash_const(&key), prehash(&key));
+    }
+}
+
+#[test]
+fn shared_low_16_bits() {
+    let ids: Vec<u64> = (1..=4096u64).map(|i| (i << 16) | 0xbeef).collect();
+    check_family("low 16 bits shared", &ids);
+}
+
+#[test]
+fn shared_high_48_bits() {
+    let ids: Vec<u64> = (1..=65_535u64).map(|i| 0xdead_beef_cafe_0000 | i).collect();
+    check_family("high 48 bits shared", &ids);
+}
+
+#[test]
+fn top_16_bits_only() {
+    let ids: Vec<u64> = (1..=65_535u64).map(|i| i << 48).collect();
+    check_family("i << 48", &ids);
+}
+
+#[test]
+fn aligned_addresses() {
+    for n in [8usize, 64, 1024, 16_384] {
+        let ids: Vec<u64> = (1..=n as u64).map(|i| 0x7f00_0000_0000 + 16 * i).collect();
+        check_family("multiples of 16", &ids);
+    }
+}
+
+#[test]
+fn power_of_two_progressions() {
+    for step_log in [0u32, 3, 4, 12, 20, 32, 40, 47] {
+        for n in [3usize, 64, 1000] {
+            let step = 1u64 << step_log;
+            let ids: Vec<u64> = (1..=n as u64).map(|i| i.wrapping_mul(step)).filter(|&id| id != 0).collect();
+            check_family(&format!("progression step 2^{step_log}, n {n}"), &ids);
+        }
+    }
+}
+
+#[test]
+fn single_bit_ids() {
+    let ids: Vec<u64> = (0..64).map(|b| 1u64 << b).collect();
+    check_family("all single-bit ids", &ids);
+}
+
+#[test]
+fn unbuildable_with_the_2012_scheme() {
+    let ids = [1u64 << 20, 1 << 40, 1 << 60];
+    check_family("{2^20, 2^40, 2^60}", &ids);
+}
+
+#[test]
+fn full_size_sequential() {
+    let ids: Vec<u64> = (1..=MAX_ENTRIES as u64).collect();
+    let table = check_family("65,536 sequential ids", &ids);
+    assert_eq!(table.size(), MAX_ENTRIES);
+    for id in [MAX_ENTRIES as u64 + 1, u64::MAX, 1 << 40] {
+        assert_eq!(table.get(id), None);
+    }
+}
+
+#[test]
+fn small_sizes_and_misses() {
+    for n in 1..=40usize {
+        let ids: Vec<u64> = (0..n).map(|i| prehash(&format!("k{i}"))).collect();
+        let table = check_family(&format!("n = {n}"), &ids);
+        for id in non_members(&ids, 200) {
+            assert_eq!(table.get(id), None);
+        }
+    }
+}
+
+#[test]
+fn memory_per_entry_at_1024() {
+    let ids: Vec<u64> = (0..1024).map(|i| prehash(&format!("key-{i}"))).collect();
+    let table = check_family("n = 1024", &ids);
+    let per_entry = table.bytes() as f64 / 1024.0;
+    assert!(per_entry <= 20.0, "{per_entry} bytes per entry");
+}
+
+#[test]
+fn error_duplicate_id() {
+    let id = prehash("extensibletype.array.v1:data");
+    let err = Table::build(&[(1, ptr(0)), (id, ptr(1)), (id, ptr(2))]).unwrap_err();
+    assert_eq!(err, BuildError::DuplicateId { id });
+    assert_eq!(err.to_string(), "duplicate id 0xb598a1668c53afd9");
+}
+
+#[test]
+fn error_zero_id() {
+    let err = Table::build(&[(5, ptr(0)), (0, ptr(1))]).unwrap_err();
+    assert_eq!(err, BuildError::ZeroId { index: 1 });
+    assert!(err.to_string().contains("id 0 is reserved"), "{err}");
+}
+
+#[test]
+fn error_too_many() {
+    let ids: Vec<u64> = (1..=MAX_ENTRIES as u64 + 1).collect();
+    let err = Table::build(&entries(&ids)).unwrap_err();
+    assert_eq!(err, BuildError::TooMany { count: 65_537 });
+    assert!(err.to_string().contains("65537"), "{err}");
+}
+
+#[test]
+fn error_null_pointer() {
+    let err = Table::build(&[(7, core::ptr::null())]).unwrap_err();
+    assert_eq!(err, BuildError::NullPointer { id: 7 });
+    assert!(err.to_string().contains("NULL pointer"), "{err}");
+}
+
+#[test]
+fn errors_are_std_errors() {
+    let err: Box<dyn std::error::Error> = Box::new(BuildError::TooMany { count: 70_000 });
+    assert!(err.to_string().starts_with("too many entries"));
+}
+
+#[test]
+fn into_raw_round_trip() {
+    let table = Table::build(&entries(&[3, 5, 7])).unwrap();
+    let bytes = table.as_bytes().to_vec();
+    let raw = table.into_raw();
+    // SAFETY: raw came from into_raw and is taken back once.
+    let table = unsafe { Table::from_raw(raw) };
+    assert_eq!(table.as_bytes(), &bytes[..]);
+    // SAFETY: the table is live.
+    assert_eq!(unsafe { extensibletype::table::raw_lookup(table.as_raw(), 5) }, ptr(1));
+}
