@@ -25,3 +25,9 @@ pub mod table;
 
 pub use key::{prehash, prehash_bytes, prehash_const};
 pub use table::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
+
+#[cfg(feature = "python")]
+pub mod runtime;
+
+#[cfg(feature = "module")]
+mod module;

@@ -1,0 +1,276 @@
+//! The entry points behind the [`Api`] struct: what the capsule exports to C
+//! and what the Python module calls. Each one holds the GIL, validates
+//! everything before changing anything, and turns errors and panics into a
+//! Python exception plus an error return.
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ptr;
+
+use pyo3_ffi::*;
+
+use super::convert::{changes_from_defs, changes_from_mapping, key_from_py, type_name, Changes, Owned};
+use super::metaclass::{self, publish};
+use super::registry::{self, Locked, Registry, TypeState};
+use super::{find_in_type, guard, Api, Error, SlotDef, ABI_VERSION};
+use crate::table::Table;
+
+/// The API struct of a runtime that owns `meta`.
+pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize) -> Api {
+    Api {
+        abi_version: ABI_VERSION,
+        struct_size: core::mem::size_of::<Api>() as u32,
+        metaclass: meta,
+        table_offset,
+        find_slow: metaclass::find_slow,
+        prehash: prehash_c,
+        set_slots: set_slots_c,
+        from_spec: from_spec_c,
+        py_set_slots,
+        py_get_slots,
+        py_table_info,
+        py_lookup,
+        bind_key: bind_key_c,
+    }
+}
+
+/// Run a fallible entry point: errors become the Python exception + `err`.
+fn entry<R: Copy>(err: R, f: impl FnOnce() -> Result<R, Error>) -> R {
+    // SAFETY: every entry point is called with the GIL held.
+    guard(err, || f().unwrap_or_else(|e| unsafe { e.raise(err) }))
+}
+
+/// `tp` as a type object, or a TypeError naming the function.
+unsafe fn as_type(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, Error> {
+    // SAFETY: GIL held; tp is a live object.
+    unsafe {
+        if tp.is_null() {
+            return Err(Error::Type(format!("{func}() argument 1 must be a type, not NULL")));
+        }
+        if PyType_Check(tp) == 0 {
+            return Err(Error::Type(format!("{func}() argument 1 must be a type, not {}", type_name(tp))));
+        }
+    }
+    Ok(tp.cast())
+}
+
+unsafe extern "C" fn prehash_c(key: *const c_char, len: usize) -> u64 {
+    if key.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller passes `len` readable bytes.
+    crate::prehash_bytes(unsafe { core::slice::from_raw_parts(key.cast::<u8>(), len) })
+}
+
+unsafe extern "C" fn set_slots_c(tp: *mut PyObject, defs: *const SlotDef, n: isize) -> c_int {
+    entry(-1, || {
+        // SAFETY: GIL held; defs/n validated by changes_from_defs.
+        unsafe {
+            let tp = as_type(tp, "ExtType_SetSlots")?;
+            let changes = changes_from_defs(defs, n)?;
+            publish(tp, &changes, false).map(|()| 0)
+        }
+    })
+}
+
+unsafe extern "C" fn from_spec_c(
+    module: *mut PyObject,
+    spec: *mut PyType_Spec,
+    bases: *mut PyObject,
+    defs: *const SlotDef,
+    n: isize,
+) -> *mut PyObject {
+    entry(ptr::null_mut(), || {
+        // SAFETY: GIL held; spec/bases as for PyType_FromModuleAndSpec.
+        unsafe {
+            if spec.is_null() {
+                return Err(Error::Value("ExtType_FromSpec: spec is NULL".into()));
+            }
+            let changes = changes_from_defs(defs, n)?;
+            let cls = Owned::new(new_type(module, spec, bases)?)?;
+            publish(cls.0.cast(), &changes, true)?;
+            Ok(core::mem::ManuallyDrop::new(cls).0)
+        }
+    })
+}
+
+/// A new type from `spec` whose metaclass is ExtensibleType (new reference).
+#[cfg(Py_3_12)]
+unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut PyObject) -> Result<*mut PyObject, Error> {
+    // SAFETY: forwarded; the metaclass is live for the process.
+    let cls = unsafe { PyType_FromMetaclass(super::metaclass(), module, spec, bases) };
+    if cls.is_null() {
+        Err(Error::Python)
+    } else {
+        Ok(cls)
+    }
+}
+
+/// CPython 3.11 has no `PyType_FromMetaclass`: build the spec's type, then
+/// call the metaclass to make a same-named subclass with `__slots__ = ()`.
+#[cfg(not(Py_3_12))]
+unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut PyObject) -> Result<*mut PyObject, Error> {
+    // SAFETY: GIL held; forwarded arguments.
+    unsafe {
+        let base = Owned::new(PyType_FromModuleAndSpec(module, spec, bases))?;
+        let ns = Owned::new(PyDict_New())?;
+        let empty = Owned::new(PyTuple_New(0))?;
+        PyDict_SetItemString(ns.0, c"__slots__".as_ptr(), empty.0);
+        for attr in [c"__module__", c"__qualname__", c"__doc__"] {
+            let value = Owned::new(PyObject_GetAttrString(base.0, attr.as_ptr()))?;
+            if PyDict_SetItemString(ns.0, attr.as_ptr(), value.0) < 0 {
+                return Err(Error::Python);
+            }
+        }
+        let name = Owned::new(PyObject_GetAttrString(base.0, c"__name__".as_ptr()))?;
+        let cls = PyObject_CallFunction(super::metaclass().cast(), c"O(O)O".as_ptr(), name.0, base.0, ns.0);
+        if cls.is_null() {
+            Err(Error::Python)
+        } else {
+            Ok(cls)
+        }
+    }
+}
+
+unsafe extern "C" fn py_set_slots(tp: *mut PyObject, slots: *mut PyObject) -> c_int {
+    entry(-1, || {
+        // SAFETY: GIL held.
+        unsafe {
+            let tp = as_type(tp, "set_slots")?;
+            let changes: Changes = changes_from_mapping(slots, "slots")?;
+            publish(tp, &changes, false).map(|()| 0)
+        }
+    })
+}
+
+/// What a type's effective slots are, as the registry sees them.
+enum View<'a> {
+    /// The published table (None = empty).
+    Published(Option<&'a Table>),
+    /// An extensible type never initialised: merged from bases on demand.
+    Inherited(Vec<(u64, *const c_void)>),
+}
+
+unsafe fn view(reg: &mut Registry, tp: *mut PyTypeObject) -> View<'_> {
+    // SAFETY: GIL held and mutex held; tp is live.
+    unsafe {
+        if registry::is_extensible_metaclass(reg, Py_TYPE(tp.cast())) {
+            return match super::layout::state_of(tp) {
+                Some(state) => View::Published((*state).current()),
+                None => View::Inherited(
+                    registry::inherited_slots(reg, tp).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
+                ),
+            };
+        }
+        View::Published(registry::foreign_slots_of(reg, tp).and_then(TypeState::current))
+    }
+}
+
+unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
+    entry(ptr::null_mut(), || {
+        // SAFETY: GIL held; Python objects are made after the mutex is released.
+        unsafe {
+            let tp = as_type(tp, "get_slots")?;
+            let named: Vec<(u64, Option<String>, *const c_void)> = {
+                let mut locked = Locked::get();
+                let reg = locked.registry();
+                let entries: Vec<(u64, *const c_void)> = match view(reg, tp) {
+                    View::Published(table) => table.map(|t| t.iter().collect()).unwrap_or_default(),
+                    View::Inherited(entries) => entries,
+                };
+                let mut named: Vec<_> = entries
+                    .into_iter()
+                    .map(|(id, p)| (id, registry::name_of(reg, id).map(str::to_owned), p))
+                    .collect();
+                named.sort_by_key(|e| e.0);
+                named
+            };
+            let dict = Owned::new(PyDict_New())?;
+            for (id, name, p) in named {
+                let key = match name {
+                    Some(name) => PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as isize),
+                    None => PyLong_FromUnsignedLongLong(id),
+                };
+                let key = Owned::new(key)?;
+                let value = Owned::new(PyLong_FromUnsignedLongLong(p as u64))?;
+                if PyDict_SetItem(dict.0, key.0, value.0) < 0 {
+                    return Err(Error::Python);
+                }
+            }
+            Ok(core::mem::ManuallyDrop::new(dict).0)
+        }
+    })
+}
+
+unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
+    entry(ptr::null_mut(), || {
+        // SAFETY: GIL held; Python objects are made after the mutex is released.
+        unsafe {
+            let tp = as_type(tp, "table_info")?;
+            let (kind, stats) = {
+                let mut locked = Locked::get();
+                let reg = locked.registry();
+                let extensible = registry::is_extensible_metaclass(reg, Py_TYPE(tp.cast()));
+                let stats = |t: &Table| [t.size(), t.bins(), t.len(), t.bytes()];
+                match view(reg, tp) {
+                    View::Published(table) => {
+                        let kind = match (extensible, table.is_some()) {
+                            (true, _) => c"extensible",
+                            (false, true) => c"foreign",
+                            (false, false) => c"none",
+                        };
+                        (kind, table.map_or([0; 4], stats))
+                    }
+                    View::Inherited(entries) => {
+                        let table = Table::build(&entries).map_err(Error::Build)?;
+                        (c"inherited", stats(&table))
+                    }
+                }
+            };
+            let [size, bins, count, bytes] = stats;
+            let dict = Owned::new(PyDict_New())?;
+            let items: [(&CStr, *mut PyObject); 5] = [
+                (c"size", PyLong_FromSize_t(size)),
+                (c"bins", PyLong_FromSize_t(bins)),
+                (c"count", PyLong_FromSize_t(count)),
+                (c"bytes", PyLong_FromSize_t(bytes)),
+                (c"kind", PyUnicode_FromString(kind.as_ptr())),
+            ];
+            for (name, value) in items {
+                let value = Owned::new(value)?;
+                if PyDict_SetItemString(dict.0, name.as_ptr(), value.0) < 0 {
+                    return Err(Error::Python);
+                }
+            }
+            Ok(core::mem::ManuallyDrop::new(dict).0)
+        }
+    })
+}
+
+unsafe extern "C" fn py_lookup(obj: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+    entry(ptr::null_mut(), || {
+        // SAFETY: GIL held; obj is live for the call.
+        unsafe {
+            let (id, _) = key_from_py(key)?;
+            let found = find_in_type(Py_TYPE(obj), id);
+            if found.is_null() {
+                Ok(Py_NewRef(Py_None()))
+            } else {
+                Owned::new(PyLong_FromUnsignedLongLong(found as u64)).map(|o| core::mem::ManuallyDrop::new(o).0)
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn bind_key_c(key: *const c_char, id: u64) -> c_int {
+    entry(-1, || {
+        if key.is_null() || id == 0 {
+            return Err(Error::Value("bind_key needs a key string and a non-zero id".into()));
+        }
+        // SAFETY: a NUL-terminated string per the contract.
+        let name = unsafe { CStr::from_ptr(key) }
+            .to_str()
+            .map_err(|_| Error::Value("key is not valid UTF-8".into()))?;
+        let mut locked = Locked::get();
+        registry::bind_name(locked.registry(), id, name).map(|()| 0)
+    })
+}

@@ -1,0 +1,274 @@
+//! Turning what users pass (Python keys and values, C `ExtType_SlotDef`s)
+//! into validated [`Change`]s. Everything is checked here, before the
+//! registry is touched, so that a failed call changes nothing.
+
+use core::ffi::{c_char, c_void, CStr};
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3_ffi::*;
+
+use super::registry::{Change, Slot};
+use super::{Error, SlotDef};
+use crate::key::prehash_bytes;
+
+/// A strong reference, released on drop (the GIL must be held then).
+pub(crate) struct Owned(pub *mut PyObject);
+
+impl Owned {
+    /// Wrap a new reference; NULL means a Python error is set.
+    pub unsafe fn new(obj: *mut PyObject) -> Result<Owned, Error> {
+        if obj.is_null() {
+            Err(Error::Python)
+        } else {
+            Ok(Owned(obj))
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference, and callers hold the GIL.
+        unsafe { Py_DECREF(self.0) }
+    }
+}
+
+/// Validated changes plus the references that keep their owners alive until
+/// the registry has taken its own.
+#[derive(Default)]
+pub(crate) struct Changes {
+    pub list: Vec<Change>,
+    pub keep: Vec<Owned>,
+}
+
+/// `(id, name)` for a key given as `str`, UTF-8 `bytes` or `int`.
+pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<String>), Error> {
+    // SAFETY: key is a live object; the GIL is held.
+    unsafe {
+        if PyUnicode_Check(key) != 0 || PyBytes_Check(key) != 0 {
+            let name = text_of(key)?;
+            return id_of_name(&name).map(|id| (id, Some(name)));
+        }
+        if PyLong_Check(key) != 0 && PyBool_Check(key) == 0 {
+            return u64_of(key, "slot id").map(|id| (id, None));
+        }
+        Err(Error::type_error(format!(
+            "slot key must be str, bytes or int, not {}",
+            type_name(key)
+        )))
+    }
+}
+
+/// The prehash of a key name, refusing the reserved id 0.
+pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
+    match prehash_bytes(name.as_bytes()) {
+        0 => Err(Error::value_error(format!("key {name:?} hashes to the reserved id 0"))),
+        id => Ok(id),
+    }
+}
+
+/// A value: `None` removes; otherwise an `int` address, a ctypes function
+/// pointer / `c_void_p` / pointer instance, or a `PyCapsule`.
+/// Address 0 is refused: NULL means "absent" to consumers.
+pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>) -> Result<Option<Slot>, Error> {
+    // SAFETY: value is live; the GIL is held.
+    unsafe {
+        if value == Py_None() {
+            return Ok(None);
+        }
+        let (address, owner) = if PyLong_Check(value) != 0 && PyBool_Check(value) == 0 {
+            (u64_of(value, "slot value (an address)")?, ptr::null_mut())
+        } else if PyCapsule_CheckExact(value) != 0 {
+            let name = PyCapsule_GetName(value);
+            let p = PyCapsule_GetPointer(value, name);
+            if p.is_null() {
+                return Err(Error::Python);
+            }
+            (p as u64, value)
+        } else if let Some(address) = ctypes_address(value)? {
+            (address, value)
+        } else {
+            return Err(Error::type_error(format!(
+                "slot value must be an int address, a ctypes function pointer or c_void_p, \
+                 a PyCapsule, or None to remove the slot; not {}",
+                type_name(value)
+            )));
+        };
+        if address == 0 {
+            return Err(Error::value_error(
+                "slot value is address 0 (NULL), which means 'absent' to consumers; \
+                 use None to remove a slot"
+                    .into(),
+            ));
+        }
+        if !owner.is_null() {
+            Py_INCREF(owner);
+            keep.push(Owned(owner));
+        }
+        Ok(Some(Slot { ptr: address as *const c_void, owner }))
+    }
+}
+
+/// Changes from a Python mapping `{key: value | None}`.
+pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) -> Result<Changes, Error> {
+    // SAFETY: mapping is live; the GIL is held.
+    unsafe {
+        if PyDict_Check(mapping) == 0 && PyObject_HasAttrString(mapping, c"items".as_ptr()) == 0 {
+            return Err(Error::type_error(format!(
+                "{what} must be a mapping of slot keys to values, not {}",
+                type_name(mapping)
+            )));
+        }
+        let items = Owned::new(PyMapping_Items(mapping))?;
+        let n = PyList_Size(items.0);
+        if n > crate::MAX_ENTRIES as isize {
+            return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+        }
+        let mut changes = Changes::default();
+        for i in 0..n {
+            let item = PyList_GetItem(items.0, i);
+            if PyTuple_Check(item) == 0 || PyTuple_Size(item) != 2 {
+                return Err(Error::type_error(format!("{what}.items() must yield (key, value) pairs")));
+            }
+            let (id, name) = key_from_py(PyTuple_GetItem(item, 0))?;
+            let value = slot_from_py(PyTuple_GetItem(item, 1), &mut changes.keep)?;
+            changes.list.push(Change { id, name, value });
+        }
+        Ok(changes)
+    }
+}
+
+/// Changes from C slot definitions (`key` NULL → `id`; `ptr` NULL → remove).
+pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result<Changes, Error> {
+    if n < 0 || (n > 0 && defs.is_null()) {
+        return Err(Error::value_error(format!("invalid slot definitions: defs={defs:p}, n={n}")));
+    }
+    if n as usize > crate::MAX_ENTRIES {
+        return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+    }
+    let mut changes = Changes::default();
+    // SAFETY: the caller passes n readable definitions.
+    let defs = if n == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(defs, n as usize) } };
+    for def in defs {
+        let (id, name) = if def.key.is_null() {
+            (def.id, None)
+        } else {
+            // SAFETY: key is a NUL-terminated string per the API contract.
+            let name = unsafe { CStr::from_ptr(def.key) }
+                .to_str()
+                .map_err(|_| Error::value_error("slot key is not valid UTF-8".into()))?
+                .to_owned();
+            let id = id_of_name(&name)?;
+            if def.id != 0 && def.id != id {
+                return Err(Error::value_error(format!(
+                    "slot {name:?} was given id {:#018x}, but its prehash is {id:#018x}",
+                    def.id
+                )));
+            }
+            (id, Some(name))
+        };
+        if id == 0 {
+            return Err(Error::value_error("slot id 0 is reserved".into()));
+        }
+        let value = (!def.ptr.is_null()).then_some(Slot { ptr: def.ptr, owner: ptr::null_mut() });
+        changes.list.push(Change { id, name, value });
+    }
+    Ok(changes)
+}
+
+/// A key given as `str` or `bytes`, as text (bytes must be UTF-8).
+unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
+    // SAFETY: obj is a str or bytes; the GIL is held.
+    unsafe {
+        let bytes = if PyUnicode_Check(obj) != 0 {
+            let mut len: Py_ssize_t = 0;
+            let p = PyUnicode_AsUTF8AndSize(obj, &mut len);
+            if p.is_null() {
+                return Err(Error::Python);
+            }
+            core::slice::from_raw_parts(p.cast::<u8>(), len as usize)
+        } else {
+            core::slice::from_raw_parts(PyBytes_AsString(obj).cast::<u8>(), PyBytes_Size(obj) as usize)
+        };
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::value_error("slot key bytes are not valid UTF-8".into()))
+    }
+}
+
+/// An int in `1..2**64` (`what` names it in errors).
+unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
+    // SAFETY: obj is an int; the GIL is held.
+    unsafe {
+        let v = PyLong_AsUnsignedLongLong(obj);
+        if v == u64::MAX && !PyErr_Occurred().is_null() {
+            PyErr_Clear();
+            let repr = repr_of(obj);
+            return Err(Error::value_error(format!("{what} {repr} is out of range (must be 1 .. 2**64-1)")));
+        }
+        if v == 0 && what == "slot id" {
+            return Err(Error::value_error("slot id 0 is reserved".into()));
+        }
+        Ok(v)
+    }
+}
+
+static CTYPES_POINTERS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
+static CTYPES_ADDRESS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// The address held by a ctypes function pointer, `c_void_p` or pointer
+/// instance (`ctypes.cast(value, c_void_p).value`), or `None` for other
+/// objects. Imports ctypes on first use.
+unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
+    // SAFETY: GIL held; cached objects are immortal for our purposes (never
+    // released once stored).
+    unsafe {
+        if CTYPES_POINTERS.load(Ordering::Acquire).is_null() {
+            let ctypes = Owned::new(PyImport_ImportModule(c"ctypes".as_ptr()))?;
+            let get = |name: &CStr| Owned::new(PyObject_GetAttrString(ctypes.0, name.as_ptr()));
+            let (cfunc, voidp, pointer) = (get(c"_CFuncPtr")?, get(c"c_void_p")?, get(c"_Pointer")?);
+            let kinds = Owned::new(PyTuple_Pack(3, cfunc.0, voidp.0, pointer.0))?;
+            let cast = get(c"cast")?;
+            let convert = Owned::new(PyTuple_Pack(2, cast.0, voidp.0))?;
+            CTYPES_ADDRESS.store(core::mem::ManuallyDrop::new(convert).0, Ordering::Release);
+            CTYPES_POINTERS.store(core::mem::ManuallyDrop::new(kinds).0, Ordering::Release);
+        }
+        let kinds = CTYPES_POINTERS.load(Ordering::Acquire);
+        match PyObject_IsInstance(value, kinds) {
+            -1 => return Err(Error::Python),
+            0 => return Ok(None),
+            _ => {}
+        }
+        let convert = CTYPES_ADDRESS.load(Ordering::Acquire);
+        let (cast, voidp) = (PyTuple_GetItem(convert, 0), PyTuple_GetItem(convert, 1));
+        let as_voidp = Owned::new(PyObject_CallFunctionObjArgs(cast, value, voidp, ptr::null_mut::<PyObject>()))?;
+        let address = Owned::new(PyObject_GetAttrString(as_voidp.0, c"value".as_ptr()))?;
+        if address.0 == Py_None() {
+            return Ok(Some(0));
+        }
+        u64_of(address.0, "ctypes address").map(Some)
+    }
+}
+
+/// `type(obj).__name__`, for messages.
+pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
+    // SAFETY: obj is live; tp_name is a NUL-terminated string.
+    unsafe { CStr::from_ptr((*Py_TYPE(obj)).tp_name).to_string_lossy().into_owned() }
+}
+
+/// `repr(obj)`, for messages (never fails: falls back to the type name).
+pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
+    // SAFETY: GIL held.
+    unsafe {
+        let r = PyObject_Repr(obj);
+        if r.is_null() {
+            PyErr_Clear();
+            return format!("<{}>", type_name(obj));
+        }
+        let r = Owned(r);
+        let p = PyUnicode_AsUTF8(r.0);
+        if p.is_null() {
+            PyErr_Clear();
+            return format!("<{}>", type_name(obj));
+        }
+        CStr::from_ptr(p as *const c_char).to_string_lossy().into_owned()
+    }
+}

@@ -1,0 +1,271 @@
+//! The `ExtensibleType` metaclass: what happens when a class statement runs,
+//! and when a class dies.
+//!
+//! `class C(Base, metaclass=ExtensibleType): __cslots__ = {...}` runs
+//! `type.__new__` (unchanged: no `tp_new` override, SPEC §4), then our
+//! `tp_init`: `type.__init__`, then [`init_class`] reads `__cslots__` from the
+//! class's own namespace and publishes the effective table (own slots, then
+//! each base in MRO order). A type made by `type.__new__` alone has zeroed
+//! type data and inherits from its bases until a writer initialises it.
+//!
+//! Layout of the type data (SPEC §4):
+//! - CPython 3.11: `tp_basicsize` = `PyType_Type.tp_basicsize` rounded up to
+//!   16, plus `size_of::<TypeData>()`; the offset is that rounded size.
+//! - CPython 3.12+: PEP 697 (`basicsize = -size_of::<TypeData>()`); the
+//!   offset is measured once with `PyObject_GetTypeData` on a created class.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use pyo3_ffi::*;
+
+use super::convert::{changes_from_mapping, Changes, Owned};
+use super::layout::{self, TypeData};
+use super::registry::{self, Target};
+use super::{guard, Error};
+
+/// Create the metaclass; returns it (a new reference) and the table offset.
+pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
+    let slots: &'static mut [PyType_Slot] = Box::leak(Box::new([
+        PyType_Slot { slot: Py_tp_init, pfunc: meta_init as *mut c_void },
+        PyType_Slot { slot: Py_tp_dealloc, pfunc: meta_dealloc as *mut c_void },
+        PyType_Slot { slot: Py_tp_traverse, pfunc: meta_traverse as *mut c_void },
+        PyType_Slot { slot: Py_tp_clear, pfunc: meta_clear as *mut c_void },
+        PyType_Slot {
+            slot: Py_tp_doc,
+            pfunc: c"Metaclass whose classes carry a table of C implementations keyed by name.\n\n\
+                     A class body may define __cslots__ = {key: value}; see extensibletype.set_slots."
+                .as_ptr() as *mut c_void,
+        },
+        PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
+    ]));
+    let data_size = core::mem::size_of::<TypeData>() as c_int;
+    // SAFETY: GIL held; PyType_Type is a live static type.
+    unsafe {
+        let type_type = ptr::addr_of_mut!(PyType_Type);
+        #[cfg(not(Py_3_12))]
+        let (basicsize, offset) = {
+            let offset = ((*type_type).tp_basicsize + 15) & !15;
+            (offset as c_int + data_size, offset)
+        };
+        #[cfg(Py_3_12)]
+        let basicsize = -data_size;
+        let spec: &'static mut PyType_Spec = Box::leak(Box::new(PyType_Spec {
+            name: c"extensibletype.ExtensibleType".as_ptr(),
+            basicsize,
+            itemsize: 0,
+            flags: (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC) as _,
+            slots: slots.as_mut_ptr(),
+        }));
+        let bases = Owned::new(PyTuple_Pack(1, type_type.cast::<PyObject>()))?;
+        #[cfg(not(Py_3_12))]
+        let meta = PyType_FromSpecWithBases(spec, bases.0);
+        #[cfg(Py_3_12)]
+        let meta = PyType_FromMetaclass(ptr::null_mut(), ptr::null_mut(), spec, bases.0);
+        let meta = Owned::new(meta)?;
+        #[cfg(Py_3_12)]
+        let offset = measure_offset(meta.0.cast())?;
+        Ok((core::mem::ManuallyDrop::new(meta).0.cast(), offset))
+    }
+}
+
+/// PEP 697: where `PyObject_GetTypeData` puts our data in a created class.
+/// Runs before the runtime is ready, so the probe's `tp_init` skips set-up.
+#[cfg(Py_3_12)]
+unsafe fn measure_offset(meta: *mut PyTypeObject) -> Result<isize, Error> {
+    // SAFETY: GIL held; meta is a live metaclass.
+    unsafe {
+        let probe = Owned::new(PyObject_CallFunction(
+            meta.cast(),
+            c"s()N".as_ptr(),
+            c"_ExtensibleTypeProbe".as_ptr(),
+            PyDict_New(),
+        ))?;
+        let data = PyObject_GetTypeData(probe.0, meta);
+        if data.is_null() {
+            return Err(Error::Python);
+        }
+        let offset = data.cast::<u8>().offset_from(probe.0.cast::<u8>());
+        // The probe dies with `probe`; its dealloc must see the real offset.
+        layout::set_metaclass(ptr::null_mut(), offset);
+        Ok(offset)
+    }
+}
+
+/// `ExtensibleType.__init__(cls, name, bases, namespace, **kwds)`.
+unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *mut PyObject) -> c_int {
+    guard(-1, || {
+        // SAFETY: called by CPython with the GIL; type.__init__ validates args.
+        unsafe {
+            let type_init = (*ptr::addr_of_mut!(PyType_Type)).tp_init.expect("type has tp_init");
+            if type_init(cls, args, kwds) < 0 {
+                return -1;
+            }
+            if layout::metaclass().is_null() {
+                return 0; // the layout probe, before the runtime is ready
+            }
+            match init_class(cls.cast()) {
+                Ok(()) => 0,
+                Err(e) => e.raise(-1),
+            }
+        }
+    })
+}
+
+/// Set up a new class: own slots from `__cslots__` (own namespace only),
+/// then the effective table.
+pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
+    // SAFETY: tp is a live, ready heap type; the GIL is held.
+    unsafe {
+        let dict = (*tp).tp_dict;
+        let cslots = if dict.is_null() {
+            ptr::null_mut()
+        } else {
+            let key = Owned::new(PyUnicode_FromString(c"__cslots__".as_ptr()))?;
+            PyDict_GetItemWithError(dict, key.0)
+        };
+        if cslots.is_null() && !PyErr_Occurred().is_null() {
+            return Err(Error::Python);
+        }
+        let changes = if cslots.is_null() { Changes::default() } else { changes_from_mapping(cslots, "__cslots__")? };
+        publish(tp, &changes, true)
+    }
+}
+
+/// Apply changes to `tp` (its own slots: merged, or replaced with `reset`)
+/// and republish it and every subclass. GIL held.
+pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bool) -> Result<(), Error> {
+    // SAFETY: GIL held; tp is live.
+    unsafe {
+        let subclasses = subclasses_of(tp)?;
+        let targets: Vec<Target> = subclasses.iter().map(|s| Target::new(s.0.cast())).collect();
+        registry::apply(&Target::new(tp), &targets, &changes.list, reset)
+    }
+}
+
+/// All transitive subclasses of `tp` (strong references), via
+/// `type.__subclasses__`. Skipped for a fresh type with none.
+unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
+    let mut out: Vec<Owned> = Vec::new();
+    let mut stack = vec![tp.cast::<PyObject>()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(t) = stack.pop() {
+        // SAFETY: GIL held; t is held by `out` or is `tp`.
+        unsafe {
+            let list = Owned::new(PyObject_CallMethod(t, c"__subclasses__".as_ptr(), ptr::null()))?;
+            for i in 0..PyList_Size(list.0) {
+                let sub = PyList_GetItem(list.0, i);
+                if seen.insert(sub as usize) {
+                    Py_INCREF(sub);
+                    out.push(Owned(sub));
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Free the type's tables and release the owners of its slots.
+unsafe extern "C" fn meta_dealloc(cls: *mut PyObject) {
+    // SAFETY: called by CPython on a dead heap type whose metaclass derives
+    // from ours; no other reference exists, so no reader can use its tables.
+    unsafe {
+        let meta = Py_TYPE(cls);
+        PyObject_GC_UnTrack(cls.cast());
+        release_state(cls.cast());
+        PyObject_GC_Track(cls.cast());
+        let type_dealloc = (*ptr::addr_of_mut!(PyType_Type)).tp_dealloc.expect("type has tp_dealloc");
+        type_dealloc(cls);
+        // Heap-type instances own a reference to their (heap) type.
+        Py_DECREF(meta.cast());
+    }
+}
+
+unsafe extern "C" fn meta_traverse(cls: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: called by the collector with the world stopped (or the GIL).
+    unsafe {
+        let rc = visit(Py_TYPE(cls).cast(), arg);
+        if rc != 0 {
+            return rc;
+        }
+        if let Some(state) = layout::state_of(cls.cast()) {
+            let rc = (*state).traverse(visit, arg);
+            if rc != 0 {
+                return rc;
+            }
+        }
+        let type_traverse = (*ptr::addr_of_mut!(PyType_Type)).tp_traverse.expect("type has tp_traverse");
+        type_traverse(cls, visit, arg)
+    }
+}
+
+unsafe extern "C" fn meta_clear(cls: *mut PyObject) -> c_int {
+    // SAFETY: the class is unreachable garbage; unpublishing its table first
+    // means a finaliser that still looks it up sees a miss, not freed memory.
+    unsafe {
+        release_state(cls.cast());
+        let type_clear = (*ptr::addr_of_mut!(PyType_Type)).tp_clear.expect("type has tp_clear");
+        type_clear(cls)
+    }
+}
+
+/// Unpublish the table, free all tables, DECREF the owners.
+unsafe fn release_state(tp: *mut PyTypeObject) {
+    // SAFETY: forwarded from dealloc/clear; take_state only on extensible types.
+    unsafe {
+        if layout::metaclass().is_null() && layout::offset() == 0 {
+            return; // nothing was ever set up
+        }
+        if let Some(state) = layout::take_state(tp) {
+            for owner in state.into_owners() {
+                Py_DECREF(owner);
+            }
+        }
+    }
+}
+
+/// GIL-free slow path of a lookup (`ExtType_API.find_slow`): sub-metaclasses,
+/// uninitialised extensible types, then the foreign registry along `tp_base`.
+///
+/// # Safety
+/// `tp` must be a live type (the caller holds a reference to it or to an
+/// instance).
+pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *const c_void {
+    // SAFETY: see the function's contract; published tables are immutable
+    // and live as long as their type.
+    unsafe {
+        if tp.is_null() {
+            return ptr::null();
+        }
+        if layout::is_extensible(tp) {
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return crate::table::raw_lookup(table, id);
+            }
+            if layout::state_of(tp).is_some() {
+                return ptr::null(); // initialised and empty
+            }
+            // Never initialised: inherit from the bases, in MRO order.
+            let mro = (*tp).tp_mro;
+            if !mro.is_null() {
+                for i in 1..PyTuple_GET_SIZE(mro) {
+                    let found = find_slow(PyTuple_GET_ITEM(mro, i).cast(), id);
+                    if !found.is_null() {
+                        return found;
+                    }
+                }
+            }
+            return ptr::null();
+        }
+        let mut t = tp;
+        while !t.is_null() {
+            let table = registry::foreign_table(t);
+            if !table.is_null() {
+                return crate::table::raw_lookup(table, id);
+            }
+            t = layout::base_of(t);
+        }
+        ptr::null()
+    }
+}

@@ -1,0 +1,334 @@
+//! Layer 3: the CPython runtime (feature `python`) — the `ExtensibleType`
+//! metaclass, the foreign registry, and the C API struct — and its Rust API
+//! for other `pyo3` / `pyo3-ffi` extensions.
+//!
+//! One runtime per process (SPEC §8): the first copy of this crate that calls
+//! [`import`] creates the metaclass and publishes its [`Api`] struct in
+//! `sys.modules["_extensibletype"]`; every later copy (another extension
+//! linking this crate) finds it there and goes through that struct, exactly
+//! like a C consumer of `extensibletype.h`.
+//!
+//! ```no_run
+//! use core::ffi::c_void;
+//! use extensibletype::{id, runtime};
+//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
+//! // Once, with the GIL (e.g. in your module's init):
+//! runtime::import()?;
+//! // Anywhere, without the GIL, holding a reference to `obj`:
+//! let f = unsafe { runtime::find(obj, id!("mylib.shape.v1:area")) };
+//! if !f.is_null() {
+//!     let area: extern "C" fn(*mut pyo3_ffi::PyObject) -> f64 = unsafe { core::mem::transmute(f) };
+//!     let _ = area(obj);
+//! }
+//! # Ok(()) }
+//! ```
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
+
+use pyo3_ffi::*;
+
+mod api;
+mod convert;
+mod layout;
+mod metaclass;
+mod registry;
+
+pub use layout::TypeData;
+
+use crate::table::{raw_lookup, RawTable};
+use crate::BuildError;
+
+/// ABI version of the table layout, the lookup formula and [`Api`].
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the capsule holding the [`Api`] struct (`extensibletype._C_API`).
+pub const CAPSULE_NAME: &CStr = c"extensibletype._C_API";
+
+/// One slot to set (`ExtType_SlotDef` in C): `key` names it (NUL-terminated
+/// UTF-8), or, when `key` is NULL, `id` does. `ptr` NULL removes the slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SlotDef {
+    /// Key string, or NULL to use `id`.
+    pub key: *const c_char,
+    /// Raw id (used when `key` is NULL; if both are given they must agree).
+    pub id: u64,
+    /// The implementation, or NULL to remove the slot.
+    pub ptr: *const c_void,
+}
+
+/// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
+/// `include/extensibletype.h`; the layout is checked by a test).
+///
+/// Fields up to `from_spec` are the public C API; the rest serve the Python
+/// module of whichever copy of the runtime loaded first.
+#[repr(C)]
+pub struct Api {
+    /// [`ABI_VERSION`] of the runtime that made this struct.
+    pub abi_version: u32,
+    /// `size_of::<Api>()` of the runtime that made this struct.
+    pub struct_size: u32,
+    /// The `ExtensibleType` metaclass (borrowed; lives for the process).
+    pub metaclass: *mut PyTypeObject,
+    /// Offset of [`TypeData`] (whose first field is the table pointer) from
+    /// the start of every type whose metaclass derives from `metaclass`.
+    pub table_offset: isize,
+    /// GIL-free slow path of a lookup: sub-metaclasses, uninitialised types,
+    /// the foreign registry.
+    pub find_slow: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void,
+    /// `prehash(key[..len])`.
+    pub prehash: unsafe extern "C" fn(*const c_char, usize) -> u64,
+    /// Set slots on any type (GIL); 0, or -1 with an exception.
+    pub set_slots: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int,
+    /// Create a type with the metaclass from a spec and set its slots (GIL).
+    pub from_spec:
+        unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject,
+    /// Python `set_slots(tp, mapping)`.
+    pub py_set_slots: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
+    /// Python `get_slots(tp)`.
+    pub py_get_slots: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
+    /// Python `table_info(tp)`.
+    pub py_table_info: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
+    /// Python `lookup(obj, key)`.
+    pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
+    /// Bind a key string to an id allocated elsewhere (interner only).
+    pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
+}
+
+// SAFETY: the struct is immutable after publication; the metaclass pointer
+// is only dereferenced by code holding the GIL or a reference.
+unsafe impl Sync for Api {}
+// SAFETY: as above.
+unsafe impl Send for Api {}
+
+static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Errors inside the runtime, raised as Python exceptions at the boundary.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// A Python exception is already set.
+    Python,
+    Type(String),
+    Value(String),
+    Import(String),
+    Build(BuildError),
+    /// Two different key strings with the same 64-bit id.
+    Collision { id: u64, new: String, old: String },
+}
+
+impl Error {
+    fn type_error(msg: String) -> Error {
+        Error::Type(msg)
+    }
+
+    fn value_error(msg: String) -> Error {
+        Error::Value(msg)
+    }
+
+    /// Set the Python exception and return `ret`. GIL held.
+    unsafe fn raise<R>(self, ret: R) -> R {
+        // SAFETY: GIL held by every caller.
+        unsafe {
+            let (kind, msg) = match self {
+                Error::Python => return ret,
+                Error::Type(m) => (PyExc_TypeError, m),
+                Error::Value(m) => (PyExc_ValueError, m),
+                Error::Import(m) => (PyExc_ImportError, m),
+                Error::Build(e) => (PyExc_ValueError, e.to_string()),
+                Error::Collision { id, new, old } => (
+                    PyExc_ValueError,
+                    format!("64-bit key collision: {new:?} and the registered key {old:?} both have id {id:#018x}"),
+                ),
+            };
+            let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
+            PyErr_SetString(kind, msg.as_ptr());
+        }
+        ret
+    }
+}
+
+/// Run `f`, turning a panic into a Python `SystemError` and `default`
+/// (no panic crosses the FFI boundary). The GIL must be held.
+pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let msg = std::ffi::CString::new(format!("extensibletype: internal error: {what}").replace('\0', ""))
+            .expect("NULs removed");
+        // SAFETY: as above.
+        unsafe { PyErr_SetString(PyExc_SystemError, msg.as_ptr()) };
+        default
+    })
+}
+
+/// Load (or create) the process's runtime. Needs the GIL; on failure returns
+/// `Err(())` with a Python exception set (`ImportError` on an ABI mismatch).
+///
+/// Idempotent and cheap after the first call.
+pub fn import() -> Result<&'static Api, ()> {
+    let api = API.load(Ordering::Acquire);
+    if !api.is_null() {
+        // SAFETY: published APIs are leaked, immutable and live forever.
+        return Ok(unsafe { &*api });
+    }
+    // SAFETY: GIL held (the caller's contract).
+    guard(Err(()), || unsafe { import_slow().map_err(|e| e.raise(())) })
+}
+
+unsafe fn import_slow() -> Result<&'static Api, Error> {
+    let _init = registry::lock_detached(&INIT);
+    if let Some(api) = unsafe { API.load(Ordering::Acquire).as_ref() } {
+        return Ok(api);
+    }
+    // SAFETY: GIL held.
+    unsafe {
+        let shared = shared_module()?;
+        let attr = c"api_v1";
+        let existing = PyObject_GetAttrString(shared, attr.as_ptr());
+        let api: &'static Api = if existing.is_null() {
+            PyErr_Clear();
+            let (meta, offset) = metaclass::create()?;
+            let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
+            layout::set_metaclass(meta, offset);
+            let capsule = convert::Owned::new(PyCapsule_New(
+                (api as *const Api).cast_mut().cast(),
+                CAPSULE_NAME.as_ptr(),
+                None,
+            ))?;
+            if PyObject_SetAttrString(shared, attr.as_ptr(), capsule.0) < 0
+                || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
+            {
+                return Err(Error::Python);
+            }
+            api
+        } else {
+            let capsule = convert::Owned(existing);
+            let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
+            if api.is_null() {
+                return Err(Error::Python);
+            }
+            check_abi(&*api)?;
+            layout::set_metaclass((*api).metaclass, (*api).table_offset);
+            &*api
+        };
+        API.store((api as *const Api).cast_mut(), Ordering::Release);
+        Ok(api)
+    }
+}
+
+/// Refuse a runtime whose ABI differs from ours.
+fn check_abi(api: &Api) -> Result<(), Error> {
+    let need = core::mem::size_of::<Api>() as u32;
+    if api.abi_version != ABI_VERSION || api.struct_size < need {
+        return Err(Error::Import(format!(
+            "extensibletype: the runtime loaded in this process has ABI version {} (API struct of {} bytes), \
+             but this extension needs ABI version {ABI_VERSION} (at least {need} bytes)",
+            api.abi_version, api.struct_size
+        )));
+    }
+    Ok(())
+}
+
+/// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
+unsafe fn shared_module() -> Result<*mut PyObject, Error> {
+    // SAFETY: GIL held.
+    unsafe {
+        let modules = PyImport_GetModuleDict();
+        let name = c"_extensibletype";
+        let existing = PyDict_GetItemString(modules, name.as_ptr());
+        if !existing.is_null() {
+            return Ok(existing);
+        }
+        let module = convert::Owned::new(PyModule_New(name.as_ptr()))?;
+        if PyDict_SetItemString(modules, name.as_ptr(), module.0) < 0 {
+            return Err(Error::Python);
+        }
+        Ok(PyDict_GetItemString(modules, name.as_ptr()))
+    }
+}
+
+/// The runtime's API struct; [`import`] must have succeeded.
+#[inline]
+fn api() -> &'static Api {
+    // SAFETY: set once by import() and never changed; callers have imported.
+    unsafe { API.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
+}
+
+/// The `ExtensibleType` metaclass (borrowed). [`import`] must have succeeded.
+pub fn metaclass() -> *mut PyTypeObject {
+    api().metaclass
+}
+
+/// Find the implementation of `id` on `tp`: NULL when absent.
+///
+/// No GIL needed; the caller must hold a reference to `tp` (or an instance).
+/// The fast path (metaclass compare, acquire load, probe) is inline.
+///
+/// # Safety
+/// [`import`] must have succeeded and `tp` must be a live type object.
+#[inline]
+pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
+    // SAFETY: see the contract; the table pointer of an extensible type is
+    // published with a release store and never freed while the type lives.
+    unsafe {
+        if Py_TYPE(tp.cast()) == layout::metaclass() {
+            let table: *const RawTable = TypeData::load(tp);
+            if !table.is_null() {
+                return raw_lookup(table, id);
+            }
+        }
+        (api().find_slow)(tp, id)
+    }
+}
+
+/// Find the implementation of `id` on `type(obj)`: NULL when absent.
+///
+/// # Safety
+/// As [`find_in_type`]; `obj` must be live.
+#[inline]
+pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
+    // SAFETY: forwarded.
+    unsafe { find_in_type(Py_TYPE(obj), id) }
+}
+
+/// Set slots on `tp` (any type: extensible types get their own table,
+/// others go to the foreign registry). Needs the GIL. On error returns
+/// `Err(())` with a Python exception set, and nothing changed.
+///
+/// # Safety
+/// [`import`] must have succeeded; `tp` must be a live object; every `key`
+/// must be NULL or a NUL-terminated string.
+pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
+    // SAFETY: forwarded.
+    match unsafe { (api().set_slots)(tp, defs.as_ptr(), defs.len() as isize) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Create a heap type whose metaclass is `ExtensibleType` from `spec` (like
+/// `PyType_FromModuleAndSpec`) and give it `defs`. Needs the GIL. Returns a
+/// new reference, or NULL with an exception set.
+///
+/// On CPython 3.11 (no `PyType_FromMetaclass`) the result is a subclass
+/// (with `__slots__ = ()`) of a type built from `spec`, under the same name.
+///
+/// # Safety
+/// As `PyType_FromModuleAndSpec`; [`import`] must have succeeded.
+pub unsafe fn type_from_spec(
+    module: *mut PyObject,
+    spec: *mut PyType_Spec,
+    bases: *mut PyObject,
+    defs: &[SlotDef],
+) -> *mut PyObject {
+    // SAFETY: forwarded.
+    unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) }
+}

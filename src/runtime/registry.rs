@@ -1,0 +1,429 @@
+//! Who owns which slots, and how a change is published.
+//!
+//! Every writer (`set_slots`, a class statement, `ExtType_FromSpec`) ends in
+//! [`apply`]: under one process-wide mutex it merges the new own slots, builds
+//! the effective table of the target and of every affected subclass, and only
+//! when all builds succeed publishes them with release stores. Old tables are
+//! retired, not freed, until their type is deallocated (GIL-free readers are
+//! outside CPython's QSBR). Python objects that back registered pointers are
+//! kept alive by every type whose tables (current or retired) use them.
+//!
+//! Lock discipline: nothing under the mutex runs Python code (no DECREF, no
+//! allocation of Python objects), so a finaliser can never re-enter a writer
+//! while the mutex is held. Waiting for the mutex detaches the thread state, so
+//! a writer never blocks the GIL or a stop-the-world pause.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3_ffi::*;
+
+use super::layout::{self, TypeData};
+use super::Error;
+use crate::table::{raw_lookup, RawTable, Table, MAX_ENTRIES};
+
+/// One registered implementation. `owner` (nullable) is the Python object
+/// backing `ptr`; it is referenced by the `owners` of every type whose tables
+/// use it, so this borrowed pointer stays valid as long as the slot does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub ptr: *const c_void,
+    pub owner: *mut PyObject,
+}
+
+/// One requested change: set `id` to `value`, or remove it (`None`).
+pub(crate) struct Change {
+    pub id: u64,
+    /// The key string, when the slot was named by key (for the interner).
+    pub name: Option<String>,
+    pub value: Option<Slot>,
+}
+
+/// The slots and tables of one type (extensible or foreign-registered).
+#[derive(Default)]
+pub(crate) struct TypeState {
+    /// Slots set on this type itself.
+    pub own: BTreeMap<u64, Slot>,
+    /// The published effective table (own slots, then bases in MRO order).
+    current: Option<Table>,
+    /// Tables published before `current`; freed with the type.
+    retired: Vec<Table>,
+    /// Strong references to every owner used by `current` or `retired`.
+    owners: Vec<*mut PyObject>,
+    owner_set: HashSet<usize>,
+}
+
+impl TypeState {
+    /// The published table, or NULL when empty.
+    pub fn current_raw(&self) -> *const RawTable {
+        self.current.as_ref().map_or(ptr::null(), Table::as_raw)
+    }
+
+    pub fn current(&self) -> Option<&Table> {
+        self.current.as_ref()
+    }
+
+    /// Replace the current table (retiring the old one); record the owners.
+    fn install(&mut self, table: Option<Table>, owners: &[*mut PyObject]) {
+        for &owner in owners {
+            if !owner.is_null() && self.owner_set.insert(owner as usize) {
+                // SAFETY: the caller holds a strong reference (GIL or attached
+                // thread state held); INCREF does not run Python code.
+                unsafe { Py_INCREF(owner) };
+                self.owners.push(owner);
+            }
+        }
+        if let Some(old) = core::mem::replace(&mut self.current, table) {
+            self.retired.push(old);
+        }
+    }
+
+    /// Visit the owners for the cycle collector.
+    pub fn traverse(&self, visit: visitproc, arg: *mut c_void) -> i32 {
+        for &owner in &self.owners {
+            // SAFETY: called from tp_traverse with owners we hold references to.
+            let rc = unsafe { visit(owner, arg) };
+            if rc != 0 {
+                return rc;
+            }
+        }
+        0
+    }
+
+    /// Unpublish nothing, free the tables, and hand back the owners for the
+    /// caller to DECREF outside any lock.
+    pub fn into_owners(self) -> Vec<*mut PyObject> {
+        self.owners
+    }
+}
+
+/// A foreign type registered with `set_slots`: kept alive by the registry.
+struct ForeignType {
+    tp: *mut PyTypeObject,
+    state: TypeState,
+}
+
+/// Everything the mutex protects.
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// Key strings registered by name, by id (collision detection, get_slots).
+    names: HashMap<u64, Box<str>>,
+    /// Foreign types by address.
+    foreign: HashMap<usize, ForeignType>,
+    /// Published and retired foreign-registry tables (type address → table).
+    foreign_tables: Vec<Table>,
+    /// Python subclasses of ExtensibleType seen so far (strong references).
+    metaclasses: Vec<*mut PyTypeObject>,
+    metaclass_tables: Vec<Table>,
+}
+
+// SAFETY: the raw pointers are Python objects and tables only touched while
+// the mutex is held by a thread with an attached thread state.
+unsafe impl Send for Registry {}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// Foreign registry: type address → effective table of that type.
+pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
+/// Sub-metaclasses of ExtensibleType: metaclass address → itself.
+pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
+
+/// The registry, locked. Detaches the thread state while waiting.
+pub(crate) struct Locked(MutexGuard<'static, Option<Registry>>);
+
+/// Lock `mutex` without ever blocking while attached to the interpreter:
+/// wait detached, then retry attached, so a thread waiting here never holds
+/// up the GIL or a stop-the-world pause, and never holds the mutex while it
+/// waits to re-attach. Needs an attached thread state.
+pub(crate) fn lock_detached<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // SAFETY: the caller has an attached thread state, restored
+                // right after the mutex becomes free.
+                unsafe {
+                    let ts = PyEval_SaveThread();
+                    drop(mutex.lock());
+                    PyEval_RestoreThread(ts);
+                }
+            }
+        }
+    }
+}
+
+impl Locked {
+    pub fn get() -> Locked {
+        let mut locked = Locked(lock_detached(&REGISTRY));
+        locked.0.get_or_insert_with(Registry::default);
+        locked
+    }
+
+    pub fn registry(&mut self) -> &mut Registry {
+        self.0.as_mut().expect("initialised in Locked::get")
+    }
+}
+
+/// Is `meta` ExtensibleType or a subclass of it? Registers new subclasses in
+/// [`METACLASSES`] so that GIL-free readers recognise them. Needs the GIL.
+pub(crate) unsafe fn is_extensible_metaclass(reg: &mut Registry, meta: *mut PyTypeObject) -> bool {
+    let base = layout::metaclass();
+    if meta == base {
+        return true;
+    }
+    if reg.metaclasses.contains(&meta) {
+        return true;
+    }
+    // SAFETY: both are live type objects; PyType_IsSubtype reads tp_mro only.
+    if unsafe { PyType_IsSubtype(meta, base) } == 0 {
+        return false;
+    }
+    // SAFETY: GIL held; the registry keeps metaclasses alive for good.
+    unsafe { Py_INCREF(meta.cast()) };
+    reg.metaclasses.push(meta);
+    let entries: Vec<(u64, *const c_void)> =
+        reg.metaclasses.iter().map(|&m| (m as u64, m as *const c_void)).collect();
+    let table = Table::build(&entries).expect("metaclass addresses are distinct and non-zero");
+    METACLASSES.store(table.as_raw().cast_mut(), Ordering::Release);
+    reg.metaclass_tables.push(table);
+    true
+}
+
+/// GIL-free: is `meta` a sub-metaclass seen by a writer?
+#[inline]
+pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
+    let table = METACLASSES.load(Ordering::Acquire);
+    // SAFETY: published tables are never freed.
+    !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
+}
+
+/// GIL-free: the foreign-registry table of exactly `tp`, or NULL.
+#[inline]
+pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
+    let registry = FOREIGN.load(Ordering::Acquire);
+    if registry.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: published registry tables are never freed; the values are
+    // effective tables owned by registered (immortalised) types' states.
+    unsafe { raw_lookup(registry, tp as u64).cast() }
+}
+
+/// A type together with its MRO, snapshotted (with the GIL) before locking.
+pub(crate) struct Target {
+    pub tp: *mut PyTypeObject,
+    pub mro: Vec<*mut PyTypeObject>,
+}
+
+impl Target {
+    /// Snapshot `tp`'s MRO. Borrowed pointers: `tp` holds its MRO tuple and
+    /// the caller holds `tp`.
+    pub unsafe fn new(tp: *mut PyTypeObject) -> Target {
+        // SAFETY: tp is a live, ready type; tp_mro is a tuple once ready.
+        let mro = unsafe { layout::mro(tp) };
+        Target { tp, mro }
+    }
+}
+
+/// The own slots of `tp` as the registry knows them (extensible or foreign).
+unsafe fn own_of<'a>(reg: &'a Registry, tp: *mut PyTypeObject) -> Option<&'a BTreeMap<u64, Slot>> {
+    // SAFETY: tp is a live type (in some live type's MRO).
+    unsafe {
+        if let Some(state) = layout::state_of(tp) {
+            return Some(&(*state).own);
+        }
+    }
+    reg.foreign.get(&(tp as usize)).map(|f| &f.state.own)
+}
+
+/// Merge own slots along `mro`: first definition wins. `override_own`
+/// replaces the own slots of one type (the one being changed).
+unsafe fn effective(
+    reg: &Registry,
+    mro: &[*mut PyTypeObject],
+    changed: *mut PyTypeObject,
+    new_own: &BTreeMap<u64, Slot>,
+) -> BTreeMap<u64, Slot> {
+    let mut merged = BTreeMap::new();
+    for &tp in mro {
+        let own = if tp == changed {
+            Some(new_own)
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { own_of(reg, tp) }
+        };
+        for (&id, &slot) in own.into_iter().flatten() {
+            merged.entry(id).or_insert(slot);
+        }
+    }
+    merged
+}
+
+fn build(slots: &BTreeMap<u64, Slot>) -> Result<(Option<Table>, Vec<*mut PyObject>), Error> {
+    if slots.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let entries: Vec<(u64, *const c_void)> = slots.iter().map(|(&id, s)| (id, s.ptr)).collect();
+    let table = Table::build(&entries).map_err(Error::Build)?;
+    let owners = slots.values().map(|s| s.owner).filter(|o| !o.is_null()).collect();
+    Ok((Some(table), owners))
+}
+
+/// Apply `changes` to the own slots of `target` and republish the effective
+/// tables of `target` and `affected` (its subclasses). All or nothing.
+///
+/// `reset_own` replaces the own slots instead of updating them (class
+/// creation). Needs an attached thread state; runs no Python code.
+pub(crate) unsafe fn apply(
+    target: &Target,
+    affected: &[Target],
+    changes: &[Change],
+    reset_own: bool,
+) -> Result<(), Error> {
+    let mut locked = Locked::get();
+    let reg = locked.registry();
+
+    // 1. Names: a different key string with a known id is a collision.
+    let mut new_names: HashMap<u64, &str> = HashMap::new();
+    for change in changes {
+        if let Some(name) = change.name.as_deref() {
+            let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
+            match known {
+                Some(old) if old != name => {
+                    return Err(Error::Collision { id: change.id, new: name.to_owned(), old: old.to_owned() })
+                }
+                _ => {
+                    new_names.insert(change.id, name);
+                }
+            }
+        }
+    }
+
+    // 2. The new own slots of the target.
+    // SAFETY: target.tp is live.
+    let mut own = if reset_own { BTreeMap::new() } else { unsafe { own_of(reg, target.tp) }.cloned().unwrap_or_default() };
+    for change in changes {
+        match change.value {
+            Some(slot) => own.insert(change.id, slot),
+            None => own.remove(&change.id),
+        };
+    }
+    if own.len() > MAX_ENTRIES {
+        return Err(Error::Build(crate::BuildError::TooMany { count: own.len() }));
+    }
+
+    // 3. Build every affected effective table before publishing any.
+    let mut built = Vec::with_capacity(1 + affected.len());
+    for t in core::iter::once(target).chain(affected) {
+        // SAFETY: t.tp is live (held by the caller), so is its metaclass.
+        let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
+        let participates = is_ext || t.tp == target.tp || reg.foreign.contains_key(&(t.tp as usize));
+        if !participates {
+            continue; // plain subclasses of foreign types find them via tp_base
+        }
+        // SAFETY: every type in these MROs is alive (held by t.tp).
+        let merged = unsafe { effective(reg, &t.mro, target.tp, &own) };
+        let (table, owners) = build(&merged)?;
+        built.push((t.tp, is_ext, table, owners));
+    }
+
+    // 4. Commit: names, own slots, tables.
+    for (id, name) in new_names {
+        reg.names.entry(id).or_insert_with(|| name.into());
+    }
+    let mut foreign_changed = false;
+    for (tp, is_ext, table, owners) in built {
+        if is_ext {
+            // SAFETY: tp is extensible and live; we hold the mutex, the only
+            // writer of type states.
+            let state = unsafe { layout::state_or_init(tp) };
+            if tp == target.tp {
+                state.own = core::mem::take(&mut own);
+            }
+            let raw = table.as_ref().map_or(ptr::null(), Table::as_raw);
+            state.install(table, &owners);
+            // SAFETY: the type data of an extensible type.
+            unsafe { TypeData::publish(tp, raw) };
+        } else {
+            let entry = reg.foreign.entry(tp as usize).or_insert_with(|| {
+                // SAFETY: GIL held; registered types are kept alive.
+                unsafe { Py_INCREF(tp.cast()) };
+                ForeignType { tp, state: TypeState::default() }
+            });
+            if tp == target.tp {
+                entry.state.own = core::mem::take(&mut own);
+            }
+            entry.state.install(table, &owners);
+            foreign_changed = true;
+        }
+    }
+    if foreign_changed {
+        republish_foreign(reg);
+    }
+    Ok(())
+}
+
+/// Rebuild the foreign registry table (type address → effective table).
+fn republish_foreign(reg: &mut Registry) {
+    let entries: Vec<(u64, *const c_void)> = reg
+        .foreign
+        .values()
+        .filter(|f| f.state.current.is_some())
+        .map(|f| (f.tp as u64, f.state.current_raw().cast()))
+        .collect();
+    let (table, raw) = if entries.is_empty() {
+        (None, ptr::null_mut())
+    } else {
+        let table = Table::build(&entries).expect("type addresses are distinct and non-zero");
+        let raw = table.as_raw().cast_mut();
+        (Some(table), raw)
+    };
+    FOREIGN.store(raw, Ordering::Release);
+    reg.foreign_tables.extend(table);
+}
+
+/// The effective slots of a foreign type: its own registration, else the
+/// first registered type on its `tp_base` chain. GIL held.
+pub(crate) fn foreign_slots_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
+    let mut t = tp;
+    while !t.is_null() {
+        if let Some(f) = reg.foreign.get(&(t as usize)) {
+            return Some(&f.state);
+        }
+        // SAFETY: t is a live type; tp_base is NULL or a live type.
+        t = unsafe { layout::base_of(t) };
+    }
+    None
+}
+
+/// Effective slots of an extensible type whose data was never initialised:
+/// merged from its bases, without publishing anything.
+pub(crate) unsafe fn inherited_slots(reg: &Registry, tp: *mut PyTypeObject) -> BTreeMap<u64, Slot> {
+    // SAFETY: tp is live and ready.
+    unsafe {
+        let mro = layout::mro(tp);
+        effective(reg, &mro, ptr::null_mut(), &BTreeMap::new())
+    }
+}
+
+/// The key string registered for `id`, if any.
+pub(crate) fn name_of(reg: &Registry, id: u64) -> Option<&str> {
+    reg.names.get(&id).map(|b| &**b)
+}
+
+/// Bind `name` to `id` in the interner (ids allocated by other schemes).
+pub(crate) fn bind_name(reg: &mut Registry, id: u64, name: &str) -> Result<(), Error> {
+    match reg.names.get(&id) {
+        Some(old) if &**old != name => {
+            Err(Error::Collision { id, new: name.to_owned(), old: old.to_string() })
+        }
+        Some(_) => Ok(()),
+        None => {
+            reg.names.insert(id, name.into());
+            Ok(())
+        }
+    }
+}
