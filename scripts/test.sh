@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The whole test suite: `bash scripts/test.sh` (what README and .ci/run call).
+#
+# 1. cargo test: the Rust crate (key hashing, tables: unit, property and
+#    adversarial tests; doc tests).
+# 2. For each interpreter: CPython 3.11 (the machine's python3), the pyenv
+#    3.12 / 3.13 interpreters when present, and a free-threaded 3.13t built by
+#    scripts/cpython.sh (cached under ~/.cache): a venv under .venv/<tag>,
+#    the package installed with `pip install .` (PEP 517, maturin), then pytest.
+#
+# Idempotent: venvs, pip packages, the 3.13t build and cargo artefacts are
+# reused; a package is reinstalled only when its sources changed.
+# Prints one line per interpreter and a final "N passed, N failed" line.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TERM_COLOR=never PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+# Python packages the suites need in every venv (maturin builds the wheel).
+PY_DEPS=(maturin pytest cython numpy setuptools)
+
+declare -a SUMMARY=()
+total_passed=0
+total_failed=0
+
+# --- 1. Rust ----------------------------------------------------------------
+log "cargo test (release)"
+if cargo test --release 2>&1 | tee /tmp/extensibletype-cargo-test.log | grep -E '^test result|FAILED|panicked' >&2; then :; fi
+cargo_passed=$(grep -Eo '[0-9]+ passed' /tmp/extensibletype-cargo-test.log | awk '{s+=$1} END {print s+0}')
+cargo_failed=$(grep -Eo '[0-9]+ failed' /tmp/extensibletype-cargo-test.log | awk '{s+=$1} END {print s+0}')
+if ! grep -q '^test result' /tmp/extensibletype-cargo-test.log; then
+    cargo_failed=$((cargo_failed + 1))
+    log "cargo test did not run (build failure?):"
+    tail -30 /tmp/extensibletype-cargo-test.log >&2
+fi
+SUMMARY+=("cargo test: ${cargo_passed} passed, ${cargo_failed} failed")
+total_passed=$((total_passed + cargo_passed))
+total_failed=$((total_failed + cargo_failed))
+
+# --- 2. Python interpreters -------------------------------------------------
+# tag|python executable
+interpreters=("3.11|$(command -v python3.11 || command -v python3)")
+for v in 3.12 3.13; do
+    found=$(ls -d "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" 2>/dev/null | sort -V | tail -1)
+    if [ -n "$found" ]; then
+        interpreters+=("$v|$found")
+    else
+        SUMMARY+=("python $v: not present on this machine (skipped)")
+    fi
+done
+if ft=$(bash scripts/cpython.sh | tail -1) && [ -x "$ft" ]; then
+    interpreters+=("3.13t|$ft")
+else
+    SUMMARY+=("python 3.13t: could not be built here (see scripts/cpython.sh output)")
+    total_failed=$((total_failed + 1))
+fi
+
+# A digest of everything that goes into the wheel.
+source_digest() {
+    git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
+        | sort | xargs cat 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+digest=$(source_digest)
+
+for entry in "${interpreters[@]}"; do
+    tag=${entry%%|*}
+    py=${entry#*|}
+    venv="$ROOT/.venv/$tag"
+    log "python $tag: $py"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$py" -m venv "$venv" || { SUMMARY+=("python $tag: venv creation failed"); total_failed=$((total_failed + 1)); continue; }
+    fi
+    vpy="$venv/bin/python"
+    missing=()
+    for dep in "${PY_DEPS[@]}"; do
+        "$vpy" -m pip show -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "pip install ${missing[*]}"
+        # numpy/cython may have no wheel for a free-threaded build; the tests
+        # that need them skip with a reason when they are absent.
+        "$vpy" -m pip install -q "${missing[@]}" >&2 || for dep in "${missing[@]}"; do "$vpy" -m pip install -q "$dep" >&2 || log "could not install $dep for $tag"; done
+    fi
+    if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
+        log "pip install . (python $tag)"
+        if ! CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2; then
+            SUMMARY+=("python $tag: build/install failed")
+            total_failed=$((total_failed + 1))
+            continue
+        fi
+        echo "$digest" >"$venv/.extensibletype-digest"
+    fi
+    out="/tmp/extensibletype-pytest-$tag.log"
+    (cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py$tag" EXTENSIBLETYPE_PYTHON_TAG="$tag" \
+        "$vpy" -m pytest -q -p no:cacheprovider . 2>&1) | tee "$out" | tail -3 >&2
+    line=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|error' "$out" | tail -1)
+    p=$(grep -Eo '[0-9]+ passed' <<<"$line" | grep -Eo '[0-9]+' || echo 0)
+    f=$(grep -Eo '[0-9]+ (failed|error)' <<<"$line" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+    if [ "${p:-0}" = 0 ] && [ "${f:-0}" = 0 ]; then f=1; fi
+    SUMMARY+=("python $tag: ${p:-0} passed, ${f:-0} failed ($("$vpy" -c 'import sys; print(sys.version.split()[0], "free-threaded" if getattr(sys, "_is_gil_enabled", lambda: True)() is False else "GIL")'))")
+    total_passed=$((total_passed + ${p:-0}))
+    total_failed=$((total_failed + ${f:-0}))
+done
+
+echo
+echo "== extensibletype test summary =="
+printf '%s\n' "${SUMMARY[@]}"
+echo "${total_passed} passed, ${total_failed} failed"
+[ "$total_failed" -eq 0 ]
