@@ -30,12 +30,14 @@
 //! # Construction
 //!
 //! Hash-and-displace (the CHD family): keys are split into `B` bins by the
-//! second hash; bins are placed largest first, each given the first
-//! displacement `d` that sends all its keys to free slots; single-key bins take
-//! the next free slot directly. Multiplier pairs come from a seed derived from
-//! the sorted id set, so the same ids in any order give byte-identical tables.
-//! The fallback ladder tries [`ATTEMPTS_PER_SHAPE`] pairs at `B = S`, then
-//! `B = 2S`, then doubles `S`, up to `S = 2^16` (where `B` may reach `4S`).
+//! second hash (a counting sort); bins are placed largest first, each given
+//! the first displacement `d` that sends all its keys to free slots;
+//! single-key bins take the next free slot directly (no search). Multipliers
+//! come from a commutative mix of the ids, so the same ids in any order give
+//! byte-identical tables. Two keys of one bin with the same slot hash can never
+//! be separated, so on such a collision only `k1` is redrawn (the bins are
+//! kept). The fallback ladder tries [`ATTEMPTS_PER_SHAPE`] pairs at `B = S`,
+//! then `B = 2S`, then doubles `S`, up to `S = 2^16` (where `B` may reach `4S`).
 
 use core::ffi::c_void;
 use core::fmt;
@@ -333,18 +335,23 @@ fn block_layout(bytes: usize) -> Layout {
 pub struct Builder {
     ids: Vec<u64>,
     ptrs: Vec<*const c_void>,
-    slot_of: Vec<u32>,
+    /// Per key: its bin under the current `k2`, its slot hash under `k1`.
     bin_of: Vec<u32>,
+    slot_of: Vec<u32>,
+    /// Keys grouped by bin: bin `b` holds `by_bin[bin_start[b]..bin_start[b + 1]]`.
     bin_start: Vec<u32>,
     by_bin: Vec<u32>,
-    fill: Vec<u32>,
-    bins_by_size: Vec<u32>,
-    size_count: Vec<u32>,
+    /// Non-empty bins, largest first (ties by bin index): the placement order.
+    order: Vec<u32>,
+    /// Where the single-key bins start in `order`.
+    first_single: usize,
+    /// Counting-sort scratch.
+    cursor: Vec<u32>,
     taken: Vec<u64>,
     disp: Vec<u16>,
 }
 
-/// One candidate hash function pair and table shape.
+/// A table shape with its two multipliers.
 #[derive(Clone, Copy)]
 struct Shape {
     k1: u64,
@@ -353,6 +360,11 @@ struct Shape {
     log_b: u32,
 }
 
+/// Bin multipliers tried per `(S, B)` shape, and slot multipliers per bin
+/// multiplier: [`ATTEMPTS_PER_SHAPE`] pairs in all.
+const BIN_ATTEMPTS: u32 = 4;
+const SLOT_ATTEMPTS: u32 = ATTEMPTS_PER_SHAPE / BIN_ATTEMPTS;
+
 impl Builder {
     /// An empty builder.
     pub fn new() -> Builder {
@@ -360,21 +372,42 @@ impl Builder {
     }
 
     /// Build a table; see [`Table::build`].
+    ///
+    /// No sorting: every placement decision depends only on the id set (bins
+    /// are visited by size, then index), and the seed is a commutative mix
+    /// of the ids, so the input order cannot change a byte of the result.
     pub fn build(&mut self, entries: &[(u64, *const c_void)]) -> Result<Table, BuildError> {
         let n = entries.len();
         if n > MAX_ENTRIES {
             return Err(BuildError::TooMany { count: n });
         }
-        self.validate_and_sort(entries)?;
-        let seed = seed_of(&self.ids);
+        self.ids.clear();
+        self.ptrs.clear();
+        let mut seed = n as u64;
+        for (index, &(id, ptr)) in entries.iter().enumerate() {
+            if id == 0 {
+                return Err(BuildError::ZeroId { index });
+            }
+            if ptr.is_null() {
+                return Err(BuildError::NullPointer { id });
+            }
+            seed = seed.wrapping_add(splitmix64(id));
+            self.ids.push(id);
+            self.ptrs.push(ptr);
+        }
         let first_log_s = n.next_power_of_two().trailing_zeros().max(1);
         for log_s in first_log_s..=LOG2_MAX_SIZE {
             let widest_b = if log_s == LOG2_MAX_SIZE { log_s + 2 } else { log_s + 1 };
             for log_b in log_s..=widest_b {
-                for attempt in 0..ATTEMPTS_PER_SHAPE {
-                    let shape = Shape::derive(seed, log_s, log_b, attempt);
-                    if self.place(shape) {
-                        return Ok(self.emit(shape));
+                for bin_attempt in 0..BIN_ATTEMPTS {
+                    let k2 = multiplier(seed, log_s, log_b, bin_attempt, u32::MAX);
+                    self.sort_into_bins(k2, log_b);
+                    for slot_attempt in 0..SLOT_ATTEMPTS {
+                        let k1 = multiplier(seed, log_s, log_b, bin_attempt, slot_attempt);
+                        let shape = Shape { k1, k2, log_s, log_b };
+                        if self.place(shape)? {
+                            return Ok(self.emit(shape));
+                        }
                     }
                 }
             }
@@ -382,137 +415,123 @@ impl Builder {
         Err(BuildError::Exhausted { count: n })
     }
 
-    /// Copy the input sorted by id (so the result is order-independent) and
-    /// reject id 0, NULL pointers and duplicates.
-    fn validate_and_sort(&mut self, entries: &[(u64, *const c_void)]) -> Result<(), BuildError> {
-        if let Some(index) = entries.iter().position(|&(id, _)| id == 0) {
-            return Err(BuildError::ZeroId { index });
-        }
-        if let Some(&(id, _)) = entries.iter().find(|&&(_, ptr)| ptr.is_null()) {
-            return Err(BuildError::NullPointer { id });
-        }
-        let mut sorted: Vec<(u64, *const c_void)> = entries.to_vec();
-        sorted.sort_unstable_by_key(|&(id, _)| id);
-        if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(BuildError::DuplicateId { id: pair[0].0 });
-        }
-        self.ids.clear();
-        self.ptrs.clear();
-        self.ids.extend(sorted.iter().map(|&(id, _)| id));
-        self.ptrs.extend(sorted.iter().map(|&(_, ptr)| ptr));
-        Ok(())
-    }
-
-    /// Try one shape: fill `self.disp` and return true on success.
-    fn place(&mut self, shape: Shape) -> bool {
-        let n = self.ids.len();
-        let size = 1usize << shape.log_s;
-        let bins = 1usize << shape.log_b;
-        let (s, t) = (64 - shape.log_s, 64 - shape.log_b);
-
-        // Hash every key; count keys per bin.
-        self.slot_of.clear();
+    /// Group keys by bin `(id * k2) >> (64 - log_b)` and order the non-empty
+    /// bins largest first (counting sorts, O(n + B)).
+    fn sort_into_bins(&mut self, k2: u64, log_b: u32) {
+        let bins = 1usize << log_b;
+        let t = 64 - log_b;
         self.bin_of.clear();
+        self.bin_of.extend(self.ids.iter().map(|&id| (id.wrapping_mul(k2) >> t) as u32));
+
+        // bin_start[b + 1] = keys in bin b; then prefix sums.
         self.bin_start.clear();
         self.bin_start.resize(bins + 1, 0);
-        for &id in &self.ids {
-            let slot = (id.wrapping_mul(shape.k1) >> s) as u32;
-            let bin = (id.wrapping_mul(shape.k2) >> t) as u32;
-            self.slot_of.push(slot);
-            self.bin_of.push(bin);
-            self.bin_start[bin as usize + 1] += 1;
+        let mut largest = 0;
+        for &b in &self.bin_of {
+            let count = &mut self.bin_start[b as usize + 1];
+            *count += 1;
+            largest = largest.max(*count);
         }
-
-        // Counting sort of bins by size (largest first) and of keys by bin.
-        self.size_count.clear();
-        for b in 0..bins {
-            let len = self.bin_start[b + 1] as usize;
-            if len >= self.size_count.len() {
-                self.size_count.resize(len + 1, 0);
+        // Non-empty bins by size, largest first; within a size, by index.
+        self.cursor.clear();
+        self.cursor.resize(largest as usize + 1, 0);
+        for &count in &self.bin_start[1..] {
+            self.cursor[count as usize] += 1;
+        }
+        let mut at = 0;
+        for size in (1..=largest as usize).rev() {
+            let here = self.cursor[size];
+            self.cursor[size] = at;
+            at += here;
+        }
+        self.first_single = if largest == 0 { 0 } else { self.cursor[1] as usize };
+        self.order.clear();
+        self.order.resize(at as usize, 0);
+        for (b, &count) in self.bin_start[1..].iter().enumerate() {
+            if count > 0 {
+                let slot = &mut self.cursor[count as usize];
+                self.order[*slot as usize] = b as u32;
+                *slot += 1;
             }
-            self.size_count[len] += 1;
-        }
-        let mut next = 0u32;
-        for count in self.size_count.iter_mut().rev() {
-            let here = *count;
-            *count = next;
-            next += here;
-        }
-        self.bins_by_size.clear();
-        self.bins_by_size.resize(bins, 0);
-        for b in 0..bins {
-            let len = self.bin_start[b + 1] as usize;
-            let at = &mut self.size_count[len];
-            self.bins_by_size[*at as usize] = b as u32;
-            *at += 1;
         }
         for b in 0..bins {
             self.bin_start[b + 1] += self.bin_start[b];
         }
+        // Keys grouped by bin.
+        self.cursor.clear();
+        self.cursor.extend_from_slice(&self.bin_start[..bins]);
         self.by_bin.clear();
-        self.by_bin.resize(n, 0);
-        self.fill.clear();
-        self.fill.extend_from_slice(&self.bin_start[..bins]);
-        for (key, &bin) in self.bin_of.iter().enumerate() {
-            let at = &mut self.fill[bin as usize];
-            self.by_bin[*at as usize] = key as u32;
-            *at += 1;
+        self.by_bin.resize(self.ids.len(), 0);
+        for (key, &b) in self.bin_of.iter().enumerate() {
+            let slot = &mut self.cursor[b as usize];
+            self.by_bin[*slot as usize] = key as u32;
+            *slot += 1;
         }
+    }
 
+    /// Try slot multiplier `shape.k1` on the current bins: fill `self.disp`.
+    /// `Ok(false)`: try another multiplier. `Err`: a duplicate id (two keys
+    /// that collide in bin and slot under every multiplier).
+    fn place(&mut self, shape: Shape) -> Result<bool, BuildError> {
+        let size = 1usize << shape.log_s;
+        let s = 64 - shape.log_s;
+        self.slot_of.clear();
+        self.slot_of.extend(self.ids.iter().map(|&id| (id.wrapping_mul(shape.k1) >> s) as u32));
         self.taken.clear();
         self.taken.resize(size.div_ceil(64), 0);
         self.disp.clear();
-        self.disp.resize(bins, 0);
+        self.disp.resize(1usize << shape.log_b, 0);
 
-        // Bins with two or more keys: search a displacement.
-        let mut order = 0;
-        while order < bins {
-            let b = self.bins_by_size[order] as usize;
+        // Bins with two or more keys: the first displacement that sends all
+        // of them to free slots.
+        let mut slots = [0usize; 16];
+        let mut spill = Vec::new();
+        for &b in &self.order[..self.first_single] {
+            let b = b as usize;
             let keys = &self.by_bin[self.bin_start[b] as usize..self.bin_start[b + 1] as usize];
-            if keys.len() < 2 {
-                break;
+            let slots: &mut [usize] = if keys.len() <= slots.len() {
+                &mut slots[..keys.len()]
+            } else {
+                spill.resize(keys.len(), 0);
+                &mut spill[..]
+            };
+            for (slot, &k) in slots.iter_mut().zip(keys) {
+                *slot = self.slot_of[k as usize] as usize;
             }
-            order += 1;
-            // The bin is unplaceable if two of its keys share a slot hash.
-            for (i, &a) in keys.iter().enumerate() {
-                let sa = self.slot_of[a as usize];
-                if keys[i + 1..].iter().any(|&k| self.slot_of[k as usize] == sa) {
-                    return false;
+            // Two keys with one slot hash can never be separated by `^ d`.
+            for i in 1..slots.len() {
+                if let Some(j) = slots[..i].iter().position(|&other| other == slots[i]) {
+                    let (a, c) = (self.ids[keys[i] as usize], self.ids[keys[j] as usize]);
+                    if a == c {
+                        return Err(BuildError::DuplicateId { id: a });
+                    }
+                    return Ok(false);
                 }
             }
             let taken = &self.taken;
-            let slot_of = &self.slot_of;
-            let free = |slot: usize| taken[slot / 64] & (1u64 << (slot % 64)) == 0;
-            let Some(d) = (0..size).find(|&d| keys.iter().all(|&k| free(slot_of[k as usize] as usize ^ d)))
-            else {
-                return false;
+            let free = |slot: usize| taken[slot >> 6] & (1u64 << (slot & 63)) == 0;
+            let Some(d) = (0..size).find(|&d| slots.iter().all(|&slot| free(slot ^ d))) else {
+                return Ok(false);
             };
-            for &k in keys {
-                let slot = self.slot_of[k as usize] as usize ^ d;
-                self.taken[slot / 64] |= 1u64 << (slot % 64);
+            for &slot in slots.iter() {
+                self.taken[(slot ^ d) >> 6] |= 1u64 << ((slot ^ d) & 63);
             }
             self.disp[b] = d as u16;
         }
 
-        // Single-key bins: send each straight to the next free slot.
+        // Single-key bins: straight to the next free slot, no search.
         let mut word = 0;
-        while order < bins {
-            let b = self.bins_by_size[order] as usize;
-            let start = self.bin_start[b] as usize;
-            if self.bin_start[b + 1] as usize == start {
-                break; // the rest are empty bins (displacement 0)
-            }
-            order += 1;
+        for &b in &self.order[self.first_single..] {
+            let b = b as usize;
             while self.taken[word] == u64::MAX {
                 word += 1;
             }
             let bit = (!self.taken[word]).trailing_zeros() as usize;
             self.taken[word] |= 1u64 << bit;
-            let slot = word * 64 + bit;
-            let key = self.by_bin[start] as usize;
-            self.disp[b] = (self.slot_of[key] as usize ^ slot) as u16;
+            let key = self.by_bin[self.bin_start[b] as usize] as usize;
+            self.disp[b] = (self.slot_of[key] as usize ^ (word * 64 + bit)) as u16;
         }
-        true
+        Ok(true)
     }
 
     /// Write the table for a shape that [`Builder::place`] accepted.
@@ -556,13 +575,6 @@ impl Builder {
     }
 }
 
-/// A 64-bit digest of the sorted id set: the seed of the multiplier sequence.
-fn seed_of(sorted_ids: &[u64]) -> u64 {
-    sorted_ids
-        .iter()
-        .fold(sorted_ids.len() as u64, |h, &id| splitmix64(h ^ id))
-}
-
 /// SplitMix64's finaliser: a bijective mix of all 64 bits.
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -571,17 +583,11 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Shape {
-    /// The `attempt`-th multiplier pair for this seed and shape.
-    fn derive(seed: u64, log_s: u32, log_b: u32, attempt: u32) -> Shape {
-        let base = splitmix64(seed ^ (u64::from(log_s) << 40 | u64::from(log_b) << 32 | u64::from(attempt)));
-        Shape {
-            k1: splitmix64(base) | 1,
-            k2: splitmix64(base ^ 0x5851_f42d_4c95_7f2d) | 1,
-            log_s,
-            log_b,
-        }
-    }
+/// An odd multiplier, a pure function of the id-set seed and the ladder
+/// position (`slot_attempt == u32::MAX` names the bin multiplier).
+fn multiplier(seed: u64, log_s: u32, log_b: u32, bin_attempt: u32, slot_attempt: u32) -> u64 {
+    let position = u64::from(log_s) << 56 | u64::from(log_b) << 48 | u64::from(bin_attempt) << 32 | u64::from(slot_attempt);
+    splitmix64(splitmix64(seed ^ position)) | 1
 }
 
 #[cfg(test)]

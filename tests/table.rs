@@ -76,6 +76,17 @@ proptest! {
     }
 
     #[test]
+    fn a_duplicate_anywhere_is_reported(ids in prop::collection::hash_set(1u64.., 1..=2048usize),
+                                        pick in any::<prop::sample::Index>(),
+                                        at in any::<prop::sample::Index>()) {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let dup = ids[pick.index(ids.len())];
+        let mut input = entries(&ids);
+        input.insert(at.index(input.len() + 1), (dup, ptr(99_999)));
+        prop_assert_eq!(Table::build(&input).unwrap_err(), BuildError::DuplicateId { id: dup });
+    }
+
+    #[test]
     fn const_prehash_matches_runtime(key in ".{0,150}") {
         prop_assert_eq!(prehash_const(&key), prehash(&key));
     }
