@@ -4,7 +4,9 @@
 
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
@@ -60,8 +62,29 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 }
 
 /// The prehash of a key name, refusing the reserved id 0.
+///
+/// Memoised: class statements repeat the same few keys, and a hash-map probe
+/// is several times cheaper than md5. The memo is bounded (cleared when full).
 pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
-    match prehash_bytes(name.as_bytes()) {
+    static MEMO: Mutex<Option<HashMap<Box<str>, u64>>> = Mutex::new(None);
+    const MEMO_MAX: usize = 1 << 16;
+    // Held only for a map probe (no Python code), so blocking here is safe.
+    let cached = MEMO.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            let id = prehash_bytes(name.as_bytes());
+            if let Ok(mut memo) = MEMO.lock() {
+                let memo = memo.get_or_insert_with(HashMap::new);
+                if memo.len() >= MEMO_MAX {
+                    memo.clear();
+                }
+                memo.insert(name.into(), id);
+            }
+            id
+        }
+    };
+    match id {
         0 => Err(Error::value_error(format!("key {name:?} hashes to the reserved id 0"))),
         id => Ok(id),
     }
@@ -119,20 +142,40 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
                 type_name(mapping)
             )));
         }
+        let mut changes = Changes::default();
+        let add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), Error> {
+            let (id, name) = key_from_py(key)?;
+            let value = slot_from_py(value, &mut changes.keep)?;
+            changes.list.push(Change { id, name, value });
+            Ok(())
+        };
+        if PyDict_Check(mapping) != 0 {
+            // The common case (class bodies, literals): no items() list.
+            let n = PyDict_Size(mapping);
+            if n > crate::MAX_ENTRIES as isize {
+                return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+            }
+            let (mut pos, mut key, mut value): (Py_ssize_t, *mut PyObject, *mut PyObject) =
+                (0, ptr::null_mut(), ptr::null_mut());
+            while PyDict_Next(mapping, &mut pos, &mut key, &mut value) != 0 {
+                // Borrowed from the dict, which the caller keeps alive; hold
+                // them across conversions that may run Python code.
+                let (key, value) = (Owned(Py_NewRef(key)), Owned(Py_NewRef(value)));
+                add(key.0, value.0, &mut changes)?;
+            }
+            return Ok(changes);
+        }
         let items = Owned::new(PyMapping_Items(mapping))?;
         let n = PyList_Size(items.0);
         if n > crate::MAX_ENTRIES as isize {
             return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
         }
-        let mut changes = Changes::default();
         for i in 0..n {
             let item = PyList_GetItem(items.0, i);
             if PyTuple_Check(item) == 0 || PyTuple_Size(item) != 2 {
                 return Err(Error::type_error(format!("{what}.items() must yield (key, value) pairs")));
             }
-            let (id, name) = key_from_py(PyTuple_GetItem(item, 0))?;
-            let value = slot_from_py(PyTuple_GetItem(item, 1), &mut changes.keep)?;
-            changes.list.push(Change { id, name, value });
+            add(PyTuple_GetItem(item, 0), PyTuple_GetItem(item, 1), &mut changes)?;
         }
         Ok(changes)
     }

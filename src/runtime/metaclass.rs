@@ -128,6 +128,11 @@ pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
             return Err(Error::Python);
         }
         let changes = if cslots.is_null() { Changes::default() } else { changes_from_mapping(cslots, "__cslots__")? };
+        if layout::state_of(tp).is_none() {
+            // First set-up of a class still inside its creating call: it
+            // cannot have subclasses yet, so skip the __subclasses__() walk.
+            return registry::apply(&Target::new(tp), &[], &changes.list, true);
+        }
         publish(tp, &changes, true)
     }
 }
