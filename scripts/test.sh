@@ -7,6 +7,8 @@
 #    3.12 / 3.13 interpreters when present, and a free-threaded 3.13t built by
 #    scripts/cpython.sh (cached under ~/.cache): a venv under .venv/<tag>,
 #    the package installed with `pip install .` (PEP 517, maturin), then pytest.
+#    The abi3 wheel (feature `abi3`, limited API 3.12) is tested again on
+#    3.12 and 3.13 (tags 3.12-abi3, 3.13-abi3).
 #
 # Idempotent: venvs, pip packages, the 3.13t build and cargo artefacts are
 # reused; a package is reinstalled only when its sources changed.
@@ -51,6 +53,11 @@ for v in 3.12 3.13; do
         SUMMARY+=("python $v: not present on this machine (skipped)")
     fi
 done
+# The stable-ABI (abi3, limited API 3.12) wheel, built once with 3.12 and
+# tested on every 3.12+ interpreter above.
+for entry in "${interpreters[@]}"; do
+    case ${entry%%|*} in 3.12|3.13) interpreters+=("${entry%%|*}-abi3|${entry#*|}") ;; esac
+done
 if ft=$(bash scripts/cpython.sh | tail -1) && [ -x "$ft" ]; then
     interpreters+=("3.13t|$ft")
 else
@@ -64,6 +71,18 @@ source_digest() {
         | sort | xargs cat 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 digest=$(source_digest)
+
+# Build the abi3 wheel once per source digest (with the first interpreter
+# that asks), then install it.
+install_abi3() {
+    local vpy=$1 dist="$ROOT/target/wheels-abi3/$digest"
+    if ! ls "$dist"/*abi3*.whl >/dev/null 2>&1; then
+        log "maturin build --features abi3"
+        rm -rf "$ROOT/target/wheels-abi3"
+        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features abi3 -i "$vpy" --out "$dist" >&2 || return 1
+    fi
+    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
+}
 
 for entry in "${interpreters[@]}"; do
     tag=${entry%%|*}
@@ -85,12 +104,17 @@ for entry in "${interpreters[@]}"; do
         "$vpy" -m pip install -q "${missing[@]}" >&2 || for dep in "${missing[@]}"; do "$vpy" -m pip install -q "$dep" >&2 || log "could not install $dep for $tag"; done
     fi
     if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
-        log "pip install . (python $tag)"
-        if ! CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2; then
+        case $tag in
+            *-abi3) install_abi3 "$vpy" ;;
+            *)
+                log "pip install . (python $tag)"
+                CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2
+                ;;
+        esac || {
             SUMMARY+=("python $tag: build/install failed")
             total_failed=$((total_failed + 1))
             continue
-        fi
+        }
         echo "$digest" >"$venv/.extensibletype-digest"
     fi
     out="/tmp/extensibletype-pytest-$tag.log"

@@ -45,7 +45,7 @@ unsafe extern "C" fn prehash(_m: *mut PyObject, key: *mut PyObject) -> *mut PyOb
         } else if PyBytes_Check(key) != 0 {
             core::slice::from_raw_parts(PyBytes_AsString(key).cast(), PyBytes_Size(key) as usize)
         } else {
-            PyErr_Format(PyExc_TypeError, c"prehash() argument must be str or bytes, not %s".as_ptr(), (*Py_TYPE(key)).tp_name);
+            PyErr_Format(PyExc_TypeError, c"prehash() argument must be str or bytes, not %S".as_ptr(), Py_TYPE(key));
             return ptr::null_mut();
         };
         PyLong_FromUnsignedLongLong(crate::prehash_bytes(bytes))
@@ -91,7 +91,8 @@ unsafe extern "C" fn bind_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs
         if !nargs_ok(c"_bind_key", nargs, 2) {
             return ptr::null_mut();
         }
-        let key = PyUnicode_AsUTF8(*args);
+        let mut len: Py_ssize_t = 0;
+        let key = PyUnicode_AsUTF8AndSize(*args, &mut len);
         if key.is_null() {
             return ptr::null_mut();
         }

@@ -2,7 +2,7 @@
 //! into validated [`Change`]s. Everything is checked here, before the
 //! registry is touched, so that a failed call changes nothing.
 
-use core::ffi::{c_char, c_void, CStr};
+use core::ffi::{c_void, CStr};
 use core::ptr;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -291,11 +291,7 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
     }
 }
 
-/// `type(obj).__name__`, for messages.
-pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
-    // SAFETY: obj is live; tp_name is a NUL-terminated string.
-    unsafe { CStr::from_ptr((*Py_TYPE(obj)).tp_name).to_string_lossy().into_owned() }
-}
+pub(crate) use super::layout::type_name;
 
 /// `repr(obj)`, for messages (never fails: falls back to the type name).
 pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
@@ -307,11 +303,9 @@ pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
             return format!("<{}>", type_name(obj));
         }
         let r = Owned(r);
-        let p = PyUnicode_AsUTF8(r.0);
-        if p.is_null() {
-            PyErr_Clear();
-            return format!("<{}>", type_name(obj));
+        match super::layout::utf8(r.0) {
+            Some(text) => text.to_owned(),
+            None => format!("<{}>", type_name(obj)),
         }
-        CStr::from_ptr(p as *const c_char).to_string_lossy().into_owned()
     }
 }

@@ -4,7 +4,7 @@
 //! The only module that reads type-object fields directly (`tp_mro`,
 //! `tp_base`); everything else goes through these helpers.
 
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
@@ -139,11 +139,13 @@ impl TypeData {
 }
 
 /// The MRO of a ready type, as borrowed pointers (`tp` holds the tuple).
+/// Needs the GIL.
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
 pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
     // SAFETY: tp_mro of a ready type is a tuple of types (or NULL mid-creation).
+    #[cfg(not(Py_LIMITED_API))]
     unsafe {
         let tuple = (*tp).tp_mro;
         if tuple.is_null() {
@@ -151,14 +153,109 @@ pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
         }
         (0..PyTuple_GET_SIZE(tuple)).map(|i| PyTuple_GET_ITEM(tuple, i).cast()).collect()
     }
+    // SAFETY: GIL held; `__mro__` returns the type's own tuple, which keeps
+    // its items alive after our reference is dropped.
+    #[cfg(Py_LIMITED_API)]
+    unsafe {
+        let tuple = PyObject_GetAttrString(tp.cast(), c"__mro__".as_ptr());
+        if tuple.is_null() {
+            PyErr_Clear();
+            return vec![tp];
+        }
+        let items = (0..PyTuple_Size(tuple)).map(|i| PyTuple_GetItem(tuple, i).cast()).collect();
+        Py_DECREF(tuple);
+        items
+    }
 }
 
-/// `tp->tp_base` (the solid base), NULL for `object`.
+/// `tp->tp_base` (the solid base), NULL for `object`. GIL-free.
 ///
 /// # Safety
 /// `tp` must be a live type.
 #[inline]
 pub(crate) unsafe fn base_of(tp: *mut PyTypeObject) -> *mut PyTypeObject {
+    // SAFETY: forwarded; PyType_GetSlot only reads the field for a valid slot.
+    #[cfg(not(Py_LIMITED_API))]
+    unsafe {
+        (*tp).tp_base
+    }
+    #[cfg(Py_LIMITED_API)]
+    unsafe {
+        PyType_GetSlot(tp, Py_tp_base).cast()
+    }
+}
+
+/// `type`'s own implementation of a slot (`Py_tp_init`, `Py_tp_dealloc`, ...),
+/// which the metaclass extends.
+pub(crate) fn type_slot(slot: c_int) -> *mut c_void {
+    // SAFETY: PyType_Type is a static, ready type; these slots are all set.
+    unsafe { PyType_GetSlot(ptr::addr_of_mut!(PyType_Type), slot) }
+}
+
+/// An entry of the class's own namespace (not inherited), or None. GIL held.
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result<Option<*mut PyObject>, ()> {
+    // SAFETY: GIL held; returns a new reference.
+    unsafe {
+        #[cfg(not(Py_LIMITED_API))]
+        let (dict, owned) = ((*tp).tp_dict, false);
+        #[cfg(Py_LIMITED_API)]
+        let (dict, owned) = (PyObject_GetAttrString(tp.cast(), c"__dict__".as_ptr()), true);
+        if dict.is_null() {
+            return if owned { Err(()) } else { Ok(None) };
+        }
+        let key = PyUnicode_FromString(name.as_ptr());
+        let value = if key.is_null() { ptr::null_mut() } else { PyObject_GetItem(dict, key) };
+        if !key.is_null() {
+            Py_DECREF(key);
+        }
+        if owned {
+            Py_DECREF(dict);
+        }
+        if value.is_null() {
+            if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
+                PyErr_Clear();
+                return Ok(None);
+            }
+            return Err(());
+        }
+        Ok(Some(value))
+    }
+}
+
+/// `type(obj).__name__`, for messages (never fails).
+///
+/// # Safety
+/// GIL held; `obj` live.
+pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
     // SAFETY: forwarded.
-    unsafe { (*tp).tp_base }
+    unsafe {
+        let name = PyType_GetName(Py_TYPE(obj));
+        if name.is_null() {
+            PyErr_Clear();
+            return "?".into();
+        }
+        let text = utf8(name).unwrap_or("?").to_owned();
+        Py_DECREF(name);
+        text
+    }
+}
+
+/// The UTF-8 text of a `str` (borrowed from it), or None with the error cleared.
+///
+/// # Safety
+/// GIL held; `s` live for the returned lifetime.
+pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
+    // SAFETY: the buffer lives as long as the str object.
+    unsafe {
+        let mut len: Py_ssize_t = 0;
+        let p = PyUnicode_AsUTF8AndSize(s, &mut len);
+        if p.is_null() {
+            PyErr_Clear();
+            return None;
+        }
+        core::str::from_utf8(core::slice::from_raw_parts(p.cast::<u8>(), len as usize)).ok()
+    }
 }

@@ -97,7 +97,7 @@ unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *m
     guard(-1, || {
         // SAFETY: called by CPython with the GIL; type.__init__ validates args.
         unsafe {
-            let type_init = (*ptr::addr_of_mut!(PyType_Type)).tp_init.expect("type has tp_init");
+            let type_init: initproc = core::mem::transmute(layout::type_slot(Py_tp_init));
             if type_init(cls, args, kwds) < 0 {
                 return -1;
             }
@@ -117,17 +117,11 @@ unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *m
 pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
     // SAFETY: tp is a live, ready heap type; the GIL is held.
     unsafe {
-        let dict = (*tp).tp_dict;
-        let cslots = if dict.is_null() {
-            ptr::null_mut()
-        } else {
-            let key = Owned::new(PyUnicode_FromString(c"__cslots__".as_ptr()))?;
-            PyDict_GetItemWithError(dict, key.0)
+        let cslots = layout::own_attribute(tp, c"__cslots__").map_err(|()| Error::Python)?.map(Owned);
+        let changes = match &cslots {
+            None => Changes::default(),
+            Some(mapping) => changes_from_mapping(mapping.0, "__cslots__")?,
         };
-        if cslots.is_null() && !PyErr_Occurred().is_null() {
-            return Err(Error::Python);
-        }
-        let changes = if cslots.is_null() { Changes::default() } else { changes_from_mapping(cslots, "__cslots__")? };
         if layout::state_of(tp).is_none() {
             // First set-up of a class still inside its creating call: it
             // cannot have subclasses yet, so skip the __subclasses__() walk.
@@ -180,7 +174,7 @@ unsafe extern "C" fn meta_dealloc(cls: *mut PyObject) {
         PyObject_GC_UnTrack(cls.cast());
         release_state(cls.cast());
         PyObject_GC_Track(cls.cast());
-        let type_dealloc = (*ptr::addr_of_mut!(PyType_Type)).tp_dealloc.expect("type has tp_dealloc");
+        let type_dealloc: destructor = core::mem::transmute(layout::type_slot(Py_tp_dealloc));
         type_dealloc(cls);
         // Heap-type instances own a reference to their (heap) type.
         Py_DECREF(meta.cast());
@@ -200,7 +194,7 @@ unsafe extern "C" fn meta_traverse(cls: *mut PyObject, visit: visitproc, arg: *m
                 return rc;
             }
         }
-        let type_traverse = (*ptr::addr_of_mut!(PyType_Type)).tp_traverse.expect("type has tp_traverse");
+        let type_traverse: traverseproc = core::mem::transmute(layout::type_slot(Py_tp_traverse));
         type_traverse(cls, visit, arg)
     }
 }
@@ -210,7 +204,7 @@ unsafe extern "C" fn meta_clear(cls: *mut PyObject) -> c_int {
     // means a finaliser that still looks it up sees a miss, not freed memory.
     unsafe {
         release_state(cls.cast());
-        let type_clear = (*ptr::addr_of_mut!(PyType_Type)).tp_clear.expect("type has tp_clear");
+        let type_clear: inquiry = core::mem::transmute(layout::type_slot(Py_tp_clear));
         type_clear(cls)
     }
 }
@@ -252,16 +246,23 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
                 return ptr::null(); // initialised and empty
             }
             // Never initialised: inherit from the bases, in MRO order.
-            let mro = (*tp).tp_mro;
-            if !mro.is_null() {
-                for i in 1..PyTuple_GET_SIZE(mro) {
-                    let found = find_slow(PyTuple_GET_ITEM(mro, i).cast(), id);
-                    if !found.is_null() {
-                        return found;
+            #[cfg(not(Py_LIMITED_API))]
+            {
+                let mro = (*tp).tp_mro;
+                if !mro.is_null() {
+                    for i in 1..PyTuple_GET_SIZE(mro) {
+                        let found = find_slow(PyTuple_GET_ITEM(mro, i).cast(), id);
+                        if !found.is_null() {
+                            return found;
+                        }
                     }
                 }
+                return ptr::null();
             }
-            return ptr::null();
+            // The limited API has no GIL-free view of the MRO: follow the
+            // solid-base chain instead (the same for single inheritance).
+            #[cfg(Py_LIMITED_API)]
+            return find_slow(layout::base_of(tp), id);
         }
         let mut t = tp;
         while !t.is_null() {
