@@ -1,11 +1,32 @@
 """Shared pytest setup. Run through scripts/test.sh (one venv per interpreter)."""
 
 import gc
+import os
+import subprocess
 import sys
 
 import pytest
 
 FREE_THREADED = getattr(sys, "_is_gil_enabled", lambda: True)() is False
+
+# Set when a test module is re-run on its own by run_in_fresh_interpreter().
+FRESH_ENV = "EXTENSIBLETYPE_FRESH_INTERPRETER"
+IN_FRESH_INTERPRETER = os.environ.get(FRESH_ENV) == "1"
+
+
+def run_in_fresh_interpreter(module_file):
+    """Run one test module with pytest in a new interpreter; assert it passed."""
+    here = os.path.dirname(os.path.abspath(module_file))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.basename(module_file)],
+        cwd=here,
+        env={**os.environ, FRESH_ENV: "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout, result.stdout[-2000:]
 
 
 @pytest.fixture

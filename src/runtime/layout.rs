@@ -56,16 +56,24 @@ pub(crate) unsafe fn data(tp: *mut PyTypeObject) -> *const TypeData {
     unsafe { tp.cast::<u8>().offset(offset()).cast() }
 }
 
-/// Is `tp`'s metaclass ExtensibleType or a sub-metaclass a writer has seen?
-/// GIL-free.
+/// Is `tp`'s metaclass ExtensibleType or a subclass of it? GIL-free.
 ///
 /// # Safety
 /// `tp` must be a live type.
 #[inline]
 pub(crate) unsafe fn is_extensible(tp: *mut PyTypeObject) -> bool {
-    // SAFETY: a live object has a live type.
-    let meta = unsafe { Py_TYPE(tp.cast()) };
-    meta == metaclass() || is_registered_metaclass(meta)
+    // SAFETY: a live object has a live type; PyType_IsSubtype only reads the
+    // (immutable once ready) MRO of the metaclass.
+    unsafe {
+        let meta = Py_TYPE(tp.cast());
+        if meta == metaclass() {
+            return true;
+        }
+        if meta == ptr::addr_of_mut!(PyType_Type) {
+            return false; // the common case for foreign types: no MRO walk
+        }
+        is_registered_metaclass(meta) || PyType_IsSubtype(meta, metaclass()) != 0
+    }
 }
 
 /// The runtime state of an extensible, initialised type.
@@ -168,21 +176,52 @@ pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
     }
 }
 
+/// The first `Some(f(t))` for `t` in `tp`'s MRO (from `tp` itself, or from
+/// its first base with `skip_self`). GIL-free.
+///
+/// Under the limited API there is no GIL-free view of the MRO, so this
+/// follows the solid-base (`tp_base`) chain: the same for single inheritance.
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+pub(crate) unsafe fn find_in_mro<R>(
+    tp: *mut PyTypeObject,
+    skip_self: bool,
+    mut f: impl FnMut(*mut PyTypeObject) -> Option<R>,
+) -> Option<R> {
+    // SAFETY: the MRO tuple of a ready type is immutable while the type
+    // lives, and holds its items.
+    #[cfg(not(Py_LIMITED_API))]
+    unsafe {
+        let tuple = (*tp).tp_mro;
+        if tuple.is_null() {
+            return if skip_self { None } else { f(tp) };
+        }
+        (usize::from(skip_self) as isize..PyTuple_GET_SIZE(tuple)).find_map(|i| f(PyTuple_GET_ITEM(tuple, i).cast()))
+    }
+    // SAFETY: base_of reads a live type's solid base.
+    #[cfg(Py_LIMITED_API)]
+    unsafe {
+        let mut t = if skip_self { base_of(tp) } else { tp };
+        while !t.is_null() {
+            if let Some(found) = f(t) {
+                return Some(found);
+            }
+            t = base_of(t);
+        }
+        None
+    }
+}
+
 /// `tp->tp_base` (the solid base), NULL for `object`. GIL-free.
 ///
 /// # Safety
 /// `tp` must be a live type.
+#[cfg(Py_LIMITED_API)]
 #[inline]
-pub(crate) unsafe fn base_of(tp: *mut PyTypeObject) -> *mut PyTypeObject {
-    // SAFETY: forwarded; PyType_GetSlot only reads the field for a valid slot.
-    #[cfg(not(Py_LIMITED_API))]
-    unsafe {
-        (*tp).tp_base
-    }
-    #[cfg(Py_LIMITED_API)]
-    unsafe {
-        PyType_GetSlot(tp, Py_tp_base).cast()
-    }
+unsafe fn base_of(tp: *mut PyTypeObject) -> *mut PyTypeObject {
+    // SAFETY: PyType_GetSlot only reads the field for a valid slot id.
+    unsafe { PyType_GetSlot(tp, Py_tp_base).cast() }
 }
 
 /// `type`'s own implementation of a slot (`Py_tp_init`, `Py_tp_dealloc`, ...),

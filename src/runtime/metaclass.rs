@@ -138,7 +138,23 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
     unsafe {
         let subclasses = subclasses_of(tp)?;
         let targets: Vec<Target> = subclasses.iter().map(|s| Target::new(s.0.cast())).collect();
-        registry::apply(&Target::new(tp), &targets, &changes.list, reset)
+        registry::apply(&Target::new(tp), &targets, &changes.list, reset)?;
+        // A subclass created after the listing above may have built its
+        // table from tp's old slots before apply() took the mutex (a real
+        // race on free-threaded builds): rebuild those from the current
+        // slots. Subclasses created after this second listing initialise
+        // after apply() committed, so they already see the new slots.
+        let seen: std::collections::HashSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
+        let again = subclasses_of(tp)?;
+        let late: Vec<Target> = again
+            .iter()
+            .filter(|s| !seen.contains(&(s.0 as usize)))
+            .map(|s| Target::new(s.0.cast()))
+            .collect();
+        if late.is_empty() {
+            return Ok(());
+        }
+        registry::apply(&Target::new(tp), &late, &[], false)
     }
 }
 
@@ -246,32 +262,17 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
                 return ptr::null(); // initialised and empty
             }
             // Never initialised: inherit from the bases, in MRO order.
-            #[cfg(not(Py_LIMITED_API))]
-            {
-                let mro = (*tp).tp_mro;
-                if !mro.is_null() {
-                    for i in 1..PyTuple_GET_SIZE(mro) {
-                        let found = find_slow(PyTuple_GET_ITEM(mro, i).cast(), id);
-                        if !found.is_null() {
-                            return found;
-                        }
-                    }
-                }
-                return ptr::null();
-            }
-            // The limited API has no GIL-free view of the MRO: follow the
-            // solid-base chain instead (the same for single inheritance).
-            #[cfg(Py_LIMITED_API)]
-            return find_slow(layout::base_of(tp), id);
+            return layout::find_in_mro(tp, true, |base| {
+                let found = find_slow(base, id);
+                (!found.is_null()).then_some(found)
+            })
+            .unwrap_or(ptr::null());
         }
-        let mut t = tp;
-        while !t.is_null() {
+        // Foreign: the first type in the MRO with a registration.
+        layout::find_in_mro(tp, false, |t| {
             let table = registry::foreign_table(t);
-            if !table.is_null() {
-                return crate::table::raw_lookup(table, id);
-            }
-            t = layout::base_of(t);
-        }
-        ptr::null()
+            (!table.is_null()).then(|| crate::table::raw_lookup(table, id))
+        })
+        .unwrap_or(ptr::null())
     }
 }

@@ -262,6 +262,22 @@ unsafe fn effective(
     merged
 }
 
+/// Does `tp` already publish exactly `merged`? (Then republishing would only
+/// retire an identical table.)
+fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTreeMap<u64, Slot>) -> bool {
+    let state = if is_ext {
+        // SAFETY: tp is a live extensible type; the mutex is held.
+        unsafe { layout::state_of(tp).map(|s| &*s) }
+    } else {
+        reg.foreign.get(&(tp as usize)).map(|f| &f.state)
+    };
+    let Some(state) = state else { return false };
+    match state.current() {
+        None => merged.is_empty(),
+        Some(table) => table.len() == merged.len() && merged.iter().all(|(&id, s)| table.get(id) == Some(s.ptr)),
+    }
+}
+
 fn build(slots: &BTreeMap<u64, Slot>) -> Result<(Option<Table>, Vec<*mut PyObject>), Error> {
     if slots.is_empty() {
         return Ok((None, Vec::new()));
@@ -326,6 +342,9 @@ pub(crate) unsafe fn apply(
         }
         // SAFETY: every type in these MROs is alive (held by t.tp).
         let merged = unsafe { effective(reg, &t.mro, target.tp, &own) };
+        if t.tp != target.tp && unchanged(reg, t.tp, is_ext, &merged) {
+            continue; // e.g. a subclass overriding every changed key: keep its table
+        }
         let (table, owners) = build(&merged)?;
         built.push((t.tp, is_ext, table, owners));
     }
@@ -386,17 +405,10 @@ fn republish_foreign(reg: &mut Registry) {
 }
 
 /// The effective slots of a foreign type: its own registration, else the
-/// first registered type on its `tp_base` chain. GIL held.
+/// first registered type in its MRO (as GIL-free lookups see it). GIL held.
 pub(crate) fn foreign_slots_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
-    let mut t = tp;
-    while !t.is_null() {
-        if let Some(f) = reg.foreign.get(&(t as usize)) {
-            return Some(&f.state);
-        }
-        // SAFETY: t is a live type; tp_base is NULL or a live type.
-        t = unsafe { layout::base_of(t) };
-    }
-    None
+    // SAFETY: tp is a live, ready type.
+    unsafe { layout::find_in_mro(tp, false, |t| reg.foreign.get(&(t as usize)).map(|f| &f.state)) }
 }
 
 /// Effective slots of an extensible type whose data was never initialised:
