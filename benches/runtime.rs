@@ -4,7 +4,8 @@
 //! `bash benches/run-runtime.sh` (embeds the CPython 3.11 that pyo3-ffi
 //! finds; sets the library path). Baselines:
 //! - `PyType_GetSlot(tp, Py_tp_repr)` on the same heap type;
-//! - `PyObject_GetAttr(tp, name)` of a class attribute (interned name);
+//! - `PyObject_GetAttr` of a class attribute (interned name), on the type and
+//!   through an instance (how duck-typed consumers find a hook today);
 //! - `Py_TYPE` + a field at a fixed offset (the floor for any per-type data).
 
 use core::ffi::c_void;
@@ -61,6 +62,9 @@ plain = object()
         g.bench_function("extensibletype_find_hit", |b| {
             b.iter(|| runtime::find(black_box(obj), black_box(hit)))
         });
+        g.bench_function("extensibletype_find_hit_not_inlined", |b| {
+            b.iter(|| probe_find_for_asm(black_box(obj), black_box(hit)))
+        });
         g.bench_function("extensibletype_find_miss_extensible", |b| {
             b.iter(|| runtime::find(black_box(obj), black_box(miss)))
         });
@@ -73,6 +77,13 @@ plain = object()
         g.bench_function("PyObject_GetAttr_class_attr", |b| {
             b.iter(|| {
                 let r = PyObject_GetAttr(black_box(tp).cast(), name);
+                Py_DECREF(r);
+                r
+            })
+        });
+        g.bench_function("PyObject_GetAttr_class_attr_via_instance", |b| {
+            b.iter(|| {
+                let r = PyObject_GetAttr(black_box(obj), name);
                 Py_DECREF(r);
                 r
             })
@@ -95,3 +106,10 @@ criterion_group! {
     targets = lookups
 }
 criterion_main!(benches);
+
+/// The lookup as a call (also to read its machine code with objdump).
+#[inline(never)]
+#[no_mangle]
+pub unsafe extern "C" fn probe_find_for_asm(obj: *mut PyObject, id: u64) -> *const c_void {
+    unsafe { runtime::find(obj, id) }
+}

@@ -24,26 +24,31 @@ pub struct TypeData {
     pub state: AtomicPtr<c_void>,
 }
 
-static METACLASS: AtomicPtr<PyTypeObject> = AtomicPtr::new(ptr::null_mut());
-static OFFSET: AtomicIsize = AtomicIsize::new(0);
+/// What the inline fast path needs, side by side (one address to form).
+struct FastPath {
+    metaclass: AtomicPtr<PyTypeObject>,
+    offset: AtomicIsize,
+}
+
+static FAST: FastPath = FastPath { metaclass: AtomicPtr::new(ptr::null_mut()), offset: AtomicIsize::new(0) };
 
 /// Record the process's metaclass and table offset (from creation or from
 /// another copy's API struct).
 pub(crate) fn set_metaclass(meta: *mut PyTypeObject, offset: isize) {
-    OFFSET.store(offset, Ordering::Relaxed);
-    METACLASS.store(meta, Ordering::Release);
+    FAST.offset.store(offset, Ordering::Relaxed);
+    FAST.metaclass.store(meta, Ordering::Release);
 }
 
 /// The `ExtensibleType` metaclass (NULL before initialisation).
 #[inline]
 pub(crate) fn metaclass() -> *mut PyTypeObject {
-    METACLASS.load(Ordering::Acquire)
+    FAST.metaclass.load(Ordering::Acquire)
 }
 
 /// Offset of [`TypeData`] from the start of every extensible type object.
 #[inline]
 pub(crate) fn offset() -> isize {
-    OFFSET.load(Ordering::Relaxed)
+    FAST.offset.load(Ordering::Relaxed)
 }
 
 /// The type data of an extensible type.

@@ -23,6 +23,7 @@ use super::convert::{changes_from_mapping, Changes, Owned};
 use super::layout::{self, TypeData};
 use super::registry::{self, Target};
 use super::{guard, Error};
+use crate::table::RawTable;
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
@@ -269,8 +270,12 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
             .unwrap_or(ptr::null());
         }
         // Foreign: the first type in the MRO with a registration.
+        let foreign = registry::FOREIGN.load(core::sync::atomic::Ordering::Acquire);
+        if foreign.is_null() {
+            return ptr::null();
+        }
         layout::find_in_mro(tp, false, |t| {
-            let table = registry::foreign_table(t);
+            let table: *const RawTable = crate::table::raw_lookup(foreign, t as u64).cast();
             (!table.is_null()).then(|| crate::table::raw_lookup(table, id))
         })
         .unwrap_or(ptr::null())

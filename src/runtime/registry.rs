@@ -200,18 +200,6 @@ pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
     !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
 }
 
-/// GIL-free: the foreign-registry table of exactly `tp`, or NULL.
-#[inline]
-pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
-    let registry = FOREIGN.load(Ordering::Acquire);
-    if registry.is_null() {
-        return ptr::null();
-    }
-    // SAFETY: published registry tables are never freed; the values are
-    // effective tables owned by registered (immortalised) types' states.
-    unsafe { raw_lookup(registry, tp as u64).cast() }
-}
-
 /// A type together with its MRO, snapshotted (with the GIL) before locking.
 pub(crate) struct Target {
     pub tp: *mut PyTypeObject,
