@@ -108,7 +108,7 @@ for entry in "${interpreters[@]}"; do
             *-abi3) install_abi3 "$vpy" ;;
             *)
                 log "pip install . (python $tag)"
-                CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2
+                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2
                 ;;
         esac || {
             SUMMARY+=("python $tag: build/install failed")

@@ -111,7 +111,11 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
 unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut PyObject) -> Result<*mut PyObject, Error> {
     // SAFETY: GIL held; forwarded arguments.
     unsafe {
-        let base = Owned::new(PyType_FromModuleAndSpec(module, spec, bases))?;
+        // The base must accept the subclass made below, whatever the spec
+        // says; the subclass then gets the spec's BASETYPE setting.
+        let mut base_spec = *spec;
+        base_spec.flags |= Py_TPFLAGS_BASETYPE as core::ffi::c_uint;
+        let base = Owned::new(PyType_FromModuleAndSpec(module, &mut base_spec, bases))?;
         let ns = Owned::new(PyDict_New())?;
         let empty = Owned::new(PyTuple_New(0))?;
         PyDict_SetItemString(ns.0, c"__slots__".as_ptr(), empty.0);
@@ -124,10 +128,12 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
         let name = Owned::new(PyObject_GetAttrString(base.0, c"__name__".as_ptr()))?;
         let cls = PyObject_CallFunction(super::metaclass().cast(), c"O(O)O".as_ptr(), name.0, base.0, ns.0);
         if cls.is_null() {
-            Err(Error::Python)
-        } else {
-            Ok(cls)
+            return Err(Error::Python);
         }
+        if (*spec).flags & (Py_TPFLAGS_BASETYPE as core::ffi::c_uint) == 0 {
+            (*cls.cast::<PyTypeObject>()).tp_flags &= !Py_TPFLAGS_BASETYPE;
+        }
+        Ok(cls)
     }
 }
 

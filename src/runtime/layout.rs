@@ -184,8 +184,9 @@ pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
 /// The first `Some(f(t))` for `t` in `tp`'s MRO (from `tp` itself, or from
 /// its first base with `skip_self`). GIL-free.
 ///
-/// Under the limited API there is no GIL-free view of the MRO, so this
-/// follows the solid-base (`tp_base`) chain: the same for single inheritance.
+/// Under the limited API there is no GIL-free view of the MRO, so this walks
+/// `__bases__` depth-first, left to right: the MRO order whenever no base is
+/// reached twice (no diamonds).
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
@@ -204,29 +205,30 @@ pub(crate) unsafe fn find_in_mro<R>(
         }
         (usize::from(skip_self) as isize..PyTuple_GET_SIZE(tuple)).find_map(|i| f(PyTuple_GET_ITEM(tuple, i).cast()))
     }
-    // SAFETY: base_of reads a live type's solid base.
+    // SAFETY: the bases tuple of a ready type holds its (live) bases.
     #[cfg(Py_LIMITED_API)]
     unsafe {
-        let mut t = if skip_self { base_of(tp) } else { tp };
-        while !t.is_null() {
-            if let Some(found) = f(t) {
-                return Some(found);
+        unsafe fn walk<R>(
+            tp: *mut PyTypeObject,
+            skip_self: bool,
+            f: &mut dyn FnMut(*mut PyTypeObject) -> Option<R>,
+        ) -> Option<R> {
+            if !skip_self {
+                if let Some(found) = f(tp) {
+                    return Some(found);
+                }
             }
-            t = base_of(t);
+            // SAFETY: as above.
+            unsafe {
+                let bases: *mut PyObject = PyType_GetSlot(tp, Py_tp_bases).cast();
+                if bases.is_null() {
+                    return None;
+                }
+                (0..PyTuple_Size(bases)).find_map(|i| walk(PyTuple_GetItem(bases, i).cast(), false, f))
+            }
         }
-        None
+        walk(tp, skip_self, &mut f)
     }
-}
-
-/// `tp->tp_base` (the solid base), NULL for `object`. GIL-free.
-///
-/// # Safety
-/// `tp` must be a live type.
-#[cfg(Py_LIMITED_API)]
-#[inline]
-unsafe fn base_of(tp: *mut PyTypeObject) -> *mut PyTypeObject {
-    // SAFETY: PyType_GetSlot only reads the field for a valid slot id.
-    unsafe { PyType_GetSlot(tp, Py_tp_base).cast() }
 }
 
 /// `type`'s own implementation of a slot (`Py_tp_init`, `Py_tp_dealloc`, ...),

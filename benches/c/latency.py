@@ -1,0 +1,194 @@
+"""Driver of the C latency benchmark (benches/c/latency.c).
+
+    python benches/c/latency.py [--quick] [--callgrind] [--reps N]
+
+Builds `_et_latency` against the running interpreter and the installed
+`extensibletype` (with python/tests/cbuild.py; cached under target/c-ext),
+times every method on both workloads and prints a Markdown table of ns per
+lookup (min over reps, interleaved; pinned to one CPU when possible):
+find + indirect call (with ratios to the direct call and to the vtable),
+find only (independent lookups: throughput) and dependent lookups (the next
+lookup's address depends on this one's result: latency, which is what an
+indirect call waits for when its target is mispredicted).
+
+--callgrind re-runs each loop under `valgrind --tool=callgrind
+--branch-sim=yes` and adds instructions and simulated mispredictions
+(conditional + indirect) per lookup. Valgrind's branch predictor is a
+simulation, not the CPU's; hardware counters (perf) are used when available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "python" / "tests"))
+
+import cbuild  # noqa: E402
+
+WORKLOADS = ("mono", "mega")
+MODES = ("call", "find", "chain")
+LABELS = {
+    "direct": "direct call (pre-resolved pointer)",
+    "vtable": "fixed-offset vtable on the type",
+    "exttype": "**`ExtType_Find`** (metaclass fast path)",
+    "exttype_foreign": "`ExtType_Find`, foreign-registered type",
+    "sep200": "SEP 200 scan, expected position",
+    "getslot": "`PyType_GetSlot`",
+    "dict": "`PyDict_GetItem` on a per-type dict",
+    "getattr": "`PyObject_GetAttr` + `PyCapsule_GetPointer`",
+}
+
+
+def build():
+    import extensibletype
+
+    path = cbuild.build(
+        "_et_latency",
+        [HERE / "latency.c"],
+        include_dirs=[Path(extensibletype.get_include())],
+        cflags=["-Wall", "-Wextra", "-Werror", "-g"],
+    )
+    return cbuild.load(path)
+
+
+def timings(mod, n, reps):
+    """{(method, workload, mode): min ns per lookup}, reps interleaved."""
+    best = {}
+    for _ in range(reps):
+        for method in mod.methods():
+            for workload in WORKLOADS:
+                for mode in MODES:
+                    # Slow methods: fewer iterations, same ~time per rep.
+                    k = n // 8 if method in ("getattr", "dict", "getslot") else n
+                    t = mod.time(method, workload, mode, k, 1)[0]
+                    key = (method, workload, mode)
+                    best[key] = min(best.get(key, float("inf")), t)
+    return best
+
+
+def callgrind(mod_path, methods, n):
+    """{(method, workload, mode): {event: per lookup}} from callgrind dumps."""
+    if shutil.which("valgrind") is None:
+        print("valgrind not found: skipping instruction counts", file=sys.stderr)
+        return {}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = (
+            "import sys; sys.path.insert(0, %r); import _et_latency as m\n"
+            "for meth in %r:\n"
+            "    for w in %r:\n"
+            "        for mode in %r:\n"
+            "            m.run_once(meth, w, mode, %d)\n"
+        ) % (str(mod_path.parent), list(methods), list(WORKLOADS), list(MODES), n)
+        cmd = [
+            "valgrind", "--tool=callgrind", "--branch-sim=yes", "--dump-instr=no",
+            f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-c", script,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit("callgrind run failed")
+        for f in glob.glob(f"{tmp}/cg.out*"):
+            text = Path(f).read_text(errors="replace")
+            m = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
+            if not m:
+                continue
+            method, workload, mode, count = m.group(1).split("/")
+            events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
+            totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
+            vals = dict(zip(events, map(int, totals)))
+            out[(method, workload, mode)] = {e: v / int(count) for e, v in vals.items()}
+    return out
+
+
+def perf_available():
+    if shutil.which("perf") is None:
+        return False
+    proc = subprocess.run(["perf", "stat", "-x,", "-e", "instructions,branch-misses", "true"],
+                          capture_output=True, text=True)
+    return proc.returncode == 0 and "<not supported>" not in proc.stderr
+
+
+def table(best, cg):
+    """Markdown: find+call per workload (ratios to direct and to the vtable),
+    mega find-only throughput, dependent-lookup latency, callgrind counts."""
+    hdr = ("| method | mono ns | × direct | mega ns | × direct | × vtable "
+           "| mega find-only ns | mega latency ns |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    if cg:
+        hdr += " Δ instr/lookup | Δ mispredicts/lookup |"
+        sep += "---:|---:|"
+    lines = [hdr, sep]
+    direct = {w: best[("direct", w, "call")] for w in WORKLOADS}
+    vtable = best[("vtable", "mega", "call")]
+    for method in LABELS:
+        if (method, "mono", "call") not in best:
+            continue
+        mono, mega = best[(method, "mono", "call")], best[(method, "mega", "call")]
+        row = [LABELS[method], f"{mono:.2f}", f"{mono / direct['mono']:.2f}",
+               f"{mega:.2f}", f"{mega / direct['mega']:.2f}", f"{mega / vtable:.2f}",
+               f"{best[(method, 'mega', 'find')]:.2f}", f"{best[(method, 'mega', 'chain')]:.2f}"]
+        if cg:
+            c = cg.get((method, "mega", "call"), {})
+            base = cg.get(("direct", "mega", "call"), {})
+            miss = lambda e: e.get("Bcm", 0) + e.get("Bim", 0)  # noqa: E731
+            row.append(f"{round(c['Ir'] - base.get('Ir', 0)) + 0:d}" if "Ir" in c else "–")
+            row.append(f"{round(miss(c) - miss(base), 3) + 0.0:+.3f}" if c else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--callgrind", action="store_true", help="add callgrind instruction/branch counts")
+    args = ap.parse_args(argv)
+
+    mod = build()
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+        except OSError:
+            pass
+    n = 1 << (16 if args.quick else 21)
+    reps = 2 if args.quick else args.reps
+    import extensibletype
+
+    print(f"# extensibletype C latency: Python {platform.python_version()} "
+          f"({'free-threaded' if getattr(sys, '_is_gil_enabled', lambda: True)() is False else 'GIL'}), "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, {n} lookups x {reps} reps (min), "
+          f"extensibletype {extensibletype.__file__}")
+    best = timings(mod, n, reps)
+    cg = callgrind(Path(mod.__file__), list(LABELS), 1 << 14 if args.quick else 1 << 16) if args.callgrind else {}
+    print()
+    print(table(best, cg))
+    print()
+    if cg:
+        print("instr/lookup and Δ mispredicts/lookup: mega find+call, minus the direct loop's "
+              "(callgrind; mispredicts = simulated conditional + indirect).")
+        print("Raw callgrind counts per loop iteration:")
+        for method in LABELS:
+            for w in WORKLOADS:
+                for mode in MODES:
+                    c = cg.get((method, w, mode))
+                    if c:
+                        print(f"  {method:16s} {w} {mode}: Ir {c.get('Ir', 0):7.1f}  Bc {c.get('Bc', 0):5.2f}  "
+                              f"Bcm {c.get('Bcm', 0):6.3f}  Bi {c.get('Bi', 0):5.2f}  Bim {c.get('Bim', 0):6.3f}")
+    print("perf hardware counters:", "available" if perf_available() else "not supported on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

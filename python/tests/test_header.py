@@ -1,0 +1,546 @@
+"""include/extensibletype.h: compiles warning-free as C99, C11 and C++17; its
+structs match the Rust #[repr(C)] definitions (parsed from src/) and the
+runtime's real API struct and tables (read with ctypes); and
+`python -m extensibletype header` emits ids equal to prehash.
+"""
+
+import ctypes
+import json
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import cbuild
+import extensibletype as et
+from extensibletype import __main__ as cli
+
+pytestmark = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler (cc)")
+
+ROOT = cbuild.ROOT
+HEADER = cbuild.INCLUDE / "extensibletype.h"
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+WARN = ["-Wall", "-Wextra", "-Werror"]
+
+# A TU that instantiates every inline function of the header.
+USE_ALL = r"""
+#include <Python.h>
+#include "extensibletype.h"
+
+static const ExtType_SlotDef defs[] = {{"tests.header.v1:x", 0, NULL}};
+
+int use_all(PyObject *obj, PyObject *module, PyType_Spec *spec)
+{
+    PyObject *tp;
+    const ExtType_Table *table;
+    int n = 0;
+    if (ExtType_Import() < 0) return -1;
+    n += ExtType_Find(obj, UINT64_C(0x1234)) != NULL;
+    n += ExtType_FindInType(Py_TYPE(obj), 1) != NULL;
+    n += ExtType_Prehash("a") == UINT64_C(0xa8b6f1c0b975c10c);
+    n += ExtType_PrehashN("ab", 1) != 0;
+    n += ExtType_Metaclass() != NULL;
+    n += ExtType_GetAPI()->abi_version == EXTTYPE_ABI_VERSION;
+    table = ExtType_LoadTable(Py_TYPE(obj), ExtType_GetAPI()->table_offset);
+    if (table != NULL) {
+        n += ExtType_TableFind(table, 1) != NULL;
+        n += ExtType_TableEntries(table)[0].id == 0;
+        n += ExtType_TableDisplacements(table)[0] == 0;
+    }
+    if (ExtType_SetSlots((PyObject *)Py_TYPE(obj), defs, 1) < 0) return -1;
+    tp = ExtType_FromSpec(module, spec, NULL, defs, 1);
+    Py_XDECREF(tp);
+    return n;
+}
+"""
+
+
+def compile_object(tmp_path, source, suffix, compiler, flags):
+    src = tmp_path / f"tu{suffix}"
+    src.write_text(source)
+    cmd = [*compiler, *flags, f"-I{cbuild.PY_INCLUDE}", f"-I{cbuild.INCLUDE}", "-c", str(src), "-o", str(src) + ".o"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return Path(str(src) + ".o")
+
+
+@pytest.mark.parametrize(
+    "std, suffix",
+    [("-std=c99", ".c"), ("-std=c11", ".c"), ("-std=c17", ".c"), ("-std=c++17", ".cpp"), ("-std=c++11", ".cpp")],
+)
+def test_header_compiles_warning_free(tmp_path, std, suffix):
+    compiler = cbuild.cxx() if suffix == ".cpp" else cbuild.cc()
+    compile_object(tmp_path, USE_ALL, suffix, compiler, [std, *WARN, "-O2"])
+
+
+def test_header_compiles_pedantic_c11(tmp_path):
+    compile_object(tmp_path, USE_ALL, ".c", cbuild.cc(), ["-std=c11", *WARN, "-Wpedantic", "-Wconversion", "-Wshadow"])
+
+
+@pytest.mark.skipif(FREE_THREADED, reason="the limited API is not supported by free-threaded CPython 3.13")
+def test_header_compiles_with_limited_api(tmp_path):
+    compile_object(tmp_path, USE_ALL, ".c", cbuild.cc(), ["-std=c11", *WARN, "-DPy_LIMITED_API=0x030b0000"])
+
+
+def test_unique_symbol_across_translation_units(tmp_path):
+    """EXTTYPE_API_UNIQUE_SYMBOL: one TU (C) imports, another (C++) uses."""
+    main = "#define EXTTYPE_API_UNIQUE_SYMBOL tests_exttype_api\n" + USE_ALL
+    other = (
+        "#define EXTTYPE_API_UNIQUE_SYMBOL tests_exttype_api\n#define EXTTYPE_NO_IMPORT\n"
+        "#include <Python.h>\n#include \"extensibletype.h\"\n"
+        'extern "C" void *other_find(PyObject *o) { return ExtType_Find(o, 1); }\n'
+    )
+    a = compile_object(tmp_path, main, ".c", cbuild.cc(), ["-std=c11", "-fPIC", *WARN])
+    b = compile_object(tmp_path, other, ".cpp", cbuild.cxx(), ["-std=c++17", "-fPIC", *WARN])
+    so = tmp_path / "both.so"
+    proc = subprocess.run([*cbuild.cc(), "-shared", str(a), str(b), "-o", str(so)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(so)], capture_output=True, text=True).stdout
+    assert re.search(r"\bB tests_exttype_api$", syms, re.M), syms  # one definition, shared
+
+
+# --- layout: C vs the Rust definitions vs the running runtime ----------------
+
+LAYOUT_C = r"""
+#include <Python.h>
+#include <stdio.h>
+#include "extensibletype.h"
+
+#define S(T) printf("\"%s\": [%zu, %zu],\n", #T, sizeof(T), _Alignof(T))
+#define F(T, f) printf("\"%s.%s\": %zu,\n", #T, #f, offsetof(T, f))
+
+int main(void)
+{
+    printf("{\n");
+    S(ExtType_Table);
+    F(ExtType_Table, k1); F(ExtType_Table, k2); F(ExtType_Table, s); F(ExtType_Table, t);
+    F(ExtType_Table, reserved); F(ExtType_Table, count); F(ExtType_Table, size);
+    F(ExtType_Table, entries_offset);
+    printf("\"EXTTYPE_TABLE_HEADER_SIZE\": %d,\n", EXTTYPE_TABLE_HEADER_SIZE);
+    S(ExtType_Entry); F(ExtType_Entry, id); F(ExtType_Entry, ptr);
+    S(ExtType_SlotDef); F(ExtType_SlotDef, key); F(ExtType_SlotDef, id); F(ExtType_SlotDef, ptr);
+    S(ExtType_TypeData); F(ExtType_TypeData, table); F(ExtType_TypeData, state);
+    S(ExtType_API);
+    F(ExtType_API, abi_version); F(ExtType_API, struct_size); F(ExtType_API, metaclass);
+    F(ExtType_API, table_offset); F(ExtType_API, find_slow); F(ExtType_API, prehash);
+    F(ExtType_API, set_slots); F(ExtType_API, from_spec); F(ExtType_API, py_set_slots);
+    F(ExtType_API, py_get_slots); F(ExtType_API, py_table_info); F(ExtType_API, py_lookup);
+    F(ExtType_API, bind_key);
+    printf("\"EXTTYPE_ABI_VERSION\": %d\n}\n", EXTTYPE_ABI_VERSION);
+    return 0;
+}
+"""
+
+# C struct -> (Rust file, Rust struct); field names are the same.
+STRUCTS = {
+    "ExtType_Table": ("src/table.rs", "RawTable"),
+    "ExtType_Entry": ("src/table.rs", "RawEntry"),
+    "ExtType_SlotDef": ("src/runtime/mod.rs", "SlotDef"),
+    "ExtType_TypeData": ("src/runtime/layout.rs", "TypeData"),
+    "ExtType_API": ("src/runtime/mod.rs", "Api"),
+}
+
+# The ABI on 64-bit platforms: (size, align) and offsets, field by field.
+EXPECTED_64 = {
+    "ExtType_Table": ((32, 8), dict(k1=0, k2=8, s=16, t=17, reserved=18, count=20, size=24, entries_offset=28)),
+    "ExtType_Entry": ((16, 8), dict(id=0, ptr=8)),
+    "ExtType_SlotDef": ((24, 8), dict(key=0, id=8, ptr=16)),
+    "ExtType_TypeData": ((16, 8), dict(table=0, state=8)),
+    "ExtType_API": (
+        (96, 8),
+        dict(
+            abi_version=0, struct_size=4, metaclass=8, table_offset=16, find_slow=24, prehash=32, set_slots=40,
+            from_spec=48, py_set_slots=56, py_get_slots=64, py_table_info=72, py_lookup=80, bind_key=88,
+        ),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def c_layout():
+    src = cbuild.build_root() / "layout.c"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    if not src.exists() or src.read_text() != LAYOUT_C:
+        src.write_text(LAYOUT_C)
+    exe = cbuild.build("layout", [src], kind="program", cflags=["-std=c11", *WARN])
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    raw = json.loads(out)
+    layout = {}
+    for name in STRUCTS:
+        size, align = raw[name]
+        fields = {k.split(".", 1)[1]: v for k, v in raw.items() if k.startswith(name + ".")}
+        layout[name] = ((size, align), fields)
+    layout["consts"] = {k: v for k, v in raw.items() if k.startswith("EXTTYPE_")}
+    return layout
+
+
+def rust_struct(path, name):
+    """[(field, type text)] of `pub struct name { ... }` in a Rust file."""
+    text = (ROOT / path).read_text()
+    m = re.search(r"#\[repr\(C\)\][^{]*?pub struct " + name + r"\s*\{(.*?)\n\}", text, re.S)
+    assert m, f"#[repr(C)] struct {name} not found in {path}"
+    body = "\n".join(line for line in m.group(1).splitlines() if not line.strip().startswith("//"))
+    parts = re.split(r"\bpub (\w+):", body)
+    return [(parts[i], " ".join(parts[i + 1].split()).rstrip(",")) for i in range(1, len(parts), 2)]
+
+
+def rust_size_align(ty):
+    """(size, align) of a Rust field type on a 64-bit target."""
+    ty = ty.strip()
+    scalars = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "isize": 8, "usize": 8}
+    if ty in scalars:
+        return scalars[ty], scalars[ty]
+    m = re.fullmatch(r"\[(\w+); (\d+)\]", ty)
+    if m:
+        size, align = rust_size_align(m.group(1))
+        return size * int(m.group(2)), align
+    if re.match(r"(\*const|\*mut|AtomicPtr<|unsafe extern \"C\" fn|extern \"C\" fn|Option<unsafe extern)", ty):
+        return 8, 8
+    raise AssertionError(f"unknown Rust field type {ty!r}: extend rust_size_align")
+
+
+def rust_layout(path, name):
+    """repr(C) layout computed from the Rust source: ((size, align), offsets)."""
+    offset, max_align, offsets = 0, 1, {}
+    for field, ty in rust_struct(path, name):
+        size, align = rust_size_align(ty)
+        offset = (offset + align - 1) // align * align
+        offsets[field] = offset
+        offset += size
+        max_align = max(max_align, align)
+    size = (offset + max_align - 1) // max_align * max_align
+    return (size, max_align), offsets
+
+
+needs_64bit = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="the expected numbers are for 64-bit")
+
+
+@needs_64bit
+@pytest.mark.parametrize("c_name", list(STRUCTS))
+def test_layout_matches_rust_source(c_layout, c_name):
+    path, rust_name = STRUCTS[c_name]
+    (r_size, r_align), r_offsets = rust_layout(path, rust_name)
+    (c_size, c_align), c_offsets = c_layout[c_name]
+    if c_name == "ExtType_Table":
+        # Rust ends the header with `d: [u16; 0]`; C documents d[] at
+        # EXTTYPE_TABLE_HEADER_SIZE instead of declaring it.
+        assert r_offsets.pop("d") == c_layout["consts"]["EXTTYPE_TABLE_HEADER_SIZE"] == c_size
+    assert list(c_offsets) == list(r_offsets), "field names/order differ"
+    assert c_offsets == r_offsets
+    assert (c_size, c_align) == (r_size, r_align)
+    assert (c_size, c_align) == EXPECTED_64[c_name][0]
+    assert c_offsets == EXPECTED_64[c_name][1]
+
+
+RUST_TO_C = {
+    "u64": "uint64_t", "usize": "size_t", "isize": "Py_ssize_t", "c_int": "int",
+    "*const c_char": "const char *", "*mut PyObject": "PyObject *", "*mut PyTypeObject": "PyTypeObject *",
+    "*const SlotDef": "const ExtType_SlotDef *", "*mut PyType_Spec": "PyType_Spec *",
+    "*const c_void": "void *",  # C returns a plain void * (callers cast it anyway)
+}
+
+
+def c_api_functions():
+    """{field: (return type, [param types])} of ExtType_API's function pointers."""
+    text = HEADER.read_text()
+    body = re.search(r"typedef struct ExtType_API \{(.*?)\} ExtType_API;", text, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    out = {}
+    for ret, name, params in re.findall(r"([\w ]+?\s*\**)\s*\(\*(\w+)\)\((.*?)\);", body, re.S):
+        types = [" ".join(re.sub(r"\s*\b\w+$", "", p.strip()).replace("*", " * ").split()) for p in params.split(",")]
+        out[name] = (" ".join(ret.replace("*", " * ").split()), types)
+    return out
+
+
+def test_api_function_signatures_match_rust():
+    rust = dict(rust_struct("src/runtime/mod.rs", "Api"))
+    c = c_api_functions()
+    fn_fields = [f for f, ty in rust.items() if "fn(" in ty]
+    assert sorted(c) == sorted(fn_fields)
+    norm = lambda t: " ".join(t.replace("*", " * ").split())  # noqa: E731
+    for name in fn_fields:
+        m = re.fullmatch(r"unsafe extern \"C\" fn\((.*)\)(?: -> (.*))?", rust[name])
+        params = [norm(RUST_TO_C[p.strip()]) for p in m.group(1).split(",")]
+        ret = norm(RUST_TO_C[m.group(2)]) if m.group(2) else "void"
+        assert c[name] == (ret, params), name
+
+
+def test_layout_matches_rust_unit_test(c_layout):
+    """src/table.rs has a `header_layout` test asserting the same numbers."""
+    text = (ROOT / "src/table.rs").read_text()
+    m = re.search(r"fn header_layout\(\)\s*\{(.*?)\n    \}", text, re.S)
+    assert m, "header_layout test not found in src/table.rs"
+    body = m.group(1)
+    offsets = dict(re.findall(r"offset_of!\(RawTable, (\w+)\), (\d+)\)", body))
+    assert int(re.search(r"HEADER_SIZE, (\d+)\)", body).group(1)) == c_layout["consts"]["EXTTYPE_TABLE_HEADER_SIZE"]
+    assert int(re.search(r"size_of::<RawEntry>\(\), (\d+)\)", body).group(1)) == c_layout["ExtType_Entry"][0][0]
+    table_offsets = c_layout["ExtType_Table"][1]
+    assert offsets.pop("d") == str(c_layout["consts"]["EXTTYPE_TABLE_HEADER_SIZE"])
+    assert offsets and all(table_offsets[f] == int(v) for f, v in offsets.items())
+    assert c_layout["consts"]["EXTTYPE_ABI_VERSION"] == et.ABI_VERSION
+
+
+# --- the running runtime, read with the C offsets ----------------------------
+
+# A private prototype: ctypes.pythonapi.X objects are shared by all modules,
+# whose argtypes other tests may set differently.
+_GetPointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi)
+)
+SPEC_NAME = b"test_header.FromSpec"  # lives as long as this module
+FINAL_SPEC_NAME = b"test_header.Final"
+
+
+def api_address():
+    return _GetPointer(et._C_API, b"extensibletype._C_API")
+
+
+def field(c_layout, struct, name, ctype, base):
+    return ctype.from_address(base + c_layout[struct][1][name]).value
+
+
+def slotdef_type(c_layout):
+    (size, _), off = c_layout["ExtType_SlotDef"]
+
+    class SlotDef(ctypes.Structure):
+        _fields_ = [("key", ctypes.c_char_p), ("id", ctypes.c_uint64), ("ptr", ctypes.c_void_p)]
+
+    assert (ctypes.sizeof(SlotDef), SlotDef.key.offset, SlotDef.id.offset, SlotDef.ptr.offset) == (
+        size, off["key"], off["id"], off["ptr"],
+    )
+    return SlotDef
+
+
+def test_capsule_struct_decodes_with_c_layout(c_layout):
+    base = api_address()
+    api = lambda name, ctype: field(c_layout, "ExtType_API", name, ctype, base)  # noqa: E731
+    assert api("abi_version", ctypes.c_uint32) == 1
+    assert api("struct_size", ctypes.c_uint32) == c_layout["ExtType_API"][0][0]
+    assert api("metaclass", ctypes.c_void_p) == id(et.ExtensibleType)
+    assert api("table_offset", ctypes.c_ssize_t) == et.TABLE_OFFSET
+
+    fn = lambda name, proto: proto(api(name, ctypes.c_void_p))  # noqa: E731
+    prehash = fn("prehash", ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t))
+    for key in (b"", b"a", b"extensibletype.array.v1:data"):
+        assert prehash(key, len(key)) == et.prehash(key)
+
+    key = "tests.header.v1:capsule"
+    SlotDef = slotdef_type(c_layout)
+
+    class Foreign:
+        pass
+
+    set_slots = fn("set_slots", ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.POINTER(SlotDef), ctypes.c_ssize_t))
+    defs = (SlotDef * 2)(SlotDef(key.encode(), 0, 0x7000), SlotDef(None, 0x99, 0x7100))
+    assert set_slots(Foreign, defs, 2) == 0
+    assert et.get_slots(Foreign) == {key: 0x7000, 0x99: 0x7100}
+
+    find_slow = fn("find_slow", ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64))
+    assert find_slow(id(Foreign), et.prehash(key)) == 0x7000
+    assert find_slow(id(Foreign), 0x98) is None
+
+    py_get_slots = fn("py_get_slots", ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object))
+    py_table_info = fn("py_table_info", ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object))
+    py_lookup = fn("py_lookup", ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object))
+    py_set_slots = fn("py_set_slots", ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object))
+    bind_key = fn("bind_key", ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint64))
+    assert py_get_slots(Foreign) == et.get_slots(Foreign)
+    assert py_table_info(Foreign) == et.table_info(Foreign)
+    assert py_lookup(Foreign(), key) == et.lookup(Foreign(), key) == 0x7000
+    assert py_set_slots(Foreign, {0x99: None}) == 0
+    assert et.get_slots(Foreign) == {key: 0x7000}
+    raw_id = et.prehash("tests.header.v1:bound-by-id") ^ 1
+    assert bind_key(b"tests.header.v1:bound", raw_id) == 0
+    assert py_set_slots(Foreign, {raw_id: 0x7200}) == 0
+    assert et.get_slots(Foreign)["tests.header.v1:bound"] == 0x7200
+
+    class PyTypeSlot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+    class PyTypeSpec(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                    ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(PyTypeSlot))]
+
+    slots = (PyTypeSlot * 1)(PyTypeSlot(0, None))
+    spec = PyTypeSpec(SPEC_NAME, 0, 0, 1 << 10, slots)  # Py_TPFLAGS_BASETYPE
+    from_spec = fn("from_spec", ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.POINTER(PyTypeSpec),
+                                                  ctypes.c_void_p, ctypes.POINTER(SlotDef), ctypes.c_ssize_t))
+    cls = from_spec(None, ctypes.byref(spec), None, defs, 1)
+    assert type(cls) is et.ExtensibleType and cls.__name__ == "FromSpec"
+    assert et.lookup(cls(), key) == 0x7000
+
+
+def test_from_spec_without_basetype_flag(c_layout):
+    """A spec that does not allow subclassing (the default) must work too."""
+
+    class PyTypeSlot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+    class PyTypeSpec(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                    ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(PyTypeSlot))]
+
+    SlotDef = slotdef_type(c_layout)
+    defs = (SlotDef * 1)(SlotDef(b"tests.header.v1:final", 0, 0x7300))
+    slots = (PyTypeSlot * 1)(PyTypeSlot(0, None))
+    spec = PyTypeSpec(FINAL_SPEC_NAME, 0, 0, 0, slots)
+    base = api_address() + c_layout["ExtType_API"][1]["from_spec"]
+    from_spec = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.POINTER(PyTypeSpec),
+                                  ctypes.c_void_p, ctypes.POINTER(SlotDef), ctypes.c_ssize_t)(
+        ctypes.c_void_p.from_address(base).value)
+    cls = from_spec(None, ctypes.byref(spec), None, defs, 1)
+    assert et.lookup(cls(), "tests.header.v1:final") == 0x7300
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (cls,), {})
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (cls,), {})
+
+
+def decode_table(c_layout, tp):
+    """The published table of an extensible type, decoded with the C layout,
+    and a lookup function written against the C offsets (pure Python)."""
+    ptr = ctypes.c_void_p.from_address(id(tp) + et.TABLE_OFFSET).value
+    assert ptr, "no published table"
+    (_, off) = c_layout["ExtType_Table"]
+    (entry_size, _), eoff = c_layout["ExtType_Entry"]
+    u = lambda ctype, name: ctype.from_address(ptr + off[name]).value  # noqa: E731
+    h = dict(
+        k1=u(ctypes.c_uint64, "k1"), k2=u(ctypes.c_uint64, "k2"), s=u(ctypes.c_uint8, "s"),
+        t=u(ctypes.c_uint8, "t"), reserved=u(ctypes.c_uint16, "reserved"), count=u(ctypes.c_uint32, "count"),
+        size=u(ctypes.c_uint32, "size"), entries_offset=u(ctypes.c_uint32, "entries_offset"),
+    )
+    d0 = ptr + c_layout["consts"]["EXTTYPE_TABLE_HEADER_SIZE"]
+    bins = 1 << (64 - h["t"])
+
+    def entry(i):
+        base = ptr + h["entries_offset"] + i * entry_size
+        return ctypes.c_uint64.from_address(base + eoff["id"]).value, ctypes.c_void_p.from_address(base + eoff["ptr"]).value
+
+    def lookup(ident):
+        mask = (1 << 64) - 1
+        slot = ((ident * h["k1"]) & mask) >> h["s"]
+        b = ((ident * h["k2"]) & mask) >> h["t"]
+        i = slot ^ ctypes.c_uint16.from_address(d0 + 2 * b).value
+        found_id, found_ptr = entry(i)
+        return found_ptr if found_id == ident else None
+
+    displacements = [ctypes.c_uint16.from_address(d0 + 2 * b).value for b in range(bins)]
+    entries = [entry(i) for i in range(h["size"])]
+    return ptr, h, bins, displacements, entries, lookup
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 200])
+def test_runtime_table_decodes_with_c_layout(c_layout, n):
+    keys = [f"tests.header.v1:table{n}.{i}" for i in range(n)]
+    slots = {k: 0x10000 + 16 * i for i, k in enumerate(keys)}
+    cls = et.ExtensibleType(f"T{n}", (), {"__cslots__": slots})
+    ptr, h, bins, displacements, entries, lookup = decode_table(c_layout, cls)
+    info = et.table_info(cls)
+    assert ptr % 64 == 0
+    assert h["reserved"] == 0 and h["k1"] & 1 and h["k2"] & 1
+    assert (h["count"], h["size"], bins) == (n, info["size"], info["bins"]) == (info["count"], info["size"], info["bins"])
+    assert h["size"] == 1 << (64 - h["s"])
+    assert h["entries_offset"] % 16 == 0 and h["entries_offset"] >= 32 + 2 * bins
+    assert info["bytes"] == h["entries_offset"] + h["size"] * c_layout["ExtType_Entry"][0][0]
+    assert all(d < h["size"] for d in displacements)
+    assert sum(1 for i, _ in entries if i) == n
+    assert all(p is None for i, p in entries if i == 0)
+    for k, v in slots.items():
+        assert lookup(et.prehash(k)) == v == et.lookup(cls(), k)
+    for miss in ("tests.header.v1:absent", "a", ""):
+        assert lookup(et.prehash(miss)) is None
+    assert lookup(0) is None  # id 0 may match an empty entry, whose ptr is NULL
+
+
+# --- python -m extensibletype header ----------------------------------------
+
+KEYS = [
+    "extensibletype.array.v1:acquire",
+    "numpy.ndarray.shape",
+    "a-b c:d:e",
+    "demo.ключ.v2:get",
+    'odd."quote"\\slash?:x*/y',
+    "",  # blank line: skipped
+    "# a comment",
+    "   extensibletype.array.v1:release   ",
+    "extensibletype.array.v1:acquire",  # repeated: emitted once
+]
+EXPECTED_NAMES = {
+    "extensibletype.array.v1:acquire": "EXTENSIBLETYPE_ARRAY_V1__ACQUIRE",
+    "numpy.ndarray.shape": "NUMPY_NDARRAY_SHAPE",
+    "a-b c:d:e": "A_B_C__D__E",
+    "demo.ключ.v2:get": "DEMO_V2__GET",
+    'odd."quote"\\slash?:x*/y': "ODD_QUOTE_SLASH___X_Y",
+    "extensibletype.array.v1:release": "EXTENSIBLETYPE_ARRAY_V1__RELEASE",
+}
+
+
+def test_generated_ids_equal_prehash(tmp_path):
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("\n".join(KEYS) + "\n", encoding="utf-8")
+    out = tmp_path / "ids.h"
+    subprocess.run([sys.executable, "-m", "extensibletype", "header", str(keys_file), "-o", str(out)], check=True)
+    text = out.read_text(encoding="utf-8")
+    assert text.count("#define EXTTYPE_ID_EXTENSIBLETYPE_ARRAY_V1__ACQUIRE ") == 1
+    prog = ["#include <stdio.h>", "#include <inttypes.h>", f'#include "{out}"', "", "static void show(const char *n, uint64_t id, const char *key) {",
+            '    printf("%s %016" PRIx64 " ", n, id);',
+            '    for (; *key; key++) printf("%02x", (unsigned char)*key);',
+            '    printf("\\n");', "}", "int main(void) {"]
+    for suffix in EXPECTED_NAMES.values():
+        prog.append(f'    show("{suffix}", EXTTYPE_ID_{suffix}, EXTTYPE_KEY_{suffix});')
+    prog += ["    return 0;", "}"]
+    src = tmp_path / "ids.c"
+    src.write_text("\n".join(prog))
+    exe = tmp_path / "ids"
+    for std in ("-std=c99", "-std=c11"):
+        proc = subprocess.run([*cbuild.cc(), std, *WARN, str(src), "-o", str(exe)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split("\n")
+    got = {name: (int(h, 16), bytes.fromhex(k).decode("utf-8")) for name, h, k in (l.split(" ") for l in lines if l)}
+    for key, suffix in EXPECTED_NAMES.items():
+        assert got[suffix] == (et.prehash(key), key)
+
+
+def test_generated_header_errors():
+    with pytest.raises(cli.KeyListError, match=r"'a\.b' and 'a_b' .*EXTTYPE_ID_A_B"):
+        cli.generate_header(cli.read_keys(["a_b", "a.b"]))
+    fake = {"x.one": 5, "x.two": 5, "zero": 0}.get
+    with pytest.raises(cli.KeyListError, match=r"64-bit id collision: 'x\.two' and 'x\.one'"):
+        cli.generate_header(cli.read_keys(["x.one", "x.two"]), prehash=fake)
+    with pytest.raises(cli.KeyListError, match="reserved id 0"):
+        cli.generate_header(cli.read_keys(["zero"]), prehash=fake)
+    with pytest.raises(cli.KeyListError, match="no letters or digits"):
+        cli.generate_header(cli.read_keys(["ключ:ü"]))
+    proc = subprocess.run([sys.executable, "-m", "extensibletype", "header", "-"], input="a.b\na_b\n",
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "both map to the macro name" in proc.stderr and proc.stdout == ""
+
+
+def test_generated_header_options():
+    text = cli.generate_header(cli.read_keys(["p.q:r"]), id_prefix="MY_", key_prefix="")
+    assert "#define MY_P_Q__R UINT64_C(0x%016x)" % et.prehash("p.q:r") in text
+    assert "KEY" not in text.replace("/* id = first 8 bytes of md5(key)", "")
+
+
+def test_example_ids_header_is_up_to_date():
+    keys = cbuild.EXAMPLES_C / "shapes_keys.txt"
+    expected = cli.generate_header(cli.read_keys(keys.read_text().splitlines()), source=str(keys))
+    assert (cbuild.EXAMPLES_C / "shapes_ids.h").read_text() == expected, (
+        "regenerate: python -m extensibletype header examples/c/shapes_keys.txt -o examples/c/shapes_ids.h"
+    )
+
+
+def test_cli_include_and_prehash():
+    out = subprocess.run([sys.executable, "-m", "extensibletype", "include"], capture_output=True, text=True, check=True)
+    assert Path(out.stdout.strip()) == Path(et.get_include())
+    out = subprocess.run([sys.executable, "-m", "extensibletype", "prehash", "a"], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0xa8b6f1c0b975c10c", "a"]
+
+
+def test_get_include_ships_the_header():
+    shipped = Path(et.get_include()) / "extensibletype.h"
+    assert shipped.is_file(), f"{shipped} missing: the header must ship in the package"
+    assert shipped.read_bytes() == HEADER.read_bytes()
