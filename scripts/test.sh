@@ -119,7 +119,7 @@ for entry in "${interpreters[@]}"; do
     fi
     out="/tmp/extensibletype-pytest-$tag.log"
     (cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py$tag" EXTENSIBLETYPE_PYTHON_TAG="$tag" \
-        "$vpy" -m pytest -q -p no:cacheprovider . 2>&1) | tee "$out" | tail -3 >&2
+        "$vpy" -m pytest -q -rs -p no:cacheprovider . 2>&1) | tee "$out" | tail -3 >&2
     line=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran|error' "$out" | tail -1)
     p=$(grep -Eo '[0-9]+ passed' <<<"$line" | grep -Eo '[0-9]+' || echo 0)
     f=$(grep -Eo '[0-9]+ (failed|error)' <<<"$line" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
