@@ -15,14 +15,9 @@
 # Prints one line per interpreter and a final "N passed, N failed" line.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
-export CARGO_TERM_COLOR=never PIP_DISABLE_PIP_VERSION_CHECK=1
-
-log() { printf '[test] %s\n' "$*" >&2; }
-
-# Python packages the suites need in every venv (maturin builds the wheel).
-PY_DEPS=(maturin pytest cython numpy setuptools)
 
 declare -a SUMMARY=()
 total_passed=0
@@ -65,57 +60,14 @@ else
     total_failed=$((total_failed + 1))
 fi
 
-# A digest of everything that goes into the wheel.
-source_digest() {
-    git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
-        | sort | xargs cat 2>/dev/null | sha256sum | cut -d' ' -f1
-}
-digest=$(source_digest)
-
-# Build the abi3 wheel once per source digest (with the first interpreter
-# that asks), then install it.
-install_abi3() {
-    local vpy=$1 dist="$ROOT/target/wheels-abi3/$digest"
-    if ! ls "$dist"/*abi3*.whl >/dev/null 2>&1; then
-        log "maturin build --features abi3"
-        rm -rf "$ROOT/target/wheels-abi3"
-        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features abi3 -i "$vpy" --out "$dist" >&2 || return 1
-    fi
-    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
-}
-
 for entry in "${interpreters[@]}"; do
     tag=${entry%%|*}
     py=${entry#*|}
-    venv="$ROOT/.venv/$tag"
     log "python $tag: $py"
-    if [ ! -x "$venv/bin/python" ]; then
-        "$py" -m venv "$venv" || { SUMMARY+=("python $tag: venv creation failed"); total_failed=$((total_failed + 1)); continue; }
-    fi
-    vpy="$venv/bin/python"
-    missing=()
-    for dep in "${PY_DEPS[@]}"; do
-        "$vpy" -m pip show -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "pip install ${missing[*]}"
-        # numpy/cython may have no wheel for a free-threaded build; the tests
-        # that need them skip with a reason when they are absent.
-        "$vpy" -m pip install -q "${missing[@]}" >&2 || for dep in "${missing[@]}"; do "$vpy" -m pip install -q "$dep" >&2 || log "could not install $dep for $tag"; done
-    fi
-    if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
-        case $tag in
-            *-abi3) install_abi3 "$vpy" ;;
-            *)
-                log "pip install . (python $tag)"
-                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . >&2
-                ;;
-        esac || {
-            SUMMARY+=("python $tag: build/install failed")
-            total_failed=$((total_failed + 1))
-            continue
-        }
-        echo "$digest" >"$venv/.extensibletype-digest"
+    if ! vpy=$(prepare_venv "$tag" "$py"); then
+        SUMMARY+=("python $tag: build/install failed")
+        total_failed=$((total_failed + 1))
+        continue
     fi
     out="/tmp/extensibletype-pytest-$tag.log"
     (cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py$tag" EXTENSIBLETYPE_PYTHON_TAG="$tag" \

@@ -1,0 +1,61 @@
+# Shared by scripts/test.sh and scripts/demo.sh (source it; bash only).
+# Sets up a venv per interpreter with the package installed from this tree.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TERM_COLOR=never PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '[extensibletype] %s\n' "$*" >&2; }
+
+# Python packages every venv gets (maturin builds the wheel; the rest are
+# what the tests and the demo use).
+PY_DEPS=(maturin pytest cython numpy setuptools)
+
+# A digest of everything that goes into the wheel: reinstall only on change.
+source_digest() {
+    git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
+        | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
+}
+
+# Build the abi3 wheel once per source digest, then install it with $1.
+install_abi3() {
+    local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3/$2"
+    if ! ls "$dist"/*abi3*.whl >/dev/null 2>&1; then
+        log "maturin build --features abi3"
+        rm -rf "$ROOT/target/wheels-abi3"
+        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features abi3 -i "$vpy" --out "$dist" >&2 || return 1
+    fi
+    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
+}
+
+# prepare_venv TAG PYTHON: .venv/TAG with PY_DEPS and the package (`pip
+# install .`, or the abi3 wheel for TAG *-abi3). Prints the venv's python.
+prepare_venv() {
+    local tag=$1 py=$2 venv="$ROOT/.venv/$1" digest dep missing=()
+    if [ ! -x "$venv/bin/python" ]; then
+        "$py" -m venv "$venv" >&2 || { log "venv creation failed for $tag"; return 1; }
+    fi
+    local vpy="$venv/bin/python"
+    for dep in "${PY_DEPS[@]}"; do
+        "$vpy" -m pip show -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "pip install ${missing[*]} (python $tag)"
+        # One at a time on failure: a package without a wheel for this
+        # interpreter only skips the tests that need it (with a reason).
+        "$vpy" -m pip install -q "${missing[@]}" >&2 ||
+            for dep in "${missing[@]}"; do "$vpy" -m pip install -q "$dep" >&2 || log "could not install $dep for $tag"; done
+    fi
+    digest=$(source_digest)
+    if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
+        case $tag in
+            *-abi3) install_abi3 "$vpy" "$digest" ;;
+            *)
+                log "pip install . (python $tag)"
+                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" \
+                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$ROOT" >&2
+                ;;
+        esac || { log "build/install failed for $tag"; return 1; }
+        echo "$digest" >"$venv/.extensibletype-digest"
+    fi
+    echo "$vpy"
+}
