@@ -173,6 +173,11 @@ typedef struct ExtType_API {
     PyObject *(*py_table_info)(PyObject *type);
     PyObject *(*py_lookup)(PyObject *obj, PyObject *key);
     int (*bind_key)(const char *key, uint64_t id);
+    /* ---- Public again. ---- */
+    /* Where the foreign registry's table is published (type address ->
+       that type's effective table): acquire-load *foreign_registry. A miss
+       means "not registered itself" (find_slow walks the MRO). */
+    ExtType_Table **foreign_registry;
 } ExtType_API;
 
 /* ---------------------------------------------------------------------- */
@@ -184,6 +189,7 @@ typedef struct ExtType_API {
 typedef struct ExtType__Cache {
     PyTypeObject *metaclass;
     Py_ssize_t table_offset;
+    ExtType_Table **foreign_registry;
     const ExtType_API *api;
 } ExtType__Cache;
 
@@ -192,11 +198,11 @@ typedef struct ExtType__Cache {
 #  if defined(EXTTYPE_NO_IMPORT)
 extern ExtType__Cache EXTTYPE__CACHE;
 #  else
-ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL};
+ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL};
 #  endif
 #else
 #  define EXTTYPE__CACHE ExtType__cache
-static ExtType__Cache ExtType__cache = {NULL, 0, NULL};
+static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL};
 #endif
 
 /* Acquire load of a pointer (C99, C11 and C++ alike). */
@@ -276,6 +282,19 @@ static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
     if (EXTTYPE__CACHE.api == NULL) {
         return NULL;
     }
+    /* A type registered in the foreign registry (e.g. numpy.ndarray): probe
+       the registry inline; anything else (subclasses of registered types,
+       sub-metaclasses, empty or never-initialised types) takes the slow path. */
+    {
+        const ExtType_Table *registry = EXTTYPE__LOAD_ACQUIRE(EXTTYPE__CACHE.foreign_registry);
+        if (registry != NULL) {
+            const ExtType_Table *table =
+                (const ExtType_Table *)ExtType_TableFind(registry, (uint64_t)(uintptr_t)tp);
+            if (table != NULL) {
+                return ExtType_TableFind(table, id);
+            }
+        }
+    }
     return EXTTYPE__CACHE.api->find_slow(tp, id);
 }
 
@@ -338,6 +357,7 @@ static inline int ExtType_Import(void)
     }
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
+    EXTTYPE__CACHE.foreign_registry = api->foreign_registry;
     EXTTYPE__CACHE.api = api;
     return 0;
 }

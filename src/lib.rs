@@ -31,3 +31,6 @@ pub mod runtime;
 
 #[cfg(feature = "module")]
 mod module;
+
+#[cfg(feature = "python")]
+pub mod arrays;

@@ -162,7 +162,8 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
         let ok = add(module, c"ExtensibleType", Py_NewRef(api.metaclass.cast()))
             && add(module, c"_C_API", capsule)
             && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _))
-            && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset));
+            && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset))
+            && crate::arrays::add_submodule(module) == 0;
         if !ok {
             Py_DECREF(module);
             return ptr::null_mut();

@@ -128,7 +128,7 @@ int main(void)
     F(ExtType_API, table_offset); F(ExtType_API, find_slow); F(ExtType_API, prehash);
     F(ExtType_API, set_slots); F(ExtType_API, from_spec); F(ExtType_API, py_set_slots);
     F(ExtType_API, py_get_slots); F(ExtType_API, py_table_info); F(ExtType_API, py_lookup);
-    F(ExtType_API, bind_key);
+    F(ExtType_API, bind_key); F(ExtType_API, foreign_registry);
     printf("\"EXTTYPE_ABI_VERSION\": %d\n}\n", EXTTYPE_ABI_VERSION);
     return 0;
 }
@@ -150,10 +150,11 @@ EXPECTED_64 = {
     "ExtType_SlotDef": ((24, 8), dict(key=0, id=8, ptr=16)),
     "ExtType_TypeData": ((16, 8), dict(table=0, state=8)),
     "ExtType_API": (
-        (96, 8),
+        (104, 8),
         dict(
             abi_version=0, struct_size=4, metaclass=8, table_offset=16, find_slow=24, prehash=32, set_slots=40,
             from_spec=48, py_set_slots=56, py_get_slots=64, py_table_info=72, py_lookup=80, bind_key=88,
+            foreign_registry=96,
         ),
     ),
 }

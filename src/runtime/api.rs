@@ -30,6 +30,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize) -> Api {
         py_table_info,
         py_lookup,
         bind_key: bind_key_c,
+        foreign_registry: &registry::FOREIGN,
     }
 }
 

@@ -28,14 +28,21 @@ pub struct TypeData {
 struct FastPath {
     metaclass: AtomicPtr<PyTypeObject>,
     offset: AtomicIsize,
+    /// Where the process's foreign registry table is published.
+    foreign: AtomicPtr<AtomicPtr<RawTable>>,
 }
 
-static FAST: FastPath = FastPath { metaclass: AtomicPtr::new(ptr::null_mut()), offset: AtomicIsize::new(0) };
+static FAST: FastPath = FastPath {
+    metaclass: AtomicPtr::new(ptr::null_mut()),
+    offset: AtomicIsize::new(0),
+    foreign: AtomicPtr::new(ptr::null_mut()),
+};
 
-/// Record the process's metaclass and table offset (from creation or from
-/// another copy's API struct).
-pub(crate) fn set_metaclass(meta: *mut PyTypeObject, offset: isize) {
+/// Record the process's metaclass, table offset and foreign registry (from
+/// creation or from another copy's API struct).
+pub(crate) fn set_fast_path(meta: *mut PyTypeObject, offset: isize, foreign: *const AtomicPtr<RawTable>) {
     FAST.offset.store(offset, Ordering::Relaxed);
+    FAST.foreign.store(foreign.cast_mut(), Ordering::Relaxed);
     FAST.metaclass.store(meta, Ordering::Release);
 }
 
@@ -43,6 +50,18 @@ pub(crate) fn set_metaclass(meta: *mut PyTypeObject, offset: isize) {
 #[inline]
 pub(crate) fn metaclass() -> *mut PyTypeObject {
     FAST.metaclass.load(Ordering::Acquire)
+}
+
+/// The published foreign registry table (type address → that type's
+/// effective table), or NULL. GIL-free (acquire load).
+#[inline]
+pub(crate) fn foreign_registry() -> *const RawTable {
+    let at = FAST.foreign.load(Ordering::Relaxed);
+    if at.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: `at` points to a static of the runtime that owns the registry.
+    unsafe { (*at).load(Ordering::Acquire) }
 }
 
 /// Offset of [`TypeData`] from the start of every extensible type object.

@@ -88,7 +88,7 @@ unsafe fn measure_offset(meta: *mut PyTypeObject) -> Result<isize, Error> {
         }
         let offset = data.cast::<u8>().offset_from(probe.0.cast::<u8>());
         // The probe dies with `probe`; its dealloc must see the real offset.
-        layout::set_metaclass(ptr::null_mut(), offset);
+        layout::set_fast_path(ptr::null_mut(), offset, ptr::null());
         Ok(offset)
     }
 }
@@ -270,7 +270,7 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
             .unwrap_or(ptr::null());
         }
         // Foreign: the first type in the MRO with a registration.
-        let foreign = registry::FOREIGN.load(core::sync::atomic::Ordering::Acquire);
+        let foreign = layout::foreign_registry();
         if foreign.is_null() {
             return ptr::null();
         }

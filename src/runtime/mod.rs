@@ -97,6 +97,11 @@ pub struct Api {
     pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
     /// Bind a key string to an id allocated elsewhere (interner only).
     pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
+    /// Where the foreign registry's table is published (type address →
+    /// that type's effective table; acquire-load it). Consumers probe it
+    /// inline for types whose metaclass is not `metaclass`; a miss means
+    /// "not registered itself": ask `find_slow`, which walks the MRO.
+    pub foreign_registry: *const AtomicPtr<RawTable>,
 }
 
 // SAFETY: the struct is immutable after publication; the metaclass pointer
@@ -185,6 +190,7 @@ pub fn import() -> Result<&'static Api, ()> {
 
 unsafe fn import_slow() -> Result<&'static Api, Error> {
     let _init = registry::lock_detached(&INIT);
+    // SAFETY: published APIs are leaked, immutable and live forever.
     if let Some(api) = unsafe { API.load(Ordering::Acquire).as_ref() } {
         return Ok(api);
     }
@@ -197,7 +203,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
             PyErr_Clear();
             let (meta, offset) = metaclass::create()?;
             let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
-            layout::set_metaclass(meta, offset);
+            layout::set_fast_path(meta, offset, api.foreign_registry);
             let capsule = convert::Owned::new(PyCapsule_New(
                 (api as *const Api).cast_mut().cast(),
                 CAPSULE_NAME.as_ptr(),
@@ -216,7 +222,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
                 return Err(Error::Python);
             }
             check_abi(&*api)?;
-            layout::set_metaclass((*api).metaclass, (*api).table_offset);
+            layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
             &*api
         };
         API.store((api as *const Api).cast_mut(), Ordering::Release);
@@ -267,23 +273,48 @@ pub fn metaclass() -> *mut PyTypeObject {
     api().metaclass
 }
 
+/// The one table a lookup on `tp` probes inline: an extensible type's own
+/// (effective) table, or a foreign-registered type's registry entry. NULL
+/// means "ask the slow path" (empty or never-initialised types, subclasses
+/// of registered types, sub-metaclasses) — [`find_in_type`] does that.
+///
+/// For consumers that look up several keys on one type: probe each with
+/// [`raw_lookup`](crate::table::raw_lookup). No GIL needed.
+///
+/// # Safety
+/// [`import`] must have succeeded and `tp` must be a live type object (the
+/// caller holds a reference to it or to an instance); the table lives as long
+/// as `tp`.
+#[inline]
+pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
+    // SAFETY: see the contract; tables are published with release stores and
+    // never freed while their type lives (registry tables never).
+    unsafe {
+        if Py_TYPE(tp.cast()) == layout::metaclass() {
+            return TypeData::load(tp);
+        }
+        let registry = layout::foreign_registry();
+        if registry.is_null() {
+            return ptr::null();
+        }
+        raw_lookup(registry, tp as u64).cast()
+    }
+}
+
 /// Find the implementation of `id` on `tp`: NULL when absent.
 ///
 /// No GIL needed; the caller must hold a reference to `tp` (or an instance).
-/// The fast path (metaclass compare, acquire load, probe) is inline.
+/// The fast path ([`table_of`], then one probe) is inline.
 ///
 /// # Safety
 /// [`import`] must have succeeded and `tp` must be a live type object.
 #[inline]
 pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: see the contract; the table pointer of an extensible type is
-    // published with a release store and never freed while the type lives.
+    // SAFETY: forwarded.
     unsafe {
-        if Py_TYPE(tp.cast()) == layout::metaclass() {
-            let table: *const RawTable = TypeData::load(tp);
-            if !table.is_null() {
-                return raw_lookup(table, id);
-            }
+        let table = table_of(tp);
+        if !table.is_null() {
+            return raw_lookup(table, id);
         }
         (api().find_slow)(tp, id)
     }

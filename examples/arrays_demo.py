@@ -1,0 +1,266 @@
+"""Duck-typed arrays (array.v1): providers, kernels, and what a view costs.
+
+Run with the venv python (after ``bash scripts/test.sh`` or
+``bash scripts/demo.sh``), e.g.::
+
+    .venv/3.11/bin/python examples/arrays_demo.py [--quick] [--blas-threads N]
+
+1. Registers the providers (``import extensibletype.arrays``) and runs the
+   generic kernels ``sum``, ``dot``, ``axpy`` on every provider and provider
+   pair, checked against NumPy.
+2. Measures, in one compiled loop per method (``_bench_view_cost``), the
+   per-call cost of getting an array view from C: array.v1 through the slot
+   table against the buffer protocol, ``__array_struct__``, ``__dlpack__``
+   and ``__array_interface__``, on a NumPy array and on an ``Array``.
+3. Times the kernels against NumPy on 10^6 contiguous float64 and on
+   ``x[::2]`` of 2·10^6 (best of several repeats).
+
+NumPy's ``x @ y`` calls OpenBLAS, which by default runs one busy-waiting
+thread per core; everything else here (our kernels, NumPy's ufunc loops) is
+single-threaded, so the demo sets ``OPENBLAS_NUM_THREADS=1`` before NumPy
+loads unless told otherwise (``--blas-threads 0`` keeps OpenBLAS's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ARGS = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ARGS.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+ARGS.add_argument("--blas-threads", type=int, default=1, help="OPENBLAS_NUM_THREADS for NumPy's dot (0: leave unset)")
+OPTS = ARGS.parse_args()
+if OPTS.blas_threads > 0:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(OPTS.blas_threads))
+
+import array  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import extensibletype.arrays as xa  # noqa: E402  (registers the providers)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from python_array_provider import CtypesArray  # noqa: E402
+
+
+def table(headers, rows, align=None):
+    """A GitHub-markdown table (also readable as plain text)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    align = align or ["<"] + [">"] * (len(headers) - 1)
+
+    def line(values):
+        return "| " + " | ".join(f"{v:{a}{w}}" for v, a, w in zip(values, align, widths)) + " |"
+
+    print(line(headers))
+    print("|" + "|".join(("-" * (w + 1) + ":" if a == ">" else "-" * (w + 2)) for a, w in zip(align, widths)) + "|")
+    for r in cells:
+        print(line(r))
+    print()
+
+
+# ---------------------------------------------------------------------------
+# 1. kernels across providers
+
+
+def make(provider, a):
+    """A provider object holding the values of NumPy array a (None if the
+    provider cannot represent its layout)."""
+    if provider == "numpy":
+        return a
+    if provider == "Array":
+        out = xa.Array(a.shape, a.dtype.name)
+        np.asarray(out)[...] = a
+        return out
+    if provider == "memoryview":
+        return memoryview(a) if a.ndim else None
+    if provider == "array.array":
+        return array.array({"float64": "d", "float32": "f", "int64": "q"}[a.dtype.name], a.ravel().tolist()) if a.ndim == 1 else None
+    if provider == "ctypes (Python)":
+        return CtypesArray(np.ascontiguousarray(a).ravel().tolist(), shape=a.shape, dtype=a.dtype.name)
+    raise ValueError(provider)
+
+
+def contents(obj, like):
+    if isinstance(obj, CtypesArray):
+        return np.array(obj.tolist(), dtype=like.dtype).reshape(like.shape)
+    return np.asarray(obj).reshape(like.shape)
+
+
+PROVIDERS = ["numpy", "Array", "memoryview", "array.array", "ctypes (Python)"]
+
+
+def layouts(dtype, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-99, 99, (6, 8)).astype(dtype) if dtype == "int64" else (rng.random((6, 8)) + 0.5).astype(dtype)
+    return {"1-d": base[2].copy(), "2-d": base, "transposed": base.T, "steps": base[::2, 1::3], "reversed": base[::-1, ::-2]}
+
+
+def check_pair(px, py):
+    """Run sum/dot/axpy for every dtype and layout both providers support;
+    return (cases, failures)."""
+    cases, fails = 0, []
+    for dtype in ("float64", "float32", "int64"):
+        xs, ys = layouts(dtype, 1), layouts(dtype, 2)
+        for name in xs:
+            a, b = xs[name], ys[name].copy() if py == "numpy" else ys[name]
+            x, y = make(px, a), make(py, b)
+            if x is None or y is None:
+                continue
+            if py == "memoryview":
+                y = memoryview(ys[name].copy())
+                b = np.asarray(y)
+            cases += 1
+            tol = dict(rtol=1e-5) if dtype == "float32" else dict(rtol=1e-12)
+            ok = np.isclose(xa.sum(x), a.astype(np.float64).sum() if dtype != "int64" else a.sum(), **tol)
+            ok &= np.isclose(xa.dot(x, y), (a.astype(np.float64) * b).sum() if dtype != "int64" else (a * b).sum(), **tol)
+            alpha = 3 if dtype == "int64" else 1.5
+            expect = contents(y, b) + np.asarray(alpha, dtype) * a
+            xa.axpy(alpha, x, y)
+            ok &= np.allclose(contents(y, b), expect, **tol)
+            if not ok:
+                fails.append(f"{dtype} {name}")
+    return cases, fails
+
+
+def section_kernels():
+    print("## 1. Generic kernels on every provider (checked against NumPy)\n")
+    rows = []
+    sample = layouts("float64", 3)["steps"]
+    for p in PROVIDERS:
+        obj = make(p, sample) if p not in ("array.array",) else make(p, sample[0].copy())
+        ref = sample if p != "array.array" else sample[0]
+        layout = "(6, 8)[::2, 1::3]" if p not in ("Array", "ctypes (Python)", "array.array") else f"{ref.shape} copy"
+        rows.append([p, type(obj).__name__, layout, f"{xa.sum(obj):.12g}", f"{ref.sum():.12g}", f"{xa.dot(obj, obj):.12g}", f"{(ref * ref).sum():.12g}"])
+    table(["provider", "type", "x", "sum(x)", "NumPy x.sum()", "dot(x, x)", "NumPy (x*x).sum()"], rows,
+          align=["<", "<", "<", ">", ">", ">", ">"])
+
+    rows = []
+    for px in PROVIDERS:
+        row = [px]
+        for py in PROVIDERS:
+            cases, fails = check_pair(px, py)
+            row.append(f"ok ({cases})" if not fails else f"FAIL {fails[0]}")
+        rows.append(row)
+    print("sum(x), dot(x, y), axpy(a, x, y) for x (rows) and y (columns) from different providers; float64,")
+    print("float32, int64 x 1-d, 2-d, transposed, stepped and reversed layouts where the provider has them")
+    print("(number of cases in parentheses):\n")
+    table(["x \\ y"] + PROVIDERS, rows)
+
+
+# ---------------------------------------------------------------------------
+# 2. view cost
+
+
+VIEW_METHODS = [
+    ("slots", "array.v1: find acquire+release in the slot table, acquire, release"),
+    ("slots_cached", "array.v1: acquire + release (provider looked up once per type)"),
+    ("find", "array.v1: the two slot lookups alone"),
+    ("buffer", "buffer protocol: PyObject_GetBuffer(RECORDS_RO) + PyBuffer_Release"),
+    ("array_struct", "__array_struct__: attribute get + capsule pointer"),
+    ("dlpack", "__dlpack__(): call + capsule (+ its deleter)"),
+    ("array_interface", "__array_interface__: attribute get + dict parse"),
+]
+
+
+def view_cost(obj, method, rounds, iterations):
+    try:
+        return min(xa._impl._bench_view_cost(obj, method, iterations) for _ in range(rounds))
+    except (AttributeError, TypeError, BufferError):
+        return None
+
+
+def section_view_cost(quick):
+    rounds, iterations = (3, 200_000) if quick else (7, 1_000_000)
+    objs = {"NumPy array": np.zeros(1000), "Array": xa.Array(1000)}
+    print(f"## 2. Per-call cost of getting an array view from C (ns; best of {rounds} x {iterations:,} calls, compiled loop)\n")
+    results = {m: {k: view_cost(o, m, rounds, iterations) for k, o in objs.items()} for m, _ in VIEW_METHODS}
+    slow = {m: {k: view_cost(o, m, rounds, max(iterations // 20, 1000)) for k, o in objs.items()} for m in ("array_interface",)}
+    results.update(slow)
+    rows = []
+    for m, label in VIEW_METHODS:
+        rows.append([label] + [("n/a" if v is None else f"{v:.1f}") for v in results[m].values()])
+    for key, label in (("slots", "buffer protocol / array.v1 (find + acquire + release)"), ("slots_cached", "buffer protocol / array.v1 (acquire + release)")):
+        rows.append([label] + [f"{results['buffer'][k] / results[key][k]:.1f}x" for k in objs])
+    table(["method"] + list(objs), rows)
+    return results
+
+
+# ---------------------------------------------------------------------------
+# 3. kernel timings
+
+
+def best_us(f, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e6
+
+
+def section_kernel_timings(quick):
+    repeats = 5 if quick else 25
+    rng = np.random.default_rng(0)
+    x, y = rng.random(10**6), rng.random(10**6)
+    X, Y = rng.random(2 * 10**6), rng.random(2 * 10**6)
+    cases = {"contiguous 10^6": (x, y), "strided x[::2] of 2*10^6": (X[::2], Y[::2])}
+    print(f"## 3. Kernels against NumPy, float64 (us, best of {repeats}; kernels: {xa._impl._isa()})\n")
+    rows, ratios = [], {}
+    for label, (a, b) in cases.items():
+        yb = b.copy() if b.flags.c_contiguous else Y.copy()[::2]
+        ya = xa.Array(a.shape)  # a y from another provider: mixed-provider axpy/dot
+        np.asarray(ya)[...] = yb
+
+        def np_axpy():
+            yb.__iadd__(1.5 * a)  # y += a * x
+
+        timings = [
+            ("sum", "x.sum()", lambda: a.sum(), "sum(x)", lambda: xa.sum(a)),
+            ("axpy", "y += 1.5 * x", np_axpy, "axpy(1.5, x, y)", lambda: xa.axpy(1.5, a, yb)),
+            ("dot", "x @ y", lambda: a @ b, "dot(x, y)", lambda: xa.dot(a, b)),
+        ]
+        for name, np_label, np_f, xa_label, xa_f in timings:
+            t_np, t_xa = best_us(np_f, repeats), best_us(xa_f, repeats)
+            ratios[(label, name)] = t_xa / t_np
+            rows.append([label, f"{np_label} vs {xa_label}", f"{t_np:.0f}", f"{t_xa:.0f}", f"{t_np / t_xa:.2f}x"])
+        if label.startswith("contiguous"):
+            t = best_us(lambda: xa.dot(a, ya), repeats)
+            rows.append([label, "dot(NumPy x, Array y)", "", f"{t:.0f}", ""])
+    table(["data", "operation (NumPy vs array.v1)", "NumPy us", "array.v1 us", "speed-up"], rows,
+          align=["<", "<", ">", ">", ">"])
+    return ratios
+
+
+def main():
+    info = xa.NUMPY_ADAPTER if xa.NUMPY_FALLBACK_REASON is None else f"{xa.NUMPY_ADAPTER} ({xa.NUMPY_FALLBACK_REASON})"
+    print(f"# extensibletype array.v1 demo\n")
+    print(f"CPython {platform.python_version()} ({'free-threaded' if not getattr(sys, '_is_gil_enabled', lambda: True)() else 'GIL'}), "
+          f"NumPy {np.__version__} (ndarray adapter: {info}), kernels: {xa._impl._isa()}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs\n")
+    section_kernels()
+    cost = section_view_cost(OPTS.quick)
+    ratios = section_kernel_timings(OPTS.quick)
+
+    print("## Targets (this run)\n")
+    rows = []
+    for k in ("NumPy array", "Array"):
+        full, cached, buf = cost["slots"][k], cost["slots_cached"][k], cost["buffer"][k]
+        rows.append([f"acquire+release <= 6 ns ({k})", f"{full:.1f} ns with lookups, {cached:.1f} ns cached", "yes" if full <= 6 else ("cached only" if cached <= 6 else "no")])
+        rows.append([f">= 5x faster than the buffer protocol ({k})", f"{buf / full:.1f}x with lookups, {buf / cached:.1f}x cached", "yes" if buf / full >= 5 else ("cached only" if buf / cached >= 5 else "no")])
+    for (label, name), r in ratios.items():
+        if label.startswith("contiguous"):
+            rows.append([f"{name}: within 1.2x of NumPy, contiguous", f"{r:.2f}x NumPy's time", "yes" if r <= 1.2 else "no"])
+        else:
+            verdict = "yes" if r < 0.97 else ("tie (within 3%)" if r <= 1.03 else "no")
+            rows.append([f"{name}: faster than NumPy, strided", f"{r:.2f}x NumPy's time", verdict])
+    table(["target", "measured", "met"], rows, align=["<", "<", "<"])
+
+
+if __name__ == "__main__":
+    main()

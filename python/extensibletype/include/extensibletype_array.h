@@ -1,0 +1,1 @@
+../../../include/extensibletype_array.h

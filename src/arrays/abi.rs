@@ -1,0 +1,458 @@
+//! The `array.v1` interface: the Rust twin of `include/extensibletype_array.h`
+//! (layouts checked against each other by `python/tests/test_arrays.py`).
+//!
+//! A provider registers two slots on its type:
+//! [`KEY_ACQUIRE`] → [`AcquireFn`] and [`KEY_RELEASE`] → [`ReleaseFn`].
+//! A consumer finds them with [`crate::runtime::find`] (or [`Provider::of`])
+//! and brackets its use of the memory with one acquire and one release; the
+//! full contract (threads, lifetimes, exceptions) is in the header.
+//!
+//! ```no_run
+//! use extensibletype::arrays::abi::{self, with_view};
+//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
+//! // GIL held, extensibletype::runtime::import() done, obj kept alive:
+//! let first = unsafe {
+//!     with_view(obj, abi::REQ_C_CONTIGUOUS, |v| {
+//!         (v.dtype == abi::DLDataType::F64 && v.size() > 0).then(|| *(v.data as *const f64))
+//!     })?
+//! };
+//! # Ok(()) }
+//! ```
+
+use core::ffi::{c_int, c_void, CStr};
+use core::ptr;
+
+use pyo3_ffi::*;
+
+use crate::{id, runtime};
+
+/// Version of the view layout filled by providers of the v1 keys.
+pub const VERSION: u32 = 1;
+
+/// Key of the acquire slot.
+pub const KEY_ACQUIRE: &CStr = c"extensibletype.array.v1:acquire";
+/// Key of the release slot.
+pub const KEY_RELEASE: &CStr = c"extensibletype.array.v1:release";
+/// Id of [`KEY_ACQUIRE`] (`0x90fba73fde02ade2`).
+pub const ID_ACQUIRE: u64 = id!("extensibletype.array.v1:acquire");
+/// Id of [`KEY_RELEASE`] (`0xb474eca712320062`).
+pub const ID_RELEASE: u64 = id!("extensibletype.array.v1:release");
+
+/// DLPack `kDLInt`.
+pub const DL_INT: u8 = 0;
+/// DLPack `kDLUInt`.
+pub const DL_UINT: u8 = 1;
+/// DLPack `kDLFloat`.
+pub const DL_FLOAT: u8 = 2;
+/// DLPack `kDLOpaqueHandle`.
+pub const DL_OPAQUE_HANDLE: u8 = 3;
+/// DLPack `kDLBfloat`.
+pub const DL_BFLOAT: u8 = 4;
+/// DLPack `kDLComplex`.
+pub const DL_COMPLEX: u8 = 5;
+/// DLPack `kDLBool`.
+pub const DL_BOOL: u8 = 6;
+/// DLPack `kDLCPU` (host memory).
+pub const DL_CPU: i32 = 1;
+
+/// View flag: the memory must not be written through this view.
+pub const READONLY: u32 = 0x1;
+/// View flag: C-contiguous (see the header for the exact rule).
+pub const C_CONTIGUOUS: u32 = 0x2;
+/// View flag: Fortran-contiguous.
+pub const F_CONTIGUOUS: u32 = 0x4;
+/// View flag: `data` and the strides are multiples of the element alignment.
+pub const ALIGNED: u32 = 0x8;
+/// View flag: elements are stored in the non-native byte order.
+pub const BYTESWAPPED: u32 = 0x10;
+
+/// Request flag: a writable view (else `BufferError`).
+pub const REQ_WRITABLE: c_int = 0x1;
+/// Request flag: a C-contiguous view (else `BufferError`; providers never copy).
+pub const REQ_C_CONTIGUOUS: c_int = 0x2;
+/// Request flag: a C- or Fortran-contiguous view (else `BufferError`).
+pub const REQ_ANY_CONTIGUOUS: c_int = 0x4;
+/// All request flags defined by version 1.
+pub const REQ_ALL: c_int = REQ_WRITABLE | REQ_C_CONTIGUOUS | REQ_ANY_CONTIGUOUS;
+
+/// Number of `i64` in [`ArrayView::scratch`].
+pub const SCRATCH: usize = 16;
+
+/// DLPack's `DLDataType`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DLDataType {
+    /// One of the `DL_*` type codes.
+    pub code: u8,
+    /// Bits per lane.
+    pub bits: u8,
+    /// Lanes (1 for scalars).
+    pub lanes: u16,
+}
+
+impl DLDataType {
+    /// `float64`.
+    pub const F64: DLDataType = DLDataType::new(DL_FLOAT, 64);
+    /// `float32`.
+    pub const F32: DLDataType = DLDataType::new(DL_FLOAT, 32);
+    /// `int64`.
+    pub const I64: DLDataType = DLDataType::new(DL_INT, 64);
+
+    /// A one-lane type.
+    pub const fn new(code: u8, bits: u8) -> DLDataType {
+        DLDataType { code, bits, lanes: 1 }
+    }
+
+    /// Bytes per element (bits × lanes, rounded up).
+    pub const fn itemsize(self) -> usize {
+        (self.bits as usize * self.lanes as usize).div_ceil(8)
+    }
+
+    /// NumPy-style name (`"float64"`, `"int8"`, `"bool"`, ...).
+    pub fn name(self) -> String {
+        let base = match self.code {
+            DL_INT => "int",
+            DL_UINT => "uint",
+            DL_FLOAT => "float",
+            DL_BFLOAT => "bfloat",
+            DL_COMPLEX => "complex",
+            DL_BOOL => return if self.lanes == 1 { "bool".into() } else { format!("bool x{}", self.lanes) },
+            DL_OPAQUE_HANDLE => "opaque",
+            _ => return format!("dlpack(code={}, bits={}, lanes={})", self.code, self.bits, self.lanes),
+        };
+        if self.lanes == 1 {
+            format!("{base}{}", self.bits)
+        } else {
+            format!("{base}{}x{}", self.bits, self.lanes)
+        }
+    }
+}
+
+/// DLPack's `DLDevice`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DLDevice {
+    /// `DL_CPU` for host memory.
+    pub device_type: i32,
+    /// Device ordinal (0 for the host).
+    pub device_id: i32,
+}
+
+impl DLDevice {
+    /// Host memory.
+    pub const CPU: DLDevice = DLDevice { device_type: DL_CPU, device_id: 0 };
+}
+
+/// `ExtType_ArrayView`: what `acquire` fills in. Must stay at one address
+/// between acquire and release (`shape`/`strides` may point into `scratch`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct ArrayView {
+    /// In: `size_of::<ArrayView>()` as the consumer knows it.
+    pub size: u32,
+    /// Out: [`VERSION`].
+    pub version: u32,
+    /// Address of element `[0, ..., 0]`.
+    pub data: *mut c_void,
+    /// `ndim` extents, owned by the provider until release.
+    pub shape: *mut i64,
+    /// `ndim` strides in bytes, owned by the provider until release.
+    pub strides: *mut i64,
+    /// Number of dimensions (0: one element at `data`).
+    pub ndim: i32,
+    /// [`READONLY`] | [`C_CONTIGUOUS`] | ...
+    pub flags: u32,
+    /// Element type.
+    pub dtype: DLDataType,
+    /// 0.
+    pub reserved: u32,
+    /// Where the memory lives.
+    pub device: DLDevice,
+    /// Provider's bookkeeping (e.g. a reference it holds).
+    pub owner: *mut PyObject,
+    /// Provider's bookkeeping.
+    pub internal: [*mut c_void; 2],
+    /// Provider's scratch space (e.g. shape and strides for ndim <= 8).
+    pub scratch: [i64; SCRATCH],
+}
+
+impl Default for ArrayView {
+    fn default() -> Self {
+        ArrayView::new()
+    }
+}
+
+impl ArrayView {
+    /// An empty view with `size` set, ready for `acquire`.
+    pub const fn new() -> ArrayView {
+        ArrayView {
+            size: core::mem::size_of::<ArrayView>() as u32,
+            version: 0,
+            data: ptr::null_mut(),
+            shape: ptr::null_mut(),
+            strides: ptr::null_mut(),
+            ndim: 0,
+            flags: 0,
+            dtype: DLDataType { code: 0, bits: 0, lanes: 0 },
+            reserved: 0,
+            device: DLDevice { device_type: 0, device_id: 0 },
+            owner: ptr::null_mut(),
+            internal: [ptr::null_mut(); 2],
+            scratch: [0; SCRATCH],
+        }
+    }
+
+    /// The extents (empty for ndim 0).
+    pub fn shape(&self) -> &[i64] {
+        if self.ndim <= 0 || self.shape.is_null() {
+            return &[];
+        }
+        // SAFETY: a filled view's shape holds ndim values until release.
+        unsafe { core::slice::from_raw_parts(self.shape, self.ndim as usize) }
+    }
+
+    /// The byte strides (empty for ndim 0).
+    pub fn strides(&self) -> &[i64] {
+        if self.ndim <= 0 || self.strides.is_null() {
+            return &[];
+        }
+        // SAFETY: as for shape.
+        unsafe { core::slice::from_raw_parts(self.strides, self.ndim as usize) }
+    }
+
+    /// Number of elements (1 for ndim 0).
+    pub fn size(&self) -> i64 {
+        self.shape().iter().product()
+    }
+
+    /// Bytes per element.
+    pub fn itemsize(&self) -> usize {
+        self.dtype.itemsize()
+    }
+
+    /// Set the [`C_CONTIGUOUS`] and [`F_CONTIGUOUS`] bits from shape,
+    /// strides and dtype (for providers).
+    pub fn set_contiguity(&mut self) {
+        let (c, f) = contiguity(self.shape(), self.strides(), self.itemsize() as i64);
+        self.flags &= !(C_CONTIGUOUS | F_CONTIGUOUS);
+        self.flags |= if c { C_CONTIGUOUS } else { 0 } | if f { F_CONTIGUOUS } else { 0 };
+    }
+
+    /// Point `shape`/`strides` at `scratch` (ndim ≤ 8) and copy them there.
+    ///
+    /// # Safety
+    /// The view must not move until release; `ndim <= SCRATCH / 2`.
+    pub unsafe fn store_dims_in_scratch(
+        &mut self,
+        shape: impl Iterator<Item = i64>,
+        strides: impl Iterator<Item = i64>,
+    ) {
+        let n = self.ndim as usize;
+        debug_assert!(n <= SCRATCH / 2);
+        for (slot, v) in self.scratch[..n].iter_mut().zip(shape) {
+            *slot = v;
+        }
+        for (slot, v) in self.scratch[n..2 * n].iter_mut().zip(strides) {
+            *slot = v;
+        }
+        self.shape = self.scratch.as_mut_ptr();
+        // SAFETY: n <= SCRATCH / 2, so scratch + n is in bounds.
+        self.strides = unsafe { self.scratch.as_mut_ptr().add(n) };
+    }
+}
+
+/// (C-contiguous, F-contiguous) by the rule in the header.
+pub fn contiguity(shape: &[i64], strides: &[i64], itemsize: i64) -> (bool, bool) {
+    if shape.contains(&0) {
+        return (true, true);
+    }
+    let check = |axes: &mut dyn Iterator<Item = usize>| {
+        let mut expect = itemsize;
+        for k in axes {
+            if shape[k] != 1 {
+                if strides[k] != expect {
+                    return false;
+                }
+                expect = expect.wrapping_mul(shape[k]);
+            }
+        }
+        true
+    };
+    (check(&mut (0..shape.len()).rev()), check(&mut (0..shape.len())))
+}
+
+/// Does a view with `flags` satisfy the request? (`Err` names what fails.)
+pub fn check_request(request: c_int, flags: u32) -> Result<(), &'static str> {
+    if request & REQ_WRITABLE != 0 && flags & READONLY != 0 {
+        return Err("the array is read-only (a writable view was requested)");
+    }
+    if request & REQ_C_CONTIGUOUS != 0 && flags & C_CONTIGUOUS == 0 {
+        return Err("the array is not C-contiguous (a C-contiguous view was requested)");
+    }
+    if request & REQ_ANY_CONTIGUOUS != 0 && flags & (C_CONTIGUOUS | F_CONTIGUOUS) == 0 {
+        return Err("the array is not contiguous (a contiguous view was requested)");
+    }
+    Ok(())
+}
+
+/// `int acquire(PyObject *obj, int request, ExtType_ArrayView *view)`.
+pub type AcquireFn = unsafe extern "C" fn(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int;
+/// `void release(PyObject *obj, ExtType_ArrayView *view)`.
+pub type ReleaseFn = unsafe extern "C" fn(obj: *mut PyObject, view: *mut ArrayView);
+
+/// The acquire/release pair registered on a type.
+#[derive(Clone, Copy, Debug)]
+pub struct Provider {
+    /// The acquire slot.
+    pub acquire: AcquireFn,
+    /// The release slot.
+    pub release: ReleaseFn,
+}
+
+impl Provider {
+    /// The provider of `type(obj)`, if it has both slots. No GIL needed.
+    ///
+    /// Both ids are probed in the one table [`runtime::table_of`] resolves
+    /// (extensible and foreign-registered types); otherwise (subclasses of
+    /// registered types, sub-metaclasses) through [`runtime::find_in_type`].
+    ///
+    /// # Safety
+    /// [`runtime::import`] has succeeded; the caller holds a reference to `obj`.
+    #[inline]
+    pub unsafe fn of(obj: *mut PyObject) -> Option<Provider> {
+        // SAFETY: forwarded; the table of an extensible type is published
+        // with a release store and lives as long as the type; registered
+        // pointers under these keys are functions of these signatures (the
+        // interface's contract).
+        unsafe {
+            let tp = Py_TYPE(obj);
+            let table = runtime::table_of(tp);
+            let (a, r) = if table.is_null() {
+                (runtime::find_in_type(tp, ID_ACQUIRE), runtime::find_in_type(tp, ID_RELEASE))
+            } else {
+                (crate::table::raw_lookup(table, ID_ACQUIRE), crate::table::raw_lookup(table, ID_RELEASE))
+            };
+            if a.is_null() || r.is_null() {
+                return None;
+            }
+            Some(Provider {
+                acquire: core::mem::transmute::<*const c_void, AcquireFn>(a),
+                release: core::mem::transmute::<*const c_void, ReleaseFn>(r),
+            })
+        }
+    }
+
+    /// [`Provider::of`], or a `TypeError` naming the missing key.
+    ///
+    /// # Safety
+    /// As [`Provider::of`]; the GIL is held.
+    #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
+    pub unsafe fn of_or_raise(obj: *mut PyObject) -> Result<Provider, ()> {
+        // SAFETY: forwarded; GIL held for the error.
+        unsafe {
+            if let Some(p) = Provider::of(obj) {
+                return Ok(p);
+            }
+            let missing = if runtime::find(obj, ID_ACQUIRE).is_null() { KEY_ACQUIRE } else { KEY_RELEASE };
+            PyErr_Format(
+                PyExc_TypeError,
+                c"%R object does not provide \"%s\" (not an array provider)".as_ptr(),
+                Py_TYPE(obj).cast::<PyObject>(),
+                missing.as_ptr(),
+            );
+            Err(())
+        }
+    }
+}
+
+/// Acquire a view of `obj`, run `f` on it, release it (also on panic).
+///
+/// `Err(())` with a Python exception set when `obj` has no provider
+/// (`TypeError` naming the key) or the provider refuses.
+///
+/// # Safety
+/// GIL held; [`runtime::import`] has succeeded; `obj` stays alive throughout.
+#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
+pub unsafe fn with_view<R>(obj: *mut PyObject, request: c_int, f: impl FnOnce(&ArrayView) -> R) -> Result<R, ()> {
+    // SAFETY: forwarded.
+    unsafe {
+        let provider = Provider::of_or_raise(obj)?;
+        let mut view = ArrayView::new();
+        acquire_with(provider, obj, request, &mut view)?;
+        struct Release<'a>(Provider, *mut PyObject, &'a mut ArrayView);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                // SAFETY: the view was acquired from this provider on this object.
+                unsafe { (self.0.release)(self.1, self.2) }
+            }
+        }
+        let guard = Release(provider, obj, &mut view);
+        Ok(f(guard.2))
+    }
+}
+
+/// Call `provider.acquire` on a fresh `view`; turn a failure without an
+/// exception (a broken provider) into `SystemError`.
+///
+/// # Safety
+/// GIL held; `provider` belongs to `type(obj)`.
+#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
+pub unsafe fn acquire_with(
+    provider: Provider,
+    obj: *mut PyObject,
+    request: c_int,
+    view: &mut ArrayView,
+) -> Result<(), ()> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if (provider.acquire)(obj, request, view) != 0 {
+            if PyErr_Occurred().is_null() {
+                PyErr_Format(
+                    PyExc_SystemError,
+                    c"the array acquire of %R failed without setting an exception".as_ptr(),
+                    Py_TYPE(obj).cast::<PyObject>(),
+                );
+            }
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<ArrayView>() == 208);
+    assert!(core::mem::offset_of!(ArrayView, data) == 8);
+    assert!(core::mem::offset_of!(ArrayView, shape) == 16);
+    assert!(core::mem::offset_of!(ArrayView, strides) == 24);
+    assert!(core::mem::offset_of!(ArrayView, ndim) == 32);
+    assert!(core::mem::offset_of!(ArrayView, flags) == 36);
+    assert!(core::mem::offset_of!(ArrayView, dtype) == 40);
+    assert!(core::mem::offset_of!(ArrayView, device) == 48);
+    assert!(core::mem::offset_of!(ArrayView, owner) == 56);
+    assert!(core::mem::offset_of!(ArrayView, internal) == 64);
+    assert!(core::mem::offset_of!(ArrayView, scratch) == 80);
+    assert!(ID_ACQUIRE == 0x90fb_a73f_de02_ade2);
+    assert!(ID_RELEASE == 0xb474_eca7_1232_0062);
+};
+
+/// `(field, offset)` of every field of [`ArrayView`], and its size (for
+/// the layout test against the header and the ctypes mirror).
+pub fn layout() -> (&'static [(&'static str, usize)], usize) {
+    use core::mem::offset_of;
+    const FIELDS: &[(&str, usize)] = &[
+        ("size", offset_of!(ArrayView, size)),
+        ("version", offset_of!(ArrayView, version)),
+        ("data", offset_of!(ArrayView, data)),
+        ("shape", offset_of!(ArrayView, shape)),
+        ("strides", offset_of!(ArrayView, strides)),
+        ("ndim", offset_of!(ArrayView, ndim)),
+        ("flags", offset_of!(ArrayView, flags)),
+        ("dtype", offset_of!(ArrayView, dtype)),
+        ("reserved", offset_of!(ArrayView, reserved)),
+        ("device", offset_of!(ArrayView, device)),
+        ("owner", offset_of!(ArrayView, owner)),
+        ("internal", offset_of!(ArrayView, internal)),
+        ("scratch", offset_of!(ArrayView, scratch)),
+    ];
+    (FIELDS, core::mem::size_of::<ArrayView>())
+}

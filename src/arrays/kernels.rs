@@ -1,0 +1,606 @@
+//! The loops behind `sum`, `dot` and `axpy`, for float64, float32 and int64,
+//! over an [`Nd`] iteration (any shape, any byte strides).
+//!
+//! - Contiguous runs: W independent lane accumulators (W = 32 for 64-bit
+//!   types, 64 for float32) over blocks of 16·W elements, so LLVM emits
+//!   vector adds/FMAs that hide their latency; block results are combined
+//!   pairwise as whole lane vectors (a binary counter), and the lanes are
+//!   reduced by halving at the end. Rounding error grows like NumPy's
+//!   pairwise summation (16 sequential adds per lane, then log2 levels).
+//! - Strided runs: 8 scalar accumulators over blocks of 128 elements
+//!   (NumPy's pairwise scheme), block sums combined pairwise. Runs whose
+//!   stride is 2-4 elements (e.g. `x[::2]`) for `sum`/`dot` are read as
+//!   the contiguous span they cover, into lanes that map to one residue
+//!   modulo the stride; the other lanes are discarded (the span lies inside
+//!   the view's memory, and the cache lines would be fetched anyway).
+//! - Every loop is compiled three times (x86-64 baseline, AVX2+FMA,
+//!   AVX-512) and picked at run time (`is_x86_feature_detected!`).
+//!
+//! Unaligned data or strides that are not a multiple of the item size
+//! take the strided path with unaligned loads.
+
+// Index loops over small fixed-size lane arrays are what LLVM vectorizes.
+#![allow(clippy::needless_range_loop)]
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use super::nd::Nd;
+
+/// An element type the kernels handle.
+pub(crate) trait Elem: Copy + Default + PartialEq + Send + Sync + 'static {
+    /// Additive identity.
+    const ZERO: Self;
+    /// `a + b` (wrapping for integers).
+    fn add(self, b: Self) -> Self;
+    /// `a * b + c` (fused when `F` and the type is a float).
+    fn mul_add<const F: bool>(self, b: Self, c: Self) -> Self;
+    /// Sum of a contiguous slice (type-specific lane count).
+    fn contig_sum(x: &[Self]) -> Self;
+    /// Sum of every `k`-th element of a contiguous span (k in 2..=4).
+    fn span_sum(span: &[Self], k: usize) -> Self;
+    /// Dot product of two contiguous slices of equal length.
+    fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self;
+    /// Dot of every `k`-th element of two equal spans (k in 2..=4).
+    fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self;
+}
+
+macro_rules! float_elem {
+    ($t:ty, $w:literal) => {
+        impl Elem for $t {
+            const ZERO: Self = 0.0;
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                self + b
+            }
+            #[inline(always)]
+            fn mul_add<const F: bool>(self, b: Self, c: Self) -> Self {
+                if F {
+                    <$t>::mul_add(self, b, c)
+                } else {
+                    self * b + c
+                }
+            }
+            #[inline(always)]
+            fn contig_sum(x: &[Self]) -> Self {
+                reduce_lanes(lanes_sum::<Self, $w>(x))
+            }
+            #[inline(always)]
+            fn span_sum(span: &[Self], k: usize) -> Self {
+                // W must be a multiple of k: 3 uses W = 3 * W / 4.
+                match k {
+                    3 => every_kth(&lanes_sum::<Self, { $w * 3 / 4 }>(span), 3),
+                    _ => every_kth(&lanes_sum::<Self, $w>(span), k),
+                }
+            }
+            #[inline(always)]
+            fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self {
+                reduce_lanes(lanes_dot::<Self, $w, F>(x, y))
+            }
+            #[inline(always)]
+            fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self {
+                match k {
+                    3 => every_kth(&lanes_dot::<Self, { $w * 3 / 4 }, F>(x, y), 3),
+                    _ => every_kth(&lanes_dot::<Self, $w, F>(x, y), k),
+                }
+            }
+        }
+    };
+}
+float_elem!(f64, 32);
+float_elem!(f32, 64);
+
+impl Elem for i64 {
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self.wrapping_add(b)
+    }
+    #[inline(always)]
+    fn mul_add<const F: bool>(self, b: Self, c: Self) -> Self {
+        self.wrapping_mul(b).wrapping_add(c)
+    }
+    #[inline(always)]
+    fn contig_sum(x: &[Self]) -> Self {
+        reduce_lanes(lanes_sum::<Self, 32>(x))
+    }
+    #[inline(always)]
+    fn span_sum(span: &[Self], k: usize) -> Self {
+        match k {
+            3 => every_kth(&lanes_sum::<Self, 24>(span), 3),
+            _ => every_kth(&lanes_sum::<Self, 32>(span), k),
+        }
+    }
+    #[inline(always)]
+    fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self {
+        reduce_lanes(lanes_dot::<Self, 32, F>(x, y))
+    }
+    #[inline(always)]
+    fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self {
+        match k {
+            3 => every_kth(&lanes_dot::<Self, 24, F>(x, y), 3),
+            _ => every_kth(&lanes_dot::<Self, 32, F>(x, y), k),
+        }
+    }
+}
+
+/// Sequential adds per lane within one block (NumPy's pairwise base case
+/// is 8 accumulators × 16 elements).
+const PER_LANE: usize = 16;
+/// Depth of the pairwise stacks (2^48 blocks: never exceeded).
+const DEPTH: usize = 48;
+
+/// Pairwise combination of partial results (a binary counter): `push`
+/// merges equal-level neighbours, so every value takes part in about
+/// log2(count) additions.
+struct Pairwise<V: Copy, const N: usize> {
+    stack: [MaybeUninit<V>; DEPTH],
+    level: [u32; DEPTH],
+    depth: usize,
+}
+
+impl<V: Copy, const N: usize> Pairwise<V, N> {
+    #[inline(always)]
+    fn new() -> Self {
+        Pairwise { stack: [MaybeUninit::uninit(); DEPTH], level: [0; DEPTH], depth: 0 }
+    }
+    #[inline(always)]
+    fn push(&mut self, v: V, merge: impl Fn(V, V) -> V) {
+        let mut v = v;
+        let mut lvl = 0;
+        while self.depth > 0 && self.level[self.depth - 1] == lvl {
+            self.depth -= 1;
+            // SAFETY: entries below depth were written by push.
+            v = merge(unsafe { self.stack[self.depth].assume_init() }, v);
+            lvl += 1;
+        }
+        self.stack[self.depth] = MaybeUninit::new(v);
+        self.level[self.depth] = lvl;
+        self.depth += 1;
+    }
+    #[inline(always)]
+    fn finish(mut self, zero: V, merge: impl Fn(V, V) -> V) -> V {
+        let mut acc = zero;
+        let mut first = true;
+        while self.depth > 0 {
+            self.depth -= 1;
+            // SAFETY: as above.
+            let v = unsafe { self.stack[self.depth].assume_init() };
+            acc = if first { v } else { merge(v, acc) };
+            first = false;
+        }
+        acc
+    }
+}
+
+#[inline(always)]
+fn add_lanes<T: Elem, const W: usize>(a: [T; W], b: [T; W]) -> [T; W] {
+    let mut out = a;
+    for j in 0..W {
+        out[j] = a[j].add(b[j]);
+    }
+    out
+}
+
+/// Lane-wise pairwise sum of a contiguous slice: lane j holds the sum of
+/// the elements whose index is j modulo W.
+#[inline(always)]
+fn lanes_sum<T: Elem, const W: usize>(x: &[T]) -> [T; W] {
+    let block = W * PER_LANE;
+    let mut pw: Pairwise<[T; W], W> = Pairwise::new();
+    let mut chunks = x.chunks_exact(block);
+    for b in &mut chunks {
+        let mut acc = [T::ZERO; W];
+        for c in b.chunks_exact(W) {
+            let c: &[T; W] = c.try_into().expect("chunk of W");
+            for j in 0..W {
+                acc[j] = acc[j].add(c[j]);
+            }
+        }
+        pw.push(acc, add_lanes);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut acc = [T::ZERO; W];
+        let mut it = rest.chunks_exact(W);
+        for c in &mut it {
+            let c: &[T; W] = c.try_into().expect("chunk of W");
+            for j in 0..W {
+                acc[j] = acc[j].add(c[j]);
+            }
+        }
+        for (j, &r) in it.remainder().iter().enumerate() {
+            acc[j] = acc[j].add(r);
+        }
+        pw.push(acc, add_lanes);
+    }
+    pw.finish([T::ZERO; W], add_lanes)
+}
+
+/// As [`lanes_sum`] for the products `x[i] * y[i]`.
+#[inline(always)]
+fn lanes_dot<T: Elem, const W: usize, const F: bool>(x: &[T], y: &[T]) -> [T; W] {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let block = W * PER_LANE;
+    let mut pw: Pairwise<[T; W], W> = Pairwise::new();
+    let mut xc = x.chunks_exact(block);
+    let mut yc = y.chunks_exact(block);
+    for (bx, by) in (&mut xc).zip(&mut yc) {
+        let mut acc = [T::ZERO; W];
+        for (cx, cy) in bx.chunks_exact(W).zip(by.chunks_exact(W)) {
+            let cx: &[T; W] = cx.try_into().expect("chunk of W");
+            let cy: &[T; W] = cy.try_into().expect("chunk of W");
+            for j in 0..W {
+                acc[j] = cx[j].mul_add::<F>(cy[j], acc[j]);
+            }
+        }
+        pw.push(acc, add_lanes);
+    }
+    let (rx, ry) = (xc.remainder(), yc.remainder());
+    if !rx.is_empty() {
+        let mut acc = [T::ZERO; W];
+        let mut ix = rx.chunks_exact(W);
+        let mut iy = ry.chunks_exact(W);
+        for (cx, cy) in (&mut ix).zip(&mut iy) {
+            let cx: &[T; W] = cx.try_into().expect("chunk of W");
+            let cy: &[T; W] = cy.try_into().expect("chunk of W");
+            for j in 0..W {
+                acc[j] = cx[j].mul_add::<F>(cy[j], acc[j]);
+            }
+        }
+        for (j, (&a, &b)) in ix.remainder().iter().zip(iy.remainder()).enumerate() {
+            acc[j] = a.mul_add::<F>(b, acc[j]);
+        }
+        pw.push(acc, add_lanes);
+    }
+    pw.finish([T::ZERO; W], add_lanes)
+}
+
+/// Sum of the lanes by halving (a balanced tree).
+#[inline(always)]
+fn reduce_lanes<T: Elem, const W: usize>(mut acc: [T; W]) -> T {
+    let mut n = W;
+    while n > 1 {
+        let half = n / 2;
+        for j in 0..half {
+            acc[j] = acc[j].add(acc[j + half]);
+        }
+        if n % 2 == 1 {
+            acc[0] = acc[0].add(acc[n - 1]);
+        }
+        n = half;
+    }
+    acc[0]
+}
+
+/// Sum of the lanes whose index is a multiple of k (pairwise).
+#[inline(always)]
+fn every_kth<T: Elem, const W: usize>(acc: &[T; W], k: usize) -> T {
+    let mut picked = [T::ZERO; W];
+    let mut m = 0;
+    for j in (0..W).step_by(k) {
+        picked[m] = acc[j];
+        m += 1;
+    }
+    let mut n = m;
+    while n > 1 {
+        let half = n / 2;
+        for j in 0..half {
+            picked[j] = picked[j].add(picked[j + half]);
+        }
+        if n % 2 == 1 {
+            picked[0] = picked[0].add(picked[n - 1]);
+        }
+        n = half;
+    }
+    picked[0]
+}
+
+#[inline(always)]
+unsafe fn load<T: Copy>(p: *const u8) -> T {
+    // SAFETY: the caller passes the address of an element of a live view.
+    unsafe { p.cast::<T>().read_unaligned() }
+}
+
+/// Strided sum of n elements: 8 accumulators over blocks of 128, pushed
+/// into `pw` (NumPy's pairwise base case).
+#[inline(always)]
+unsafe fn strided_sum<T: Elem>(p: *const u8, n: usize, s: isize, pw: &mut Pairwise<T, 1>) {
+    let mut i = 0usize;
+    while i < n {
+        let m = (n - i).min(128);
+        let base = p.wrapping_offset(i as isize * s);
+        let mut a = [T::ZERO; 8];
+        let mut j = 0usize;
+        // SAFETY: every load is at j < m, an element of the run.
+        unsafe {
+            while j + 8 <= m {
+                for l in 0..8 {
+                    a[l] = a[l].add(load::<T>(base.wrapping_offset((j + l) as isize * s)));
+                }
+                j += 8;
+            }
+            while j < m {
+                a[0] = a[0].add(load::<T>(base.wrapping_offset(j as isize * s)));
+                j += 1;
+            }
+        }
+        pw.push(reduce_lanes(a), T::add);
+        i += m;
+    }
+}
+
+/// Strided dot of n elements (as [`strided_sum`]).
+#[inline(always)]
+unsafe fn strided_dot<T: Elem, const F: bool>(
+    px: *const u8,
+    sx: isize,
+    py: *const u8,
+    sy: isize,
+    n: usize,
+    pw: &mut Pairwise<T, 1>,
+) {
+    let mut i = 0usize;
+    while i < n {
+        let m = (n - i).min(128);
+        let bx = px.wrapping_offset(i as isize * sx);
+        let by = py.wrapping_offset(i as isize * sy);
+        let mut a = [T::ZERO; 8];
+        let mut j = 0usize;
+        // SAFETY: every load is at j < m, an element of the runs.
+        unsafe {
+            while j + 8 <= m {
+                for l in 0..8 {
+                    let o = (j + l) as isize;
+                    a[l] =
+                        load::<T>(bx.wrapping_offset(o * sx)).mul_add::<F>(load::<T>(by.wrapping_offset(o * sy)), a[l]);
+                }
+                j += 8;
+            }
+            while j < m {
+                let o = j as isize;
+                a[0] = load::<T>(bx.wrapping_offset(o * sx)).mul_add::<F>(load::<T>(by.wrapping_offset(o * sy)), a[0]);
+                j += 1;
+            }
+        }
+        pw.push(reduce_lanes(a), T::add);
+        i += m;
+    }
+}
+
+/// Is a run of `T` at `p` with byte stride `s` a plain slice (aligned,
+/// stride == itemsize)?
+#[inline(always)]
+fn is_slice<T>(p: *const u8, s: isize) -> bool {
+    s == core::mem::size_of::<T>() as isize && (p as usize) % core::mem::align_of::<T>() == 0
+}
+
+/// Element stride k in 2..=4 with aligned elements: read the covered span.
+#[inline(always)]
+fn span_k<T>(p: *const u8, s: isize) -> Option<usize> {
+    let size = core::mem::size_of::<T>() as isize;
+    if s > 0 && s % size == 0 && (p as usize) % core::mem::align_of::<T>() == 0 {
+        let k = (s / size) as usize;
+        if (2..=4).contains(&k) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// Minimum run length for the span trick (short runs: not worth it).
+const SPAN_MIN: usize = 64;
+
+#[inline(always)]
+unsafe fn sum_impl<T: Elem, const F: bool>(nd: &Nd<1>) -> T {
+    let (len, [s]) = nd.inner();
+    let mut pw: Pairwise<T, 1> = Pairwise::new();
+    for [p] in nd.runs() {
+        let p = p as *const u8;
+        // SAFETY: p starts a run of len elements with stride s inside the view.
+        unsafe {
+            if is_slice::<T>(p, s) {
+                pw.push(T::contig_sum(core::slice::from_raw_parts(p.cast::<T>(), len)), T::add);
+            } else if let Some(k) = span_k::<T>(p, s).filter(|_| len >= SPAN_MIN) {
+                let span = core::slice::from_raw_parts(p.cast::<T>(), (len - 1) * k + 1);
+                pw.push(T::span_sum(span, k), T::add);
+            } else {
+                strided_sum::<T>(p, len, s, &mut pw);
+            }
+        }
+    }
+    pw.finish(T::ZERO, T::add)
+}
+
+#[inline(always)]
+unsafe fn dot_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
+    let (len, [sx, sy]) = nd.inner();
+    let mut pw: Pairwise<T, 1> = Pairwise::new();
+    for [px, py] in nd.runs() {
+        let (px, py) = (px as *const u8, py as *const u8);
+        // SAFETY: runs of len elements inside the two views.
+        unsafe {
+            if is_slice::<T>(px, sx) && is_slice::<T>(py, sy) {
+                let x = core::slice::from_raw_parts(px.cast::<T>(), len);
+                let y = core::slice::from_raw_parts(py.cast::<T>(), len);
+                pw.push(T::contig_dot::<F>(x, y), T::add);
+            } else if let (Some(k), true) = (span_k::<T>(px, sx).filter(|_| len >= SPAN_MIN), sx == sy) {
+                let n = (len - 1) * k + 1;
+                if span_k::<T>(py, sy).is_some() {
+                    let x = core::slice::from_raw_parts(px.cast::<T>(), n);
+                    let y = core::slice::from_raw_parts(py.cast::<T>(), n);
+                    pw.push(T::span_dot::<F>(x, y, k), T::add);
+                } else {
+                    strided_dot::<T, F>(px, sx, py, sy, len, &mut pw);
+                }
+            } else {
+                strided_dot::<T, F>(px, sx, py, sy, len, &mut pw);
+            }
+        }
+    }
+    pw.finish(T::ZERO, T::add)
+}
+
+/// `y += a * x` over Nd<2> with operand 0 = y, operand 1 = x. The caller
+/// made sure x and y are either disjoint or the very same elements.
+#[inline(always)]
+unsafe fn axpy_impl<T: Elem, const F: bool>(nd: &Nd<2>, a: T) {
+    let (len, [sy, sx]) = nd.inner();
+    for [py, px] in nd.runs() {
+        // SAFETY: runs of len elements inside the views; y writable.
+        unsafe {
+            if px == py && sx == sy && is_slice::<T>(py, sy) {
+                let y = core::slice::from_raw_parts_mut(py.cast::<T>(), len);
+                for v in y.iter_mut() {
+                    *v = a.mul_add::<F>(*v, *v);
+                }
+            } else if px != py && is_slice::<T>(py, sy) && is_slice::<T>(px, sx) {
+                let y = core::slice::from_raw_parts_mut(py.cast::<T>(), len);
+                let x = core::slice::from_raw_parts(px.cast::<T>(), len);
+                for (v, &u) in y.iter_mut().zip(x) {
+                    *v = a.mul_add::<F>(u, *v);
+                }
+            } else {
+                let mut i = 0usize;
+                while i + 4 <= len {
+                    for l in 0..4 {
+                        let o = (i + l) as isize;
+                        let q = py.wrapping_offset(o * sy);
+                        let u = load::<T>(px.wrapping_offset(o * sx));
+                        q.cast::<T>().write_unaligned(a.mul_add::<F>(u, load::<T>(q)));
+                    }
+                    i += 4;
+                }
+                while i < len {
+                    let o = i as isize;
+                    let q = py.wrapping_offset(o * sy);
+                    let u = load::<T>(px.wrapping_offset(o * sx));
+                    q.cast::<T>().write_unaligned(a.mul_add::<F>(u, load::<T>(q)));
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Copy the elements of `nd` (one operand, logical C order when built
+/// without reordering) into `out`.
+#[inline(always)]
+unsafe fn gather_impl<T: Elem, const F: bool>(nd: &Nd<1>, out: &mut Vec<T>) {
+    let (len, [s]) = nd.inner();
+    for [p] in nd.runs() {
+        for i in 0..len {
+            // SAFETY: elements of the run.
+            out.push(unsafe { load::<T>(p.wrapping_offset(i as isize * s)) });
+        }
+    }
+}
+
+// ---- run-time dispatch -----------------------------------------------------
+
+/// Instruction-set level of the compiled loop versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Isa {
+    /// x86-64 baseline (SSE2) or a non-x86 target.
+    Base = 1,
+    /// AVX2 + FMA.
+    Avx2 = 2,
+    /// AVX-512F/VL + AVX2 + FMA.
+    Avx512 = 3,
+}
+
+static ISA: AtomicU8 = AtomicU8::new(0);
+
+/// The best level this CPU supports.
+pub(crate) fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Base
+}
+
+/// The level in use (detected once).
+#[inline]
+pub(crate) fn isa() -> Isa {
+    match ISA.load(Ordering::Relaxed) {
+        1 => Isa::Base,
+        2 => Isa::Avx2,
+        3 => Isa::Avx512,
+        _ => {
+            let d = detect();
+            ISA.store(d as u8, Ordering::Relaxed);
+            d
+        }
+    }
+}
+
+/// Force a level (tests); refuses one the CPU lacks.
+pub(crate) fn set_isa(level: Isa) -> bool {
+    if (level as u8) > (detect() as u8) {
+        return false;
+    }
+    ISA.store(level as u8, Ordering::Relaxed);
+    true
+}
+
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident<T>($($arg:ident: $ty:ty),*) -> $ret:ty = $imp:ident) => {
+        $(#[$doc])*
+        /// # Safety
+        /// The Nd's pointers address live memory as described (writable
+        /// for axpy's operand 0).
+        pub(crate) unsafe fn $name<T: Elem>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn v4<T: Elem>($($arg: $ty),*) -> $ret {
+                    // SAFETY: forwarded.
+                    unsafe { $imp::<T, true>($($arg),*) }
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3<T: Elem>($($arg: $ty),*) -> $ret {
+                    // SAFETY: forwarded.
+                    unsafe { $imp::<T, true>($($arg),*) }
+                }
+                match isa() {
+                    // SAFETY: isa() only reports levels the CPU supports.
+                    Isa::Avx512 => return unsafe { v4::<T>($($arg),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { v3::<T>($($arg),*) },
+                    Isa::Base => {}
+                }
+            }
+            // SAFETY: forwarded.
+            unsafe { $imp::<T, false>($($arg),*) }
+        }
+    };
+}
+
+multiversion!(
+    /// Sum of all elements.
+    fn sum<T>(nd: &Nd<1>) -> T = sum_impl
+);
+multiversion!(
+    /// Sum of the elementwise products.
+    fn dot<T>(nd: &Nd<2>) -> T = dot_impl
+);
+multiversion!(
+    /// `y += a * x` (operand 0 = y).
+    fn axpy<T>(nd: &Nd<2>, a: T) -> () = axpy_impl
+);
+multiversion!(
+    /// Gather into a Vec (C order when the Nd was not reordered).
+    fn gather<T>(nd: &Nd<1>, out: &mut Vec<T>) -> () = gather_impl
+);
