@@ -2,11 +2,12 @@
 //! Thin argument parsing over the runtime's [`Api`](crate::runtime::Api);
 //! the Python package `extensibletype` re-exports it.
 
-use core::ffi::{c_char, c_int, CStr};
+use core::ffi::{c_char, CStr};
 use core::ptr;
 
 use pyo3_ffi::*;
 
+use crate::runtime::pyutil::{add, new_module, py_method};
 use crate::runtime::{self, Api};
 
 /// `Ok(api)` or NULL with the exception set by import.
@@ -104,17 +105,6 @@ unsafe extern "C" fn bind_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs
     }
 }
 
-macro_rules! method {
-    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-        PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: PyMethodDefPointer { $kind: $f },
-            ml_flags: $flags,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
-
 /// Module initialisation: load or create the process's runtime, then export
 /// the Python API.
 ///
@@ -122,65 +112,40 @@ macro_rules! method {
 /// Called by CPython's import machinery with the GIL held.
 #[no_mangle]
 pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
-    let methods: &'static mut [PyMethodDef] = Box::leak(Box::new([
-        method!(c"prehash", PyCFunction, prehash, METH_O,
+    let methods = vec![
+        py_method!(c"prehash", PyCFunction, prehash, METH_O,
             c"prehash(key: str | bytes) -> int\n--\n\nThe 64-bit id of a key: the first 8 bytes of md5(key), little-endian."),
-        method!(c"set_slots", PyCFunctionFast, set_slots, METH_FASTCALL,
+        py_method!(c"set_slots", PyCFunctionFast, set_slots, METH_FASTCALL,
             c"set_slots(tp, slots)\n--\n\nAdd or override slots of a type ({key: value}; None removes). \
               Extensible types get their own table; other types go to the foreign registry."),
-        method!(c"get_slots", PyCFunction, get_slots, METH_O,
+        py_method!(c"get_slots", PyCFunction, get_slots, METH_O,
             c"get_slots(tp) -> dict\n--\n\nThe effective slots of a type: {key or id: address}."),
-        method!(c"lookup", PyCFunctionFast, lookup, METH_FASTCALL,
+        py_method!(c"lookup", PyCFunctionFast, lookup, METH_FASTCALL,
             c"lookup(obj, key) -> int | None\n--\n\nThe address registered for key on type(obj), via the same path C consumers use."),
-        method!(c"table_info", PyCFunction, table_info, METH_O,
+        py_method!(c"table_info", PyCFunction, table_info, METH_O,
             c"table_info(tp) -> dict\n--\n\nSize, bins, count, bytes and kind of the type's effective table."),
-        method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
+        py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key(key, id)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
         PyMethodDef::zeroed(),
-    ]));
-    let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
-        m_base: PyModuleDef_HEAD_INIT,
-        m_name: c"extensibletype._core".as_ptr(),
-        m_doc: c"The extensibletype runtime (see the extensibletype package).".as_ptr(),
-        m_size: -1,
-        m_methods: methods.as_mut_ptr(),
-        m_slots: ptr::null_mut(),
-        m_traverse: None,
-        m_clear: None,
-        m_free: None,
-    }));
+    ];
     // SAFETY: GIL held during module init.
     unsafe {
         let Some(api) = api() else { return ptr::null_mut() };
-        let module = PyModule_Create(def);
-        if module.is_null() {
+        let Ok(module) = new_module(c"extensibletype._core", c"The extensibletype runtime (see the extensibletype package).", methods)
+        else {
             return ptr::null_mut();
-        }
-        #[cfg(Py_GIL_DISABLED)]
-        PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED);
+        };
+        let module = module.into_ptr();
         let capsule = PyCapsule_New((api as *const Api).cast_mut().cast(), runtime::CAPSULE_NAME.as_ptr(), None);
-        let ok = add(module, c"ExtensibleType", Py_NewRef(api.metaclass.cast()))
-            && add(module, c"_C_API", capsule)
-            && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _))
-            && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset))
+        let ok = add(module, c"ExtensibleType", Py_NewRef(api.metaclass.cast())).is_ok()
+            && add(module, c"_C_API", capsule).is_ok()
+            && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _)).is_ok()
+            && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset)).is_ok()
             && crate::arrays::add_submodule(module) == 0;
         if !ok {
             Py_DECREF(module);
             return ptr::null_mut();
         }
         module
-    }
-}
-
-/// `PyModule_AddObject` that steals `value` (NULL = error already set).
-unsafe fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> bool {
-    // SAFETY: GIL held; value is a new reference or NULL.
-    unsafe {
-        if value.is_null() {
-            return false;
-        }
-        let rc: c_int = PyModule_AddObjectRef(module, name.as_ptr(), value);
-        Py_DECREF(value);
-        rc == 0
     }
 }

@@ -22,7 +22,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use pyo3_ffi::*;
 
 use super::abi::{self, ArrayView, DLDataType};
-use super::util::{self, entry, locked, raise, ret, Owned};
+use super::util::{self, guard, locked, raise, ret, Owned};
+use crate::runtime::pyutil::py_method;
 use crate::runtime::{self, SlotDef};
 
 /// Most dimensions an Array may have (NumPy 2's limit).
@@ -277,7 +278,7 @@ fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
 
 unsafe extern "C" fn array_new(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut PyObject) -> *mut PyObject {
     // SAFETY: tp_new contract: GIL held, subtype is Array or a subclass.
-    entry(ptr::null_mut(), || ret(unsafe { new_impl(subtype, args, kwds) }))
+    guard(ptr::null_mut(), || ret(unsafe { new_impl(subtype, args, kwds) }))
 }
 
 /// `Array(shape, dtype="float64")`.
@@ -396,7 +397,7 @@ unsafe extern "C" fn array_dealloc(obj: *mut PyObject) {
 
 /// `extensibletype.array.v1:acquire` of Array.
 unsafe extern "C" fn array_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: the interface's contract: GIL held, obj a live Array (this
         // slot is registered on the Array type only), view writable for
         // view->size bytes.
@@ -438,7 +439,7 @@ unsafe extern "C" fn array_release(obj: *mut PyObject, _view: *mut ArrayView) {
 // ---- buffer protocol ---------------------------------------------------------
 
 unsafe extern "C" fn array_getbuffer(obj: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: CPython's bf_getbuffer contract (GIL held, view writable).
         unsafe {
             if view.is_null() {
@@ -621,7 +622,7 @@ unsafe fn scalar_to_py(v: Scalar) -> *mut PyObject {
 }
 
 unsafe extern "C" fn array_getitem(obj: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
             let a = &*obj.cast::<ArrayObject>();
@@ -634,7 +635,7 @@ unsafe extern "C" fn array_getitem(obj: *mut PyObject, key: *mut PyObject) -> *m
 }
 
 unsafe extern "C" fn array_setitem(obj: *mut PyObject, key: *mut PyObject, value: *mut PyObject) -> c_int {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
             if value.is_null() {
@@ -651,7 +652,7 @@ unsafe extern "C" fn array_setitem(obj: *mut PyObject, key: *mut PyObject, value
 }
 
 unsafe extern "C" fn array_len(obj: *mut PyObject) -> Py_ssize_t {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
             let a = &*obj.cast::<ArrayObject>();
@@ -666,7 +667,7 @@ unsafe extern "C" fn array_len(obj: *mut PyObject) -> Py_ssize_t {
 // ---- methods -----------------------------------------------------------------
 
 unsafe extern "C" fn array_fill(obj: *mut PyObject, value: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
             let a = &*obj.cast::<ArrayObject>();
@@ -692,7 +693,7 @@ unsafe extern "C" fn array_fill(obj: *mut PyObject, value: *mut PyObject) -> *mu
 }
 
 unsafe extern "C" fn array_tolist(obj: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array. The values are copied out under
         // the lock; the lists are built after it.
         unsafe {
@@ -721,7 +722,7 @@ fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, ()> {
 }
 
 unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array. Under the lock, no acquire or
         // getbuffer can run, and exports == 0 means nobody holds the memory.
         unsafe {
@@ -778,7 +779,7 @@ unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyObject) -> *
 }
 
 unsafe extern "C" fn array_repr(obj: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
             let a = &*obj.cast::<ArrayObject>();
@@ -817,7 +818,7 @@ unsafe fn tuple_of(values: &[i64]) -> *mut PyObject {
 macro_rules! getter {
     ($name:ident, |$a:ident| $body:expr) => {
         unsafe extern "C" fn $name(obj: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
-            entry(ptr::null_mut(), || {
+            guard(ptr::null_mut(), || {
                 // SAFETY: GIL held; obj is an Array; values are read under the lock.
                 unsafe {
                     let $a = &*obj.cast::<ArrayObject>();
@@ -851,31 +852,21 @@ getter!(get_exports, |a| PyLong_FromSsize_t(a.exported()));
 /// Create the `Array` type (metaclass `ExtensibleType`, slots
 /// acquire/release) and add it to `module`.
 pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
-    macro_rules! m {
-        ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-            PyMethodDef {
-                ml_name: $name.as_ptr(),
-                ml_meth: PyMethodDefPointer { $kind: $f },
-                ml_flags: $flags,
-                ml_doc: $doc.as_ptr(),
-            }
-        };
-    }
     macro_rules! g {
         ($name:literal, $f:expr, $doc:literal) => {
             PyGetSetDef { name: $name.as_ptr(), get: Some($f), set: None, doc: $doc.as_ptr(), closure: ptr::null_mut() }
         };
     }
     let methods: &'static mut [PyMethodDef] = Box::leak(Box::new([
-        m!(c"fill", PyCFunction, array_fill, METH_O, c"fill(value)\n--\n\nSet every element to value."),
-        m!(
+        py_method!(c"fill", PyCFunction, array_fill, METH_O, c"fill(value)\n--\n\nSet every element to value."),
+        py_method!(
             c"tolist",
             PyCFunction,
             array_tolist,
             METH_NOARGS,
             c"tolist()\n--\n\nThe elements as nested lists of Python scalars."
         ),
-        m!(c"resize", PyCFunction, array_resize, METH_O,
+        py_method!(c"resize", PyCFunction, array_resize, METH_O,
             c"resize(shape)\n--\n\nChange the shape in place, keeping the flat C-order contents (new elements are 0).\n\
               Raises BufferError while a view (array.v1 or buffer protocol) is exported."),
         PyMethodDef::zeroed(),

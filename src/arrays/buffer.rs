@@ -15,7 +15,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use super::abi::{self, ArrayView, DLDataType};
-use super::util::{self, entry, raise};
+use super::util::{self, guard, raise};
 
 /// DLPack type and byte-swapped flag of a struct-module format string
 /// with `itemsize` (None: not a single numeric element).
@@ -72,7 +72,7 @@ struct State {
 
 /// `extensibletype.array.v1:acquire` through the buffer protocol.
 pub(crate) unsafe extern "C" fn buf_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: the interface's contract (GIL held, reference to obj).
         match unsafe { acquire_impl(obj, request, &mut *view) } {
             Ok(()) => 0,

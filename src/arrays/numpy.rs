@@ -23,7 +23,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use super::abi::{self, ArrayView, DLDataType};
-use super::util::{self, entry, raise};
+use super::util::{self, guard, raise};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
 /// up to `flags` (the fields read here).
@@ -97,7 +97,7 @@ fn dl_of(d: &NpyDescr) -> Option<(DLDataType, bool)> {
 
 /// `extensibletype.array.v1:acquire` for `numpy.ndarray` (and subclasses).
 pub(crate) unsafe extern "C" fn np_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
-    entry(-1, || {
+    guard(-1, || {
         // SAFETY: registered on numpy.ndarray only after the mirror was
         // verified, so obj is an ndarray (or subclass) with this layout; the
         // caller holds a reference and the GIL.

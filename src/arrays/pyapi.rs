@@ -13,8 +13,9 @@ use pyo3_ffi::*;
 use super::abi::{self, with_view, ArrayView, DLDataType, Provider};
 use super::kernels::{self, Elem, Isa};
 use super::nd::Nd;
-use super::util::{self, entry, prefix_error, raise, ret, NoGil, Owned};
+use super::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
 use super::{array_type, buffer, numpy};
+use crate::runtime::pyutil::{new_module, py_method};
 use crate::runtime::{self, SlotDef};
 
 /// Element count from which the kernels release the GIL (below it a
@@ -94,7 +95,7 @@ unsafe fn view_arg<R>(
 // ---- sum / dot / axpy ------------------------------------------------------------
 
 unsafe extern "C" fn py_sum(_m: *mut PyObject, x: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; x is the argument.
         ret(unsafe {
             view_arg("sum()", "x", x, 0, |v| {
@@ -133,7 +134,7 @@ impl Out {
 }
 
 unsafe extern "C" fn py_dot(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs arguments.
         ret(unsafe {
             nargs_in("dot", nargs, 2, 2).and_then(|()| {
@@ -196,7 +197,7 @@ fn extent(v: &ArrayView) -> (usize, usize) {
 }
 
 unsafe extern "C" fn py_axpy(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs arguments.
         ret(unsafe {
             nargs_in("axpy", nargs, 3, 3).and_then(|()| {
@@ -293,7 +294,7 @@ fn axpy_typed<T: Elem>(a: T, vx: &ArrayView, vy: &ArrayView) {
 // ---- view_info ---------------------------------------------------------------
 
 unsafe extern "C" fn py_view_info(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs arguments.
         ret(unsafe {
             nargs_in("view_info", nargs, 1, 2).and_then(|()| {
@@ -367,15 +368,16 @@ fn slot_defs(acquire: abi::AcquireFn, release: abi::ReleaseFn) -> [SlotDef; 2] {
 }
 
 unsafe fn require_type(tp: *mut PyObject, func: &str) -> Result<(), ()> {
-    // SAFETY: GIL held.
+    // SAFETY: GIL held; tp is a live argument.
     if unsafe { PyType_Check(tp) } == 0 {
-        return raise(util::type_error(), &format!("{func}() argument must be a type, not {}", util::type_name(tp)));
+        let name = unsafe { util::type_name(tp) };
+        return raise(util::type_error(), &format!("{func}() argument must be a type, not {name}"));
     }
     Ok(())
 }
 
 unsafe extern "C" fn py_register_buffer_type(_m: *mut PyObject, tp: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; runtime imported at module init.
         ret(unsafe {
             require_type(tp, "register_buffer_type")
@@ -413,7 +415,7 @@ unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), ()> {
 }
 
 unsafe extern "C" fn py_numpy_fields(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; the type checks precede any raw read.
         unsafe {
             if nargs_in("_numpy_fields", nargs, 2, 2).is_err() {
@@ -436,7 +438,7 @@ unsafe extern "C" fn py_register_numpy(
     args: *mut *mut PyObject,
     nargs: Py_ssize_t,
 ) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held.
         ret(unsafe {
             nargs_in("_register_numpy", nargs, 2, 2).and_then(|()| {
@@ -459,7 +461,7 @@ unsafe extern "C" fn py_register_numpy(
 }
 
 unsafe extern "C" fn py_slot_addresses(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held.
         unsafe {
             let pair = |a: abi::AcquireFn, r: abi::ReleaseFn| {
@@ -482,7 +484,7 @@ unsafe extern "C" fn py_slot_addresses(_m: *mut PyObject, _unused: *mut PyObject
 }
 
 unsafe extern "C" fn py_set_isa(_m: *mut PyObject, name: *mut PyObject) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         let level = match util::str_of(name).as_deref() {
             Some("base") => Isa::Base,
             Some("avx2") => Isa::Avx2,
@@ -703,7 +705,7 @@ unsafe extern "C" fn py_bench_view_cost(
     args: *mut *mut PyObject,
     nargs: Py_ssize_t,
 ) -> *mut PyObject {
-    entry(ptr::null_mut(), || {
+    guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs arguments.
         ret(unsafe {
             nargs_in("_bench_view_cost", nargs, 3, 3).and_then(|()| {
@@ -759,72 +761,53 @@ unsafe extern "C" fn py_bench_view_cost(
 
 // ---- the module ----------------------------------------------------------------
 
-macro_rules! method {
-    ($name:literal, $kind:ident, $f:expr, $flags:expr, $doc:literal) => {
-        PyMethodDef {
-            ml_name: $name.as_ptr(),
-            ml_meth: PyMethodDefPointer { $kind: $f },
-            ml_flags: $flags,
-            ml_doc: $doc.as_ptr(),
-        }
-    };
-}
 
 /// Create the `_arrays` submodule and attach it to `core` as `_arrays`.
 /// Returns 0, or -1 with an exception set. GIL held (module init).
 pub(crate) fn add_submodule(core: *mut PyObject) -> c_int {
-    entry(-1, || match create(core) {
+    guard(-1, || match create(core) {
         Ok(()) => 0,
         Err(()) => -1,
     })
 }
 
 fn create(core: *mut PyObject) -> Result<(), ()> {
-    let methods: &'static mut [PyMethodDef] = Box::leak(Box::new([
-        method!(c"sum", PyCFunction, py_sum, METH_O,
+    let methods = vec![
+        py_method!(c"sum", PyCFunction, py_sum, METH_O,
             c"sum(x)\n--\n\nSum of all elements of any array.v1 provider (float64, float32: float; int64: int, wrapping).\n\
               Pairwise summation; the GIL is released for large arrays."),
-        method!(c"dot", PyCFunctionFast, py_dot, METH_FASTCALL,
+        py_method!(c"dot", PyCFunctionFast, py_dot, METH_FASTCALL,
             c"dot(x, y)\n--\n\nSum of x * y over all elements (x @ y for 1-d); same shape and dtype required."),
-        method!(c"axpy", PyCFunctionFast, py_axpy, METH_FASTCALL,
+        py_method!(c"axpy", PyCFunctionFast, py_axpy, METH_FASTCALL,
             c"axpy(a, x, y)\n--\n\ny += a * x in place (y needs a writable view); same shape and dtype required.\n\
               Overlapping x is read before y is written (as NumPy)."),
-        method!(c"view_info", PyCFunctionFast, py_view_info, METH_FASTCALL,
+        py_method!(c"view_info", PyCFunctionFast, py_view_info, METH_FASTCALL,
             c"view_info(obj, request=0) -> dict\n--\n\nAcquire a view of obj through its array.v1 slots, describe it, release it."),
-        method!(c"register_buffer_type", PyCFunction, py_register_buffer_type, METH_O,
+        py_method!(c"register_buffer_type", PyCFunction, py_register_buffer_type, METH_O,
             c"register_buffer_type(tp)\n--\n\nProvide array.v1 on a buffer-protocol type through the generic buffer adapter."),
-        method!(c"_register_numpy", PyCFunctionFast, py_register_numpy, METH_FASTCALL,
+        py_method!(c"_register_numpy", PyCFunctionFast, py_register_numpy, METH_FASTCALL,
             c"_register_numpy(ndarray, mode)\n--\n\nRegister the 'direct' (struct mirror) or 'buffer' adapter on numpy.ndarray."),
-        method!(c"_numpy_fields", PyCFunctionFast, py_numpy_fields, METH_FASTCALL,
+        py_method!(c"_numpy_fields", PyCFunctionFast, py_numpy_fields, METH_FASTCALL,
             c"_numpy_fields(ndarray, arr) -> tuple\n--\n\nWhat the NumPy struct mirror reads from arr (layout check)."),
-        method!(c"_slot_addresses", PyCFunction, py_slot_addresses, METH_NOARGS,
+        py_method!(c"_slot_addresses", PyCFunction, py_slot_addresses, METH_NOARGS,
             c"_slot_addresses() -> dict\n--\n\nAddresses of the adapters' acquire/release functions (tests)."),
-        method!(c"_set_isa", PyCFunction, py_set_isa, METH_O,
+        py_method!(c"_set_isa", PyCFunction, py_set_isa, METH_O,
             c"_set_isa(level) -> bool\n--\n\nForce the kernels' instruction set ('base', 'avx2', 'avx512', 'best'); False if unsupported."),
-        method!(c"_isa", PyCFunction, py_isa, METH_NOARGS, c"_isa() -> str\n--\n\nThe kernels' instruction set in use."),
-        method!(c"_bench_view_cost", PyCFunctionFast, py_bench_view_cost, METH_FASTCALL,
+        py_method!(c"_isa", PyCFunction, py_isa, METH_NOARGS, c"_isa() -> str\n--\n\nThe kernels' instruction set in use."),
+        py_method!(c"_bench_view_cost", PyCFunctionFast, py_bench_view_cost, METH_FASTCALL,
             c"_bench_view_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per view of obj, timed in a compiled loop.\n\
               method: 'slots' (find acquire+release, acquire, release), 'slots_cached', 'find', 'buffer'\n\
               (PyObject_GetBuffer + release), 'array_struct', 'dlpack', 'array_interface'."),
         PyMethodDef::zeroed(),
-    ]));
-    let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
-        m_base: PyModuleDef_HEAD_INIT,
-        m_name: c"extensibletype.arrays".as_ptr(),
-        m_doc: c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.".as_ptr(),
-        m_size: -1,
-        m_methods: methods.as_mut_ptr(),
-        m_slots: ptr::null_mut(),
-        m_traverse: None,
-        m_clear: None,
-        m_free: None,
-    }));
+    ];
     // SAFETY: GIL held during module init.
     unsafe {
         runtime::import()?;
-        let m = Owned::new(PyModule_Create(def))?;
-        #[cfg(Py_GIL_DISABLED)]
-        PyUnstable_Module_SetGIL(m.0, Py_MOD_GIL_NOT_USED);
+        let m = new_module(
+            c"extensibletype.arrays",
+            c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.",
+            methods,
+        )?;
         let s = |v: &CStr| PyUnicode_FromString(v.as_ptr());
         util::add(m.0, c"KEY_ACQUIRE", s(abi::KEY_ACQUIRE))?;
         util::add(m.0, c"KEY_RELEASE", s(abi::KEY_RELEASE))?;

@@ -1,32 +1,10 @@
 //! Small FFI helpers shared by the array providers and consumers.
 
-use core::ffi::CStr;
 use core::ptr;
 
 use pyo3_ffi::*;
 
-/// Run an FFI entry point: a panic becomes `SystemError` and `default`.
-/// The GIL (an attached thread state) must be held.
-///
-/// Inlined, so that the non-panicking path costs nothing (an acquire is a
-/// few nanoseconds); the panic path is out of line.
-#[inline(always)]
-pub(crate) fn entry<R>(default: R, f: impl FnOnce() -> R) -> R {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(panic) => {
-            panicked(panic);
-            default
-        }
-    }
-}
-
-/// Raise `SystemError` for a caught panic (the runtime's message format).
-#[cold]
-#[inline(never)]
-fn panicked(panic: Box<dyn std::any::Any + Send>) {
-    crate::runtime::guard((), || std::panic::resume_unwind(panic));
-}
+pub(crate) use crate::runtime::pyutil::{add, guard, type_name, Owned};
 
 /// Set `exc` with a Rust-formatted message; returns `Err(())`.
 pub(crate) fn raise<T>(exc: *mut PyObject, msg: &str) -> Result<T, ()> {
@@ -54,77 +32,17 @@ pub(crate) fn index_error() -> *mut PyObject {
     unsafe { PyExc_IndexError }
 }
 
-/// An owned (strong) reference, released on drop. GIL held throughout.
-pub(crate) struct Owned(pub *mut PyObject);
-
-impl Owned {
-    /// Take a new reference; NULL (an exception is set) becomes `Err`.
-    pub fn new(p: *mut PyObject) -> Result<Owned, ()> {
-        if p.is_null() {
-            Err(())
-        } else {
-            Ok(Owned(p))
-        }
-    }
-
-    /// Give the reference away.
-    pub fn into_ptr(self) -> *mut PyObject {
-        let p = self.0;
-        core::mem::forget(self);
-        p
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        // SAFETY: we own one reference; the GIL is held.
-        unsafe { Py_DECREF(self.0) }
-    }
-}
-
 /// `Ok(ptr)` as a new reference for CPython, or NULL with the exception set.
 pub(crate) fn ret(r: Result<*mut PyObject, ()>) -> *mut PyObject {
     r.unwrap_or(ptr::null_mut())
 }
 
-/// The `__qualname__`-ish name of `type(obj)` for messages.
-pub(crate) fn type_name(obj: *mut PyObject) -> String {
-    // SAFETY: GIL held; obj live. PyType_GetName is in the limited API (3.11).
-    unsafe {
-        let name = PyType_GetName(Py_TYPE(obj));
-        if name.is_null() {
-            PyErr_Clear();
-            return "?".into();
-        }
-        let name = Owned(name);
-        str_of(name.0).unwrap_or_else(|| "?".into())
-    }
-}
-
-/// A `str` object's UTF-8 contents (None with the error cleared otherwise).
+/// A `str` object's UTF-8 contents, owned (None with the error cleared).
 pub(crate) fn str_of(s: *mut PyObject) -> Option<String> {
-    // SAFETY: GIL held; s live.
-    unsafe {
-        let mut len: Py_ssize_t = 0;
-        let p = PyUnicode_AsUTF8AndSize(s, &mut len);
-        if p.is_null() {
-            PyErr_Clear();
-            return None;
-        }
-        let bytes = core::slice::from_raw_parts(p.cast::<u8>(), len as usize);
-        Some(String::from_utf8_lossy(bytes).into_owned())
-    }
+    // SAFETY: GIL held by every caller; s is live.
+    unsafe { crate::runtime::pyutil::utf8(s).map(str::to_owned) }
 }
 
-/// Add `value` (a new reference, NULL = error set) to `module` as `name`.
-pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
-    let value = Owned::new(value)?;
-    // SAFETY: GIL held; module and value live.
-    if unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.0) } < 0 {
-        return Err(());
-    }
-    Ok(())
-}
 
 /// Run `f` in a critical section on `obj` (free-threaded builds: the
 /// object's mutex, the recommended way to serialize methods of one object

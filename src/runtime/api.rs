@@ -8,7 +8,8 @@ use core::ptr;
 
 use pyo3_ffi::*;
 
-use super::convert::{changes_from_defs, changes_from_mapping, key_from_py, type_name, Changes, Owned};
+use super::convert::{changes_from_defs, changes_from_mapping, key_from_py, Changes};
+use super::pyutil::{type_name, Owned};
 use super::metaclass::{self, publish};
 use super::registry::{self, Locked, Registry, TypeState};
 use super::{find_in_type, guard, Api, Error, SlotDef, ABI_VERSION};
@@ -89,7 +90,7 @@ unsafe extern "C" fn from_spec_c(
             let changes = changes_from_defs(defs, n)?;
             let cls = Owned::new(new_type(module, spec, bases)?)?;
             publish(cls.0.cast(), &changes, true)?;
-            Ok(core::mem::ManuallyDrop::new(cls).0)
+            Ok(cls.into_ptr())
         }
     })
 }
@@ -203,7 +204,7 @@ unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
                     return Err(Error::Python);
                 }
             }
-            Ok(core::mem::ManuallyDrop::new(dict).0)
+            Ok(dict.into_ptr())
         }
     })
 }
@@ -248,7 +249,7 @@ unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
                     return Err(Error::Python);
                 }
             }
-            Ok(core::mem::ManuallyDrop::new(dict).0)
+            Ok(dict.into_ptr())
         }
     })
 }
@@ -262,7 +263,7 @@ unsafe extern "C" fn py_lookup(obj: *mut PyObject, key: *mut PyObject) -> *mut P
             if found.is_null() {
                 Ok(Py_NewRef(Py_None()))
             } else {
-                Owned::new(PyLong_FromUnsignedLongLong(found as u64)).map(|o| core::mem::ManuallyDrop::new(o).0)
+                Ok(Owned::new(PyLong_FromUnsignedLongLong(found as u64))?.into_ptr())
             }
         }
     })

@@ -10,30 +10,10 @@ use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
+use super::pyutil::{type_name, utf8, Owned};
 use super::registry::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
-
-/// A strong reference, released on drop (the GIL must be held then).
-pub(crate) struct Owned(pub *mut PyObject);
-
-impl Owned {
-    /// Wrap a new reference; NULL means a Python error is set.
-    pub unsafe fn new(obj: *mut PyObject) -> Result<Owned, Error> {
-        if obj.is_null() {
-            Err(Error::Python)
-        } else {
-            Ok(Owned(obj))
-        }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        // SAFETY: we own one reference, and callers hold the GIL.
-        unsafe { Py_DECREF(self.0) }
-    }
-}
 
 /// Validated changes plus the references that keep their owners alive until
 /// the registry has taken its own.
@@ -271,8 +251,8 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
             let kinds = Owned::new(PyTuple_Pack(3, cfunc.0, voidp.0, pointer.0))?;
             let cast = get(c"cast")?;
             let convert = Owned::new(PyTuple_Pack(2, cast.0, voidp.0))?;
-            CTYPES_ADDRESS.store(core::mem::ManuallyDrop::new(convert).0, Ordering::Release);
-            CTYPES_POINTERS.store(core::mem::ManuallyDrop::new(kinds).0, Ordering::Release);
+            CTYPES_ADDRESS.store(convert.into_ptr(), Ordering::Release);
+            CTYPES_POINTERS.store(kinds.into_ptr(), Ordering::Release);
         }
         let kinds = CTYPES_POINTERS.load(Ordering::Acquire);
         match PyObject_IsInstance(value, kinds) {
@@ -291,8 +271,6 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
     }
 }
 
-pub(crate) use super::layout::type_name;
-
 /// `repr(obj)`, for messages (never fails: falls back to the type name).
 pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
     // SAFETY: GIL held.
@@ -303,7 +281,7 @@ pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
             return format!("<{}>", type_name(obj));
         }
         let r = Owned(r);
-        match super::layout::utf8(r.0) {
+        match utf8(r.0) {
             Some(text) => text.to_owned(),
             None => format!("<{}>", type_name(obj)),
         }

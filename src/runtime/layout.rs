@@ -289,38 +289,3 @@ pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result
         Ok(Some(value))
     }
 }
-
-/// `type(obj).__name__`, for messages (never fails).
-///
-/// # Safety
-/// GIL held; `obj` live.
-pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
-    // SAFETY: forwarded.
-    unsafe {
-        let name = PyType_GetName(Py_TYPE(obj));
-        if name.is_null() {
-            PyErr_Clear();
-            return "?".into();
-        }
-        let text = utf8(name).unwrap_or("?").to_owned();
-        Py_DECREF(name);
-        text
-    }
-}
-
-/// The UTF-8 text of a `str` (borrowed from it), or None with the error cleared.
-///
-/// # Safety
-/// GIL held; `s` live for the returned lifetime.
-pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
-    // SAFETY: the buffer lives as long as the str object.
-    unsafe {
-        let mut len: Py_ssize_t = 0;
-        let p = PyUnicode_AsUTF8AndSize(s, &mut len);
-        if p.is_null() {
-            PyErr_Clear();
-            return None;
-        }
-        core::str::from_utf8(core::slice::from_raw_parts(p.cast::<u8>(), len as usize)).ok()
-    }
-}

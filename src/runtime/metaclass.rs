@@ -19,7 +19,8 @@ use core::ptr;
 
 use pyo3_ffi::*;
 
-use super::convert::{changes_from_mapping, Changes, Owned};
+use super::convert::{changes_from_mapping, Changes};
+use super::pyutil::Owned;
 use super::layout::{self, TypeData};
 use super::registry::{self, Target};
 use super::{guard, Error};
@@ -66,7 +67,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         let meta = Owned::new(meta)?;
         #[cfg(Py_3_12)]
         let offset = measure_offset(meta.0.cast())?;
-        Ok((core::mem::ManuallyDrop::new(meta).0.cast(), offset))
+        Ok((meta.into_ptr().cast(), offset))
     }
 }
 

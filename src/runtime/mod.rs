@@ -25,7 +25,6 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
@@ -35,6 +34,7 @@ mod api;
 mod convert;
 mod layout;
 mod metaclass;
+pub(crate) mod pyutil;
 mod registry;
 
 pub use layout::TypeData;
@@ -157,22 +157,14 @@ impl Error {
     }
 }
 
-/// Run `f`, turning a panic into a Python `SystemError` and `default`
-/// (no panic crosses the FFI boundary). The GIL must be held.
-pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let msg = std::ffi::CString::new(format!("extensibletype: internal error: {what}").replace('\0', ""))
-            .expect("NULs removed");
-        // SAFETY: as above.
-        unsafe { PyErr_SetString(PyExc_SystemError, msg.as_ptr()) };
-        default
-    })
+impl From<()> for Error {
+    /// `Err(())` from a CPython call: the exception is already set.
+    fn from((): ()) -> Error {
+        Error::Python
+    }
 }
+
+pub(crate) use pyutil::guard;
 
 /// Load (or create) the process's runtime. Needs the GIL; on failure returns
 /// `Err(())` with a Python exception set (`ImportError` on an ABI mismatch).
@@ -204,7 +196,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
             let (meta, offset) = metaclass::create()?;
             let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
             layout::set_fast_path(meta, offset, api.foreign_registry);
-            let capsule = convert::Owned::new(PyCapsule_New(
+            let capsule = pyutil::Owned::new(PyCapsule_New(
                 (api as *const Api).cast_mut().cast(),
                 CAPSULE_NAME.as_ptr(),
                 None,
@@ -216,7 +208,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
             }
             api
         } else {
-            let capsule = convert::Owned(existing);
+            let capsule = pyutil::Owned(existing);
             let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
             if api.is_null() {
                 return Err(Error::Python);
@@ -253,7 +245,7 @@ unsafe fn shared_module() -> Result<*mut PyObject, Error> {
         if !existing.is_null() {
             return Ok(existing);
         }
-        let module = convert::Owned::new(PyModule_New(name.as_ptr()))?;
+        let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;
         if PyDict_SetItemString(modules, name.as_ptr(), module.0) < 0 {
             return Err(Error::Python);
         }

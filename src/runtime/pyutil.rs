@@ -1,0 +1,142 @@
+//! Glue for the CPython C API shared by the runtime, the extension module
+//! and the array providers: owned references, panics at the FFI boundary,
+//! method tables, names for messages. Nothing here knows about slots.
+
+use core::ffi::CStr;
+
+use pyo3_ffi::*;
+
+/// A strong reference, released on drop (the GIL must be held then).
+pub(crate) struct Owned(pub *mut PyObject);
+
+impl Owned {
+    /// Wrap a new reference; NULL (a Python exception is set) is `Err(())`.
+    pub fn new(obj: *mut PyObject) -> Result<Owned, ()> {
+        if obj.is_null() {
+            Err(())
+        } else {
+            Ok(Owned(obj))
+        }
+    }
+
+    /// Give the reference away (to CPython, as a return value).
+    pub fn into_ptr(self) -> *mut PyObject {
+        core::mem::ManuallyDrop::new(self).0
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference, and callers hold the GIL.
+        unsafe { Py_DECREF(self.0) }
+    }
+}
+
+/// Run an FFI entry point: a panic becomes a Python `SystemError` and
+/// `default`, so no panic crosses the boundary. The GIL (an attached thread
+/// state) must be held. Inlined: the non-panicking path costs nothing.
+#[inline(always)]
+pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            panicked(panic);
+            default
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(panic: Box<dyn std::any::Any + Send>) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    let msg = std::ffi::CString::new(format!("extensibletype: internal error: {what}").replace('\0', ""))
+        .expect("NULs removed");
+    // SAFETY: the GIL is held (guard's contract).
+    unsafe { PyErr_SetString(PyExc_SystemError, msg.as_ptr()) };
+}
+
+/// `type(obj).__name__`, for messages (never fails).
+///
+/// # Safety
+/// GIL held; `obj` live.
+pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
+    // SAFETY: forwarded; PyType_GetName is in the limited API (3.11).
+    unsafe {
+        let Ok(name) = Owned::new(PyType_GetName(Py_TYPE(obj))) else {
+            PyErr_Clear();
+            return "?".into();
+        };
+        utf8(name.0).unwrap_or("?").to_owned()
+    }
+}
+
+/// The UTF-8 text of a `str` (borrowed from it), or None with the error cleared.
+///
+/// # Safety
+/// GIL held; `s` live for the returned lifetime.
+pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
+    // SAFETY: the buffer lives as long as the str object.
+    unsafe {
+        let mut len: Py_ssize_t = 0;
+        let p = PyUnicode_AsUTF8AndSize(s, &mut len);
+        if p.is_null() {
+            PyErr_Clear();
+            return None;
+        }
+        core::str::from_utf8(core::slice::from_raw_parts(p.cast::<u8>(), len as usize)).ok()
+    }
+}
+
+/// Add `value` (a new reference; NULL = an error is set) to `module` as
+/// `name`. The reference is consumed either way.
+pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
+    let value = Owned::new(value)?;
+    // SAFETY: GIL held (module init); module and value live.
+    match unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.0) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A new module from a process-lifetime definition (`methods` ends with
+/// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
+/// runtime is thread-safe). Needs the GIL (module initialisation).
+pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+    let methods: &'static mut [PyMethodDef] = methods.leak();
+    let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
+        m_base: PyModuleDef_HEAD_INIT,
+        m_name: name.as_ptr(),
+        m_doc: doc.as_ptr(),
+        m_size: -1,
+        m_methods: methods.as_mut_ptr(),
+        m_slots: core::ptr::null_mut(),
+        m_traverse: None,
+        m_clear: None,
+        m_free: None,
+    }));
+    // SAFETY: GIL held; the definition lives for the process.
+    unsafe {
+        let module = Owned::new(PyModule_Create(def))?;
+        #[cfg(Py_GIL_DISABLED)]
+        PyUnstable_Module_SetGIL(module.0, Py_MOD_GIL_NOT_USED);
+        Ok(module)
+    }
+}
+
+/// A `PyMethodDef`: `py_method!(c"name", PyCFunctionFast, f, METH_FASTCALL, c"doc")`.
+macro_rules! py_method {
+    ($name:expr, $kind:ident, $f:expr, $flags:expr, $doc:expr) => {
+        pyo3_ffi::PyMethodDef {
+            ml_name: $name.as_ptr(),
+            ml_meth: pyo3_ffi::PyMethodDefPointer { $kind: $f },
+            ml_flags: $flags,
+            ml_doc: $doc.as_ptr(),
+        }
+    };
+}
+pub(crate) use py_method;
