@@ -11,6 +11,7 @@ use pyo3_ffi::*;
 use super::convert::{changes_from_defs, changes_from_mapping, key_from_py, Changes};
 use super::pyutil::{type_name, Owned};
 use super::metaclass::{self, publish};
+use super::layout;
 use super::registry::{self, Locked, Registry, TypeState};
 use super::{find_in_type, guard, Api, Error, SlotDef, ABI_VERSION};
 use crate::table::Table;
@@ -120,7 +121,9 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
         let base = Owned::new(PyType_FromModuleAndSpec(module, &mut base_spec, bases))?;
         let ns = Owned::new(PyDict_New())?;
         let empty = Owned::new(PyTuple_New(0))?;
-        PyDict_SetItemString(ns.0, c"__slots__".as_ptr(), empty.0);
+        if PyDict_SetItemString(ns.0, c"__slots__".as_ptr(), empty.0) < 0 {
+            return Err(Error::Python);
+        }
         for attr in [c"__module__", c"__qualname__", c"__doc__"] {
             let value = Owned::new(PyObject_GetAttrString(base.0, attr.as_ptr()))?;
             if PyDict_SetItemString(ns.0, attr.as_ptr(), value.0) < 0 {
@@ -158,14 +161,16 @@ enum View<'a> {
     Inherited(Vec<(u64, *const c_void)>),
 }
 
-unsafe fn view(reg: &mut Registry, tp: *mut PyTypeObject) -> View<'_> {
+/// `mro` is `tp`'s MRO, snapshotted before the registry was locked (under the
+/// limited API reading it runs Python code).
+unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyTypeObject]) -> View<'a> {
     // SAFETY: GIL held and mutex held; tp is live.
     unsafe {
         if registry::is_extensible_metaclass(reg, Py_TYPE(tp.cast())) {
             return match super::layout::state_of(tp) {
                 Some(state) => View::Published((*state).current()),
                 None => View::Inherited(
-                    registry::inherited_slots(reg, tp).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
+                    registry::inherited_slots(reg, mro).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
                 ),
             };
         }
@@ -178,10 +183,11 @@ unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
         // SAFETY: GIL held; Python objects are made after the mutex is released.
         unsafe {
             let tp = as_type(tp, "get_slots")?;
+            let mro = layout::mro(tp);
             let named: Vec<(u64, Option<String>, *const c_void)> = {
                 let mut locked = Locked::get();
                 let reg = locked.registry();
-                let entries: Vec<(u64, *const c_void)> = match view(reg, tp) {
+                let entries: Vec<(u64, *const c_void)> = match view(reg, tp, &mro) {
                     View::Published(table) => table.map(|t| t.iter().collect()).unwrap_or_default(),
                     View::Inherited(entries) => entries,
                 };
@@ -214,12 +220,13 @@ unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
         // SAFETY: GIL held; Python objects are made after the mutex is released.
         unsafe {
             let tp = as_type(tp, "table_info")?;
+            let mro = layout::mro(tp);
             let (kind, stats) = {
                 let mut locked = Locked::get();
                 let reg = locked.registry();
                 let extensible = registry::is_extensible_metaclass(reg, Py_TYPE(tp.cast()));
                 let stats = |t: &Table| [t.size(), t.bins(), t.len(), t.bytes()];
-                match view(reg, tp) {
+                match view(reg, tp, &mro) {
                     View::Published(table) => {
                         let kind = match (extensible, table.is_some()) {
                             (true, _) => c"extensible",

@@ -130,22 +130,27 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
             Ok(())
         };
         if PyDict_Check(mapping) != 0 {
-            // The common case (class bodies, literals): no items() list.
-            let n = PyDict_Size(mapping);
+            // The common case (class bodies, literals). Iterate a private
+            // copy (made under the dict's lock on free-threaded builds):
+            // conversions may run Python code, which cannot reach the copy,
+            // so its borrowed keys and values stay alive.
+            let copy = Owned::new(PyDict_Copy(mapping))?;
+            let n = PyDict_Size(copy.0);
             if n > crate::MAX_ENTRIES as isize {
                 return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
             }
             let (mut pos, mut key, mut value): (Py_ssize_t, *mut PyObject, *mut PyObject) =
                 (0, ptr::null_mut(), ptr::null_mut());
-            while PyDict_Next(mapping, &mut pos, &mut key, &mut value) != 0 {
-                // Borrowed from the dict, which the caller keeps alive; hold
-                // them across conversions that may run Python code.
-                let (key, value) = (Owned(Py_NewRef(key)), Owned(Py_NewRef(value)));
-                add(key.0, value.0, &mut changes)?;
+            while PyDict_Next(copy.0, &mut pos, &mut key, &mut value) != 0 {
+                add(key, value, &mut changes)?;
             }
             return Ok(changes);
         }
+        // items() may return the mapping's own list: take a private copy, so
+        // that Python code run by conversions cannot free what we borrow
+        // (tuples are immutable and held by the copy).
         let items = Owned::new(PyMapping_Items(mapping))?;
+        let items = Owned::new(PySequence_List(items.0))?;
         let n = PyList_Size(items.0);
         if n > crate::MAX_ENTRIES as isize {
             return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));

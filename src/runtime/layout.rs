@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
 use pyo3_ffi::*;
 
-use super::registry::{is_registered_metaclass, TypeState};
-use crate::table::RawTable;
+use super::registry::{is_registered_metaclass, OwnSlots, TypeState};
+use crate::table::{RawTable, Table};
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
 /// the header). `table` is what consumers load; `state` is the runtime's.
@@ -115,21 +115,46 @@ pub(crate) unsafe fn state_of(tp: *mut PyTypeObject) -> Option<*mut TypeState> {
     }
 }
 
-/// The state of an extensible type, created (empty) if needed.
+/// Install `table` (and its owners) as the current table of an extensible
+/// type, creating its state if needed, and publish it. A new state is stored
+/// after the table, so a GIL-free reader that sees the state also sees the
+/// table.
 ///
 /// # Safety
 /// `tp` must be a live extensible type and the registry mutex held.
-pub(crate) unsafe fn state_or_init(tp: *mut PyTypeObject) -> &'static mut TypeState {
+pub(crate) unsafe fn install(tp: *mut PyTypeObject, table: Option<Table>, owners: &[*mut PyObject], own: Option<OwnSlots>) {
     // SAFETY: the caller holds the mutex, so no other writer races us; the
     // state lives until the type's dealloc takes it.
     unsafe {
         let slot = &(*data(tp)).state;
-        let mut state = slot.load(Ordering::Acquire).cast::<TypeState>();
-        if state.is_null() {
-            state = Box::into_raw(Box::<TypeState>::default());
+        let existing = slot.load(Ordering::Acquire).cast::<TypeState>();
+        let state = if existing.is_null() { Box::into_raw(Box::<TypeState>::default()) } else { existing };
+        if let Some(own) = own {
+            (*state).own = own;
+        }
+        let raw = table.as_ref().map_or(ptr::null(), Table::as_raw);
+        (*state).install(table, owners);
+        TypeData::publish(tp, raw);
+        if existing.is_null() {
             slot.store(state.cast(), Ordering::Release);
         }
-        &mut *state
+    }
+}
+
+/// Can `tp` have subclasses? (False only when it certainly has none.)
+///
+/// # Safety
+/// `tp` must be a live type; GIL held.
+pub(crate) unsafe fn may_have_subclasses(tp: *mut PyTypeObject) -> bool {
+    // SAFETY: reading a field of a live heap type under the GIL.
+    #[cfg(not(Py_LIMITED_API))]
+    unsafe {
+        !(*tp).tp_subclasses.is_null()
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        let _ = tp;
+        true
     }
 }
 

@@ -124,9 +124,9 @@ pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
             None => Changes::default(),
             Some(mapping) => changes_from_mapping(mapping.0, "__cslots__")?,
         };
-        if layout::state_of(tp).is_none() {
-            // First set-up of a class still inside its creating call: it
-            // cannot have subclasses yet, so skip the __subclasses__() walk.
+        if layout::state_of(tp).is_none() && !layout::may_have_subclasses(tp) {
+            // First set-up of a class with no subclasses (the usual class
+            // statement): skip the __subclasses__() walk.
             return registry::apply(&Target::new(tp), &[], &changes.list, true);
         }
         publish(tp, &changes, true)
@@ -146,22 +146,30 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
         // race on free-threaded builds): rebuild those from the current
         // slots. Subclasses created after this second listing initialise
         // after apply() committed, so they already see the new slots.
+        // The change is published: this repair pass must not report
+        // failure. If it cannot run (MemoryError), late subclasses keep the
+        // tables they built.
         let seen: std::collections::HashSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
-        let again = subclasses_of(tp)?;
+        let Ok(again) = subclasses_of(tp) else {
+            PyErr_Clear();
+            return Ok(());
+        };
         let late: Vec<Target> = again
             .iter()
             .filter(|s| !seen.contains(&(s.0 as usize)))
             .map(|s| Target::new(s.0.cast()))
             .collect();
-        if late.is_empty() {
-            return Ok(());
+        if !late.is_empty() && registry::apply(&Target::new(tp), &late, &[], false).is_err() {
+            // Only a late subclass's own table can fail to build (too many
+            // entries): nothing of this pass was published.
         }
-        registry::apply(&Target::new(tp), &late, &[], false)
+        Ok(())
     }
 }
 
 /// All transitive subclasses of `tp` (strong references), via
-/// `type.__subclasses__`. Skipped for a fresh type with none.
+/// `type.__subclasses__(t)` itself: a class or metaclass may shadow the
+/// attribute, so it is never looked up on `t`, and only types are kept.
 unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     let mut out: Vec<Owned> = Vec::new();
     let mut stack = vec![tp.cast::<PyObject>()];
@@ -169,10 +177,18 @@ unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     while let Some(t) = stack.pop() {
         // SAFETY: GIL held; t is held by `out` or is `tp`.
         unsafe {
-            let list = Owned::new(PyObject_CallMethod(t, c"__subclasses__".as_ptr(), ptr::null()))?;
+            let list = Owned::new(PyObject_CallMethod(
+                ptr::addr_of_mut!(PyType_Type).cast(),
+                c"__subclasses__".as_ptr(),
+                c"O".as_ptr(),
+                t,
+            ))?;
+            if PyList_Check(list.0) == 0 {
+                return Err(Error::Type("type.__subclasses__() did not return a list".into()));
+            }
             for i in 0..PyList_Size(list.0) {
                 let sub = PyList_GetItem(list.0, i);
-                if seen.insert(sub as usize) {
+                if PyType_Check(sub) != 0 && seen.insert(sub as usize) {
                     Py_INCREF(sub);
                     out.push(Owned(sub));
                     stack.push(sub);
@@ -261,7 +277,10 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
                 return crate::table::raw_lookup(table, id);
             }
             if layout::state_of(tp).is_some() {
-                return ptr::null(); // initialised and empty
+                // Initialised: writers publish the table before the state,
+                // so a table published meanwhile is visible now.
+                let table = TypeData::load(tp);
+                return if table.is_null() { ptr::null() } else { crate::table::raw_lookup(table, id) };
             }
             // Never initialised: inherit from the bases, in MRO order.
             return layout::find_in_mro(tp, true, |base| {

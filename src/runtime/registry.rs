@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3_ffi::*;
 
-use super::layout::{self, TypeData};
+use super::layout;
 use super::Error;
 use crate::table::{raw_lookup, RawTable, Table, MAX_ENTRIES};
 
@@ -42,11 +42,14 @@ pub(crate) struct Change {
     pub value: Option<Slot>,
 }
 
+/// The slots set on one type itself, by id.
+pub(crate) type OwnSlots = BTreeMap<u64, Slot>;
+
 /// The slots and tables of one type (extensible or foreign-registered).
 #[derive(Default)]
 pub(crate) struct TypeState {
     /// Slots set on this type itself.
-    pub own: BTreeMap<u64, Slot>,
+    pub own: OwnSlots,
     /// The published effective table (own slots, then bases in MRO order).
     current: Option<Table>,
     /// Tables published before `current`; freed with the type.
@@ -67,7 +70,7 @@ impl TypeState {
     }
 
     /// Replace the current table (retiring the old one); record the owners.
-    fn install(&mut self, table: Option<Table>, owners: &[*mut PyObject]) {
+    pub(crate) fn install(&mut self, table: Option<Table>, owners: &[*mut PyObject]) {
         for &owner in owners {
             if !owner.is_null() && self.owner_set.insert(owner as usize) {
                 // SAFETY: the caller holds a strong reference (GIL or attached
@@ -344,16 +347,10 @@ pub(crate) unsafe fn apply(
     let mut foreign_changed = false;
     for (tp, is_ext, table, owners) in built {
         if is_ext {
+            let new_own = (tp == target.tp).then(|| core::mem::take(&mut own));
             // SAFETY: tp is extensible and live; we hold the mutex, the only
             // writer of type states.
-            let state = unsafe { layout::state_or_init(tp) };
-            if tp == target.tp {
-                state.own = core::mem::take(&mut own);
-            }
-            let raw = table.as_ref().map_or(ptr::null(), Table::as_raw);
-            state.install(table, &owners);
-            // SAFETY: the type data of an extensible type.
-            unsafe { TypeData::publish(tp, raw) };
+            unsafe { layout::install(tp, table, &owners, new_own) };
         } else {
             let entry = reg.foreign.entry(tp as usize).or_insert_with(|| {
                 // SAFETY: GIL held; registered types are kept alive.
@@ -401,12 +398,9 @@ pub(crate) fn foreign_slots_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<
 
 /// Effective slots of an extensible type whose data was never initialised:
 /// merged from its bases, without publishing anything.
-pub(crate) unsafe fn inherited_slots(reg: &Registry, tp: *mut PyTypeObject) -> BTreeMap<u64, Slot> {
-    // SAFETY: tp is live and ready.
-    unsafe {
-        let mro = layout::mro(tp);
-        effective(reg, &mro, ptr::null_mut(), &BTreeMap::new())
-    }
+pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, Slot> {
+    // SAFETY: every type in `mro` is alive (held by the type it belongs to).
+    unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
 }
 
 /// The key string registered for `id`, if any.
