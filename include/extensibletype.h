@@ -69,7 +69,8 @@
  *
  * Type data: every type object whose metaclass is ExtensibleType (or a
  * subclass) holds an ExtType_TypeData {ExtType_Table *table (atomic);
- * void *state;} at the same byte offset from the start of the type object:
+ * void *state; ExtType_Table *own_table;} at the same byte offset from the
+ * start of the type object:
  * api->table_offset. A NULL table means "empty, or not initialised yet"
  * (the slow path api->find_slow decides). `state` is the runtime's.
  *
@@ -132,6 +133,7 @@ typedef struct ExtType_Entry {
 typedef struct ExtType_TypeData {
     ExtType_Table *table;
     void *state;
+    ExtType_Table *own_table; /* runtime-private: this type's own slots */
 } ExtType_TypeData;
 
 /* One slot to set (Rust: extensibletype::runtime::SlotDef).

@@ -122,7 +122,7 @@ int main(void)
     printf("\"EXTTYPE_TABLE_HEADER_SIZE\": %d,\n", EXTTYPE_TABLE_HEADER_SIZE);
     S(ExtType_Entry); F(ExtType_Entry, id); F(ExtType_Entry, ptr);
     S(ExtType_SlotDef); F(ExtType_SlotDef, key); F(ExtType_SlotDef, id); F(ExtType_SlotDef, ptr);
-    S(ExtType_TypeData); F(ExtType_TypeData, table); F(ExtType_TypeData, state);
+    S(ExtType_TypeData); F(ExtType_TypeData, table); F(ExtType_TypeData, state); F(ExtType_TypeData, own_table);
     S(ExtType_API);
     F(ExtType_API, abi_version); F(ExtType_API, struct_size); F(ExtType_API, metaclass);
     F(ExtType_API, table_offset); F(ExtType_API, find_slow); F(ExtType_API, prehash);
@@ -148,7 +148,7 @@ EXPECTED_64 = {
     "ExtType_Table": ((32, 8), dict(k1=0, k2=8, s=16, t=17, reserved=18, count=20, size=24, entries_offset=28)),
     "ExtType_Entry": ((16, 8), dict(id=0, ptr=8)),
     "ExtType_SlotDef": ((24, 8), dict(key=0, id=8, ptr=16)),
-    "ExtType_TypeData": ((16, 8), dict(table=0, state=8)),
+    "ExtType_TypeData": ((24, 8), dict(table=0, state=8, own_table=16)),
     "ExtType_API": (
         (104, 8),
         dict(

@@ -12,7 +12,7 @@ use super::convert::{changes_from_defs, changes_from_mapping, key_from_py, Chang
 use super::pyutil::{type_name, Owned};
 use super::metaclass::{self, publish};
 use super::layout;
-use super::registry::{self, Locked, Registry, TypeState};
+use super::registry::{self, Locked, Registry};
 use super::{find_in_type, guard, Api, Error, SlotDef, ABI_VERSION};
 use crate::table::Table;
 
@@ -174,7 +174,13 @@ unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyT
                 ),
             };
         }
-        View::Published(registry::foreign_slots_of(reg, tp).and_then(TypeState::current))
+        match registry::foreign_state(reg, tp) {
+            Some(state) => View::Published(state.current()),
+            // A plain subclass of registered types: what lookups see.
+            None => View::Inherited(
+                registry::inherited_slots(reg, mro).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
+            ),
+        }
     }
 }
 
@@ -235,6 +241,7 @@ unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
                         };
                         (kind, table.map_or([0; 4], stats))
                     }
+                    View::Inherited(entries) if entries.is_empty() => (c"none", [0; 4]),
                     View::Inherited(entries) => {
                         let table = Table::build(&entries).map_err(Error::Build)?;
                         (c"inherited", stats(&table))

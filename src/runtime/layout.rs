@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
 use pyo3_ffi::*;
 
-use super::registry::{is_registered_metaclass, OwnSlots, TypeState};
+use super::registry::{is_registered_metaclass, OwnSlots, OwnTable, TypeState};
 use crate::table::{RawTable, Table};
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
@@ -22,6 +22,9 @@ pub struct TypeData {
     /// The runtime's state for this type; NULL until the type is initialised
     /// (a type made by `type.__new__` without `__init__` inherits from bases).
     pub state: AtomicPtr<c_void>,
+    /// The table of the slots set on this type itself (runtime-private):
+    /// the slow lookup path walks the MRO over these, first definition wins.
+    pub own_table: AtomicPtr<RawTable>,
 }
 
 /// What the inline fast path needs, side by side (one address to form).
@@ -122,18 +125,24 @@ pub(crate) unsafe fn state_of(tp: *mut PyTypeObject) -> Option<*mut TypeState> {
 ///
 /// # Safety
 /// `tp` must be a live extensible type and the registry mutex held.
-pub(crate) unsafe fn install(tp: *mut PyTypeObject, table: Option<Table>, owners: &[*mut PyObject], own: Option<OwnSlots>) {
+pub(crate) unsafe fn install(
+    tp: *mut PyTypeObject,
+    table: Option<Table>,
+    owners: &[*mut PyObject],
+    own: Option<(OwnSlots, OwnTable)>,
+) {
     // SAFETY: the caller holds the mutex, so no other writer races us; the
     // state lives until the type's dealloc takes it.
     unsafe {
         let slot = &(*data(tp)).state;
         let existing = slot.load(Ordering::Acquire).cast::<TypeState>();
         let state = if existing.is_null() { Box::into_raw(Box::<TypeState>::default()) } else { existing };
-        if let Some(own) = own {
-            (*state).own = own;
-        }
         let raw = table.as_ref().map_or(ptr::null(), Table::as_raw);
         (*state).install(table, owners);
+        if let Some((slots, own_table)) = own {
+            let own_raw = (*state).set_own(slots, own_table);
+            (*data(tp)).own_table.store(own_raw.cast_mut(), Ordering::Release);
+        }
         TypeData::publish(tp, raw);
         if existing.is_null() {
             slot.store(state.cast(), Ordering::Release);
@@ -168,6 +177,7 @@ pub(crate) unsafe fn take_state(tp: *mut PyTypeObject) -> Option<Box<TypeState>>
     unsafe {
         let d = &*data(tp);
         d.table.store(ptr::null_mut(), Ordering::Release);
+        d.own_table.store(ptr::null_mut(), Ordering::Release);
         let state = d.state.swap(ptr::null_mut(), Ordering::AcqRel);
         (!state.is_null()).then(|| Box::from_raw(state.cast::<TypeState>()))
     }
@@ -182,6 +192,16 @@ impl TypeData {
     pub(crate) unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable) {
         // SAFETY: forwarded.
         unsafe { (*data(tp)).table.store(table.cast_mut(), Ordering::Release) }
+    }
+
+    /// The own-slots table of an extensible type (acquire load), NULL if none.
+    ///
+    /// # Safety
+    /// `tp` must be a live extensible type.
+    #[inline]
+    pub(crate) unsafe fn load_own(tp: *mut PyTypeObject) -> *const RawTable {
+        // SAFETY: forwarded.
+        unsafe { (*data(tp)).own_table.load(Ordering::Acquire) }
     }
 
     /// The current table of an extensible type (acquire load).

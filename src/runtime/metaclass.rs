@@ -258,15 +258,22 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
     }
 }
 
-/// GIL-free slow path of a lookup (`ExtType_API.find_slow`): sub-metaclasses,
-/// uninitialised extensible types, then the foreign registry along `tp_base`.
+/// GIL-free slow path of a lookup (`ExtType_API.find_slow`): everything the
+/// inline path ([`super::table_of`]) does not answer.
+///
+/// - An extensible type with a table (sub-metaclasses): probe it.
+/// - An initialised extensible type without one: its effective slots are empty.
+/// - A registered foreign type: its effective table.
+/// - Otherwise (a type never initialised, a plain subclass of registered
+///   types): the own slots of each class in the MRO, first definition wins —
+///   exactly the merge a published table would hold (SPEC §4, §5).
 ///
 /// # Safety
 /// `tp` must be a live type (the caller holds a reference to it or to an
 /// instance).
 pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *const c_void {
     // SAFETY: see the function's contract; published tables are immutable
-    // and live as long as their type.
+    // and live as long as their type (registry tables forever).
     unsafe {
         if tp.is_null() {
             return ptr::null();
@@ -282,21 +289,20 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
                 let table = TypeData::load(tp);
                 return if table.is_null() { ptr::null() } else { crate::table::raw_lookup(table, id) };
             }
-            // Never initialised: inherit from the bases, in MRO order.
-            return layout::find_in_mro(tp, true, |base| {
-                let found = find_slow(base, id);
-                (!found.is_null()).then_some(found)
-            })
-            .unwrap_or(ptr::null());
+        } else {
+            let registry = layout::foreign_registry();
+            if registry.is_null() {
+                return ptr::null(); // nothing registered anywhere
+            }
+            let table: *const RawTable = crate::table::raw_lookup(registry, tp as u64).cast();
+            if !table.is_null() {
+                return crate::table::raw_lookup(table, id);
+            }
         }
-        // Foreign: the first type in the MRO with a registration.
-        let foreign = layout::foreign_registry();
-        if foreign.is_null() {
-            return ptr::null();
-        }
-        layout::find_in_mro(tp, false, |t| {
-            let table: *const RawTable = crate::table::raw_lookup(foreign, t as u64).cast();
-            (!table.is_null()).then(|| crate::table::raw_lookup(table, id))
+        layout::find_in_mro(tp, true, |t| {
+            let own = registry::own_table_of(t);
+            let found = if own.is_null() { ptr::null() } else { crate::table::raw_lookup(own, id) };
+            (!found.is_null()).then_some(found)
         })
         .unwrap_or(ptr::null())
     }

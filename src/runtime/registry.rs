@@ -45,11 +45,22 @@ pub(crate) struct Change {
 /// The slots set on one type itself, by id.
 pub(crate) type OwnSlots = BTreeMap<u64, Slot>;
 
+/// Which table holds a type's own slots.
+pub(crate) enum OwnTable {
+    /// Its effective table (nothing inherited): no second table.
+    SameAsEffective,
+    /// A table of its own (None when it has no own slots).
+    Separate(Option<Table>),
+}
+
 /// The slots and tables of one type (extensible or foreign-registered).
 #[derive(Default)]
 pub(crate) struct TypeState {
     /// Slots set on this type itself.
     pub own: OwnSlots,
+    /// The published table of `own` (NULL when empty); points into `current`
+    /// or `retired`, which live as long as the type.
+    own_raw: *const RawTable,
     /// The published effective table (own slots, then bases in MRO order).
     current: Option<Table>,
     /// Tables published before `current`; freed with the type.
@@ -82,6 +93,22 @@ impl TypeState {
         if let Some(old) = core::mem::replace(&mut self.current, table) {
             self.retired.push(old);
         }
+    }
+
+    /// Set the own slots and their table (after `install` of the effective
+    /// table it may share); returns the table to publish.
+    pub(crate) fn set_own(&mut self, own: OwnSlots, table: OwnTable) -> *const RawTable {
+        self.own = own;
+        self.own_raw = match table {
+            OwnTable::SameAsEffective => self.current_raw(),
+            OwnTable::Separate(None) => ptr::null(),
+            OwnTable::Separate(Some(table)) => {
+                let raw = table.as_raw();
+                self.retired.push(table); // kept, like every published table
+                raw
+            }
+        };
+        self.own_raw
     }
 
     /// Visit the owners for the cycle collector.
@@ -130,6 +157,8 @@ unsafe impl Send for Registry {}
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// Foreign registry: type address → effective table of that type.
 pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
+/// Foreign own slots: type address → table of the slots set on that type.
+pub(crate) static FOREIGN_OWN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 /// Sub-metaclasses of ExtensibleType: metaclass address → itself.
 pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
@@ -322,8 +351,10 @@ pub(crate) unsafe fn apply(
         return Err(Error::Build(crate::BuildError::TooMany { count: own.len() }));
     }
 
-    // 3. Build every affected effective table before publishing any.
+    // 3. Build every affected effective table (and the target's own table)
+    // before publishing any.
     let mut built = Vec::with_capacity(1 + affected.len());
+    let mut own_table = None;
     for t in core::iter::once(target).chain(affected) {
         // SAFETY: t.tp is live (held by the caller), so is its metaclass.
         let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
@@ -336,6 +367,13 @@ pub(crate) unsafe fn apply(
         if t.tp != target.tp && unchanged(reg, t.tp, is_ext, &merged) {
             continue; // e.g. a subclass overriding every changed key: keep its table
         }
+        if t.tp == target.tp {
+            own_table = Some(if merged == own {
+                OwnTable::SameAsEffective
+            } else {
+                OwnTable::Separate(build(&own)?.0)
+            });
+        }
         let (table, owners) = build(&merged)?;
         built.push((t.tp, is_ext, table, owners));
     }
@@ -346,8 +384,8 @@ pub(crate) unsafe fn apply(
     }
     let mut foreign_changed = false;
     for (tp, is_ext, table, owners) in built {
+        let new_own = if tp == target.tp { own_table.take().map(|t| (core::mem::take(&mut own), t)) } else { None };
         if is_ext {
-            let new_own = (tp == target.tp).then(|| core::mem::take(&mut own));
             // SAFETY: tp is extensible and live; we hold the mutex, the only
             // writer of type states.
             unsafe { layout::install(tp, table, &owners, new_own) };
@@ -357,10 +395,10 @@ pub(crate) unsafe fn apply(
                 unsafe { Py_INCREF(tp.cast()) };
                 ForeignType { tp, state: TypeState::default() }
             });
-            if tp == target.tp {
-                entry.state.own = core::mem::take(&mut own);
-            }
             entry.state.install(table, &owners);
+            if let Some((slots, own_table)) = new_own {
+                entry.state.set_own(slots, own_table);
+            }
             foreign_changed = true;
         }
     }
@@ -370,34 +408,47 @@ pub(crate) unsafe fn apply(
     Ok(())
 }
 
-/// Rebuild the foreign registry table (type address → effective table).
+/// Rebuild the foreign registry tables (type address → effective table, and
+/// type address → own table); the old ones are kept (readers may hold them).
 fn republish_foreign(reg: &mut Registry) {
-    let entries: Vec<(u64, *const c_void)> = reg
-        .foreign
-        .values()
-        .filter(|f| f.state.current.is_some())
-        .map(|f| (f.tp as u64, f.state.current_raw().cast()))
-        .collect();
-    let (table, raw) = if entries.is_empty() {
-        (None, ptr::null_mut())
-    } else {
-        let table = Table::build(&entries).expect("type addresses are distinct and non-zero");
-        let raw = table.as_raw().cast_mut();
-        (Some(table), raw)
-    };
-    FOREIGN.store(raw, Ordering::Release);
-    reg.foreign_tables.extend(table);
+    let index = |f: &ForeignType, raw: *const RawTable| (!raw.is_null()).then_some((f.tp as u64, raw.cast()));
+    let effective: Vec<(u64, *const c_void)> =
+        reg.foreign.values().filter_map(|f| index(f, f.state.current_raw())).collect();
+    let own: Vec<(u64, *const c_void)> = reg.foreign.values().filter_map(|f| index(f, f.state.own_raw)).collect();
+    for (entries, published) in [(effective, &FOREIGN), (own, &FOREIGN_OWN)] {
+        let table = (!entries.is_empty())
+            .then(|| Table::build(&entries).expect("type addresses are distinct and non-zero"));
+        published.store(table.as_ref().map_or(ptr::null_mut(), |t| t.as_raw().cast_mut()), Ordering::Release);
+        reg.foreign_tables.extend(table);
+    }
 }
 
-/// The effective slots of a foreign type: its own registration, else the
-/// first registered type in its MRO (as GIL-free lookups see it). GIL held.
-pub(crate) fn foreign_slots_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
-    // SAFETY: tp is a live, ready type.
-    unsafe { layout::find_in_mro(tp, false, |t| reg.foreign.get(&(t as usize)).map(|f| &f.state)) }
+/// The state of a foreign-registered type (exactly `tp`). GIL held.
+pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
+    reg.foreign.get(&(tp as usize)).map(|f| &f.state)
 }
 
-/// Effective slots of an extensible type whose data was never initialised:
-/// merged from its bases, without publishing anything.
+/// GIL-free: the own-slots table of any type (extensible or foreign), or NULL.
+///
+/// # Safety
+/// `tp` must be a live type.
+pub(crate) unsafe fn own_table_of(tp: *mut PyTypeObject) -> *const RawTable {
+    // SAFETY: published tables live as long as their type (registry tables forever).
+    unsafe {
+        if layout::is_extensible(tp) {
+            return crate::runtime::TypeData::load_own(tp);
+        }
+        let registry = FOREIGN_OWN.load(Ordering::Acquire);
+        if registry.is_null() {
+            return ptr::null();
+        }
+        raw_lookup(registry, tp as u64).cast()
+    }
+}
+
+/// Effective slots of a type with no table of its own (an extensible type
+/// never initialised, a plain subclass of registered types): merged from its
+/// MRO, without publishing anything.
 pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, Slot> {
     // SAFETY: every type in `mro` is alive (held by the type it belongs to).
     unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
