@@ -257,10 +257,9 @@ fn lanes_dot<T: Elem, const W: usize, const F: bool>(x: &[T], y: &[T]) -> [T; W]
     pw.finish([T::ZERO; W], add_lanes)
 }
 
-/// Sum of the lanes by halving (a balanced tree).
+/// Sum of `acc[..n]` by halving (a balanced tree, like NumPy's pairwise sum).
 #[inline(always)]
-fn reduce_lanes<T: Elem, const W: usize>(mut acc: [T; W]) -> T {
-    let mut n = W;
+fn tree_sum<T: Elem, const W: usize>(mut acc: [T; W], mut n: usize) -> T {
     while n > 1 {
         let half = n / 2;
         for j in 0..half {
@@ -274,6 +273,12 @@ fn reduce_lanes<T: Elem, const W: usize>(mut acc: [T; W]) -> T {
     acc[0]
 }
 
+/// Sum of the lanes by halving (a balanced tree).
+#[inline(always)]
+fn reduce_lanes<T: Elem, const W: usize>(acc: [T; W]) -> T {
+    tree_sum(acc, W)
+}
+
 /// Sum of the lanes whose index is a multiple of k (pairwise).
 #[inline(always)]
 fn every_kth<T: Elem, const W: usize>(acc: &[T; W], k: usize) -> T {
@@ -283,18 +288,7 @@ fn every_kth<T: Elem, const W: usize>(acc: &[T; W], k: usize) -> T {
         picked[m] = acc[j];
         m += 1;
     }
-    let mut n = m;
-    while n > 1 {
-        let half = n / 2;
-        for j in 0..half {
-            picked[j] = picked[j].add(picked[j + half]);
-        }
-        if n % 2 == 1 {
-            picked[0] = picked[0].add(picked[n - 1]);
-        }
-        n = half;
-    }
-    picked[0]
+    tree_sum(picked, m)
 }
 
 #[inline(always)]
