@@ -248,9 +248,8 @@ pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
 /// The first `Some(f(t))` for `t` in `tp`'s MRO (from `tp` itself, or from
 /// its first base with `skip_self`). GIL-free.
 ///
-/// Under the limited API there is no GIL-free view of the MRO, so this walks
-/// `__bases__` depth-first, left to right: the MRO order whenever no base is
-/// reached twice (no diamonds).
+/// Under the limited API there is no GIL-free view of `tp_mro`, so the MRO
+/// is rebuilt from `__bases__` (see `linearize`).
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
@@ -272,27 +271,44 @@ pub(crate) unsafe fn find_in_mro<R>(
     // SAFETY: the bases tuple of a ready type holds its (live) bases.
     #[cfg(Py_LIMITED_API)]
     unsafe {
-        unsafe fn walk<R>(
-            tp: *mut PyTypeObject,
-            skip_self: bool,
-            f: &mut dyn FnMut(*mut PyTypeObject) -> Option<R>,
-        ) -> Option<R> {
-            if !skip_self {
-                if let Some(found) = f(tp) {
-                    return Some(found);
-                }
+        let order = linearize(tp);
+        order.into_iter().skip(usize::from(skip_self)).find_map(|t| f(t))
+    }
+}
+
+/// The MRO rebuilt from `__bases__` without the GIL (the limited API cannot
+/// read `tp_mro`): a left-to-right depth-first walk keeping each class's
+/// *last* occurrence — C3's order for every consistent hierarchy without
+/// conflicting local orders, diamonds included.
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+#[cfg(Py_LIMITED_API)]
+unsafe fn linearize(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
+    unsafe fn walk(tp: *mut PyTypeObject, out: &mut Vec<*mut PyTypeObject>) {
+        out.push(tp);
+        // SAFETY: PyType_GetSlot reads the bases tuple of a live type; the
+        // tuple holds its items.
+        unsafe {
+            let bases: *mut PyObject = PyType_GetSlot(tp, Py_tp_bases).cast();
+            if bases.is_null() {
+                return;
             }
-            // SAFETY: as above.
-            unsafe {
-                let bases: *mut PyObject = PyType_GetSlot(tp, Py_tp_bases).cast();
-                if bases.is_null() {
-                    return None;
-                }
-                (0..PyTuple_Size(bases)).find_map(|i| walk(PyTuple_GetItem(bases, i).cast(), false, f))
+            for i in 0..PyTuple_Size(bases) {
+                walk(PyTuple_GetItem(bases, i).cast(), out);
             }
         }
-        walk(tp, skip_self, &mut f)
     }
+    let mut dfs = Vec::new();
+    // SAFETY: forwarded.
+    unsafe { walk(tp, &mut dfs) };
+    let mut order: Vec<*mut PyTypeObject> = Vec::with_capacity(dfs.len());
+    for (i, &t) in dfs.iter().enumerate() {
+        if !dfs[i + 1..].contains(&t) {
+            order.push(t);
+        }
+    }
+    order
 }
 
 /// `type`'s own implementation of a slot (`Py_tp_init`, `Py_tp_dealloc`, ...),
