@@ -108,6 +108,9 @@ criterion_group! {
 criterion_main!(benches);
 
 /// The lookup as a call (also to read its machine code with objdump).
+///
+/// # Safety
+/// As `runtime::find`.
 #[inline(never)]
 #[no_mangle]
 pub unsafe extern "C" fn probe_find_for_asm(obj: *mut PyObject, id: u64) -> *const c_void {

@@ -170,6 +170,7 @@ pub(crate) use pyutil::guard;
 /// `Err(())` with a Python exception set (`ImportError` on an ABI mismatch).
 ///
 /// Idempotent and cheap after the first call.
+#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 pub fn import() -> Result<&'static Api, ()> {
     let api = API.load(Ordering::Acquire);
     if !api.is_null() {
@@ -329,6 +330,7 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 /// # Safety
 /// [`import`] must have succeeded; `tp` must be a live object; every `key`
 /// must be NULL or a NUL-terminated string.
+#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
     // SAFETY: forwarded.
     match unsafe { (api().set_slots)(tp, defs.as_ptr(), defs.len() as isize) } {

@@ -249,7 +249,7 @@ impl Target {
 }
 
 /// The own slots of `tp` as the registry knows them (extensible or foreign).
-unsafe fn own_of<'a>(reg: &'a Registry, tp: *mut PyTypeObject) -> Option<&'a BTreeMap<u64, Slot>> {
+unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
     // SAFETY: tp is a live type (in some live type's MRO).
     unsafe {
         if let Some(state) = layout::state_of(tp) {
