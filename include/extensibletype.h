@@ -180,7 +180,21 @@ typedef struct ExtType_API {
        that type's effective table): acquire-load *foreign_registry. A miss
        means "not registered itself" (find_slow walks the MRO). */
     ExtType_Table **foreign_registry;
+    /* ---- Appended fields: read each only when struct_size covers it
+       (runtimes before it have a shorter struct; ExtType_Import() does). ---- */
+    /* Byte offset of ob_type in every object of this interpreter, measured
+       by the runtime at import on live objects (type objects among them);
+       0 when it proved none. Lets consumers whose Py_TYPE() is an exported
+       function (limited API 3.14+, abi3t) load the type pointer inline. */
+    Py_ssize_t ob_type_offset;
 } ExtType_API;
+
+/* The smallest API struct this header accepts: ABI v1 up to
+   foreign_registry. Appended fields are optional. */
+#define EXTTYPE__API_MIN_SIZE (offsetof(ExtType_API, foreign_registry) + sizeof(ExtType_Table **))
+/* Whether `api` (struct_size already checked >= EXTTYPE__API_MIN_SIZE) has `field`. */
+#define EXTTYPE__API_HAS(api, field) \
+    ((size_t)(api)->struct_size >= offsetof(ExtType_API, field) + sizeof((api)->field))
 
 /* ---------------------------------------------------------------------- */
 /* Per-extension state (internal)                                         */
@@ -193,6 +207,7 @@ typedef struct ExtType__Cache {
     Py_ssize_t table_offset;
     ExtType_Table **foreign_registry;
     const ExtType_API *api;
+    Py_ssize_t ob_type_offset; /* api->ob_type_offset, or 0 */
 } ExtType__Cache;
 
 #if defined(EXTTYPE_API_UNIQUE_SYMBOL)
@@ -200,11 +215,11 @@ typedef struct ExtType__Cache {
 #  if defined(EXTTYPE_NO_IMPORT)
 extern ExtType__Cache EXTTYPE__CACHE;
 #  else
-ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL};
+ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0};
 #  endif
 #else
 #  define EXTTYPE__CACHE ExtType__cache
-static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL};
+static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0};
 #endif
 
 /* Acquire load of a pointer (C99, C11 and C++ alike). */
@@ -232,6 +247,30 @@ static __forceinline ExtType_Table *ExtType__load_acquire_msvc(ExtType_Table *co
 /* ---------------------------------------------------------------------- */
 /* Lookup: no GIL needed                                                  */
 /* ---------------------------------------------------------------------- */
+
+/* type(o), borrowed. Where Py_TYPE() is an exported function (limited API
+   3.14+, which abi3t implies) and the runtime measured ob_type's offset at
+   import on this interpreter, a relaxed load at that offset (what Py_TYPE()
+   itself does); otherwise Py_TYPE(). No GIL needed. */
+#if defined(Py_LIMITED_API) && Py_LIMITED_API + 0 >= 0x030e0000
+#  define EXTTYPE__TYPE_INLINE 1
+#  if defined(__GNUC__) || defined(__clang__)
+#    define EXTTYPE__LOAD_RELAXED(pp) __atomic_load_n((pp), __ATOMIC_RELAXED)
+#  else
+#    define EXTTYPE__LOAD_RELAXED(pp) (*(PyTypeObject *const volatile *)(pp))
+#  endif
+static inline PyTypeObject *ExtType__TypeOf(PyObject *o)
+{
+    Py_ssize_t off = EXTTYPE__CACHE.ob_type_offset;
+    if (EXTTYPE__LIKELY(off != 0)) {
+        return EXTTYPE__LOAD_RELAXED((PyTypeObject **)(void *)((char *)o + off));
+    }
+    return Py_TYPE(o);
+}
+#else
+#  define EXTTYPE__TYPE_INLINE 0
+#  define ExtType__TypeOf(o) Py_TYPE(o)
+#endif
 
 /* The displacements d[] of a table. */
 static inline const uint16_t *ExtType_TableDisplacements(const ExtType_Table *table)
@@ -275,7 +314,7 @@ static inline const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_
    ExtType_Import() must have succeeded; before that, returns NULL. */
 static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
 {
-    if (EXTTYPE__LIKELY(Py_TYPE((PyObject *)tp) == EXTTYPE__CACHE.metaclass)) {
+    if (EXTTYPE__LIKELY(ExtType__TypeOf((PyObject *)tp) == EXTTYPE__CACHE.metaclass)) {
         const ExtType_Table *table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
         if (EXTTYPE__LIKELY(table != NULL)) {
             return ExtType_TableFind(table, id);
@@ -306,7 +345,7 @@ static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
    duration). Never sets an exception. */
 static inline void *ExtType_Find(PyObject *obj, uint64_t id)
 {
-    return ExtType_FindInType(Py_TYPE(obj), id);
+    return ExtType_FindInType(ExtType__TypeOf(obj), id);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -346,17 +385,19 @@ static inline int ExtType_Import(void)
     if (api == NULL) {
         return -1;
     }
-    /* Only abi_version and struct_size are read before they are checked. */
-    if (api->abi_version != EXTTYPE_ABI_VERSION || api->struct_size < (uint32_t)sizeof(ExtType_API)) {
+    /* Only abi_version and struct_size are read before they are checked;
+       appended fields only when struct_size covers them. */
+    if (api->abi_version != EXTTYPE_ABI_VERSION || api->struct_size < (uint32_t)EXTTYPE__API_MIN_SIZE) {
         PyErr_Format(PyExc_ImportError,
                      "extensibletype: the runtime loaded in this process has ABI version %u "
                      "(API struct of %u bytes), but this extension was compiled against "
-                     "extensibletype.h ABI version %d (API struct of %u bytes); "
+                     "extensibletype.h ABI version %d (API struct of at least %u bytes); "
                      "rebuild it against a matching extensibletype",
                      (unsigned)api->abi_version, (unsigned)api->struct_size,
-                     EXTTYPE_ABI_VERSION, (unsigned)sizeof(ExtType_API));
+                     EXTTYPE_ABI_VERSION, (unsigned)EXTTYPE__API_MIN_SIZE);
         return -1;
     }
+    EXTTYPE__CACHE.ob_type_offset = EXTTYPE__API_HAS(api, ob_type_offset) ? api->ob_type_offset : 0;
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
     EXTTYPE__CACHE.foreign_registry = api->foreign_registry;

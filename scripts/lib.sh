@@ -11,7 +11,9 @@ log() { printf '[extensibletype] %s\n' "$*" >&2; }
 PY_DEPS=(maturin pytest cython numpy setuptools)
 
 # A digest of everything that goes into the wheel: reinstall only on change.
+# EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).
 source_digest() {
+    if [ -n "${EXTENSIBLETYPE_SOURCE_DIGEST:-}" ]; then echo "$EXTENSIBLETYPE_SOURCE_DIGEST"; return; fi
     git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
         | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
 }

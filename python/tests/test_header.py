@@ -128,7 +128,7 @@ int main(void)
     F(ExtType_API, table_offset); F(ExtType_API, find_slow); F(ExtType_API, prehash);
     F(ExtType_API, set_slots); F(ExtType_API, from_spec); F(ExtType_API, py_set_slots);
     F(ExtType_API, py_get_slots); F(ExtType_API, py_table_info); F(ExtType_API, py_lookup);
-    F(ExtType_API, bind_key); F(ExtType_API, foreign_registry);
+    F(ExtType_API, bind_key); F(ExtType_API, foreign_registry); F(ExtType_API, ob_type_offset);
     printf("\"EXTTYPE_ABI_VERSION\": %d\n}\n", EXTTYPE_ABI_VERSION);
     return 0;
 }
@@ -150,11 +150,11 @@ EXPECTED_64 = {
     "ExtType_SlotDef": ((24, 8), dict(key=0, id=8, ptr=16)),
     "ExtType_TypeData": ((24, 8), dict(table=0, state=8, own_table=16)),
     "ExtType_API": (
-        (104, 8),
+        (112, 8),
         dict(
             abi_version=0, struct_size=4, metaclass=8, table_offset=16, find_slow=24, prehash=32, set_slots=40,
             from_spec=48, py_set_slots=56, py_get_slots=64, py_table_info=72, py_lookup=80, bind_key=88,
-            foreign_registry=96,
+            foreign_registry=96, ob_type_offset=104,
         ),
     ),
 }
@@ -313,6 +313,24 @@ def slotdef_type(c_layout):
         size, off["key"], off["id"], off["ptr"],
     )
     return SlotDef
+
+
+def test_ob_type_offset_is_measured_and_right(c_layout):
+    """The runtime publishes where ob_type is; check it on objects it never
+    probed (small ones, instances, an extensible class) against id(type(o))."""
+    off = field(c_layout, "ExtType_API", "ob_type_offset", ctypes.c_ssize_t, api_address())
+    ptr = ctypes.sizeof(ctypes.c_void_p)
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    # CPython's layouts: refcount then ob_type; or ob_tid, 8 bytes of flags/
+    # mutex/gc bits/local refcount, the shared refcount, then ob_type.
+    assert off == (ptr + 8 + ptr if free_threaded else ptr)
+
+    class Plain:
+        pass
+
+    Ext = et.ExtensibleType("Ext", (), {})
+    for o in (None, 0, 1.5, "s", b"", (), [], {}, Plain(), Plain, Ext, Ext(), et.ExtensibleType, type, object()):
+        assert ctypes.c_void_p.from_address(id(o) + off).value == id(type(o)), o
 
 
 def test_capsule_struct_decodes_with_c_layout(c_layout):

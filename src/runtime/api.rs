@@ -16,8 +16,9 @@ use super::registry::{self, Locked, Registry};
 use super::{find_in_type, guard, Api, Error, SlotDef, ABI_VERSION};
 use crate::table::Table;
 
-/// The API struct of a runtime that owns `meta`.
-pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize) -> Api {
+/// The API struct of a runtime that owns `meta`; `ob_type_offset` as
+/// measured by `layout::measure_ob_type_offset` (0: none proven).
+pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: isize) -> Api {
     Api {
         abi_version: ABI_VERSION,
         struct_size: core::mem::size_of::<Api>() as u32,
@@ -33,6 +34,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize) -> Api {
         py_lookup,
         bind_key: bind_key_c,
         foreign_registry: &registry::FOREIGN,
+        ob_type_offset,
     }
 }
 

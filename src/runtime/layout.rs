@@ -350,3 +350,70 @@ pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result
         Ok(Some(value))
     }
 }
+
+/// The byte offset of `ob_type` in this interpreter's object header, as
+/// measured on live objects, or 0 when it could not be proven.
+///
+/// Published as `Api::ob_type_offset` so that consumers compiled for the
+/// stable ABI 3.14+ / abi3t (where `PyObject` is opaque and `Py_TYPE` is an
+/// exported function) can read the type pointer inline. A candidate offset
+/// is accepted only if, on every probe object (four type objects, a list, a
+/// dict, a bytearray: objects of different types, each larger than the
+/// biggest candidate plus a pointer, so every read stays inside the object),
+/// the pointer stored there equals `Py_TYPE(o)`. The candidates are the
+/// `ob_type` offsets of CPython's two object layouts: after a `Py_ssize_t`
+/// refcount (default build), and after `ob_tid`, the 8 bytes of flags,
+/// mutex, GC bits and local refcount, and `ob_ref_shared` (free-threaded).
+///
+/// # Safety
+/// GIL held (an attached thread state); `meta` is a live type object.
+pub(crate) unsafe fn measure_ob_type_offset(meta: *mut PyTypeObject) -> isize {
+    const PTR: usize = core::mem::size_of::<*mut PyTypeObject>();
+    let candidates = [
+        core::mem::size_of::<isize>(),
+        core::mem::size_of::<usize>() + 8 + core::mem::size_of::<isize>(),
+    ];
+    // SAFETY: GIL held; the new objects are released below.
+    unsafe {
+        let list = PyList_New(0);
+        let dict = PyDict_New();
+        let bytes = PyByteArray_FromStringAndSize(ptr::null(), 0);
+        let fresh = [list, dict, bytes];
+        let mut found = 0isize;
+        if fresh.iter().all(|o| !o.is_null()) {
+            let probes: [*mut PyObject; 7] = [
+                meta.cast(),
+                ptr::addr_of_mut!(PyType_Type).cast(),
+                ptr::addr_of_mut!(PyBaseObject_Type).cast(),
+                ptr::addr_of_mut!(PyLong_Type).cast(),
+                list,
+                dict,
+                bytes,
+            ];
+            'candidates: for off in candidates {
+                if off % PTR != 0 {
+                    continue;
+                }
+                for &o in &probes {
+                    // SAFETY: every probe object is larger than off + PTR
+                    // bytes (see above) and pointer-aligned; a relaxed
+                    // atomic load is what Py_TYPE does on free-threaded builds.
+                    let at = o.cast::<u8>().add(off).cast::<AtomicPtr<PyTypeObject>>();
+                    if (*at).load(Ordering::Relaxed) != Py_TYPE(o) {
+                        continue 'candidates;
+                    }
+                }
+                found = off as isize;
+                break;
+            }
+        } else {
+            PyErr_Clear();
+        }
+        for o in fresh {
+            if !o.is_null() {
+                Py_DECREF(o);
+            }
+        }
+        found
+    }
+}

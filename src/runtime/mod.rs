@@ -102,6 +102,13 @@ pub struct Api {
     /// inline for types whose metaclass is not `metaclass`; a miss means
     /// "not registered itself": ask `find_slow`, which walks the MRO.
     pub foreign_registry: *const AtomicPtr<RawTable>,
+    /// Appended (still ABI v1; read it only when `struct_size` covers it):
+    /// the byte offset of `ob_type` in every object of this interpreter,
+    /// measured at import on live objects (0 when none could be proven).
+    /// Consumers whose `Py_TYPE` is an exported function (stable ABI 3.14+,
+    /// abi3t) read the type pointer there instead; the value is only
+    /// meaningful in the process that published it.
+    pub ob_type_offset: isize,
 }
 
 // SAFETY: the struct is immutable after publication; the metaclass pointer
@@ -195,7 +202,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
         let api: &'static Api = if existing.is_null() {
             PyErr_Clear();
             let (meta, offset) = metaclass::create()?;
-            let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
+            let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
             layout::set_fast_path(meta, offset, api.foreign_registry);
             let capsule = pyutil::Owned::new(PyCapsule_New(
                 (api as *const Api).cast_mut().cast(),
