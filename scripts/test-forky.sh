@@ -7,7 +7,8 @@
 # so they never collide with the host's.
 #
 # stdout: one line per run, "python forky-<tag>: N passed, N failed (version)",
-# or "python forky-<tag>: unavailable (reason)" (counted as one failure).
+# or "python forky-<tag>: unavailable (reason)" (counted as one failure),
+# and a note naming the interpreters it cannot provide.
 # Progress goes to stderr.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -15,6 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 TAGS=(3.14 3.15 3.14-abi3 3.15-abi3)
+echo "python 3.14t/3.15t: not provided (the Debian mirror serves python3.14/3.15 binaries only, no sources to build a free-threaded one; 3.13t is the free-threaded test)"
 if ! bash scripts/forky.sh >/dev/null 2>/tmp/extensibletype-forky.log; then
     why=$(grep -m1 ERROR /tmp/extensibletype-forky.log | sed 's/^\[forky.sh\] ERROR: //')
     for tag in "${TAGS[@]}"; do

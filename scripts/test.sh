@@ -9,6 +9,8 @@
 #    the package installed with `pip install .` (PEP 517, maturin), then pytest.
 #    The abi3 wheel (feature `abi3`, limited API 3.12) is tested again on
 #    3.12 and 3.13 (tags 3.12-abi3, 3.13-abi3).
+# 3. CPython 3.14 and 3.15 (both builds) in a Debian forky chroot:
+#    scripts/test-forky.sh (its venvs are .venv/forky-*).
 #
 # Idempotent: venvs, pip packages, the 3.13t build and cargo artefacts are
 # reused; a package is reinstalled only when its sources changed.
@@ -80,6 +82,14 @@ for entry in "${interpreters[@]}"; do
     total_passed=$((total_passed + ${p:-0}))
     total_failed=$((total_failed + ${f:-0}))
 done
+
+# --- 3. CPython 3.14 / 3.15 in a Debian forky chroot (scripts/forky.sh) -----
+while IFS= read -r line; do
+    SUMMARY+=("$line")
+    p=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
+    case $line in *unavailable*) f=1 ;; *passed*) ;; *) p=0 f=0 ;; esac  # else: a note
+    total_passed=$((total_passed + ${p:-0})); total_failed=$((total_failed + ${f:-0}))
+done < <(bash scripts/test-forky.sh)
 
 echo
 echo "== extensibletype test summary =="
