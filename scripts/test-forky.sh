@@ -18,11 +18,15 @@ cd "$ROOT"
 # EXTENSIBLETYPE_FORKY_TAGS="3.15 3.15-abi3" runs a subset.
 read -r -a TAGS <<<"${EXTENSIBLETYPE_FORKY_TAGS:-3.14 3.15 3.14-abi3 3.15-abi3}"
 echo "python 3.14t/3.15t: not provided (the Debian mirror serves python3.14/3.15 binaries only, no sources to build a free-threaded one; 3.13t is the free-threaded test)"
-if ! bash scripts/forky.sh >/dev/null 2>/tmp/extensibletype-forky.log; then
+why=
+if [ "$(id -u)" -ne 0 ]; then
+    why="needs root: debootstrap, chroot and bind mounts"
+elif ! bash scripts/forky.sh >/dev/null 2>/tmp/extensibletype-forky.log; then
     why=$(grep -m1 ERROR /tmp/extensibletype-forky.log | sed 's/^\[forky.sh\] ERROR: //')
-    for tag in "${TAGS[@]}"; do
-        echo "python forky-$tag: unavailable (${why:-scripts/forky.sh failed, see /tmp/extensibletype-forky.log})"
-    done
+    why=${why:-scripts/forky.sh failed, see /tmp/extensibletype-forky.log}
+fi
+if [ -n "$why" ]; then
+    for tag in "${TAGS[@]}"; do echo "python forky-$tag: unavailable ($why)"; done
     exit 0
 fi
 
