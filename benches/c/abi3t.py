@@ -42,7 +42,7 @@ def build(name, flags):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=30)
     args = ap.parse_args()
     if sys.version_info < (3, 15):
         sys.exit("abi3t needs CPython 3.15+ (run benches/c/abi3t.sh: it uses the forky chroot)")
@@ -81,7 +81,9 @@ def main():
             ("`ExtType_ArrayGetView` + release, NumPy array", "view", arr, 0),
             ("NumPy accessors (check, data, ndim, shape, strides, dtype)", "numpy", arr, 0),
         ]
-    n_find = 200_000 if args.quick else 2_000_000
+    # Short reps, many of them: on a shared VM the minimum of many short
+    # loops is steadier than a few long ones.
+    n_find = 100_000 if args.quick else 300_000
     best = {}
     for _ in range(args.reps):
         for label, kind, obj, ident in rows:
