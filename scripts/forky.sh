@@ -144,7 +144,23 @@ mount_and_run() {
     while read -r name; do
         envv+=("$name=${!name}")
     done < <(compgen -e | grep -E '^(PIP_|CARGO_|RUSTUP_|RUST|PYO3_|MATURIN_|EXTENSIBLETYPE_|SSL_CERT_|REQUESTS_CA_BUNDLE$|CC$|CXX$|CFLAGS$|LDFLAGS$)' || true)
-    chroot "$CHROOT" /usr/bin/env -i "${envv[@]}" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$cwd" "$@"
+    local -a cmd=(chroot "$CHROOT" /usr/bin/env -i "${envv[@]}" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$cwd" "$@")
+    if [[ -z "${FORKY__FALLBACK:-}" ]]; then
+        "${cmd[@]}"
+        return
+    fi
+    # No private namespace: run the command in the background and wait, so
+    # that a signal reaches our trap at once (it forwards the signal; the
+    # EXIT trap unmounts). fd 4: our stdin (a background job gets /dev/null).
+    exec 4<&0
+    "${cmd[@]}" <&4 &
+    FORKY__CHILD=$!
+    local rc=0
+    while :; do
+        wait "$FORKY__CHILD" && rc=0 || rc=$?
+        kill -0 "$FORKY__CHILD" 2>/dev/null || break
+    done
+    return "$rc"
 }
 
 unmount_all() {
@@ -168,7 +184,10 @@ run_in_root() {
         # Re-enter this script in a private mount namespace: its mounts die with it.
         exec unshare -m --propagation private bash "${BASH_SOURCE[0]}" __inside "$cwd" "$@"
     fi
-    trap unmount_all EXIT INT TERM HUP
+    FORKY__FALLBACK=1
+    FORKY__CHILD=
+    trap unmount_all EXIT
+    trap '[[ -n "$FORKY__CHILD" ]] && kill -TERM "$FORKY__CHILD" 2>/dev/null' INT TERM HUP
     local rc=0
     mount_and_run "$cwd" "$@" || rc=$?
     exit "$rc"
