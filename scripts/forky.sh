@@ -92,7 +92,13 @@ build_root() {
         printf 'built=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         for v in "${VERSIONS[@]}"; do chroot "$work" "/usr/bin/python$v" -VV; done
     } >"$work/.extensibletype-forky-complete"
-    rm -rf "$CHROOT"
+    # Never delete through a bind mount (a fallback-mode run in progress
+    # has the host's ~/.cargo and this checkout mounted inside).
+    if [[ -e "$CHROOT" ]]; then
+        awk -v r="$CHROOT/" 'index($5, r) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo &&
+            { rm -rf "$work"; die "$CHROOT has mounts inside (a run in progress?); not replacing it"; }
+        rm -rf --one-file-system "$CHROOT"
+    fi
     mv "$work" "$CHROOT"
 }
 
