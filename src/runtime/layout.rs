@@ -27,6 +27,17 @@ pub struct TypeData {
     pub own_table: AtomicPtr<RawTable>,
 }
 
+// ABI v1 layout of `ExtType_TypeData` (docs/spec.md section 3), checked by
+// the compiler: the same numbers as tests/abi/abi_layout.c.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<TypeData>() == 24 && align_of::<TypeData>() == 8);
+    assert!(offset_of!(TypeData, table) == 0);
+    assert!(offset_of!(TypeData, state) == 8); // internal
+    assert!(offset_of!(TypeData, own_table) == 16); // internal
+};
+
 /// What the inline fast path needs, side by side (one address to form).
 struct FastPath {
     metaclass: AtomicPtr<PyTypeObject>,

@@ -110,6 +110,54 @@ unsafe impl Sync for Api {}
 // SAFETY: as above.
 unsafe impl Send for Api {}
 
+// ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
+// section 8), checked by the compiler: the same numbers and signatures as
+// tests/abi/abi_layout.c. Append-only: a new field is one more line in each.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Api>() == 104 && align_of::<Api>() == 8);
+    assert!(offset_of!(Api, abi_version) == 0);
+    assert!(offset_of!(Api, struct_size) == 4);
+    assert!(offset_of!(Api, metaclass) == 8);
+    assert!(offset_of!(Api, table_offset) == 16);
+    assert!(offset_of!(Api, find_slow) == 24);
+    assert!(offset_of!(Api, prehash) == 32);
+    assert!(offset_of!(Api, set_slots) == 40);
+    assert!(offset_of!(Api, from_spec) == 48);
+    assert!(offset_of!(Api, py_set_slots) == 56); // internal
+    assert!(offset_of!(Api, py_get_slots) == 64); // internal
+    assert!(offset_of!(Api, py_table_info) == 72); // internal
+    assert!(offset_of!(Api, py_lookup) == 80); // internal
+    assert!(offset_of!(Api, bind_key) == 88); // internal
+    assert!(offset_of!(Api, foreign_registry) == 96);
+    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
+    assert!(offset_of!(SlotDef, key) == 0);
+    assert!(offset_of!(SlotDef, id) == 8);
+    assert!(offset_of!(SlotDef, ptr) == 16);
+};
+
+/// The field types of [`Api`], pinned to the C signatures of docs/spec.md
+/// section 8 (a changed Rust type fails to compile here).
+#[allow(dead_code)]
+fn api_field_types(a: &Api) {
+    let _: u32 = a.abi_version;
+    let _: u32 = a.struct_size;
+    let _: *mut PyTypeObject = a.metaclass;
+    let _: isize = a.table_offset; // Py_ssize_t
+    let _: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void = a.find_slow;
+    let _: unsafe extern "C" fn(*const c_char, usize) -> u64 = a.prehash;
+    let _: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int = a.set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject =
+        a.from_spec;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int = a.py_set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_get_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_table_info;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject = a.py_lookup;
+    let _: unsafe extern "C" fn(*const c_char, u64) -> c_int = a.bind_key;
+    let _: *const AtomicPtr<RawTable> = a.foreign_registry; // ExtType_Table **
+}
+
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());
 
