@@ -45,9 +45,10 @@
  * EXTTYPE_API_UNIQUE_SYMBOL TU) before any other function is called, and must
  * not race with lookups from other threads (call it in module init).
  *
- * ABI v1 layout (checked against the Rust #[repr(C)] definitions by
- * python/tests/test_header.py; sizes/offsets for 64-bit platforms)
- * ------------------------------------------------------------------
+ * ABI v1 layout (docs/spec.md sections 2, 3 and 8; sizes/offsets for 64-bit
+ * platforms, checked by the compiler in tests/abi/abi_layout.c and against
+ * the Rust #[repr(C)] definitions' const asserts)
+ * ------------------------------------------------------------------------
  * Table: one immutable, 64-byte-aligned block, never modified once
  * published (replacement = new block, release store of the pointer):
  *

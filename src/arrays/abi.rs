@@ -1,5 +1,6 @@
 //! The `array.v1` interface: the Rust twin of `include/extensibletype_array.h`
-//! (layouts checked against each other by `python/tests/test_arrays.py`).
+//! (layouts: docs/spec.md §12, asserted by the compiler here and in
+//! `tests/abi/abi_layout.c`; checked live by `python/tests/test_arrays.py`).
 //!
 //! A provider registers two slots on its type:
 //! [`KEY_ACQUIRE`] → [`AcquireFn`] and [`KEY_RELEASE`] → [`ReleaseFn`].

@@ -1,4 +1,4 @@
-//! Where a type keeps its table (SPEC §4): the type data that the metaclass
+//! Where a type keeps its table (docs/spec.md §3): the type data that the metaclass
 //! adds to every type object, at one offset from the start of the object.
 //!
 //! The only module that reads type-object fields directly (`tp_mro`,

@@ -2,7 +2,7 @@
 //! metaclass, the foreign registry, and the C API struct — and its Rust API
 //! for other `pyo3` / `pyo3-ffi` extensions.
 //!
-//! One runtime per process (SPEC §8): the first copy of this crate that calls
+//! One runtime per process (docs/spec.md §7): the first copy of this crate that calls
 //! [`import`] creates the metaclass and publishes its [`Api`] struct in
 //! `sys.modules["_extensibletype"]`; every later copy (another extension
 //! linking this crate) finds it there and goes through that struct, exactly
