@@ -6,10 +6,11 @@
 #   3. `pip install <sdist>` with build isolation: pip fetches maturin from
 #      PyPI and cargo compiles the crate from the unpacked sdist alone
 #      (dependencies cached under target/sdist-test)
-#   4. a smoke part of the suite against that install: test_runtime.py,
-#      test_golden.py and test_header.py (C header, ABI asserts, golden
-#      vectors), plus test_arrays.py when NumPy is present in that venv (it is
-#      not, by default: the buffer-protocol providers are tested).
+#   4. a smoke part of the suite, from the unpacked sdist (its own tests,
+#      headers and golden files, not this checkout's) against that install:
+#      test_runtime.py, test_golden.py and test_header.py (C header, ABI
+#      asserts, golden vectors), plus test_arrays.py when NumPy is present in
+#      that venv (it is not, by default).
 #
 # Prints "sdist: N passed, N failed". Not called by scripts/test.sh: it takes
 # about 1.5 minutes on a 2-core machine with a warm cargo cache.
@@ -42,6 +43,9 @@ if ! CARGO_TARGET_DIR="$ROOT/target/sdist-test" "$vpy" -m pip install -q "$sdist
 fi
 "$vpy" -m pip install -q pytest >&2
 
+mkdir -p "$work/src"
+tar -xzf "$sdist" -C "$work/src" --strip-components=1 || { echo "sdist: 0 passed, 1 failed (unpack)"; exit 1; }
+
 # The installed package, not the source tree: run from the tests directory
 # (python/ is not on sys.path there) and check where it came from.
 origin=$(cd "$work" && "$vpy" -c 'import extensibletype; print(extensibletype.__file__)')
@@ -50,7 +54,7 @@ case $origin in "$work"/venv/*) ;; *) echo "sdist: 0 passed, 1 failed (imported 
 tests=(test_runtime.py test_golden.py test_header.py)
 "$vpy" -c 'import numpy' 2>/dev/null && tests+=(test_arrays.py)
 out="$work/pytest.log"
-(cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$work/c-build" "$vpy" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1) \
+(cd "$work/src/python/tests" && CARGO_TARGET_DIR="$work/c-build" "$vpy" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1) \
     | tee "$out" | tail -3 >&2
 line=$(grep -E '[0-9]+ (passed|failed)' "$out" | tail -1)
 p=$(grep -Eo '[0-9]+ passed' <<<"$line" | grep -Eo '[0-9]+' || echo 0)

@@ -42,6 +42,7 @@ GLIBC_MAX=2.28
 # --- the build venv: maturin + ziglang ----------------------------------------
 BVENV="$ROOT/.venv/wheels"
 host_py=$(command -v python3.11 || command -v python3)
+py311=$(command -v python3.11 || true) # before .venv/wheels goes on PATH
 if [ ! -x "$BVENV/bin/python" ]; then
     "$host_py" -m venv "$BVENV"
 fi
@@ -57,7 +58,11 @@ py312=$(ls -d "$HOME"/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | sort -
 ft=$(bash scripts/cpython.sh 2>/dev/null | tail -1 || true)
 BUILDS=()
 BUILDS+=("abi3|${py312:-$host_py}|--features abi3")
-BUILDS+=("cp311|$(command -v python3.11 || echo "$host_py")|")
+if [ -n "$py311" ]; then
+    BUILDS+=("cp311|$py311|")
+else
+    log "no python3.11 on PATH: skipping the cp311 wheel"
+fi
 if [ -n "$ft" ] && [ -x "$ft" ]; then
     BUILDS+=("cp313t|$ft|")
 else
