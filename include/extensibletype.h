@@ -148,7 +148,9 @@ typedef struct ExtType_SlotDef {
 } ExtType_SlotDef;
 
 /* The API struct in the capsule (Rust: extensibletype::runtime::Api).
-   Read-only, lives for the process. Prefer the ExtType_* wrappers below. */
+   Read-only, lives for the process. Prefer the ExtType_* wrappers below.
+   Append-only (docs/spec.md sections 8 and 9): a field added after the ones
+   below exists iff struct_size >= its offset + size; check before reading. */
 typedef struct ExtType_API {
     /* EXTTYPE_ABI_VERSION of the runtime that made this struct. */
     uint32_t abi_version;
@@ -171,11 +173,11 @@ typedef struct ExtType_API {
                            const ExtType_SlotDef *defs, Py_ssize_t n);
     /* ---- Internal: serve the Python module of whichever copy of the runtime
        loaded first. Not part of the C API; present so that sizes match. ---- */
-    int (*py_set_slots)(PyObject *type, PyObject *mapping);
-    PyObject *(*py_get_slots)(PyObject *type);
-    PyObject *(*py_table_info)(PyObject *type);
-    PyObject *(*py_lookup)(PyObject *obj, PyObject *key);
-    int (*bind_key)(const char *key, uint64_t id);
+    int (*py_set_slots)(PyObject *type, PyObject *mapping);     /* internal */
+    PyObject *(*py_get_slots)(PyObject *type);                  /* internal */
+    PyObject *(*py_table_info)(PyObject *type);                 /* internal */
+    PyObject *(*py_lookup)(PyObject *obj, PyObject *key);       /* internal */
+    int (*bind_key)(const char *key, uint64_t id);              /* internal */
     /* ---- Public again. ---- */
     /* Where the foreign registry's table is published (type address ->
        that type's effective table): acquire-load *foreign_registry. A miss

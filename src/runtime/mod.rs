@@ -64,8 +64,9 @@ pub struct SlotDef {
 /// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
 /// `include/extensibletype.h`; the layout is checked by a test).
 ///
-/// Fields up to `from_spec` are the public C API; the rest serve the Python
-/// module of whichever copy of the runtime loaded first.
+/// Every field is public C API except those documented as *Internal*, which
+/// serve the Python module of whichever copy of the runtime loaded first
+/// (docs/spec.md §8 lists each field's kind; the struct is append-only, §9).
 #[repr(C)]
 pub struct Api {
     /// [`ABI_VERSION`] of the runtime that made this struct.
@@ -87,15 +88,15 @@ pub struct Api {
     /// Create a type with the metaclass from a spec and set its slots (GIL).
     pub from_spec:
         unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject,
-    /// Python `set_slots(tp, mapping)`.
+    /// Internal: Python `set_slots(tp, mapping)`.
     pub py_set_slots: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
-    /// Python `get_slots(tp)`.
+    /// Internal: Python `get_slots(tp)`.
     pub py_get_slots: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `table_info(tp)`.
+    /// Internal: Python `table_info(tp)`.
     pub py_table_info: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `lookup(obj, key)`.
+    /// Internal: Python `lookup(obj, key)`.
     pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
-    /// Bind a key string to an id allocated elsewhere (interner only).
+    /// Internal: bind a key string to an id allocated elsewhere (interner only).
     pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
     /// Where the foreign registry's table is published (type address →
     /// that type's effective table; acquire-load it). Consumers probe it
