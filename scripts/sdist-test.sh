@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 py=$(command -v python3.11 || command -v python3)
-work=$(mktemp -d /tmp/extensibletype-sdist.XXXXXX)
+work=$(mktemp -d -t extensibletype-sdist.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 if [ $# -ge 1 ]; then

@@ -29,7 +29,7 @@ check() {
     local name=$1 out
     shift
     # Run outside the repo so that `extensibletype` is the installed package.
-    if out=$(cd /tmp && "$@" 2>&1); then
+    if out=$(mkdir -p "$ROOT/target/typecheck" && cd "$ROOT/target/typecheck" && "$@" 2>&1); then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))
