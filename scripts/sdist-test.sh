@@ -13,7 +13,8 @@
 #      that venv (it is not, by default).
 #
 # Prints "sdist: N passed, N failed". Not called by scripts/test.sh: it takes
-# about 1.5 minutes on a 2-core machine with a warm cargo cache.
+# about 45-70 s on a 2-core machine (cargo dependencies cached under
+# target/sdist-test; pip fetches maturin each time).
 set -uo pipefail
 
 # shellcheck source=scripts/lib.sh
