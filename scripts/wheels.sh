@@ -48,7 +48,7 @@ if [ ! -x "$BVENV/bin/python" ]; then
 fi
 if ! "$BVENV/bin/python" -m pip show -q maturin ziglang >/dev/null 2>&1; then
     log "pip install maturin ziglang (.venv/wheels)"
-    "$BVENV/bin/python" -m pip install -q "maturin>=1.7,<2" ziglang >&2
+    "$BVENV/bin/python" -m pip install -q "maturin>=1.9.3,<2" ziglang >&2
 fi
 export PATH="$BVENV/bin:$PATH" # maturin finds zig (python -m ziglang) through it
 
