@@ -91,6 +91,14 @@ while IFS= read -r line; do
     total_passed=$((total_passed + ${p:-0})); total_failed=$((total_failed + ${f:-0}))
 done < <(bash scripts/test-forky.sh)
 
+# --- type stubs: scripts/typecheck.sh (mypy stubtest + mypy --strict, 3.11) --
+log "type stubs (scripts/typecheck.sh)"
+line=$(bash scripts/typecheck.sh | tail -1)
+case $line in typecheck:*) ;; *) line="typecheck: 0 passed, 1 failed (no summary)" ;; esac
+SUMMARY+=("$line")
+total_passed=$((total_passed + $(grep -Eo '[0-9]+ passed' <<<"$line" | grep -Eo '[0-9]+')))
+total_failed=$((total_failed + $(grep -Eo '[0-9]+ failed' <<<"$line" | grep -Eo '[0-9]+')))
+
 echo
 echo "== extensibletype test summary =="
 printf '%s\n' "${SUMMARY[@]}"

@@ -102,6 +102,26 @@ pub struct RawEntry {
     pub ptr: *const c_void,
 }
 
+// ABI v1 layout (docs/spec.md section 2), checked by the compiler; the same
+// numbers as tests/abi/abi_layout.c asserts for `ExtType_Table`/`ExtType_Entry`.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RawTable>() == 32 && align_of::<RawTable>() == 8);
+    assert!(offset_of!(RawTable, k1) == 0);
+    assert!(offset_of!(RawTable, k2) == 8);
+    assert!(offset_of!(RawTable, s) == 16);
+    assert!(offset_of!(RawTable, t) == 17);
+    assert!(offset_of!(RawTable, reserved) == 18);
+    assert!(offset_of!(RawTable, count) == 20);
+    assert!(offset_of!(RawTable, size) == 24);
+    assert!(offset_of!(RawTable, entries_offset) == 28);
+    assert!(offset_of!(RawTable, d) == 32); // EXTTYPE_TABLE_HEADER_SIZE
+    assert!(size_of::<RawEntry>() == 16 && align_of::<RawEntry>() == 8);
+    assert!(offset_of!(RawEntry, id) == 0);
+    assert!(offset_of!(RawEntry, ptr) == 8);
+};
+
 /// Probe a table: the pointer stored under `id`, or NULL.
 ///
 /// This is the whole ABI v1 lookup; `ExtType_FindInType` in the C header is
@@ -615,20 +635,6 @@ fn multiplier(seed: u64, log_s: u32, log_b: u32, bin_attempt: u32, slot_attempt:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_layout() {
-        assert_eq!(HEADER_SIZE, 32);
-        assert_eq!(core::mem::offset_of!(RawTable, k1), 0);
-        assert_eq!(core::mem::offset_of!(RawTable, k2), 8);
-        assert_eq!(core::mem::offset_of!(RawTable, s), 16);
-        assert_eq!(core::mem::offset_of!(RawTable, t), 17);
-        assert_eq!(core::mem::offset_of!(RawTable, count), 20);
-        assert_eq!(core::mem::offset_of!(RawTable, size), 24);
-        assert_eq!(core::mem::offset_of!(RawTable, entries_offset), 28);
-        assert_eq!(core::mem::offset_of!(RawTable, d), 32);
-        assert_eq!(core::mem::size_of::<RawEntry>(), 16);
-    }
 
     #[test]
     fn empty_table_misses_everything() {

@@ -44,7 +44,7 @@ def test_stress_lookups_writers_and_class_churn():
     """>= 8 reader threads call lookup on shared objects while writer threads
     replace and remove slots and other threads create and drop classes.
     Every result must be a published value or None, no class leaks, and
-    memory stays within what retired tables account for (SPEC §6 keeps each
+    memory stays within what retired tables account for (docs/spec.md §6 keeps each
     replaced table until its type dies: writers are bounded by count)."""
 
     class Shared(metaclass=et.ExtensibleType):

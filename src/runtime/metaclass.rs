@@ -2,13 +2,13 @@
 //! and when a class dies.
 //!
 //! `class C(Base, metaclass=ExtensibleType): __cslots__ = {...}` runs
-//! `type.__new__` (unchanged: no `tp_new` override, SPEC §4), then our
+//! `type.__new__` (unchanged: no `tp_new` override, docs/spec.md §3), then our
 //! `tp_init`: `type.__init__`, then [`init_class`] reads `__cslots__` from the
 //! class's own namespace and publishes the effective table (own slots, then
 //! each base in MRO order). A type made by `type.__new__` alone has zeroed
 //! type data and inherits from its bases until a writer initialises it.
 //!
-//! Layout of the type data (SPEC §4):
+//! Layout of the type data (docs/spec.md §3):
 //! - CPython 3.11: `tp_basicsize` = `PyType_Type.tp_basicsize` rounded up to
 //!   16, plus `size_of::<TypeData>()`; the offset is that rounded size.
 //! - CPython 3.12+: PEP 697 (`basicsize = -size_of::<TypeData>()`); the
@@ -266,7 +266,7 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
 /// - A registered foreign type: its effective table.
 /// - Otherwise (a type never initialised, a plain subclass of registered
 ///   types): the own slots of each class in the MRO, first definition wins —
-///   exactly the merge a published table would hold (SPEC §4, §5).
+///   exactly the merge a published table would hold (docs/spec.md §4, §5).
 ///
 /// # Safety
 /// `tp` must be a live type (the caller holds a reference to it or to an

@@ -2,7 +2,7 @@
 //! metaclass, the foreign registry, and the C API struct — and its Rust API
 //! for other `pyo3` / `pyo3-ffi` extensions.
 //!
-//! One runtime per process (SPEC §8): the first copy of this crate that calls
+//! One runtime per process (docs/spec.md §7): the first copy of this crate that calls
 //! [`import`] creates the metaclass and publishes its [`Api`] struct in
 //! `sys.modules["_extensibletype"]`; every later copy (another extension
 //! linking this crate) finds it there and goes through that struct, exactly
@@ -64,8 +64,9 @@ pub struct SlotDef {
 /// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
 /// `include/extensibletype.h`; the layout is checked by a test).
 ///
-/// Fields up to `from_spec` are the public C API; the rest serve the Python
-/// module of whichever copy of the runtime loaded first.
+/// Every field is public C API except those documented as *Internal*, which
+/// serve the Python module of whichever copy of the runtime loaded first
+/// (docs/spec.md §8 lists each field's kind; the struct is append-only, §9).
 #[repr(C)]
 pub struct Api {
     /// [`ABI_VERSION`] of the runtime that made this struct.
@@ -87,15 +88,15 @@ pub struct Api {
     /// Create a type with the metaclass from a spec and set its slots (GIL).
     pub from_spec:
         unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject,
-    /// Python `set_slots(tp, mapping)`.
+    /// Internal: Python `set_slots(tp, mapping)`.
     pub py_set_slots: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
-    /// Python `get_slots(tp)`.
+    /// Internal: Python `get_slots(tp)`.
     pub py_get_slots: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `table_info(tp)`.
+    /// Internal: Python `table_info(tp)`.
     pub py_table_info: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `lookup(obj, key)`.
+    /// Internal: Python `lookup(obj, key)`.
     pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
-    /// Bind a key string to an id allocated elsewhere (interner only).
+    /// Internal: bind a key string to an id allocated elsewhere (interner only).
     pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
     /// Where the foreign registry's table is published (type address →
     /// that type's effective table; acquire-load it). Consumers probe it
@@ -116,6 +117,56 @@ pub struct Api {
 unsafe impl Sync for Api {}
 // SAFETY: as above.
 unsafe impl Send for Api {}
+
+// ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
+// section 8), checked by the compiler: the same numbers and signatures as
+// tests/abi/abi_layout.c. Append-only: a new field is one more line in each.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Api>() == 112 && align_of::<Api>() == 8);
+    assert!(offset_of!(Api, abi_version) == 0);
+    assert!(offset_of!(Api, struct_size) == 4);
+    assert!(offset_of!(Api, metaclass) == 8);
+    assert!(offset_of!(Api, table_offset) == 16);
+    assert!(offset_of!(Api, find_slow) == 24);
+    assert!(offset_of!(Api, prehash) == 32);
+    assert!(offset_of!(Api, set_slots) == 40);
+    assert!(offset_of!(Api, from_spec) == 48);
+    assert!(offset_of!(Api, py_set_slots) == 56); // internal
+    assert!(offset_of!(Api, py_get_slots) == 64); // internal
+    assert!(offset_of!(Api, py_table_info) == 72); // internal
+    assert!(offset_of!(Api, py_lookup) == 80); // internal
+    assert!(offset_of!(Api, bind_key) == 88); // internal
+    assert!(offset_of!(Api, foreign_registry) == 96);
+    assert!(offset_of!(Api, ob_type_offset) == 104); // appended
+    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
+    assert!(offset_of!(SlotDef, key) == 0);
+    assert!(offset_of!(SlotDef, id) == 8);
+    assert!(offset_of!(SlotDef, ptr) == 16);
+};
+
+/// The field types of [`Api`], pinned to the C signatures of docs/spec.md
+/// section 8 (a changed Rust type fails to compile here).
+#[allow(dead_code)]
+fn api_field_types(a: &Api) {
+    let _: u32 = a.abi_version;
+    let _: u32 = a.struct_size;
+    let _: *mut PyTypeObject = a.metaclass;
+    let _: isize = a.table_offset; // Py_ssize_t
+    let _: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void = a.find_slow;
+    let _: unsafe extern "C" fn(*const c_char, usize) -> u64 = a.prehash;
+    let _: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int = a.set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject =
+        a.from_spec;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int = a.py_set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_get_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_table_info;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject = a.py_lookup;
+    let _: unsafe extern "C" fn(*const c_char, u64) -> c_int = a.bind_key;
+    let _: *const AtomicPtr<RawTable> = a.foreign_registry; // ExtType_Table **
+    let _: isize = a.ob_type_offset; // Py_ssize_t
+}
 
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());
