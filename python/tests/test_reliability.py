@@ -165,3 +165,52 @@ def test_python_submetaclass_setattr():
     with pytest.raises(TypeError, match="can't apply this __setattr__"):
         D.__bases__ = (B,)
     assert et.lookup(D(), "rel.v1:a") == 1
+
+
+# --- a corrupt sys.modules["_extensibletype"] -------------------------------
+
+CORRUPT_SETUPS = {
+    "api_not_capsule": ("m = types.ModuleType('_extensibletype'); m.api_v1 = object()", "api_v1 is not a capsule"),
+    "api_wrong_capsule": (
+        "m = types.ModuleType('_extensibletype');"
+        "m.api_v1 = ctypes.pythonapi.PyCapsule_New(ctypes.c_void_p(8), b'other.name', None)",
+        "api_v1 is not a capsule",
+    ),
+    "meta_only": ("m = types.ModuleType('_extensibletype'); m.ExtensibleType_v1 = 'junk'", "ExtensibleType_v1 (str)"),
+    "not_a_module": ("m = 42", "is a int, not a module"),
+    "getattr_raises": (
+        "m = types.ModuleType('_extensibletype');"
+        "exec('def __getattr__(name):\\n    raise RuntimeError(\"boom\")', m.__dict__)",
+        "RuntimeError: boom",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_SETUPS))
+def test_corrupt_shared_module_is_an_import_error(case):
+    setup, expected = CORRUPT_SETUPS[case]
+    code = textwrap.dedent(
+        f"""
+        import ctypes, sys, types
+        ctypes.pythonapi.PyCapsule_New.restype = ctypes.py_object
+        ctypes.pythonapi.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        {setup}
+        sys.modules['_extensibletype'] = m
+        before = dict(vars(m)) if isinstance(m, types.ModuleType) else m
+        try:
+            import extensibletype
+        except ImportError as e:
+            print('ImportError:', e)
+        else:
+            print('imported')
+        after = dict(vars(m)) if isinstance(m, types.ModuleType) else m
+        assert sys.modules['_extensibletype'] is m
+        print('unchanged' if after == before else 'CHANGED')
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0, out.stderr
+    assert lines[0].startswith("ImportError:") and "_extensibletype" in lines[0], lines
+    assert expected in lines[0], lines
+    assert lines[-1] == "unchanged", lines

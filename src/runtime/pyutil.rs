@@ -140,3 +140,36 @@ macro_rules! py_method {
     };
 }
 pub(crate) use py_method;
+
+/// The pending exception as `"TypeName: message"`, cleared. GIL held.
+///
+/// # Safety
+/// The GIL must be held and an exception set.
+pub(crate) unsafe fn fetch_message() -> String {
+    // SAFETY: forwarded; PyErr_Fetch hands us its references, released here.
+    unsafe {
+        let (mut kind, mut value, mut tb) = (core::ptr::null_mut(), core::ptr::null_mut(), core::ptr::null_mut());
+        PyErr_Fetch(&mut kind, &mut value, &mut tb);
+        let kind = Owned::new(kind).ok();
+        let _tb = Owned::new(tb).ok();
+        let value = Owned::new(value).ok();
+        let name = kind.as_ref().map_or_else(|| "?".to_owned(), |k| {
+            let Ok(name) = Owned::new(PyType_GetName(k.0.cast())) else {
+                PyErr_Clear();
+                return "?".to_owned();
+            };
+            utf8(name.0).unwrap_or("?").to_owned()
+        });
+        let text = value.as_ref().and_then(|v| {
+            let s = Owned::new(PyObject_Str(v.0)).ok();
+            if s.is_none() {
+                PyErr_Clear();
+            }
+            s.and_then(|s| utf8(s.0).map(str::to_owned))
+        });
+        match text {
+            Some(text) if !text.is_empty() => format!("{name}: {text}"),
+            _ => name,
+        }
+    }
+}
