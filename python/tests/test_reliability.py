@@ -214,3 +214,67 @@ def test_corrupt_shared_module_is_an_import_error(case):
     assert lines[0].startswith("ImportError:") and "_extensibletype" in lines[0], lines
     assert expected in lines[0], lines
     assert lines[-1] == "unchanged", lines
+
+
+# --- array arguments out of range ------------------------------------------
+
+
+def test_view_info_rejects_out_of_range_request():
+    from extensibletype import arrays as xa
+
+    ro = xa.Array((3,))
+    good = xa.view_info(ro, xa.REQ_C_CONTIGUOUS | xa.REQ_ANY_CONTIGUOUS)
+    assert good["shape"] == (3,)
+    for bad in (2**32 + 1, 2**32, 2**64, -1, 2**31, -(2**63) - 1, 2**100):
+        with pytest.raises(ValueError, match=r"view_info\(\) argument 'request'"):
+            xa.view_info(ro, bad)
+    for bad in ("1", 1.0, None, True):
+        with pytest.raises(TypeError, match=r"view_info\(\) argument 'request'"):
+            xa.view_info(ro, bad)
+
+
+def test_view_info_high_bits_do_not_become_writable():
+    np = pytest.importorskip("numpy")
+    from extensibletype import arrays as xa
+
+    a = np.zeros(3)
+    a.flags.writeable = False
+    xa._register_providers()
+    try:
+        with pytest.raises(ValueError):
+            xa.view_info(a, 2**32 + xa.REQ_WRITABLE)
+        with pytest.raises(BufferError):
+            xa.view_info(a, xa.REQ_WRITABLE)
+        assert xa.view_info(a, 0)["readonly"] is True
+        with pytest.raises(BufferError, match="unsupported"):
+            xa.view_info(a, 2**31 - 1)  # in range: the provider refuses unknown bits
+    finally:
+        xa._unregister_providers()
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((2**64,), r"Array\(\): dimension 18446744073709551616 is too large"),
+        ((2**63,), r"Array\(\): dimension 9223372036854775808 is too large"),
+        (2**64, r"Array\(\): dimension"),
+        ((-(2**64),), r"Array\(\): negative dimension -18446744073709551616"),
+        ((2**62, 2**62), r"Array\(\): shape \(4611686018427387904, 4611686018427387904\) is too large"),
+        ((0, 2**62, 4), r"Array\(\): shape \(0, 4611686018427387904, 4\) is too large"),
+        ((2**60,), r"Array\(\): shape \(1152921504606846976,\) is too large"),
+    ],
+)
+def test_array_huge_shapes_name_array(shape, message):
+    from extensibletype import arrays as xa
+
+    with pytest.raises(ValueError, match=message):
+        xa.Array(shape)
+
+
+def test_array_resize_huge_shape_names_resize():
+    from extensibletype import arrays as xa
+
+    a = xa.Array((2,))
+    with pytest.raises(ValueError, match=r"Array.resize\(\): dimension .* is too large"):
+        a.resize((2**64,))
+    assert a.shape == (2,)
