@@ -23,7 +23,7 @@ use pyo3_ffi::*;
 
 use super::abi::{self, ArrayView, DLDataType};
 use super::util::{self, guard, locked, raise, ret, Owned};
-use crate::runtime::pyutil::py_method;
+use crate::runtime::pyutil::{keep_forever, py_method};
 use crate::runtime::{self, SlotDef};
 
 /// Most dimensions an Array may have (NumPy 2's limit).
@@ -908,7 +908,7 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         g!(c"_exports", get_exports, c"Number of views and buffers currently exported (for tests)."),
         PyGetSetDef { name: ptr::null(), get: None, set: None, doc: ptr::null(), closure: ptr::null_mut() },
     ]));
-    let slots: &'static mut [PyType_Slot] = Box::leak(Box::new([
+    let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_new, pfunc: array_new as *mut c_void },
         PyType_Slot { slot: Py_tp_dealloc, pfunc: array_dealloc as *mut c_void },
         PyType_Slot { slot: Py_tp_repr, pfunc: array_repr as *mut c_void },
@@ -929,7 +929,7 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         },
         PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
     ]));
-    let spec: &'static mut PyType_Spec = Box::leak(Box::new(PyType_Spec {
+    let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
         name: c"extensibletype.arrays.Array".as_ptr(),
         basicsize: core::mem::size_of::<ArrayObject>() as c_int,
         itemsize: 0,

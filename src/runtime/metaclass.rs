@@ -20,7 +20,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use super::convert::{changes_from_mapping, Changes};
-use super::pyutil::Owned;
+use super::pyutil::{keep_forever, Owned};
 use super::layout::{self, TypeData};
 use super::registry::{self, Target};
 use super::{guard, Error};
@@ -28,7 +28,7 @@ use crate::table::RawTable;
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
-    let slots: &'static mut [PyType_Slot] = Box::leak(Box::new([
+    let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_init, pfunc: meta_init as *mut c_void },
         PyType_Slot { slot: Py_tp_dealloc, pfunc: meta_dealloc as *mut c_void },
         PyType_Slot { slot: Py_tp_traverse, pfunc: meta_traverse as *mut c_void },
@@ -53,7 +53,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         };
         #[cfg(Py_3_12)]
         let basicsize = -data_size;
-        let spec: &'static mut PyType_Spec = Box::leak(Box::new(PyType_Spec {
+        let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
             name: c"extensibletype.ExtensibleType".as_ptr(),
             basicsize,
             itemsize: 0,

@@ -173,3 +173,17 @@ pub(crate) unsafe fn fetch_message() -> String {
         }
     }
 }
+
+/// Leak `value` on purpose and remember it in a static: for set-up data
+/// that CPython reads once but does not keep (a `PyType_Spec` and its slot
+/// array), so a leak checker counts it as reachable, not lost. Call once per
+/// object created for the process (the list only grows).
+pub(crate) fn keep_forever<T: ?Sized + 'static>(value: Box<T>) -> &'static mut T {
+    struct Kept(Vec<usize>);
+    static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Kept(Vec::new()));
+    let value = Box::leak(value);
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.0.push(value as *mut T as *mut u8 as usize);
+    }
+    value
+}
