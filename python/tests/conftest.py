@@ -38,3 +38,21 @@ def collect():
         gc.collect()
 
     return run
+
+
+# scripts/asan.sh runs the suite with the extension built under
+# AddressSanitizer, which keeps freed memory in quarantine: RSS-based checks
+# read high there by design.
+RSS_TESTS = {
+    "test_many_classes_leave_memory_flat",
+    "test_repeated_set_slots_on_dying_classes_leave_memory_flat",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("EXTENSIBLETYPE_ASAN") != "1":
+        return
+    skip = pytest.mark.skip(reason="RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)")
+    for item in items:
+        if item.originalname in RSS_TESTS or item.name in RSS_TESTS:
+            item.add_marker(skip)
