@@ -41,8 +41,9 @@ def collect():
 
 
 # scripts/asan.sh runs the suite with the extension built under
-# AddressSanitizer, which keeps freed memory in quarantine: RSS-based checks
-# read high there by design.
+# AddressSanitizer, which keeps freed memory in quarantine, and
+# scripts/memcheck.sh under valgrind: RSS-based checks read high there by
+# design.
 RSS_TESTS = {
     "test_many_classes_leave_memory_flat",
     "test_repeated_set_slots_on_dying_classes_leave_memory_flat",
@@ -50,9 +51,13 @@ RSS_TESTS = {
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("EXTENSIBLETYPE_ASAN") != "1":
+    if os.environ.get("EXTENSIBLETYPE_ASAN") == "1":
+        reason = "RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)"
+    elif os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1":
+        reason = "RSS-flatness test: valgrind's allocator changes RSS (scripts/memcheck.sh)"
+    else:
         return
-    skip = pytest.mark.skip(reason="RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)")
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if item.originalname in RSS_TESTS or item.name in RSS_TESTS:
             item.add_marker(skip)

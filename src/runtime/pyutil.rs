@@ -107,8 +107,10 @@ pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> R
 /// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
 /// runtime is thread-safe). Needs the GIL (module initialisation).
 pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
-    let methods: &'static mut [PyMethodDef] = methods.leak();
-    let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
+    // Kept in a static: modules die at interpreter exit, their definitions
+    // must not look lost to a leak checker.
+    let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
+    let def: &'static mut PyModuleDef = keep_forever(Box::new(PyModuleDef {
         m_base: PyModuleDef_HEAD_INIT,
         m_name: name.as_ptr(),
         m_doc: doc.as_ptr(),
