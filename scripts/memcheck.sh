@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Opt-in: the Python suite on CPython 3.11 under valgrind's memcheck, with
-# leak checking. Not part of scripts/test.sh (it takes tens of minutes).
+# leak checking. Not part of scripts/test.sh (about 2 minutes here, against
+# 20 s natively; test modules and pytest arguments pass through).
 #
 #   bash scripts/memcheck.sh                 # the whole suite
-#   bash scripts/memcheck.sh -k test_runtime # pytest arguments pass through
+#   bash scripts/memcheck.sh test_runtime.py -k bases
 #
 # CPython itself reports errors under memcheck (its allocator, interned
 # strings and static types live until exit), so the report is filtered: an
@@ -34,7 +35,7 @@ t0=$SECONDS
 (cd python/tests && env PYTHONMALLOC=malloc EXTENSIBLETYPE_MEMCHECK=1 CARGO_TARGET_DIR="$ROOT/target/py3.11" \
     valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
     --num-callers=50 --log-file="$vg_log" \
-    "$vpy" -m pytest -q -rs -p no:cacheprovider "$@" . >"$py_log" 2>&1)
+    "$vpy" -m pytest -q -rs -p no:cacheprovider "${@:-.}" >"$py_log" 2>&1)
 tail -3 "$py_log" >&2
 p=$(grep -Eo '[0-9]+ passed' "$py_log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
 f=$(grep -Eo '[0-9]+ (failed|error)' "$py_log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
