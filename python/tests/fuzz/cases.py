@@ -262,9 +262,25 @@ class HostileMapping:
             return [(1,), "ab", 3]
         if self.mode == "mutate" and self.target is not None:
             et.set_slots(self.target, self.nested)  # re-entrant write
+        if self.mode == "mutate_lazily":
+            return self._lazily()
         if self.mode == "generator":
             return (kv for kv in self._items)
         return list(self._items)
+
+    def _lazily(self):
+        """Yield half, write to the target re-entrantly, yield the rest."""
+        half = len(self._items) // 2
+        yield from self._items[:half]
+        et.set_slots(self.target, self.nested)
+        yield from self._items[half:]
+
+
+class DictWithHostileItems(dict):
+    """A dict subclass: set_slots reads the dict itself, never items()."""
+
+    def items(self):
+        raise RuntimeError("items() of a dict subclass must not be called")
 
     def keys(self):
         raise RuntimeError("keys() must not be needed")
@@ -287,15 +303,15 @@ def case_set_slots(rng, seed):
     own = {}
     for _ in range(rng.randrange(1, 5)):
         items = [(rand_key(rng) if rng.random() < 0.3 else unique_key(seed, rng.randrange(8)), rand_value(rng)) for _ in range(rng.randrange(0, 6))]
-        mode = rng.choice(["dict", "dict", "list", "generator", "raise", "junk", "mutate"])
+        mode = rng.choice(["dict", "dict", "dictsub", "list", "generator", "raise", "junk", "mutate", "mutate_lazily"])
         mapping_items = items
         nested_model = None
-        if mode == "dict" and not all(isinstance(k, (str, bytes, int, type(None), float, tuple, object)) and _hashable(k) for k, _ in items):
+        if mode in ("dict", "dictsub") and not all(isinstance(k, (str, bytes, int, type(None), float, tuple, object)) and _hashable(k) for k, _ in items):
             mode = "list"
-        if mode == "dict":
-            mapping = dict(items)
-            mapping_items = list(mapping.items())
-        elif mode == "mutate":
+        if mode in ("dict", "dictsub"):
+            mapping = dict(items) if mode == "dict" else DictWithHostileItems(items)
+            mapping_items = list(dict.items(mapping))
+        elif mode in ("mutate", "mutate_lazily"):
             nested = {unique_key(seed, 100 + rng.randrange(3)): rng.randrange(1, U64)}
             mapping = HostileMapping(items, mode, cls, nested)
             nested_model = nested
