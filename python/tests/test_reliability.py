@@ -167,6 +167,63 @@ def test_python_submetaclass_setattr():
     assert et.lookup(D(), "rel.v1:a") == 1
 
 
+def test_plain_subclass_of_foreign_follows_bases_assignment():
+    """A plain class that is not registered itself walks its MRO: right at once."""
+
+    class P:
+        pass
+
+    class Q:
+        pass
+
+    et.set_slots(Q, {"rel.v1:q": 0x10})
+
+    class G(P):
+        pass
+
+    assert et.lookup(G(), "rel.v1:q") is None
+    G.__bases__ = (Q,)
+    assert et.lookup(G(), "rel.v1:q") == 0x10 and et.get_slots(G) == {"rel.v1:q": 0x10}
+    et.set_slots(Q, {"rel.v1:q": None})
+
+
+def _registered_plain_class_with_new_bases():
+    class P:
+        pass
+
+    class Q:
+        pass
+
+    et.set_slots(Q, {"rel.v1:q": 0x10})
+
+    class F(P):
+        pass
+
+    et.set_slots(F, {"rel.v1:f": 0x20})
+    F.__bases__ = (Q,)  # type's own setattr: no hook runs
+    return F, Q
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: a registered plain class keeps the table of its old "
+                   "MRO after its own __bases__ assignment (no hook on type; see README)")
+def test_registered_plain_class_follows_its_bases_assignment():
+    F, Q = _registered_plain_class_with_new_bases()
+    try:
+        assert et.lookup(F(), "rel.v1:q") == 0x10
+    finally:
+        et.set_slots(F, {"rel.v1:f": None})
+        et.set_slots(Q, {"rel.v1:q": None})
+
+
+def test_registered_plain_class_any_write_republishes():
+    F, Q = _registered_plain_class_with_new_bases()
+    et.set_slots(F, {})  # any write republishes from the current MRO
+    assert et.lookup(F(), "rel.v1:q") == 0x10
+    assert et.get_slots(F) == {"rel.v1:f": 0x20, "rel.v1:q": 0x10}
+    et.set_slots(F, {"rel.v1:f": None})
+    et.set_slots(Q, {"rel.v1:q": None})
+
+
 # --- a corrupt sys.modules["_extensibletype"] -------------------------------
 
 CORRUPT_SETUPS = {
