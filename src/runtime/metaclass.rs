@@ -20,7 +20,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use super::convert::{changes_from_mapping, Changes};
-use super::pyutil::{keep_forever, Owned};
+use super::pyutil::{keep_forever, Owned, PendingError};
 use super::layout::{self, TypeData};
 use super::registry::{self, Target};
 use super::{guard, Error};
@@ -111,12 +111,11 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
                     // Put the old bases back (their tables are still the
                     // published ones), then raise the rebuild's error.
                     e.raise(());
-                    let (mut kind, mut val, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-                    PyErr_Fetch(&mut kind, &mut val, &mut tb);
+                    let first = PendingError::take();
                     if type_setattro(cls, name, old.0) < 0 || publish(cls.cast(), &Changes::default(), false).is_err() {
                         PyErr_Clear(); // restoring failed too: report the first error
                     }
-                    PyErr_Restore(kind, val, tb);
+                    first.restore();
                     -1
                 }
             }

@@ -143,37 +143,113 @@ macro_rules! py_method {
 }
 pub(crate) use py_method;
 
+/// The pending exception, taken (cleared) to be put back or dropped.
+pub(crate) struct PendingError {
+    /// 3.12+: the exception object; before: type, value, traceback.
+    parts: [*mut PyObject; 3],
+}
+
+impl PendingError {
+    /// Take the pending exception (all NULL when none is set).
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn take() -> PendingError {
+        let mut parts = [core::ptr::null_mut(); 3];
+        // SAFETY: GIL held; we own the references handed over.
+        unsafe {
+            #[cfg(Py_3_12)]
+            {
+                parts[1] = PyErr_GetRaisedException();
+                if !parts[1].is_null() {
+                    parts[0] = Py_NewRef(Py_TYPE(parts[1]).cast::<PyObject>());
+                }
+            }
+            #[cfg(not(Py_3_12))]
+            {
+                let [tp, value, tb] = &mut parts;
+                PyErr_Fetch(tp, value, tb);
+            }
+        }
+        PendingError { parts }
+    }
+
+    /// Make it the pending exception again.
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn restore(self) {
+        let [tp, value, tb] = core::mem::ManuallyDrop::new(self).parts;
+        // SAFETY: GIL held; the calls steal our references.
+        unsafe {
+            #[cfg(Py_3_12)]
+            {
+                let _ = tb;
+                if !tp.is_null() {
+                    Py_DECREF(tp);
+                }
+                PyErr_SetRaisedException(value);
+            }
+            #[cfg(not(Py_3_12))]
+            PyErr_Restore(tp, value, tb);
+        }
+    }
+
+    /// `"TypeName: message"` (or just the type name).
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn message(&self) -> String {
+        let [tp, value, _] = self.parts;
+        // SAFETY: GIL held; tp is a type or NULL, value an object or NULL.
+        unsafe {
+            let name = if tp.is_null() {
+                "?".to_owned()
+            } else {
+                match Owned::new(PyType_GetName(tp.cast())) {
+                    Ok(name) => utf8(name.0).unwrap_or("?").to_owned(),
+                    Err(()) => {
+                        PyErr_Clear();
+                        "?".to_owned()
+                    }
+                }
+            };
+            let text = if value.is_null() {
+                None
+            } else {
+                let s = Owned::new(PyObject_Str(value)).ok();
+                if s.is_none() {
+                    PyErr_Clear();
+                }
+                s.and_then(|s| utf8(s.0).map(str::to_owned))
+            };
+            match text {
+                Some(text) if !text.is_empty() => format!("{name}: {text}"),
+                _ => name,
+            }
+        }
+    }
+}
+
+impl Drop for PendingError {
+    fn drop(&mut self) {
+        for p in self.parts {
+            if !p.is_null() {
+                // SAFETY: we own these references; the GIL is held by every
+                // user of PendingError.
+                unsafe { Py_DECREF(p) };
+            }
+        }
+    }
+}
+
 /// The pending exception as `"TypeName: message"`, cleared. GIL held.
 ///
 /// # Safety
 /// The GIL must be held and an exception set.
 pub(crate) unsafe fn fetch_message() -> String {
-    // SAFETY: forwarded; PyErr_Fetch hands us its references, released here.
-    unsafe {
-        let (mut kind, mut value, mut tb) = (core::ptr::null_mut(), core::ptr::null_mut(), core::ptr::null_mut());
-        PyErr_Fetch(&mut kind, &mut value, &mut tb);
-        let kind = Owned::new(kind).ok();
-        let _tb = Owned::new(tb).ok();
-        let value = Owned::new(value).ok();
-        let name = kind.as_ref().map_or_else(|| "?".to_owned(), |k| {
-            let Ok(name) = Owned::new(PyType_GetName(k.0.cast())) else {
-                PyErr_Clear();
-                return "?".to_owned();
-            };
-            utf8(name.0).unwrap_or("?").to_owned()
-        });
-        let text = value.as_ref().and_then(|v| {
-            let s = Owned::new(PyObject_Str(v.0)).ok();
-            if s.is_none() {
-                PyErr_Clear();
-            }
-            s.and_then(|s| utf8(s.0).map(str::to_owned))
-        });
-        match text {
-            Some(text) if !text.is_empty() => format!("{name}: {text}"),
-            _ => name,
-        }
-    }
+    // SAFETY: forwarded.
+    unsafe { PendingError::take().message() }
 }
 
 /// Leak `value` on purpose and remember it in a static: for set-up data
