@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # AddressSanitizer: the Rust tests, then the Python suite on CPython 3.11
-# against the extension built with -Zsanitizer=address (stable toolchain,
+# and 20,000 fuzz cases (ASAN_FUZZ_SEEDS) against the extension built with
+# -Zsanitizer=address (stable toolchain,
 # RUSTC_BOOTSTRAP=1; GCC's libasan preloaded into Python only, never into
 # cargo or rustc; detect_leaks=0: CPython keeps memory until exit by design).
 # The RSS-flatness tests are skipped there (EXTENSIBLETYPE_ASAN=1; ASan
@@ -84,6 +85,19 @@ if grep -q 'ERROR: AddressSanitizer' "$py_log"; then
 elif [ $rc -ne 0 ] && ! grep -Eq '[0-9]+ (failed|error)' "$py_log"; then
     failed=$((failed + 1)) # pytest itself died
 fi
-log "asan: rust ${t_rust} s, python $((SECONDS - t1)) s, total $((SECONDS - t0)) s"
+t_py=$((SECONDS - t1))
+
+# 3. The fuzz target against the ASan build (a memory error aborts a worker:
+#    reported as a crash with its seed).
+t2=$SECONDS
+log "asan: fuzz ${ASAN_FUZZ_SEEDS:=0:20000} (python/tests/fuzz)"
+fuzz_line=$(run_asan "$vpy" python/tests/fuzz/fuzz_api.py --seeds "$ASAN_FUZZ_SEEDS" 2>/dev/null | tee /tmp/extensibletype-asan-fuzz.log | tail -1)
+if [[ $fuzz_line =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+    [ "${BASH_REMATCH[2]}" = 0 ] || head -20 /tmp/extensibletype-asan-fuzz.log >&2
+else
+    failed=$((failed + 1))
+fi
+log "asan: rust ${t_rust} s, python ${t_py} s, fuzz $((SECONDS - t2)) s, total $((SECONDS - t0)) s"
 echo "asan: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
