@@ -52,7 +52,7 @@ if ! vpy=$(prepare_venv 3.11 "$(command -v python3.11 || command -v python3)"); 
 fi
 log "asan: build the extension (-Zsanitizer=address)"
 build_log=/tmp/extensibletype-asan-build.log
-if ! asan_env PYO3_PYTHON="$vpy" cargo rustc --release --lib --crate-type cdylib --features module \
+if ! asan_env PYO3_PYTHON="$vpy" cargo rustc -p extensibletype --release --lib --crate-type cdylib --features module \
     --target "$TRIPLE" >"$build_log" 2>&1; then
     tail -30 "$build_log" >&2
     echo "asan: $passed passed, $((failed + 1)) failed (extension build failed)"
