@@ -12,6 +12,9 @@
 # 3. CPython 3.14 and 3.15 (both builds) in a Debian forky chroot:
 #    scripts/test-forky.sh (its venvs are .venv/forky-*).
 #
+# 4. scripts/fuzz.sh (the Python API, 100,000 cases on 3.11) and
+#    scripts/asan.sh (Rust tests and the 3.11 suite under AddressSanitizer).
+#
 # Idempotent: venvs, pip packages, the 3.13t build and cargo artefacts are
 # reused; a package is reinstalled only when its sources changed.
 # Prints one line per interpreter and a final "N passed, N failed" line.
@@ -91,13 +94,19 @@ while IFS= read -r line; do
     total_passed=$((total_passed + ${p:-0})); total_failed=$((total_failed + ${f:-0}))
 done < <(bash scripts/test-forky.sh)
 
-# --- type stubs: scripts/typecheck.sh (mypy stubtest + mypy --strict, 3.11) --
-log "type stubs (scripts/typecheck.sh)"
-line=$(bash scripts/typecheck.sh | tail -1)
-case $line in typecheck:*) ;; *) line="typecheck: 0 passed, 1 failed (no summary)" ;; esac
-SUMMARY+=("$line")
-total_passed=$((total_passed + $(grep -Eo '[0-9]+ passed' <<<"$line" | grep -Eo '[0-9]+')))
-total_failed=$((total_failed + $(grep -Eo '[0-9]+ failed' <<<"$line" | grep -Eo '[0-9]+')))
+# --- 4. Checks with a script each: one summary line "NAME: N passed, N failed"
+#   typecheck  mypy stubtest + mypy --strict on the stubs (scripts/typecheck.sh)
+#   fuzz       the Python API under hostile input (scripts/fuzz.sh)
+#   asan       Rust tests and the 3.11 suite under AddressSanitizer (scripts/asan.sh)
+for step in typecheck fuzz asan; do
+    log "$step (scripts/$step.sh)"
+    line=$(bash "scripts/$step.sh" 2>"/tmp/extensibletype-$step.err" | tee "/tmp/extensibletype-$step.out" | tail -1)
+    [[ $line =~ ^$step:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]] || line="$step: 0 passed, 1 failed (no summary; see /tmp/extensibletype-$step.err)"
+    [[ $line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]
+    SUMMARY+=("$line")
+    total_passed=$((total_passed + BASH_REMATCH[1]))
+    total_failed=$((total_failed + BASH_REMATCH[2]))
+done
 
 echo
 echo "== extensibletype test summary =="

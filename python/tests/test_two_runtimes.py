@@ -43,6 +43,7 @@ def module_dir(tmp_path_factory):
         pytest.fail("cargo is not on PATH: cannot build examples/second_runtime")
     env = dict(os.environ, PYO3_PYTHON=sys.executable, CARGO_TARGET_DIR=_target_dir(), CARGO_TERM_COLOR="never")
     env.pop("PYTHONHOME", None)
+    env.pop("LD_PRELOAD", None)  # scripts/asan.sh preloads libasan; rustc must not inherit it
     proc = subprocess.run(
         [cargo, "build", "--release", "--manifest-path", str(MANIFEST), "--message-format=json-render-diagnostics"],
         cwd=ROOT,

@@ -248,33 +248,60 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
     // SAFETY: GIL held.
     unsafe {
         let shared = shared_module()?;
-        let attr = c"api_v1";
-        let existing = PyObject_GetAttrString(shared, attr.as_ptr());
-        let api: &'static Api = if existing.is_null() {
-            PyErr_Clear();
-            let (meta, offset) = metaclass::create()?;
-            let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
-            layout::set_fast_path(meta, offset, api.foreign_registry);
-            let capsule = pyutil::Owned::new(PyCapsule_New(
-                (api as *const Api).cast_mut().cast(),
-                CAPSULE_NAME.as_ptr(),
-                None,
-            ))?;
-            if PyObject_SetAttrString(shared, attr.as_ptr(), capsule.0) < 0
-                || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
-            {
-                return Err(Error::Python);
+        let existing = shared_attribute(shared, c"api_v1")?;
+        let existing_meta = shared_attribute(shared, c"ExtensibleType_v1")?;
+        let api: &'static Api = match existing {
+            None => {
+                if let Some(meta) = existing_meta {
+                    // Never replace another runtime's entry, even a broken one.
+                    return Err(Error::Import(format!(
+                        "extensibletype: sys.modules['_extensibletype'] has an ExtensibleType_v1 ({}) \
+                         but no api_v1 capsule; refusing to replace another runtime's entry",
+                        pyutil::type_name(meta.0)
+                    )));
+                }
+                let (meta, offset) = metaclass::create()?;
+                let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
+                layout::set_fast_path(meta, offset, api.foreign_registry);
+                let capsule = pyutil::Owned::new(PyCapsule_New(
+                    (api as *const Api).cast_mut().cast(),
+                    CAPSULE_NAME.as_ptr(),
+                    None,
+                ))?;
+                if PyObject_SetAttrString(shared, c"api_v1".as_ptr(), capsule.0) < 0
+                    || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
+                {
+                    return Err(Error::Python);
+                }
+                api
             }
-            api
-        } else {
-            let capsule = pyutil::Owned(existing);
-            let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
-            if api.is_null() {
-                return Err(Error::Python);
+            Some(capsule) => {
+                if PyCapsule_IsValid(capsule.0, CAPSULE_NAME.as_ptr()) == 0 {
+                    return Err(Error::Import(format!(
+                        "extensibletype: sys.modules['_extensibletype'].api_v1 is not a capsule named {:?} \
+                         (found {}); another runtime's entry is corrupt",
+                        CAPSULE_NAME,
+                        pyutil::type_name(capsule.0)
+                    )));
+                }
+                let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
+                if api.is_null() {
+                    return Err(Error::Python);
+                }
+                check_abi(&*api)?;
+                match existing_meta {
+                    Some(meta) if meta.0 == (*api).metaclass.cast() => {}
+                    other => {
+                        return Err(Error::Import(format!(
+                            "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
+                             not the metaclass of its api_v1 capsule; another runtime's entry is corrupt",
+                            other.map_or_else(|| "missing".to_owned(), |m| format!("a {}", pyutil::type_name(m.0)))
+                        )))
+                    }
+                }
+                layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
+                &*api
             }
-            check_abi(&*api)?;
-            layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
-            &*api
         };
         API.store((api as *const Api).cast_mut(), Ordering::Release);
         Ok(api)
@@ -294,7 +321,29 @@ fn check_abi(api: &Api) -> Result<(), Error> {
     Ok(())
 }
 
+/// `attr` of the shared module: `None` when absent; any other error (a
+/// module `__getattr__` that raises) is an `ImportError` naming the module.
+unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
+    // SAFETY: GIL held; shared is a live module.
+    unsafe {
+        let value = PyObject_GetAttrString(shared, attr.as_ptr());
+        if !value.is_null() {
+            return Ok(Some(pyutil::Owned(value)));
+        }
+        if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
+            PyErr_Clear();
+            return Ok(None);
+        }
+        let why = pyutil::fetch_message();
+        Err(Error::Import(format!(
+            "extensibletype: reading sys.modules['_extensibletype'].{} failed: {why}",
+            attr.to_string_lossy()
+        )))
+    }
+}
+
 /// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
+/// Anything there that is not a module is an `ImportError`, left in place.
 unsafe fn shared_module() -> Result<*mut PyObject, Error> {
     // SAFETY: GIL held.
     unsafe {
@@ -302,6 +351,13 @@ unsafe fn shared_module() -> Result<*mut PyObject, Error> {
         let name = c"_extensibletype";
         let existing = PyDict_GetItemString(modules, name.as_ptr());
         if !existing.is_null() {
+            if PyModule_Check(existing) == 0 {
+                return Err(Error::Import(format!(
+                    "extensibletype: sys.modules['_extensibletype'] is a {}, not a module; \
+                     refusing to replace another runtime's entry",
+                    pyutil::type_name(existing)
+                )));
+            }
             return Ok(existing);
         }
         let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;
