@@ -126,6 +126,7 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
             c"table_info(tp) -> dict\n--\n\nSize, bins, count, bytes and kind of the type's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key(key, id)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
+        crate::bench::method(),
         PyMethodDef::zeroed(),
     ];
     // SAFETY: GIL held during module init.
