@@ -129,6 +129,9 @@ int main(void)
     F(ExtType_API, set_slots); F(ExtType_API, from_spec); F(ExtType_API, py_set_slots);
     F(ExtType_API, py_get_slots); F(ExtType_API, py_table_info); F(ExtType_API, py_lookup);
     F(ExtType_API, bind_key); F(ExtType_API, foreign_registry);
+    F(ExtType_API, type_cache); F(ExtType_API, type_cache_bits); F(ExtType_API, version_tag_offset);
+    S(ExtType_TypeCacheEntry); F(ExtType_TypeCacheEntry, seq); F(ExtType_TypeCacheEntry, tag);
+    F(ExtType_TypeCacheEntry, tp); F(ExtType_TypeCacheEntry, table); F(ExtType_TypeCacheEntry, reserved);
     printf("\"EXTTYPE_ABI_VERSION\": %d\n}\n", EXTTYPE_ABI_VERSION);
     return 0;
 }
@@ -141,6 +144,7 @@ STRUCTS = {
     "ExtType_SlotDef": ("src/runtime/mod.rs", "SlotDef"),
     "ExtType_TypeData": ("src/runtime/layout.rs", "TypeData"),
     "ExtType_API": ("src/runtime/mod.rs", "Api"),
+    "ExtType_TypeCacheEntry": ("src/runtime/cache.rs", "CacheEntry"),
 }
 
 # The ABI on 64-bit platforms: (size, align) and offsets, field by field.
@@ -149,12 +153,13 @@ EXPECTED_64 = {
     "ExtType_Entry": ((16, 8), dict(id=0, ptr=8)),
     "ExtType_SlotDef": ((24, 8), dict(key=0, id=8, ptr=16)),
     "ExtType_TypeData": ((24, 8), dict(table=0, state=8, own_table=16)),
+    "ExtType_TypeCacheEntry": ((32, 8), dict(seq=0, tag=4, tp=8, table=16, reserved=24)),
     "ExtType_API": (
-        (104, 8),
+        (120, 8),
         dict(
             abi_version=0, struct_size=4, metaclass=8, table_offset=16, find_slow=24, prehash=32, set_slots=40,
             from_spec=48, py_set_slots=56, py_get_slots=64, py_table_info=72, py_lookup=80, bind_key=88,
-            foreign_registry=96,
+            foreign_registry=96, type_cache=104, type_cache_bits=112, version_tag_offset=116,
         ),
     ),
 }
@@ -191,7 +196,8 @@ def rust_struct(path, name):
 def rust_size_align(ty):
     """(size, align) of a Rust field type on a 64-bit target."""
     ty = ty.strip()
-    scalars = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "isize": 8, "usize": 8}
+    scalars = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "isize": 8, "usize": 8,
+               "AtomicU32": 4, "AtomicU64": 8}
     if ty in scalars:
         return scalars[ty], scalars[ty]
     m = re.fullmatch(r"\[(\w+); (\d+)\]", ty)

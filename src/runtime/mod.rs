@@ -31,6 +31,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 mod api;
+mod cache;
 mod convert;
 mod layout;
 mod metaclass;
@@ -102,7 +103,23 @@ pub struct Api {
     /// inline for types whose metaclass is not `metaclass`; a miss means
     /// "not registered itself": ask `find_slow`, which walks the MRO.
     pub foreign_registry: *const AtomicPtr<RawTable>,
+    // ---- Appended for the type cache (lead: order these after other
+    // helpers' appended fields as you merge; consumers read them only when
+    // struct_size covers them). ----
+    /// The type cache: [`TYPE_CACHE_SIZE`] entries `{seq, tag, type, table}`
+    /// (`ExtType_TypeCacheEntry`), indexed by
+    /// `(tp as u64 * TYPE_CACHE_HASH_MULT) >> (64 - type_cache_bits)`. See
+    /// `cache.rs` and docs/c-api.md for the reader protocol.
+    pub type_cache: *const CacheEntry,
+    /// log2 of the number of entries of `type_cache`.
+    pub type_cache_bits: u32,
+    /// Byte offset of `tp_version_tag` in type objects, proven on the
+    /// running interpreter; 0 = the cache is off (entries are never filled,
+    /// so probing it is still safe: offset 0 is readable).
+    pub version_tag_offset: i32,
 }
+
+pub use cache::{CacheEntry, CACHE_SIZE as TYPE_CACHE_SIZE, HASH_MULT as TYPE_CACHE_HASH_MULT};
 
 // SAFETY: the struct is immutable after publication; the metaclass pointer
 // is only dereferenced by code holding the GIL or a reference.
@@ -195,6 +212,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
         let api: &'static Api = if existing.is_null() {
             PyErr_Clear();
             let (meta, offset) = metaclass::create()?;
+            cache::init();
             let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
             layout::set_fast_path(meta, offset, api.foreign_registry);
             let capsule = pyutil::Owned::new(PyCapsule_New(
@@ -216,6 +234,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
             }
             check_abi(&*api)?;
             layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
+            cache::set_view((*api).type_cache, (*api).version_tag_offset as isize);
             &*api
         };
         API.store((api as *const Api).cast_mut(), Ordering::Release);
@@ -303,9 +322,15 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
 /// [`import`] must have succeeded and `tp` must be a live type object.
 #[inline]
 pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded.
+    // SAFETY: forwarded; the same steps as ExtType_FindInType in the header.
     unsafe {
-        let table = table_of(tp);
+        if Py_TYPE(tp.cast()) == layout::metaclass() {
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return raw_lookup(table, id);
+            }
+        }
+        let table = cache::probe(tp);
         if !table.is_null() {
             return raw_lookup(table, id);
         }

@@ -405,6 +405,8 @@ pub(crate) unsafe fn apply(
     if foreign_changed {
         republish_foreign(reg);
     }
+    // Every answer the type cache holds may have changed.
+    super::cache::invalidate_all();
     Ok(())
 }
 
