@@ -263,6 +263,6 @@ def add_parser(sub) -> None:
     p.add_argument("--key", metavar="KEY", help="the key to look up on --type")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")
-    p.add_argument("--iterations", type=int, default=500_000, help="lookups per timed run (default %(default)s)")
-    p.add_argument("--reps", type=int, default=5, help="timed runs per case, min kept (default %(default)s)")
+    p.add_argument("--iterations", type=int, default=100_000, help="lookups per timed run (default %(default)s)")
+    p.add_argument("--reps", type=int, default=15, help="timed runs per case, min kept (default %(default)s)")
     p.set_defaults(func=run)

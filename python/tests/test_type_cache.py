@@ -204,6 +204,27 @@ def test_find_in_type_on_types_never_looked_up():
     assert find_in_type(tp) == 0x1700
 
 
+def test_version_tag_offset_is_proven():
+    """The runtime found tp_version_tag (under the limited API by observing
+    it): non-zero after a lookup, 0 after a modification, then a new value."""
+    import ctypes
+
+    off = _core._VERSION_TAG_OFFSET
+    assert off > 0
+    tag = lambda tp: ctypes.c_uint32.from_address(id(tp) + off).value  # noqa: E731
+
+    class T:
+        pass
+
+    getattr(T, "no_such_attribute", None)
+    first = tag(T)
+    assert first != 0
+    T.x = 1  # PyType_Modified
+    assert tag(T) == 0
+    getattr(T, "no_such_attribute", None)
+    assert tag(T) not in (0, first)
+
+
 # --- C readers with no thread state -----------------------------------------
 
 

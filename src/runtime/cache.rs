@@ -351,6 +351,14 @@ extern "C" {
     fn _PyType_Lookup(tp: *mut PyTypeObject, name: *mut PyObject) -> *mut PyObject;
 }
 
+// Not in the limited API's headers, but exported (and documented) by every
+// CPython the abi3 wheel supports (3.12+); there is no limited-API way to ask
+// "does this thread hold the GIL?".
+#[cfg(Py_LIMITED_API)]
+extern "C" {
+    fn PyGILState_Check() -> core::ffi::c_int;
+}
+
 /// An interned attribute name no type has (for tag assignment by lookup).
 static PROBE_NAME: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 
