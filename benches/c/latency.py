@@ -220,7 +220,7 @@ def paths_table(names, best, cg):
         if cg:
             e = cg.get(c)
             row.append(f"{e['Ir']:.1f}" if e else "–")
-            row.append(f"{miss(e) - miss(cg.get(0, {})) + 0.0:+.4f}" if e and 0 in cg else "–")
+            row.append(f"{round(miss(e) - miss(cg.get(0, {})), 4) + 0.0:+.4f}" if e and 0 in cg else "–")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
