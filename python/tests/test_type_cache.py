@@ -244,8 +244,9 @@ def readers():
 
 
 def test_c_readers_without_thread_state_see_every_change(readers):
-    """Readers race every kind of change; a lookup that no change overlapped
-    must return exactly the settled value."""
+    """Readers race slot changes on foreign and extensible bases,
+    registrations and class churn; a lookup that no change overlapped must
+    return exactly the settled value."""
 
     class Base:
         pass
@@ -290,8 +291,10 @@ def test_c_readers_without_thread_state_see_every_change(readers):
                     readers.end_change(index[n], new[n])
 
             change(["sub", "base"], lambda: et.set_slots(Base, {KEY: v}), dict(sub=v, base=v))
-            change(["sub"], lambda: setattr(Sub, "__bases__", (Other,)), dict(sub=0x1801))
-            change(["sub"], lambda: setattr(Sub, "__bases__", (Base,)), dict(sub=v))
+            # (No __bases__ assignment here: a reader with no thread state
+            # that misses the cache walks tp_mro, which a concurrent
+            # assignment frees; see docs/c-api.md, "Known limitations".
+            # test_bases_assignment_on_foreign_classes covers it in order.)
             change(["s", "u"], lambda: et.set_slots(E, {KEY: v + 1}), dict(s=v + 1, u=v + 1))
             change(["plain"], lambda: et.set_slots(Plain, {KEY: v + 2}), dict(plain=v + 2))
             change(["plain"], lambda: et.set_slots(Plain, {KEY: None}), dict(plain=0))

@@ -362,16 +362,31 @@ extern "C" {
 /// An interned attribute name no type has (for tag assignment by lookup).
 static PROBE_NAME: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 
+/// Does the calling thread have an attached thread state (hold the GIL)?
+/// Callable from any thread, with or without one.
+fn attached() -> bool {
+    // SAFETY: both may be called from any thread at any time.
+    unsafe {
+        // Exact: the attached thread state of this thread, or NULL.
+        #[cfg(not(Py_LIMITED_API))]
+        return !pyo3_ffi::compat::PyThreadState_GetUnchecked().is_null();
+        // The limited API has no exact query; PyGILState_Check is exact while
+        // only one interpreter exists (CPython disables its check once a
+        // subinterpreter is created, and the runtime does not support those).
+        #[cfg(Py_LIMITED_API)]
+        return PyGILState_Check() != 0;
+    }
+}
+
 /// Give `tp` a version tag if the calling thread holds the GIL (an attached
 /// thread state); otherwise do nothing (no Python API without one).
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
 unsafe fn assign_tag(tp: *mut PyTypeObject) {
-    // SAFETY: PyGILState_Check may be called from any thread at any time;
-    // everything after it runs with the GIL.
+    // SAFETY: everything after the check runs with an attached thread state.
     unsafe {
-        if PyGILState_Check() == 0 {
+        if !attached() {
             return;
         }
         #[cfg(all(Py_3_12, not(Py_LIMITED_API)))]
