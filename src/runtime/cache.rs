@@ -104,8 +104,11 @@ static VIEW: View = View {
 /// Bumped (under [`LOCK`]) by every change that can change an answer.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Merged tables by content (sorted `(id, ptr)` pairs); never freed.
+type Interned = HashMap<Vec<(u64, usize)>, Table>;
+
 /// Serialises cache writers; holds the interned merged tables.
-static LOCK: Mutex<Option<HashMap<Vec<(u64, usize)>, Table>>> = Mutex::new(None);
+static LOCK: Mutex<Option<Interned>> = Mutex::new(None);
 
 /// A table that misses every id, for types with no slots anywhere.
 #[repr(C, align(64))]
