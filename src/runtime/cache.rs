@@ -107,8 +107,17 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Merged tables by content (sorted `(id, ptr)` pairs); never freed.
 type Interned = HashMap<Vec<(u64, usize)>, Table>;
 
-/// Serialises cache writers; holds the interned merged tables.
-static LOCK: Mutex<Option<Interned>> = Mutex::new(None);
+/// What [`LOCK`] protects besides the entries.
+struct Writers {
+    /// Merged tables, never freed.
+    interned: Option<Interned>,
+    /// Indices filled since the last clear (so a clear touches only those;
+    /// past `CACHE_SIZE` pushes it scans every entry instead).
+    filled: Vec<u16>,
+}
+
+/// Serialises cache writers.
+static LOCK: Mutex<Writers> = Mutex::new(Writers { interned: None, filled: Vec::new() });
 
 /// A table that misses every id, for types with no slots anywhere.
 #[repr(C, align(64))]
@@ -216,19 +225,26 @@ fn write(e: &CacheEntry, tp: *mut PyTypeObject, tag: u32, table: *const RawTable
 /// published or freed. Blocks on [`LOCK`] (held only briefly, by threads that
 /// run no Python code under it). Needs no GIL.
 pub(crate) fn invalidate_all() {
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     GENERATION.fetch_add(1, Ordering::AcqRel);
     let entries = VIEW.entries.load(Ordering::Acquire);
-    if entries.is_null() {
-        return;
-    }
-    for i in 0..CACHE_SIZE {
-        // SAFETY: CACHE_SIZE entries that live forever.
+    let clear = |i: usize| {
+        // SAFETY: i < CACHE_SIZE; the entries live forever.
         let e = unsafe { &*entries.add(i) };
         if !e.tp.load(Ordering::Relaxed).is_null() {
             write(e, ptr::null_mut(), 0, ptr::null());
         }
+    };
+    // Only this copy fills its entries (another copy's runtime owns the
+    // cache it views and clears it itself).
+    if entries.cast_const() == own_entries() {
+        if guard.filled.len() > CACHE_SIZE {
+            (0..CACHE_SIZE).for_each(clear);
+        } else {
+            guard.filled.iter().for_each(|&i| clear(usize::from(i)));
+        }
     }
+    guard.filled.clear();
 }
 
 /// The entries of a live table.
@@ -296,7 +312,7 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
                 }
                 let key: Vec<(u64, usize)> = merged.into_iter().collect();
                 let mut guard = LOCK.try_lock().ok()?;
-                let interned = guard.get_or_insert_with(HashMap::new);
+                let interned = guard.interned.get_or_insert_with(HashMap::new);
                 if let Some(t) = interned.get(&key) {
                     return Some(t.as_raw());
                 }
@@ -333,10 +349,14 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
         let generation = GENERATION.load(Ordering::Acquire);
         let table = effective_table(tp)?;
         if tag != 0 {
-            if let Ok(_guard) = LOCK.try_lock() {
+            if let Ok(mut guard) = LOCK.try_lock() {
                 if GENERATION.load(Ordering::Relaxed) == generation && read_tag(tp, off) == tag {
                     let entries = VIEW.entries.load(Ordering::Relaxed);
-                    write(&*entries.add(index(tp)), tp, tag, table);
+                    let i = index(tp);
+                    write(&*entries.add(i), tp, tag, table);
+                    if guard.filled.len() <= CACHE_SIZE {
+                        guard.filled.push(i as u16);
+                    }
                 }
             }
         }
