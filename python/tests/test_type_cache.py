@@ -225,6 +225,37 @@ def test_version_tag_offset_is_proven():
     assert tag(T) not in (0, first)
 
 
+@pytest.mark.parametrize("kind", ["plain", "sub-metaclass", "foreign subclass"])
+def test_lookup_with_the_gil_assigns_a_missing_version_tag(kind):
+    """A type whose tag was reset (or never set) gets one from the first
+    lookup that holds the GIL, so the next lookups hit the cache (regression:
+    the limited-API runtime only did this for metaclass `type`)."""
+    import ctypes
+
+    off = _core._VERSION_TAG_OFFSET
+    tag = lambda tp: ctypes.c_uint32.from_address(id(tp) + off).value  # noqa: E731
+
+    class SubMeta(et.ExtensibleType):
+        pass
+
+    class Base:
+        pass
+
+    et.set_slots(Base, {KEY: 0x1a00})
+    tp = {
+        "plain": lambda: type("P", (), {}),
+        "sub-metaclass": lambda: SubMeta("S", (), {"__cslots__": {KEY: 0x1a01}}),
+        "foreign subclass": lambda: type("F", (Base,), {}),
+    }[kind]()
+    obj = tp()
+    tp.some_attribute = 1  # PyType_Modified: tag 0
+    assert tag(tp) == 0
+    want = {"plain": None, "sub-metaclass": 0x1a01, "foreign subclass": 0x1a00}[kind]
+    assert find(obj) == want
+    assert tag(tp) != 0
+    assert find(obj) == want
+
+
 # --- C readers with no thread state -----------------------------------------
 
 

@@ -428,10 +428,12 @@ unsafe fn assign_tag(tp: *mut PyTypeObject) {
         #[cfg(Py_LIMITED_API)]
         {
             // A failed attribute lookup on the type assigns the tag. Only
-            // where it runs no Python code: metaclass `type` or ours.
+            // where it runs no Python code: the metaclass uses type's own
+            // tp_getattro (no __getattr__/__getattribute__ override).
             let meta = Py_TYPE(tp.cast());
             let name = PROBE_NAME.load(Ordering::Acquire);
-            if name.is_null() || (meta != ptr::addr_of_mut!(PyType_Type) && meta != layout::metaclass()) {
+            let type_getattro = PyType_GetSlot(ptr::addr_of_mut!(PyType_Type), Py_tp_getattro);
+            if name.is_null() || PyType_GetSlot(meta, Py_tp_getattro) != type_getattro {
                 return;
             }
             let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
