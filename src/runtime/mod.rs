@@ -286,9 +286,10 @@ pub fn metaclass() -> *mut PyTypeObject {
 }
 
 /// The one table a lookup on `tp` probes inline: an extensible type's own
-/// (effective) table, or a foreign-registered type's registry entry. NULL
-/// means "ask the slow path" (empty or never-initialised types, subclasses
-/// of registered types, sub-metaclasses) — [`find_in_type`] does that.
+/// (effective) table, the table the type cache names for any other type,
+/// or a foreign-registered type's registry entry. NULL means "ask the slow
+/// path" (types not cached yet) — [`find_in_type`] does that, and fills
+/// the cache.
 ///
 /// For consumers that look up several keys on one type: probe each with
 /// [`raw_lookup`](crate::table::raw_lookup). No GIL needed.
@@ -303,7 +304,15 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
     // never freed while their type lives (registry tables never).
     unsafe {
         if Py_TYPE(tp.cast()) == layout::metaclass() {
-            return TypeData::load(tp);
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return table;
+            }
+        }
+        // The type cache (filled by the slow path), then the registry.
+        let table = cache::probe(tp);
+        if !table.is_null() {
+            return table;
         }
         let registry = layout::foreign_registry();
         if registry.is_null() {
