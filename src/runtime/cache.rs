@@ -451,7 +451,10 @@ unsafe fn assign_tag(tp: *mut PyTypeObject) {
     }
 }
 
-/// A failed attribute lookup on `tp` (assigns its version tag). GIL held.
+/// A failed attribute lookup on `tp` (assigns its version tag).
+///
+/// # Safety
+/// The GIL is held; `tp` is a live type and `name` a str.
 unsafe fn lookup_missing(tp: *mut PyObject, name: *mut PyObject) {
     // SAFETY: GIL held; tp is live.
     unsafe {
@@ -464,7 +467,11 @@ unsafe fn lookup_missing(tp: *mut PyObject, name: *mut PyObject) {
     }
 }
 
-/// A fresh heap type (new reference) made by `type(name, (), {})`. GIL held.
+/// A fresh heap type (new reference, or NULL with an error set) made by
+/// `type(name, (), {})`.
+///
+/// # Safety
+/// The GIL is held.
 unsafe fn probe_type() -> *mut PyObject {
     // SAFETY: GIL held.
     unsafe {
@@ -480,7 +487,10 @@ unsafe fn probe_type() -> *mut PyObject {
 /// Is `off` where this interpreter keeps `tp_version_tag`? Observed on fresh
 /// heap types: 0 after `PyType_Modified`, non-zero after an attribute
 /// lookup, a different value after the next modification and lookup, and a
-/// different value again on another type. GIL held; no error left set.
+/// different value again on another type. No error left set.
+///
+/// # Safety
+/// The GIL is held; `name` is a str no type has as an attribute.
 unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
     // SAFETY: GIL held; reads stay inside type objects (checked against
     // type.__basicsize__).
@@ -527,7 +537,10 @@ unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
 }
 
 /// Set up the cache of the runtime this copy creates: prove the tag offset
-/// (cache off when it cannot be proven) and use this copy's entries. GIL held.
+/// (cache off when it cannot be proven) and use this copy's entries.
+///
+/// # Safety
+/// The GIL is held; called once, before the API struct is published.
 pub(crate) unsafe fn init() {
     // SAFETY: GIL held.
     unsafe {
