@@ -1,6 +1,6 @@
 //! Build script: with the `python` feature, expose the interpreter's version
 //! and build flags as cfgs (`Py_3_12`, `Py_GIL_DISABLED`, ...), which pick the
-//! metaclass layout (SPEC §4) and free-threading declarations.
+//! metaclass layout (docs/spec.md §3) and free-threading declarations.
 
 fn main() {
     #[cfg(feature = "python")]

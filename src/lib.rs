@@ -14,7 +14,7 @@
 //!    foreign registry and the capsule API, on `pyo3-ffi`.
 //! 4. `module` (feature `module`) — the `extensibletype._core` extension module.
 //!
-//! The contract is `SPEC.md` (ABI v1): the prehash, the table layout and the
+//! The contract is `docs/spec.md` (ABI v1): the prehash, the table layout and the
 //! lookup formula are fixed.
 
 #![deny(missing_docs)]

@@ -1,4 +1,4 @@
-"""One metaclass per process (SPEC §8): `examples/second_runtime` is an
+"""One metaclass per process (docs/spec.md §7): `examples/second_runtime` is an
 extension module linking its own copy of the extensibletype runtime. Whichever
 of it and `extensibletype` is imported first publishes the metaclass in
 `sys.modules["_extensibletype"]`; the other reuses it, and slots set through
@@ -43,6 +43,7 @@ def module_dir(tmp_path_factory):
         pytest.fail("cargo is not on PATH: cannot build examples/second_runtime")
     env = dict(os.environ, PYO3_PYTHON=sys.executable, CARGO_TARGET_DIR=_target_dir(), CARGO_TERM_COLOR="never")
     env.pop("PYTHONHOME", None)
+    env.pop("LD_PRELOAD", None)  # scripts/asan.sh preloads libasan; rustc must not inherit it
     proc = subprocess.run(
         [cargo, "build", "--release", "--manifest-path", str(MANIFEST), "--message-format=json-render-diagnostics"],
         cwd=ROOT,

@@ -1,4 +1,4 @@
-//! Layer 5: duck-typed arrays (issue 5) on top of the runtime.
+//! Layer 5: duck-typed arrays (array.v1, docs/spec.md §12) on top of the runtime.
 //!
 //! - [`abi`]: the `array.v1` interface (`include/extensibletype_array.h`):
 //!   `acquire`/`release` slots filling an [`abi::ArrayView`], and the
