@@ -222,7 +222,7 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
 /// The method table entry of `_bench_lookup` (added to `_core`).
 pub(crate) fn method() -> PyMethodDef {
     crate::runtime::pyutil::py_method!(c"_bench_lookup", PyCFunctionFast, bench_lookup, METH_FASTCALL,
-        c"_bench_lookup(method, target, arg, n) -> float\n--\n\nNanoseconds per lookup of a dependent chain of n \
+        c"_bench_lookup(method, target, arg, n, /)\n--\n\nNanoseconds per lookup of a dependent chain of n \
           lookups, timed in a compiled loop (see python -m extensibletype bench).\n\
           method: 'find' (arg: id), 'getslot' (arg: slot number), 'getattr' (arg: attribute name of a capsule), 'vtable'.")
 }
