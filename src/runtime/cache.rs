@@ -283,15 +283,17 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
             let registry = layout::foreign_registry();
             if !registry.is_null() {
                 let table: *const RawTable = raw_lookup(registry, tp as u64).cast();
-                if !table.is_null() {
+                if !table.is_null() && mro_unchanged(tp) {
                     return Some(table);
                 }
             }
         }
-        // Never initialised / not registered: merge the own slots along the
-        // MRO, first definition wins (what a published table would hold).
+        // Never initialised / not registered / registered but its MRO
+        // changed since its table was published (`__bases__` assignment):
+        // merge the own slots along the current MRO, first definition wins
+        // (what a published table would hold).
         let mut owns: Vec<*const RawTable> = Vec::new();
-        layout::find_in_mro(tp, true, |t| {
+        layout::find_in_mro(tp, false, |t| {
             let own = registry::own_table_of(t);
             if !own.is_null() {
                 owns.push(own);
@@ -323,6 +325,34 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
                 Some(raw)
             }
         }
+    }
+}
+
+/// Is the MRO a registered foreign type's effective table was merged along
+/// still its MRO? (False when unknown: the caller merges afresh.)
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+unsafe fn mro_unchanged(tp: *mut PyTypeObject) -> bool {
+    // SAFETY: published snapshot tables and snapshots are never freed; each
+    // snapshot is `[len, addresses...]`.
+    unsafe {
+        let mros = registry::FOREIGN_MRO.load(Ordering::Acquire);
+        if mros.is_null() {
+            return false;
+        }
+        let snapshot: *const usize = raw_lookup(mros, tp as u64).cast();
+        if snapshot.is_null() {
+            return false;
+        }
+        let len = *snapshot;
+        let mut i = 0;
+        let same = layout::find_in_mro(tp, false, |t| {
+            i += 1;
+            (i > len || *snapshot.add(i) != t as usize).then_some(())
+        })
+        .is_none();
+        same && i == len
     }
 }
 
