@@ -147,6 +147,24 @@ typedef struct ExtType_SlotDef {
     void *ptr;
 } ExtType_SlotDef;
 
+/* One entry of the runtime's type cache (Rust:
+   extensibletype::runtime::CacheEntry), 32 bytes. Written only by the
+   runtime, under a seqlock: `seq` is odd while an entry changes. A filled
+   entry answers for `tp` while tp->tp_version_tag == tag (tag != 0):
+   CPython resets the tag on every change of the type or of a base (and a new
+   type at a reused address starts at 0 and gets a fresh, never reused, tag);
+   the runtime clears every entry whenever it publishes or frees a table. */
+typedef struct ExtType_TypeCacheEntry {
+    uint32_t seq;
+    uint32_t tag;
+    PyTypeObject *tp;           /* compared only, never dereferenced */
+    const ExtType_Table *table; /* the table a lookup on `tp` probes */
+    void *reserved;
+} ExtType_TypeCacheEntry;
+
+/* Multiplier of the type cache's index hash. */
+#define EXTTYPE_TYPE_CACHE_HASH_MULT UINT64_C(0x9E3779B97F4A7C15)
+
 /* The API struct in the capsule (Rust: extensibletype::runtime::Api).
    Read-only, lives for the process. Prefer the ExtType_* wrappers below.
    Append-only (docs/spec.md sections 8 and 9): a field added after the ones
@@ -190,6 +208,15 @@ typedef struct ExtType_API {
        0 when it proved none. Lets consumers whose Py_TYPE() is an exported
        function (limited API 3.14+, abi3t) load the type pointer inline. */
     Py_ssize_t ob_type_offset;
+    /* The type cache (appended after ob_type_offset). */
+    /* 1 << type_cache_bits entries, indexed by
+       ((uint64_t)tp * EXTTYPE_TYPE_CACHE_HASH_MULT) >> (64 - type_cache_bits);
+       see ExtType__CachedTable for the reader protocol. */
+    ExtType_TypeCacheEntry *type_cache;
+    uint32_t type_cache_bits;
+    /* Offset of tp_version_tag in type objects, proven by the runtime on the
+       running interpreter; 0 = cache off (entries are never filled). */
+    int32_t version_tag_offset;
 } ExtType_API;
 
 /* The smallest API struct this header accepts: ABI v1 up to
@@ -211,6 +238,11 @@ typedef struct ExtType__Cache {
     ExtType_Table **foreign_registry;
     const ExtType_API *api;
     Py_ssize_t ob_type_offset; /* api->ob_type_offset, or 0 */
+    /* The type cache (api->type_cache, 64 - api->type_cache_bits,
+       api->version_tag_offset). */
+    const ExtType_TypeCacheEntry *type_cache;
+    uint32_t type_cache_shift;
+    int32_t version_tag_offset;
 } ExtType__Cache;
 
 #if defined(EXTTYPE_API_UNIQUE_SYMBOL)
@@ -218,17 +250,20 @@ typedef struct ExtType__Cache {
 #  if defined(EXTTYPE_NO_IMPORT)
 extern ExtType__Cache EXTTYPE__CACHE;
 #  else
-ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0};
+ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0, NULL, 0, 0};
 #  endif
 #else
 #  define EXTTYPE__CACHE ExtType__cache
-static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0};
+static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0, NULL, 0, 0};
 #endif
 
 /* Acquire load of a pointer (C99, C11 and C++ alike). */
 #if defined(__GNUC__) || defined(__clang__)
 #  define EXTTYPE__LOAD_ACQUIRE(pp) __atomic_load_n((pp), __ATOMIC_ACQUIRE)
 #  define EXTTYPE__LIKELY(x) __builtin_expect(!!(x), 1)
+#  define EXTTYPE__LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#  define EXTTYPE__LOAD_ACQUIRE_U32(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#  define EXTTYPE__FENCE_ACQUIRE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #elif defined(_MSC_VER)
 #  if defined(_M_ARM64) || defined(_M_ARM64EC)
 #    define EXTTYPE__LOAD_ACQUIRE(pp) \
@@ -243,6 +278,22 @@ static __forceinline ExtType_Table *ExtType__load_acquire_msvc(ExtType_Table *co
 #    define EXTTYPE__LOAD_ACQUIRE(pp) ExtType__load_acquire_msvc(pp)
 #  endif
 #  define EXTTYPE__LIKELY(x) (x)
+   /* Aligned word loads are single-copy atomic on MSVC targets; the fence
+      below keeps the compiler from moving them across it. */
+#  define EXTTYPE__LOAD_RELAXED(p) (*(p))
+#  if defined(_M_ARM64) || defined(_M_ARM64EC)
+#    define EXTTYPE__LOAD_ACQUIRE_U32(p) ((uint32_t)__ldar32((unsigned __int32 volatile *)(p)))
+#    define EXTTYPE__FENCE_ACQUIRE() __dmb(_ARM64_BARRIER_ISHLD)
+#  else
+#    define EXTTYPE__LOAD_ACQUIRE_U32(p) ExtType__load_acquire_u32_msvc(p)
+static __forceinline uint32_t ExtType__load_acquire_u32_msvc(const uint32_t *p)
+{
+    uint32_t v = *(const volatile uint32_t *)p;
+    _ReadWriteBarrier();
+    return v;
+}
+#    define EXTTYPE__FENCE_ACQUIRE() _ReadWriteBarrier()
+#  endif
 #else
 #  error "extensibletype.h: no acquire load for this compiler (needs GCC/Clang builtins or MSVC)"
 #endif
@@ -309,6 +360,27 @@ static inline const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_
     return EXTTYPE__LOAD_ACQUIRE(slot);
 }
 
+/* The table a lookup on `tp` probes according to the runtime's type cache,
+   or NULL (ask api->find_slow, which fills the entry). One entry read under
+   its seqlock, plus tp->tp_version_tag; no lock, no GIL. ExtType_Import()
+   must have succeeded. */
+static inline const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
+{
+    const ExtType_TypeCacheEntry *e = EXTTYPE__CACHE.type_cache +
+        (((uint64_t)(uintptr_t)tp * EXTTYPE_TYPE_CACHE_HASH_MULT) >> EXTTYPE__CACHE.type_cache_shift);
+    uint32_t seq = EXTTYPE__LOAD_ACQUIRE_U32(&e->seq);
+    PyTypeObject *etype = EXTTYPE__LOAD_RELAXED(&e->tp);
+    uint32_t etag = EXTTYPE__LOAD_RELAXED(&e->tag);
+    const ExtType_Table *table = EXTTYPE__LOAD_RELAXED(&e->table);
+    uint32_t tag;
+    EXTTYPE__FENCE_ACQUIRE();
+    tag = EXTTYPE__LOAD_RELAXED((const uint32_t *)(const void *)((const char *)tp + EXTTYPE__CACHE.version_tag_offset));
+    if (((seq ^ EXTTYPE__LOAD_RELAXED(&e->seq)) | (seq & 1u) | (etag ^ tag)) == 0 && etype == tp) {
+        return table;
+    }
+    return NULL;
+}
+
 /* Find the implementation registered under `id` on type `tp` (its own
    slots, its bases' in MRO order, or the foreign registry): the pointer, or
    NULL when absent.
@@ -326,17 +398,14 @@ static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
     if (EXTTYPE__CACHE.api == NULL) {
         return NULL;
     }
-    /* A type registered in the foreign registry (e.g. numpy.ndarray): probe
-       the registry inline; anything else (subclasses of registered types,
-       sub-metaclasses, empty or never-initialised types) takes the slow path. */
+    /* Any other type (foreign, registered or not, their subclasses,
+       sub-metaclasses, empty or never-initialised classes): the runtime's
+       type cache names the table to probe; on a cache miss, the slow path
+       answers and fills the entry. */
     {
-        const ExtType_Table *registry = EXTTYPE__LOAD_ACQUIRE(EXTTYPE__CACHE.foreign_registry);
-        if (registry != NULL) {
-            const ExtType_Table *table =
-                (const ExtType_Table *)ExtType_TableFind(registry, (uint64_t)(uintptr_t)tp);
-            if (table != NULL) {
-                return ExtType_TableFind(table, id);
-            }
+        const ExtType_Table *table = ExtType__CachedTable(tp);
+        if (EXTTYPE__LIKELY(table != NULL)) {
+            return ExtType_TableFind(table, id);
         }
     }
     return EXTTYPE__CACHE.api->find_slow(tp, id);
@@ -404,6 +473,23 @@ static inline int ExtType_Import(void)
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
     EXTTYPE__CACHE.foreign_registry = api->foreign_registry;
+    if (EXTTYPE__API_HAS(api, version_tag_offset)) {
+        if (api->type_cache == NULL || api->type_cache_bits < 1 || api->type_cache_bits > 32) {
+            PyErr_SetString(PyExc_ImportError, "extensibletype: the runtime's API struct has no valid type cache");
+            return -1;
+        }
+        EXTTYPE__CACHE.type_cache = api->type_cache;
+        EXTTYPE__CACHE.type_cache_shift = 64u - api->type_cache_bits;
+        EXTTYPE__CACHE.version_tag_offset = api->version_tag_offset;
+    } else {
+        /* A runtime from before the type cache: probe two empty entries
+           (their type is NULL, so every probe misses and find_slow answers;
+           offset 0 of a type object is always readable). */
+        static const ExtType_TypeCacheEntry no_type_cache[2];
+        EXTTYPE__CACHE.type_cache = no_type_cache;
+        EXTTYPE__CACHE.type_cache_shift = 63u;
+        EXTTYPE__CACHE.version_tag_offset = 0;
+    }
     EXTTYPE__CACHE.api = api;
     return 0;
 }

@@ -32,5 +32,8 @@ pub mod runtime;
 #[cfg(feature = "module")]
 mod module;
 
+#[cfg(feature = "module")]
+mod bench;
+
 #[cfg(feature = "python")]
 pub mod arrays;

@@ -126,6 +126,7 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
             c"table_info(tp) -> dict\n--\n\nSize, bins, count, bytes and kind of the type's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key(key, id)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
+        crate::bench::method(),
         PyMethodDef::zeroed(),
     ];
     // SAFETY: GIL held during module init.
@@ -141,6 +142,7 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
             && add(module, c"_C_API", capsule).is_ok()
             && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _)).is_ok()
             && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset)).is_ok()
+            && add(module, c"_VERSION_TAG_OFFSET", PyLong_FromLong(api.version_tag_offset as _)).is_ok()
             && crate::arrays::add_submodule(module) == 0;
         if !ok {
             Py_DECREF(module);

@@ -158,11 +158,11 @@ pub unsafe fn raw_lookup(table: *const RawTable, id: u64) -> *const c_void {
             .cast::<RawEntry>()
             .add(slot ^ d);
         let (found, ptr) = ((*entry).id, (*entry).ptr);
-        if found == id {
-            ptr
-        } else {
-            ptr::null()
-        }
+        // Branch-free, like ExtType_TableFind: the hit test is a mask, so a
+        // lookup has no data-dependent jump (and a miss stays a data
+        // dependency of the caller, not a predicted branch).
+        let hit = 0usize.wrapping_sub(usize::from(found == id));
+        ptr.map_addr(|p| p & hit)
     }
 }
 

@@ -135,6 +135,15 @@ static const char *static_names[NTYPES] = {"bench.S0", "bench.S1", "bench.S2", "
                                            "bench.S4", "bench.S5", "bench.S6", "bench.S7"};
 static char key_bufs[NKEYS][32];
 
+/* Cases of the "every lookup path" table (see add_case_c). */
+#define NCASES 24
+static PyObject *case_objs[NCASES][NTYPES]; /* the same object NTYPES times */
+static const uint64_t *case_ids[NCASES];    /* ids (hit) or miss_ids */
+static char case_names[NCASES][48];
+static int ncases;
+static uint64_t miss_ids[NKEYS];
+static int add_case_c(const char *name, PyObject *obj, int hit);
+
 static int setup(void)
 {
     int t, k;
@@ -242,6 +251,16 @@ static int setup(void)
         order_mega[k].t = (uint8_t)(rng() % NTYPES);
         order_mega[k].k = (uint8_t)(rng() % NKEYS);
     }
+    for (k = 0; k < NKEYS; k++) {
+        char miss_key[40];
+        snprintf(miss_key, sizeof miss_key, "bench.latency.v1:absent%d", k);
+        miss_ids[k] = ExtType_Prehash(miss_key);
+    }
+    if (add_case_c("extensible hit", ext_objs[0], 1) < 0 || add_case_c("extensible miss", ext_objs[0], 0) < 0 ||
+        add_case_c("foreign (static, registered) hit", static_objs[0], 1) < 0 ||
+        add_case_c("foreign (static, registered) miss", static_objs[0], 0) < 0) {
+        return -1;
+    }
     /* Check every method finds the same function before measuring. */
     for (t = 0; t < NTYPES; t++) {
         for (k = 0; k < NKEYS; k++) {
@@ -255,6 +274,66 @@ static int setup(void)
     }
     done = 1;
     return 0;
+}
+
+/* ---- Every lookup path: ExtType_Find on one object per case ----------- */
+
+/* "Cases" time ExtType_Find(obj, id) on one object each (a hit on an
+   extensible class, misses, foreign types, their subclasses, sub-metaclass
+   classes, never-initialised classes, builtins...), all through the same
+   loop (case_find/case_chain), so their ratios compare lookup paths only.
+   C adds the first four; latency.py adds the rest with add_case(). */
+
+static int add_case_c(const char *name, PyObject *obj, int hit)
+{
+    int t, k;
+    if (ncases == NCASES) {
+        PyErr_SetString(PyExc_ValueError, "too many cases");
+        return -1;
+    }
+    for (k = 0; k < NKEYS; k++) {
+        void *want = hit ? (void *)impls[0][k] : NULL;
+        if (ExtType_Find(obj, hit ? ids[k] : miss_ids[k]) != want) {
+            PyErr_Format(PyExc_ValueError, "case %s: ExtType_Find(key %d) is not the expected %s", name, k,
+                         hit ? "impls[0][k]" : "NULL");
+            return -1;
+        }
+    }
+    Py_INCREF(obj);
+    for (t = 0; t < NTYPES; t++) {
+        case_objs[ncases][t] = obj;
+    }
+    case_ids[ncases] = hit ? ids : miss_ids;
+    snprintf(case_names[ncases], sizeof case_names[ncases], "%s", name);
+    return ncases++;
+}
+
+static NOINLINE double case_find(PyObject *const *objs, const uint64_t *idv, const pair *order, size_t n)
+{
+    uintptr_t acc = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        pair pr = order[i & (ORDER_LEN - 1)];
+        PyObject *obj = objs[pr.t];
+        LAUNDER(obj);
+        acc += (uintptr_t)ExtType_Find(obj, idv[pr.k]);
+    }
+    return (double)(acc & 0xffff);
+}
+
+static NOINLINE double case_chain(PyObject *const *objs, const uint64_t *idv, const pair *order, size_t n)
+{
+    uintptr_t acc = 0, dep = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        pair pr = order[(i + dep) & (ORDER_LEN - 1)];
+        PyObject *obj = objs[pr.t];
+        LAUNDER(obj);
+        dep = (uintptr_t)ExtType_Find(obj, idv[pr.k]);
+        acc += dep;
+        ZERO_DEPENDENCY(dep);
+    }
+    return (double)(acc & 0xffff);
 }
 
 /* ---- The lookups ------------------------------------------------------ */
@@ -440,6 +519,129 @@ static PyObject *run_once(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(r);
 }
 
+/* add_case(name, obj, hit) -> index: ExtType_Find(obj, key k) must be
+   impls[0][k] (hit) or NULL for the absent keys (miss). */
+static PyObject *add_case(PyObject *self, PyObject *args)
+{
+    const char *name;
+    PyObject *obj;
+    int hit, i;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "sOp", &name, &obj, &hit) || setup() < 0) {
+        return NULL;
+    }
+    i = add_case_c(name, obj, hit);
+    return i < 0 ? NULL : PyLong_FromLong(i);
+}
+
+static int parse_case(PyObject *args, int *c, const pair **order, int *chain, Py_ssize_t *n, Py_ssize_t *reps)
+{
+    const char *workload, *mode;
+    *reps = 1;
+    if (!PyArg_ParseTuple(args, "issn|n", c, &workload, &mode, n, reps) || setup() < 0) {
+        return -1;
+    }
+    if (*c < 0 || *c >= ncases || (strcmp(workload, "mono") && strcmp(workload, "mega")) ||
+        (strcmp(mode, "find") && strcmp(mode, "chain")) || *n <= 0 || *reps <= 0) {
+        PyErr_SetString(PyExc_ValueError, "bad case arguments");
+        return -1;
+    }
+    *order = strcmp(workload, "mono") == 0 ? order_mono : order_mega;
+    *chain = strcmp(mode, "chain") == 0;
+    return 0;
+}
+
+/* time_case(index, workload, mode, n, reps=1) -> [ns per lookup]; mode:
+   "find" (independent) or "chain" (dependent). */
+static PyObject *time_case(PyObject *self, PyObject *args)
+{
+    int c, chain;
+    const pair *order;
+    Py_ssize_t n, reps, r;
+    PyObject *out;
+    volatile double sink = 0;
+    double (*fn)(PyObject *const *, const uint64_t *, const pair *, size_t);
+    (void)self;
+    if (parse_case(args, &c, &order, &chain, &n, &reps) < 0) {
+        return NULL;
+    }
+    fn = chain ? case_chain : case_find;
+    out = PyList_New(reps);
+    if (out == NULL) {
+        return NULL;
+    }
+    sink += fn(case_objs[c], case_ids[c], order, ORDER_LEN); /* warm up */
+    for (r = 0; r < reps; r++) {
+        double t0 = now_ns();
+        sink += fn(case_objs[c], case_ids[c], order, (size_t)n);
+        PyList_SET_ITEM(out, r, PyFloat_FromDouble((now_ns() - t0) / (double)n));
+    }
+    (void)sink;
+    return out;
+}
+
+/* run_case_once(index, workload, mode, n): one loop, bracketed for callgrind
+   (label "case<index>/workload/mode/n"). */
+static PyObject *run_case_once(PyObject *self, PyObject *args)
+{
+    int c, chain;
+    const pair *order;
+    Py_ssize_t n, reps;
+    double r;
+    char label[96];
+    double (*fn)(PyObject *const *, const uint64_t *, const pair *, size_t);
+    (void)self;
+    if (parse_case(args, &c, &order, &chain, &n, &reps) < 0) {
+        return NULL;
+    }
+    fn = chain ? case_chain : case_find;
+    snprintf(label, sizeof label, "case%d/%s/%s/%zd", c, order == order_mono ? "mono" : "mega",
+             chain ? "chain" : "find", n);
+    fn(case_objs[c], case_ids[c], order, ORDER_LEN); /* warm up */
+    CALLGRIND_ZERO_STATS;
+    r = fn(case_objs[c], case_ids[c], order, (size_t)n);
+    CALLGRIND_DUMP_STATS_AT(label);
+    return PyFloat_FromDouble(r);
+}
+
+/* cases() -> [name]; slot_addresses() -> {key: address of impls[0][k]}. */
+static PyObject *case_list(PyObject *self, PyObject *unused)
+{
+    PyObject *out;
+    int i;
+    (void)self;
+    (void)unused;
+    if (setup() < 0) {
+        return NULL;
+    }
+    out = PyList_New(ncases);
+    for (i = 0; out != NULL && i < ncases; i++) {
+        PyList_SET_ITEM(out, i, PyUnicode_FromString(case_names[i]));
+    }
+    return out;
+}
+
+static PyObject *slot_addresses(PyObject *self, PyObject *unused)
+{
+    PyObject *out;
+    int k;
+    (void)self;
+    (void)unused;
+    if (setup() < 0 || (out = PyDict_New()) == NULL) {
+        return NULL;
+    }
+    for (k = 0; k < NKEYS; k++) {
+        PyObject *addr = PyLong_FromVoidPtr((void *)impls[0][k]);
+        if (addr == NULL || PyDict_SetItemString(out, key_bufs[k], addr) < 0) {
+            Py_XDECREF(addr);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(addr);
+    }
+    return out;
+}
+
 static PyObject *method_names(PyObject *self, PyObject *unused)
 {
     PyObject *out = PyList_New(NMETHODS);
@@ -456,6 +658,11 @@ static PyMethodDef latency_methods[] = {
     {"time", time_method, METH_VARARGS, "time(method, workload, mode, n, reps=1) -> [ns per lookup]"},
     {"run_once", run_once, METH_VARARGS, "run_once(method, workload, mode, n): one loop (callgrind)"},
     {"methods", method_names, METH_NOARGS, "The method names."},
+    {"add_case", add_case, METH_VARARGS, "add_case(name, obj, hit) -> index"},
+    {"time_case", time_case, METH_VARARGS, "time_case(index, workload, mode, n, reps=1) -> [ns per lookup]"},
+    {"run_case_once", run_case_once, METH_VARARGS, "run_case_once(index, workload, mode, n) (callgrind)"},
+    {"cases", case_list, METH_NOARGS, "The case names."},
+    {"slot_addresses", slot_addresses, METH_NOARGS, "{key: address} of type 0's implementations."},
     {NULL, NULL, 0, NULL},
 };
 

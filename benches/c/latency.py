@@ -112,6 +112,119 @@ def callgrind(mod_path, methods, n):
     return out
 
 
+def add_cases(mod):
+    """Python-made objects for the "every lookup path" table (the C module
+    adds: extensible hit/miss, static foreign type hit/miss)."""
+    import extensibletype as et
+
+    slots = mod.slot_addresses()
+
+    class Ext(metaclass=et.ExtensibleType):
+        __cslots__ = slots
+
+    class SubMeta(et.ExtensibleType):
+        pass
+
+    class SubMetaClass(metaclass=SubMeta):
+        __cslots__ = slots
+
+    # A class made by type.__new__ alone: never initialised, inherits Ext's.
+    Uninit = type.__new__(et.ExtensibleType, "Uninit", (Ext,), {})
+    et.set_slots(bytearray, slots)
+
+    class ByteArraySub(bytearray):
+        pass
+
+    class Plain:
+        pass
+
+    keep = [Ext, SubMeta, SubMetaClass, Uninit, ByteArraySub, Plain]
+    for name, obj, hit in [
+        ("extensible (Python class) hit", Ext(), True),
+        ("sub-metaclass class hit", SubMetaClass(), True),
+        ("sub-metaclass class miss", SubMetaClass(), False),
+        ("never-initialised class hit", Uninit(), True),
+        ("foreign bytearray hit", bytearray(), True),
+        ("foreign bytearray miss", bytearray(), False),
+        ("subclass of bytearray hit", ByteArraySub(), True),
+        ("subclass of bytearray miss", ByteArraySub(), False),
+        ("miss: object()", object(), False),
+        ("miss: float", 1.5, False),
+        ("miss: str", "s", False),
+        ("miss: plain class instance", Plain(), False),
+    ]:
+        mod.add_case(name, obj, hit)
+    return keep
+
+
+def case_timings(mod, n, reps):
+    """{(case index, workload, mode): min ns per lookup}, reps interleaved."""
+    best = {}
+    for _ in range(reps):
+        for c in range(len(mod.cases())):
+            for workload in WORKLOADS:
+                for mode in ("find", "chain"):
+                    t = mod.time_case(c, workload, mode, n, 1)[0]
+                    best[(c, workload, mode)] = min(best.get((c, workload, mode), float("inf")), t)
+    return best
+
+
+def case_callgrind(mod_path, ncases, n):
+    """{case index: {event: per lookup}} of the mono chain loop (callgrind)."""
+    if shutil.which("valgrind") is None:
+        return {}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = (
+            "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); import _et_latency as m, latency\n"
+            "keep = latency.add_cases(m)\n"
+            "for c in range(%d):\n"
+            "    m.run_case_once(c, 'mono', 'chain', %d)\n"
+        ) % (str(mod_path.parent), str(HERE), ncases, n)
+        cmd = [
+            "valgrind", "--tool=callgrind", "--branch-sim=yes", "--dump-instr=no",
+            f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-c", script,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit("callgrind run failed")
+        for f in glob.glob(f"{tmp}/cg.out*"):
+            text = Path(f).read_text(errors="replace")
+            m = re.search(r"^desc: Trigger: Client Request: case(\d+)/(\S+)", text, re.M)
+            if not m:
+                continue
+            count = int(m.group(2).split("/")[-1])
+            events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
+            totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
+            vals = dict(zip(events, map(int, totals)))
+            out[int(m.group(1))] = {e: v / count for e, v in vals.items()}
+    return out
+
+
+def paths_table(names, best, cg):
+    """Markdown: every lookup path, dependent-chain ns and ratio to the
+    extensible hit (case 0), mono and mega (16 keys); callgrind deltas."""
+    hdr = "| `ExtType_Find` on | mono chain ns | × ext hit | mega chain ns | × ext hit | mega find-only ns |"
+    sep = "|---|---:|---:|---:|---:|---:|"
+    if cg:
+        hdr += " Ir/lookup (mono) | Δ mispredicts/lookup vs ext hit |"
+        sep += "---:|---:|"
+    lines = [hdr, sep]
+    base = {w: best[(0, w, "chain")] for w in WORKLOADS}
+    miss = lambda e: e.get("Bcm", 0) + e.get("Bim", 0)  # noqa: E731
+    for c, name in enumerate(names):
+        mono, mega = best[(c, "mono", "chain")], best[(c, "mega", "chain")]
+        row = [name, f"{mono:.2f}", f"{mono / base['mono']:.2f}", f"{mega:.2f}", f"{mega / base['mega']:.2f}",
+               f"{best[(c, 'mega', 'find')]:.2f}"]
+        if cg:
+            e = cg.get(c)
+            row.append(f"{e['Ir']:.1f}" if e else "–")
+            row.append(f"{round(miss(e) - miss(cg.get(0, {})), 4) + 0.0:+.4f}" if e and 0 in cg else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def perf_available():
     if shutil.which("perf") is None:
         return False
@@ -170,10 +283,19 @@ def main(argv=None):
           f"({'free-threaded' if getattr(sys, '_is_gil_enabled', lambda: True)() is False else 'GIL'}), "
           f"{platform.machine()}, {os.cpu_count()} CPUs, {n} lookups x {reps} reps (min), "
           f"extensibletype {extensibletype.__file__}")
+    keep = add_cases(mod)  # noqa: F841 (the objects stay alive)
     best = timings(mod, n, reps)
+    names = mod.cases()
+    # Short loops, many reps: the minimum is robust on a shared machine.
+    case_best = case_timings(mod, max(n >> 6, 1 << 12), reps * 8)
     cg = callgrind(Path(mod.__file__), list(LABELS), 1 << 14 if args.quick else 1 << 16) if args.callgrind else {}
+    case_cg = case_callgrind(Path(mod.__file__), len(names), 1 << 14 if args.quick else 1 << 16) if args.callgrind else {}
     print()
     print(table(best, cg))
+    print()
+    print("Every lookup path (the same loop for every row; ratios to the first row):")
+    print()
+    print(paths_table(names, case_best, case_cg))
     print()
     if cg:
         print("instr/lookup and Δ mispredicts/lookup: mega find+call, minus the direct loop's "

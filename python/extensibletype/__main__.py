@@ -23,6 +23,12 @@
 
 ``prehash KEY...``
     Print ``0x<id>  KEY`` for each key.
+
+``bench [--type MOD:CLASS --key KEY] [--json] [--plot FILE.png]``
+    Lookup latency on this machine, timed in loops compiled into the
+    extension (see :mod:`extensibletype.bench`): a table of ns per lookup and
+    ratios to a hit on an extensible class; ``--json`` prints one JSON object.
+    Exit 2 on a bad ``--type``/``--key``; 1 for ``--plot`` without matplotlib.
 """
 
 from __future__ import annotations
@@ -214,6 +220,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("prehash", help="print the id of each key")
     p.add_argument("key", nargs="+")
     p.set_defaults(func=_cmd_prehash)
+    from . import bench
+
+    bench.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -35,6 +35,9 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         bind_key: bind_key_c,
         foreign_registry: &registry::FOREIGN,
         ob_type_offset,
+        type_cache: super::cache::own_entries(),
+        type_cache_bits: super::cache::CACHE_BITS,
+        version_tag_offset: super::cache::tag_offset() as i32,
     }
 }
 

@@ -303,6 +303,9 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
             return; // nothing was ever set up
         }
         if let Some(state) = layout::take_state(tp) {
+            // The type cache may hold this type's tables (or its own-slot
+            // table, for a subclass): forget them before they are freed.
+            super::cache::invalidate_all();
             for owner in state.into_owners() {
                 Py_DECREF(owner);
             }
@@ -329,6 +332,10 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
     unsafe {
         if tp.is_null() {
             return ptr::null();
+        }
+        // Through the type cache (fills the entry for the next lookup).
+        if let Some(table) = super::cache::table_for(tp) {
+            return crate::table::raw_lookup(table, id);
         }
         if layout::is_extensible(tp) {
             let table = TypeData::load(tp);

@@ -31,6 +31,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 mod api;
+mod cache;
 mod convert;
 mod layout;
 mod metaclass;
@@ -110,7 +111,21 @@ pub struct Api {
     /// abi3t) read the type pointer there instead; the value is only
     /// meaningful in the process that published it.
     pub ob_type_offset: isize,
+    // ---- Appended for the type cache (after ob_type_offset). ----
+    /// The type cache: [`TYPE_CACHE_SIZE`] entries `{seq, tag, type, table}`
+    /// (`ExtType_TypeCacheEntry`), indexed by
+    /// `(tp as u64 * TYPE_CACHE_HASH_MULT) >> (64 - type_cache_bits)`. See
+    /// `cache.rs` and docs/c-api.md for the reader protocol.
+    pub type_cache: *const CacheEntry,
+    /// log2 of the number of entries of `type_cache`.
+    pub type_cache_bits: u32,
+    /// Byte offset of `tp_version_tag` in type objects, proven on the
+    /// running interpreter; 0 = the cache is off (entries are never filled,
+    /// so probing it is still safe: offset 0 is readable).
+    pub version_tag_offset: i32,
 }
+
+pub use cache::{CacheEntry, CACHE_SIZE as TYPE_CACHE_SIZE, HASH_MULT as TYPE_CACHE_HASH_MULT};
 
 // SAFETY: the struct is immutable after publication; the metaclass pointer
 // is only dereferenced by code holding the GIL or a reference.
@@ -124,7 +139,7 @@ unsafe impl Send for Api {}
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Api>() == 112 && align_of::<Api>() == 8);
+    assert!(size_of::<Api>() == 128 && align_of::<Api>() == 8);
     assert!(offset_of!(Api, abi_version) == 0);
     assert!(offset_of!(Api, struct_size) == 4);
     assert!(offset_of!(Api, metaclass) == 8);
@@ -140,6 +155,16 @@ const _: () = {
     assert!(offset_of!(Api, bind_key) == 88); // internal
     assert!(offset_of!(Api, foreign_registry) == 96);
     assert!(offset_of!(Api, ob_type_offset) == 104); // appended
+    // Appended: the type cache.
+    assert!(offset_of!(Api, type_cache) == 112);
+    assert!(offset_of!(Api, type_cache_bits) == 120);
+    assert!(offset_of!(Api, version_tag_offset) == 124);
+    assert!(size_of::<CacheEntry>() == 32 && align_of::<CacheEntry>() == 8);
+    assert!(offset_of!(CacheEntry, seq) == 0);
+    assert!(offset_of!(CacheEntry, tag) == 4);
+    assert!(offset_of!(CacheEntry, tp) == 8);
+    assert!(offset_of!(CacheEntry, table) == 16);
+    assert!(offset_of!(CacheEntry, reserved) == 24);
     assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
     assert!(offset_of!(SlotDef, key) == 0);
     assert!(offset_of!(SlotDef, id) == 8);
@@ -166,6 +191,9 @@ fn api_field_types(a: &Api) {
     let _: unsafe extern "C" fn(*const c_char, u64) -> c_int = a.bind_key;
     let _: *const AtomicPtr<RawTable> = a.foreign_registry; // ExtType_Table **
     let _: isize = a.ob_type_offset; // Py_ssize_t
+    let _: *const CacheEntry = a.type_cache; // ExtType_TypeCacheEntry *
+    let _: u32 = a.type_cache_bits;
+    let _: i32 = a.version_tag_offset;
 }
 
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
@@ -261,6 +289,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
                     )));
                 }
                 let (meta, offset) = metaclass::create()?;
+                cache::init();
                 let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
                 layout::set_fast_path(meta, offset, api.foreign_registry);
                 let capsule = pyutil::Owned::new(PyCapsule_New(
@@ -300,6 +329,7 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
                     }
                 }
                 layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
+                cache::set_view((*api).type_cache, (*api).version_tag_offset as isize);
                 &*api
             }
         };
@@ -381,9 +411,10 @@ pub fn metaclass() -> *mut PyTypeObject {
 }
 
 /// The one table a lookup on `tp` probes inline: an extensible type's own
-/// (effective) table, or a foreign-registered type's registry entry. NULL
-/// means "ask the slow path" (empty or never-initialised types, subclasses
-/// of registered types, sub-metaclasses) — [`find_in_type`] does that.
+/// (effective) table, the table the type cache names for any other type,
+/// or a foreign-registered type's registry entry. NULL means "ask the slow
+/// path" (types not cached yet) — [`find_in_type`] does that, and fills
+/// the cache.
 ///
 /// For consumers that look up several keys on one type: probe each with
 /// [`raw_lookup`](crate::table::raw_lookup). No GIL needed.
@@ -398,7 +429,15 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
     // never freed while their type lives (registry tables never).
     unsafe {
         if Py_TYPE(tp.cast()) == layout::metaclass() {
-            return TypeData::load(tp);
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return table;
+            }
+        }
+        // The type cache (filled by the slow path), then the registry.
+        let table = cache::probe(tp);
+        if !table.is_null() {
+            return table;
         }
         let registry = layout::foreign_registry();
         if registry.is_null() {
@@ -417,9 +456,15 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
 /// [`import`] must have succeeded and `tp` must be a live type object.
 #[inline]
 pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded.
+    // SAFETY: forwarded; the same steps as ExtType_FindInType in the header.
     unsafe {
-        let table = table_of(tp);
+        if Py_TYPE(tp.cast()) == layout::metaclass() {
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return raw_lookup(table, id);
+            }
+        }
+        let table = cache::probe(tp);
         if !table.is_null() {
             return raw_lookup(table, id);
         }

@@ -134,6 +134,9 @@ impl TypeState {
 struct ForeignType {
     tp: *mut PyTypeObject,
     state: TypeState,
+    /// The MRO its published effective table was merged along, as
+    /// `[len, type addresses...]` (leaked: GIL-free readers may hold it).
+    mro: &'static [usize],
 }
 
 /// Everything the mutex protects.
@@ -159,6 +162,11 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 /// Foreign own slots: type address → table of the slots set on that type.
 pub(crate) static FOREIGN_OWN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
+/// Foreign MROs: type address → `[len, addresses...]`, the MRO that type's
+/// published effective table was merged along (the type cache compares it
+/// with the current MRO: a registered plain class whose `__bases__` changed
+/// is answered from its current MRO).
+pub(crate) static FOREIGN_MRO: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 /// Sub-metaclasses of ExtensibleType: metaclass address → itself.
 pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
@@ -375,7 +383,7 @@ pub(crate) unsafe fn apply(
             });
         }
         let (table, owners) = build(&merged)?;
-        built.push((t.tp, is_ext, table, owners));
+        built.push((t.tp, is_ext, table, owners, &t.mro));
     }
 
     // 4. Commit: names, own slots, tables.
@@ -383,7 +391,7 @@ pub(crate) unsafe fn apply(
         reg.names.entry(id).or_insert_with(|| name.into());
     }
     let mut foreign_changed = false;
-    for (tp, is_ext, table, owners) in built {
+    for (tp, is_ext, table, owners, mro) in built {
         let new_own = if tp == target.tp { own_table.take().map(|t| (core::mem::take(&mut own), t)) } else { None };
         if is_ext {
             // SAFETY: tp is extensible and live; we hold the mutex, the only
@@ -393,9 +401,11 @@ pub(crate) unsafe fn apply(
             let entry = reg.foreign.entry(tp as usize).or_insert_with(|| {
                 // SAFETY: GIL held; registered types are kept alive.
                 unsafe { Py_INCREF(tp.cast()) };
-                ForeignType { tp, state: TypeState::default() }
+                ForeignType { tp, state: TypeState::default(), mro: &[0] }
             });
             entry.state.install(table, &owners);
+            let snapshot: Vec<usize> = core::iter::once(mro.len()).chain(mro.iter().map(|&t| t as usize)).collect();
+            entry.mro = Box::leak(snapshot.into_boxed_slice());
             if let Some((slots, own_table)) = new_own {
                 entry.state.set_own(slots, own_table);
             }
@@ -405,6 +415,8 @@ pub(crate) unsafe fn apply(
     if foreign_changed {
         republish_foreign(reg);
     }
+    // Every answer the type cache holds may have changed.
+    super::cache::invalidate_all();
     Ok(())
 }
 
@@ -415,7 +427,9 @@ fn republish_foreign(reg: &mut Registry) {
     let effective: Vec<(u64, *const c_void)> =
         reg.foreign.values().filter_map(|f| index(f, f.state.current_raw())).collect();
     let own: Vec<(u64, *const c_void)> = reg.foreign.values().filter_map(|f| index(f, f.state.own_raw)).collect();
-    for (entries, published) in [(effective, &FOREIGN), (own, &FOREIGN_OWN)] {
+    let mros: Vec<(u64, *const c_void)> =
+        reg.foreign.values().map(|f| (f.tp as u64, f.mro.as_ptr().cast::<c_void>())).collect();
+    for (entries, published) in [(effective, &FOREIGN), (own, &FOREIGN_OWN), (mros, &FOREIGN_MRO)] {
         let table = (!entries.is_empty())
             .then(|| Table::build(&entries).expect("type addresses are distinct and non-zero"));
         published.store(table.as_ref().map_or(ptr::null_mut(), |t| t.as_raw().cast_mut()), Ordering::Release);

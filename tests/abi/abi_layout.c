@@ -75,7 +75,7 @@ FIELD(ExtType_SlotDef, id, 8);
 FIELD(ExtType_SlotDef, ptr, 16);
 
 /* ---- the API struct (section 8): append-only, one line per field ---- */
-SIZE(ExtType_API, 112);
+SIZE(ExtType_API, 128);
 ALIGN(ExtType_API, 8);
 FIELD(ExtType_API, abi_version, 0);
 FIELD(ExtType_API, struct_size, 4);
@@ -92,6 +92,19 @@ FIELD(ExtType_API, py_lookup, 80);     /* internal */
 FIELD(ExtType_API, bind_key, 88);      /* internal */
 FIELD(ExtType_API, foreign_registry, 96);
 FIELD(ExtType_API, ob_type_offset, 104); /* appended */
+/* Appended: the type cache (docs/c-api.md, "The type cache"). */
+FIELD(ExtType_API, type_cache, 112);
+FIELD(ExtType_API, type_cache_bits, 120);
+FIELD(ExtType_API, version_tag_offset, 124);
+
+/* ---- the type cache entry ---- */
+SIZE(ExtType_TypeCacheEntry, 32);
+ALIGN(ExtType_TypeCacheEntry, 8);
+FIELD(ExtType_TypeCacheEntry, seq, 0);
+FIELD(ExtType_TypeCacheEntry, tag, 4);
+FIELD(ExtType_TypeCacheEntry, tp, 8);
+FIELD(ExtType_TypeCacheEntry, table, 16);
+FIELD(ExtType_TypeCacheEntry, reserved, 24);
 
 #endif /* 64-bit */
 
@@ -112,6 +125,9 @@ FN_TYPE(ExtType_API, py_lookup, PyObject *(*)(PyObject *, PyObject *));
 FN_TYPE(ExtType_API, bind_key, int (*)(const char *, uint64_t));
 FN_TYPE(ExtType_API, foreign_registry, ExtType_Table **);
 FN_TYPE(ExtType_API, ob_type_offset, Py_ssize_t);
+FN_TYPE(ExtType_API, type_cache, ExtType_TypeCacheEntry *);
+FN_TYPE(ExtType_API, type_cache_bits, uint32_t);
+FN_TYPE(ExtType_API, version_tag_offset, int32_t);
 
 #if UINTPTR_MAX == UINT64_MAX
 

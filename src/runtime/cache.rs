@@ -1,0 +1,593 @@
+//! The type cache: one probe answers "which table does a lookup on `tp`
+//! use?" for every type the metaclass fast path does not cover (foreign
+//! types, their subclasses, plain types, sub-metaclass classes, classes never
+//! initialised), so that every lookup, hit or miss, costs about a hit on an
+//! extensible class (SPEC §4).
+//!
+//! A direct-mapped array of [`CacheEntry`] `{seq, tag, type, table}`, indexed
+//! by a multiplicative hash of the type's address. An entry answers for `tp`
+//! only while `tp->tp_version_tag` still equals the entry's `tag` (never 0).
+//! CPython guarantees (3.11+, checked in `Objects/typeobject.c`):
+//! - a version tag is assigned from a counter that only grows and is never
+//!   reused (when it runs out, types get no tag: 0);
+//! - a type object is allocated zeroed, so a new type at a reused address
+//!   starts with tag 0 and gets a fresh tag later: an entry filled for a dead
+//!   type never matches a new one;
+//! - `PyType_Modified` (attribute assignment, `__bases__` assignment, which
+//!   first installs the new MRO) resets the tag of the type and of all its
+//!   subclasses to 0, so an entry never outlives the MRO it was computed from.
+//!
+//! Our own changes are covered by a generation counter: every writer that
+//! publishes a table ([`invalidate_all`], from `registry::apply`) and every
+//! death of an extensible type (whose tables are freed) bumps it and clears
+//! every entry under [`LOCK`]. A filler reads the generation *before* it reads
+//! any table and inserts only if the generation is unchanged under `LOCK`, so
+//! an entry computed from old tables is never inserted after the clear.
+//!
+//! Readers ([`probe`], and the same code inline in `extensibletype.h`) take no
+//! lock, no GIL and no thread state: each entry is a seqlock (`seq` odd while
+//! a writer is inside; a reader retries by taking the slow path when `seq`
+//! changed). Entries hold no pointer that a reader can follow after its type
+//! died: the type pointer is only compared, and the table is the type's own
+//! (an extensible type's: the cache is cleared when it dies), a foreign
+//! registry table (never freed), the static empty table, or an interned
+//! merged table (never freed).
+//!
+//! Under the limited API the runtime cannot name `tp_version_tag`: [`init`]
+//! proves a candidate offset on the running interpreter (see [`prove`]);
+//! without proof the tag offset stays 0 and no entry is ever filled (every
+//! such lookup takes the slow path, still correct).
+
+use core::ffi::c_void;
+use core::ptr;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{fence, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use pyo3_ffi::*;
+
+use super::layout::{self, TypeData};
+use super::registry;
+use crate::table::{raw_lookup, RawEntry, RawTable, Table, HEADER_SIZE};
+
+/// log2 of the number of entries.
+pub const CACHE_BITS: u32 = 10;
+/// Number of entries.
+pub const CACHE_SIZE: usize = 1 << CACHE_BITS;
+/// The index of `tp` is `(tp as u64 * HASH_MULT) >> (64 - CACHE_BITS)`.
+pub const HASH_MULT: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One cache entry (`ExtType_TypeCacheEntry` in the header), 32 bytes (two
+/// per cache line: the array is 64-byte aligned).
+#[repr(C)]
+pub struct CacheEntry {
+    /// Seqlock: odd while a writer is changing the entry.
+    pub seq: AtomicU32,
+    /// `tp_version_tag` of `tp` when filled; never 0 in a filled entry.
+    pub tag: AtomicU32,
+    /// The type (compared only, never dereferenced); NULL when empty.
+    pub tp: AtomicPtr<PyTypeObject>,
+    /// The table a lookup on `tp` probes (never NULL in a filled entry).
+    pub table: AtomicPtr<RawTable>,
+    /// 0; pads the entry to 32 bytes.
+    pub reserved: usize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // only used to initialise ENTRIES
+const EMPTY_ENTRY: CacheEntry = CacheEntry {
+    seq: AtomicU32::new(0),
+    tag: AtomicU32::new(0),
+    tp: AtomicPtr::new(ptr::null_mut()),
+    table: AtomicPtr::new(ptr::null_mut()),
+    reserved: 0,
+};
+
+#[repr(C, align(64))]
+struct Entries([CacheEntry; CACHE_SIZE]);
+
+/// This copy's cache (used when this copy owns the process's runtime).
+static ENTRIES: Entries = Entries([EMPTY_ENTRY; CACHE_SIZE]);
+
+/// Where the process's cache is (this copy's, or the first copy's, from its
+/// API struct) and the proven offset of `tp_version_tag` (0: cache off).
+struct View {
+    entries: AtomicPtr<CacheEntry>,
+    tag_offset: AtomicIsize,
+}
+
+static VIEW: View = View {
+    // This copy's entries until set_view() says otherwise (never NULL).
+    entries: AtomicPtr::new(ptr::addr_of!(ENTRIES.0).cast::<CacheEntry>().cast_mut()),
+    tag_offset: AtomicIsize::new(0),
+};
+
+/// Bumped (under [`LOCK`]) by every change that can change an answer.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Merged tables by content (sorted `(id, ptr)` pairs); never freed.
+type Interned = HashMap<Vec<(u64, usize)>, Table>;
+
+/// What [`LOCK`] protects besides the entries.
+struct Writers {
+    /// Merged tables, never freed.
+    interned: Option<Interned>,
+    /// Indices filled since the last clear (so a clear touches only those;
+    /// past `CACHE_SIZE` pushes it scans every entry instead).
+    filled: Vec<u16>,
+}
+
+/// Serialises cache writers.
+static LOCK: Mutex<Writers> = Mutex::new(Writers { interned: None, filled: Vec::new() });
+
+/// A table that misses every id, for types with no slots anywhere.
+#[repr(C, align(64))]
+struct EmptyTable {
+    header: RawTable,
+    d: [u16; 8],
+    entries: [RawEntry; 2],
+}
+
+// SAFETY: immutable; its pointers are all NULL.
+unsafe impl Sync for EmptyTable {}
+
+static EMPTY: EmptyTable = EmptyTable {
+    header: RawTable {
+        k1: 1,
+        k2: 1,
+        s: 63,
+        t: 63,
+        reserved: 0,
+        count: 0,
+        size: 2,
+        entries_offset: (HEADER_SIZE + 16) as u32,
+        d: [],
+    },
+    d: [0; 8],
+    entries: [RawEntry { id: 0, ptr: ptr::null() }, RawEntry { id: 0, ptr: ptr::null() }],
+};
+
+/// The empty table (misses every id).
+pub(crate) fn empty_table() -> *const RawTable {
+    ptr::addr_of!(EMPTY.header)
+}
+
+/// This copy's entries (published in the API struct).
+pub(crate) fn own_entries() -> *const CacheEntry {
+    ENTRIES.0.as_ptr()
+}
+
+/// The proven `tp_version_tag` offset of this process (0: cache off).
+pub(crate) fn tag_offset() -> isize {
+    VIEW.tag_offset.load(Ordering::Relaxed)
+}
+
+/// Use the cache at `entries` with tag offset `tag_offset` (this copy's, or
+/// the first copy's from its API struct). Before any lookup.
+pub(crate) fn set_view(entries: *const CacheEntry, tag_offset: isize) {
+    VIEW.tag_offset.store(tag_offset, Ordering::Relaxed);
+    VIEW.entries.store(entries.cast_mut(), Ordering::Release);
+}
+
+/// `tp->tp_version_tag` at the proven offset (relaxed atomic load: CPython
+/// writes it with atomic stores on free-threaded builds).
+///
+/// # Safety
+/// `tp` must be a live type and `off` the proven offset (or 0).
+#[inline(always)]
+unsafe fn read_tag(tp: *mut PyTypeObject, off: isize) -> u32 {
+    // SAFETY: a proven offset lies inside every type object; offset 0 is the
+    // (readable) object header.
+    unsafe { (*tp.cast::<u8>().offset(off).cast::<AtomicU32>()).load(Ordering::Relaxed) }
+}
+
+#[inline(always)]
+fn index(tp: *mut PyTypeObject) -> usize {
+    ((tp as u64).wrapping_mul(HASH_MULT) >> (64 - CACHE_BITS)) as usize
+}
+
+/// The cached table for `tp`, or NULL (ask the slow path). No GIL, no
+/// thread state, no lock; one entry read under its seqlock.
+///
+/// # Safety
+/// `tp` must be a live type; [`set_view`] must have run.
+#[inline(always)]
+pub(crate) unsafe fn probe(tp: *mut PyTypeObject) -> *const RawTable {
+    // SAFETY: entries points to CACHE_SIZE entries that live forever.
+    unsafe {
+        let e = &*VIEW.entries.load(Ordering::Relaxed).add(index(tp));
+        let seq = e.seq.load(Ordering::Acquire);
+        let etp = e.tp.load(Ordering::Relaxed);
+        let etag = e.tag.load(Ordering::Relaxed);
+        let table = e.table.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let seq2 = e.seq.load(Ordering::Relaxed);
+        let tag = read_tag(tp, VIEW.tag_offset.load(Ordering::Relaxed));
+        if ((seq ^ seq2) | (seq & 1) | (etag ^ tag)) == 0 && etp == tp {
+            table
+        } else {
+            ptr::null()
+        }
+    }
+}
+
+/// Write one entry (LOCK held).
+fn write(e: &CacheEntry, tp: *mut PyTypeObject, tag: u32, table: *const RawTable) {
+    let seq = e.seq.load(Ordering::Relaxed);
+    e.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    e.tp.store(tp, Ordering::Relaxed);
+    e.tag.store(tag, Ordering::Relaxed);
+    e.table.store(table.cast_mut(), Ordering::Relaxed);
+    e.seq.store(seq.wrapping_add(2), Ordering::Release);
+}
+
+/// Forget every entry and bump the generation: after any table was
+/// published or freed. Blocks on [`LOCK`] (held only briefly, by threads that
+/// run no Python code under it). Needs no GIL.
+pub(crate) fn invalidate_all() {
+    let mut guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    let entries = VIEW.entries.load(Ordering::Acquire);
+    let clear = |i: usize| {
+        // SAFETY: i < CACHE_SIZE; the entries live forever.
+        let e = unsafe { &*entries.add(i) };
+        if !e.tp.load(Ordering::Relaxed).is_null() {
+            write(e, ptr::null_mut(), 0, ptr::null());
+        }
+    };
+    // Only this copy fills its entries (another copy's runtime owns the
+    // cache it views and clears it itself).
+    if entries.cast_const() == own_entries() {
+        if guard.filled.len() > CACHE_SIZE {
+            (0..CACHE_SIZE).for_each(clear);
+        } else {
+            guard.filled.iter().for_each(|&i| clear(usize::from(i)));
+        }
+    }
+    guard.filled.clear();
+}
+
+/// The entries of a live table.
+///
+/// # Safety
+/// `table` must be a live table.
+unsafe fn entries_of<'a>(table: *const RawTable) -> &'a [RawEntry] {
+    // SAFETY: a table holds `size` entries at `entries_offset`.
+    unsafe {
+        let base = table.cast::<u8>().add((*table).entries_offset as usize).cast::<RawEntry>();
+        core::slice::from_raw_parts(base, (*table).size as usize)
+    }
+}
+
+/// The table a lookup on `tp` probes, computed from the published tables
+/// (no GIL): `None` when it would need a new merged table and the cache is
+/// busy (the caller then walks the MRO itself).
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
+    // SAFETY: see the contract; published tables are immutable and live as
+    // long as their type (registry tables forever).
+    unsafe {
+        if layout::is_extensible(tp) {
+            let table = TypeData::load(tp);
+            if !table.is_null() {
+                return Some(table);
+            }
+            if layout::state_of(tp).is_some() {
+                // Initialised: writers publish the table before the state.
+                let table = TypeData::load(tp);
+                return Some(if table.is_null() { empty_table() } else { table });
+            }
+        } else {
+            let registry = layout::foreign_registry();
+            if !registry.is_null() {
+                let table: *const RawTable = raw_lookup(registry, tp as u64).cast();
+                if !table.is_null() && mro_unchanged(tp) {
+                    return Some(table);
+                }
+            }
+        }
+        // Never initialised / not registered / registered but its MRO
+        // changed since its table was published (`__bases__` assignment):
+        // merge the own slots along the current MRO, first definition wins
+        // (what a published table would hold).
+        let mut owns: Vec<*const RawTable> = Vec::new();
+        layout::find_in_mro(tp, false, |t| {
+            let own = registry::own_table_of(t);
+            if !own.is_null() {
+                owns.push(own);
+            }
+            None::<()>
+        });
+        match owns.len() {
+            0 => Some(empty_table()),
+            1 => Some(owns[0]),
+            _ => {
+                let mut merged: BTreeMap<u64, usize> = BTreeMap::new();
+                for &own in &owns {
+                    for e in entries_of(own) {
+                        if e.id != 0 {
+                            merged.entry(e.id).or_insert(e.ptr as usize);
+                        }
+                    }
+                }
+                let key: Vec<(u64, usize)> = merged.into_iter().collect();
+                let mut guard = LOCK.try_lock().ok()?;
+                let interned = guard.interned.get_or_insert_with(HashMap::new);
+                if let Some(t) = interned.get(&key) {
+                    return Some(t.as_raw());
+                }
+                let entries: Vec<(u64, *const c_void)> = key.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
+                let table = Table::build(&entries).ok()?;
+                let raw = table.as_raw();
+                interned.insert(key, table);
+                Some(raw)
+            }
+        }
+    }
+}
+
+/// Is the MRO a registered foreign type's effective table was merged along
+/// still its MRO? (False when unknown: the caller merges afresh.)
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+unsafe fn mro_unchanged(tp: *mut PyTypeObject) -> bool {
+    // SAFETY: published snapshot tables and snapshots are never freed; each
+    // snapshot is `[len, addresses...]`.
+    unsafe {
+        let mros = registry::FOREIGN_MRO.load(Ordering::Acquire);
+        if mros.is_null() {
+            return false;
+        }
+        let snapshot: *const usize = raw_lookup(mros, tp as u64).cast();
+        if snapshot.is_null() {
+            return false;
+        }
+        let len = *snapshot;
+        let mut i = 0;
+        let same = layout::find_in_mro(tp, false, |t| {
+            i += 1;
+            (i > len || *snapshot.add(i) != t as usize).then_some(())
+        })
+        .is_none();
+        same && i == len
+    }
+}
+
+/// The slow path's answer for `tp` through the cache: the table a lookup on
+/// `tp` probes (and the entry filled when `tp` has a version tag), or `None`
+/// (cache off or busy: the caller walks the MRO). No GIL needed; with an
+/// attached thread state, a type without a version tag gets one first.
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable> {
+    let off = tag_offset();
+    if off == 0 {
+        return None;
+    }
+    // SAFETY: forwarded.
+    unsafe {
+        let mut tag = read_tag(tp, off);
+        if tag == 0 {
+            assign_tag(tp);
+            tag = read_tag(tp, off);
+        }
+        // The generation before any table is read: see the module doc.
+        let generation = GENERATION.load(Ordering::Acquire);
+        let table = effective_table(tp)?;
+        if tag != 0 {
+            if let Ok(mut guard) = LOCK.try_lock() {
+                if GENERATION.load(Ordering::Relaxed) == generation && read_tag(tp, off) == tag {
+                    let entries = VIEW.entries.load(Ordering::Relaxed);
+                    let i = index(tp);
+                    write(&*entries.add(i), tp, tag, table);
+                    if guard.filled.len() <= CACHE_SIZE {
+                        guard.filled.push(i as u16);
+                    }
+                }
+            }
+        }
+        Some(table)
+    }
+}
+
+#[cfg(all(Py_3_12, not(Py_LIMITED_API)))]
+extern "C" {
+    fn PyUnstable_Type_AssignVersionTag(tp: *mut PyTypeObject) -> core::ffi::c_int;
+}
+
+#[cfg(all(not(Py_3_12), not(Py_LIMITED_API)))]
+extern "C" {
+    fn _PyType_Lookup(tp: *mut PyTypeObject, name: *mut PyObject) -> *mut PyObject;
+}
+
+// Not in the limited API's headers, but exported (and documented) by every
+// CPython the abi3 wheel supports (3.12+); there is no limited-API way to ask
+// "does this thread hold the GIL?".
+#[cfg(Py_LIMITED_API)]
+extern "C" {
+    fn PyGILState_Check() -> core::ffi::c_int;
+}
+
+/// An interned attribute name no type has (for tag assignment by lookup).
+static PROBE_NAME: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Does the calling thread have an attached thread state (hold the GIL)?
+/// Callable from any thread, with or without one.
+fn attached() -> bool {
+    // SAFETY: both may be called from any thread at any time.
+    unsafe {
+        // Exact: the attached thread state of this thread, or NULL.
+        #[cfg(not(Py_LIMITED_API))]
+        return !pyo3_ffi::compat::PyThreadState_GetUnchecked().is_null();
+        // The limited API has no exact query; PyGILState_Check is exact while
+        // only one interpreter exists (CPython disables its check once a
+        // subinterpreter is created, and the runtime does not support those).
+        #[cfg(Py_LIMITED_API)]
+        return PyGILState_Check() != 0;
+    }
+}
+
+/// Give `tp` a version tag if the calling thread holds the GIL (an attached
+/// thread state); otherwise do nothing (no Python API without one).
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+unsafe fn assign_tag(tp: *mut PyTypeObject) {
+    // SAFETY: everything after the check runs with an attached thread state.
+    unsafe {
+        if !attached() {
+            return;
+        }
+        #[cfg(all(Py_3_12, not(Py_LIMITED_API)))]
+        {
+            PyUnstable_Type_AssignVersionTag(tp);
+        }
+        #[cfg(all(not(Py_3_12), not(Py_LIMITED_API)))]
+        {
+            // A method-cache lookup assigns the tag (and never raises for a
+            // str name; it clears its own errors).
+            let name = PROBE_NAME.load(Ordering::Acquire);
+            if !name.is_null() {
+                _PyType_Lookup(tp, name);
+            }
+        }
+        #[cfg(Py_LIMITED_API)]
+        {
+            // A failed attribute lookup on the type assigns the tag. Only
+            // where it runs no Python code: the metaclass uses type's own
+            // tp_getattro (no __getattr__/__getattribute__ override).
+            let meta = Py_TYPE(tp.cast());
+            let name = PROBE_NAME.load(Ordering::Acquire);
+            let type_getattro = PyType_GetSlot(ptr::addr_of_mut!(PyType_Type), Py_tp_getattro);
+            if name.is_null() || PyType_GetSlot(meta, Py_tp_getattro) != type_getattro {
+                return;
+            }
+            let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+            #[allow(deprecated)]
+            PyErr_Fetch(&mut t, &mut v, &mut tb);
+            let found = PyObject_GetAttr(tp.cast(), name);
+            if found.is_null() {
+                PyErr_Clear();
+            } else {
+                Py_DECREF(found);
+            }
+            #[allow(deprecated)]
+            PyErr_Restore(t, v, tb);
+        }
+    }
+}
+
+/// A failed attribute lookup on `tp` (assigns its version tag).
+///
+/// # Safety
+/// The GIL is held; `tp` is a live type and `name` a str.
+unsafe fn lookup_missing(tp: *mut PyObject, name: *mut PyObject) {
+    // SAFETY: GIL held; tp is live.
+    unsafe {
+        let found = PyObject_GetAttr(tp, name);
+        if found.is_null() {
+            PyErr_Clear();
+        } else {
+            Py_DECREF(found);
+        }
+    }
+}
+
+/// A fresh heap type (new reference, or NULL with an error set) made by
+/// `type(name, (), {})`.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn probe_type() -> *mut PyObject {
+    // SAFETY: GIL held.
+    unsafe {
+        PyObject_CallFunction(
+            ptr::addr_of_mut!(PyType_Type).cast(),
+            c"s()N".as_ptr(),
+            c"_extensibletype_tag_probe".as_ptr(),
+            PyDict_New(),
+        )
+    }
+}
+
+/// Is `off` where this interpreter keeps `tp_version_tag`? Observed on fresh
+/// heap types: 0 after `PyType_Modified`, non-zero after an attribute
+/// lookup, a different value after the next modification and lookup, and a
+/// different value again on another type. No error left set.
+///
+/// # Safety
+/// The GIL is held; `name` is a str no type has as an attribute.
+unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
+    // SAFETY: GIL held; reads stay inside type objects (checked against
+    // type.__basicsize__).
+    unsafe {
+        let basicsize = PyObject_GetAttrString(ptr::addr_of_mut!(PyType_Type).cast(), c"__basicsize__".as_ptr());
+        if basicsize.is_null() {
+            PyErr_Clear();
+            return false;
+        }
+        let size = PyLong_AsSsize_t(basicsize);
+        Py_DECREF(basicsize);
+        if size < 0 {
+            PyErr_Clear();
+            return false;
+        }
+        if off <= 0 || off % 4 != 0 || off + 4 > size {
+            return false;
+        }
+        let (a, b) = (probe_type(), probe_type());
+        let ok = !a.is_null() && !b.is_null() && {
+            let (ta, tb) = (a.cast::<PyTypeObject>(), b.cast::<PyTypeObject>());
+            PyType_Modified(ta);
+            let v0 = read_tag(ta, off);
+            lookup_missing(a, name);
+            let v1 = read_tag(ta, off);
+            PyType_Modified(ta);
+            let v2 = read_tag(ta, off);
+            lookup_missing(a, name);
+            let v3 = read_tag(ta, off);
+            lookup_missing(b, name);
+            let v4 = read_tag(tb, off);
+            v0 == 0 && v1 != 0 && v2 == 0 && v3 != 0 && v3 != v1 && v4 != 0 && v4 != v3 && v4 != v1
+        };
+        if a.is_null() || b.is_null() {
+            PyErr_Clear();
+        }
+        for t in [a, b] {
+            if !t.is_null() {
+                Py_DECREF(t);
+            }
+        }
+        ok
+    }
+}
+
+/// Set up the cache of the runtime this copy creates: prove the tag offset
+/// (cache off when it cannot be proven) and use this copy's entries.
+///
+/// # Safety
+/// The GIL is held; called once, before the API struct is published.
+pub(crate) unsafe fn init() {
+    // SAFETY: GIL held.
+    unsafe {
+        let name = PyUnicode_InternFromString(c"_extensibletype_no_such_attribute".as_ptr());
+        if name.is_null() {
+            PyErr_Clear();
+            set_view(own_entries(), 0);
+            return;
+        }
+        PROBE_NAME.store(name, Ordering::Release); // kept for the process
+        #[cfg(not(Py_LIMITED_API))]
+        let candidates = [core::mem::offset_of!(PyTypeObject, tp_version_tag) as isize];
+        // The field follows 48 pointer-sized fields on GIL builds (CPython
+        // 3.11-3.15); free-threaded builds have a 16-byte larger header.
+        #[cfg(Py_LIMITED_API)]
+        let candidates = [48 * size_of::<usize>() as isize, 48 * size_of::<usize>() as isize + 16];
+        let off = candidates.into_iter().find(|&off| prove(off, name)).unwrap_or(0);
+        set_view(own_entries(), off);
+    }
+}
