@@ -1,8 +1,8 @@
-//! Build script: with the `python` feature, expose the interpreter's version
-//! and build flags as cfgs (`Py_3_12`, `Py_GIL_DISABLED`, ...), which pick the
-//! metaclass layout (SPEC §4) and free-threading declarations.
+//! Build script: expose the target interpreter's version and build flags as
+//! cfgs (`Py_3_12`, `Py_GIL_DISABLED`, `Py_LIMITED_API`, ...), read from the
+//! pyo3-ffi in this build, which pick the metaclass layout (SPEC §4) and the
+//! free-threading declarations.
 
 fn main() {
-    #[cfg(feature = "python")]
     pyo3_build_config::use_pyo3_cfgs();
 }

@@ -764,7 +764,7 @@ unsafe extern "C" fn py_bench_view_cost(
 
 /// Create the `_arrays` submodule and attach it to `core` as `_arrays`.
 /// Returns 0, or -1 with an exception set. GIL held (module init).
-pub(crate) fn add_submodule(core: *mut PyObject) -> c_int {
+pub fn add_submodule(core: *mut PyObject) -> c_int {
     guard(-1, || match create(core) {
         Ok(()) => 0,
         Err(()) => -1,

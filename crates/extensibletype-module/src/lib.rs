@@ -1,14 +1,19 @@
-//! Layer 4: the `extensibletype._core` extension module (feature `module`).
-//! Thin argument parsing over the runtime's [`Api`](crate::runtime::Api);
-//! the Python package `extensibletype` re-exports it.
+//! The `extensibletype._core` extension module (the cdylib maturin builds):
+//! the one place where the layers are wired together — the runtime's Python
+//! API (thin argument parsing over its [`Api`](runtime::Api)) and the arrays
+//! layer's `_arrays` submodule. The Python package `extensibletype`
+//! re-exports it.
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::ffi::{c_char, CStr};
 use core::ptr;
 
 use pyo3_ffi::*;
 
-use crate::runtime::pyutil::{add, new_module, py_method};
-use crate::runtime::{self, Api};
+use extensibletype_arrays as arrays;
+use extensibletype_runtime::pyutil::{add, new_module, py_method};
+use extensibletype_runtime::{self as runtime, Api};
 
 /// `Ok(api)` or NULL with the exception set by import.
 fn api() -> Option<&'static Api> {
@@ -49,7 +54,7 @@ unsafe extern "C" fn prehash(_m: *mut PyObject, key: *mut PyObject) -> *mut PyOb
             PyErr_Format(PyExc_TypeError, c"prehash() argument must be str or bytes, not %S".as_ptr(), Py_TYPE(key));
             return ptr::null_mut();
         };
-        PyLong_FromUnsignedLongLong(crate::prehash_bytes(bytes))
+        PyLong_FromUnsignedLongLong(extensibletype_core::prehash_bytes(bytes))
     }
 }
 
@@ -141,7 +146,7 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
             && add(module, c"_C_API", capsule).is_ok()
             && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _)).is_ok()
             && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset)).is_ok()
-            && crate::arrays::add_submodule(module) == 0;
+            && arrays::add_submodule(module) == 0;
         if !ok {
             Py_DECREF(module);
             return ptr::null_mut();

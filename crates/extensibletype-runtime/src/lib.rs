@@ -1,6 +1,10 @@
-//! Layer 3: the CPython runtime (feature `python`) — the `ExtensibleType`
-//! metaclass, the foreign registry, and the C API struct — and its Rust API
-//! for other `pyo3` / `pyo3-ffi` extensions.
+//! # extensibletype-runtime
+//!
+//! The CPython runtime — the `ExtensibleType` metaclass, the foreign
+//! registry, and the C API struct — and its Rust API for other `pyo3` /
+//! `pyo3-ffi` extensions (re-exported as `extensibletype::runtime`). Works
+//! with any pyo3-ffi 0.28 – 0.30: the extension that links this crate picks
+//! the version (re-exported here as [`pyo3_ffi`]).
 //!
 //! One runtime per process (SPEC §8): the first copy of this crate that calls
 //! [`import`] creates the metaclass and publishes its [`Api`] struct in
@@ -10,7 +14,8 @@
 //!
 //! ```no_run
 //! use core::ffi::c_void;
-//! use extensibletype::{id, runtime};
+//! use extensibletype_core::id;
+//! use extensibletype_runtime as runtime; // `extensibletype::runtime` in the facade
 //! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
 //! // Once, with the GIL (e.g. in your module's init):
 //! runtime::import()?;
@@ -23,92 +28,40 @@
 //! # Ok(()) }
 //! ```
 
-use core::ffi::{c_char, c_int, c_void, CStr};
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::ffi::c_void;
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
+/// The pyo3-ffi this runtime was built against (the one in your build).
+pub use pyo3_ffi;
+
+pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_ENTRIES};
+
 mod api;
 mod convert;
 mod layout;
 mod metaclass;
-pub(crate) mod pyutil;
+#[doc(hidden)]
+pub mod pyutil;
 mod registry;
 
 pub use layout::TypeData;
 
 use crate::table::{raw_lookup, RawTable};
-use crate::BuildError;
+use layout::TypeDataExt;
 
-/// ABI version of the table layout, the lookup formula and [`Api`].
-pub const ABI_VERSION: u32 = 1;
-
-/// Name of the capsule holding the [`Api`] struct (`extensibletype._C_API`).
-pub const CAPSULE_NAME: &CStr = c"extensibletype._C_API";
-
-/// One slot to set (`ExtType_SlotDef` in C): `key` names it (NUL-terminated
-/// UTF-8), or, when `key` is NULL, `id` does. `ptr` NULL removes the slot.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SlotDef {
-    /// Key string, or NULL to use `id`.
-    pub key: *const c_char,
-    /// Raw id (used when `key` is NULL; if both are given they must agree).
-    pub id: u64,
-    /// The implementation, or NULL to remove the slot.
-    pub ptr: *const c_void,
-}
+pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
 
 /// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
-/// `include/extensibletype.h`; the layout is checked by a test).
-///
-/// Fields up to `from_spec` are the public C API; the rest serve the Python
-/// module of whichever copy of the runtime loaded first.
-#[repr(C)]
-pub struct Api {
-    /// [`ABI_VERSION`] of the runtime that made this struct.
-    pub abi_version: u32,
-    /// `size_of::<Api>()` of the runtime that made this struct.
-    pub struct_size: u32,
-    /// The `ExtensibleType` metaclass (borrowed; lives for the process).
-    pub metaclass: *mut PyTypeObject,
-    /// Offset of [`TypeData`] (whose first field is the table pointer) from
-    /// the start of every type whose metaclass derives from `metaclass`.
-    pub table_offset: isize,
-    /// GIL-free slow path of a lookup: sub-metaclasses, uninitialised types,
-    /// the foreign registry.
-    pub find_slow: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void,
-    /// `prehash(key[..len])`.
-    pub prehash: unsafe extern "C" fn(*const c_char, usize) -> u64,
-    /// Set slots on any type (GIL); 0, or -1 with an exception.
-    pub set_slots: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int,
-    /// Create a type with the metaclass from a spec and set its slots (GIL).
-    pub from_spec:
-        unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject,
-    /// Python `set_slots(tp, mapping)`.
-    pub py_set_slots: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
-    /// Python `get_slots(tp)`.
-    pub py_get_slots: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `table_info(tp)`.
-    pub py_table_info: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Python `lookup(obj, key)`.
-    pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
-    /// Bind a key string to an id allocated elsewhere (interner only).
-    pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
-    /// Where the foreign registry's table is published (type address →
-    /// that type's effective table; acquire-load it). Consumers probe it
-    /// inline for types whose metaclass is not `metaclass`; a miss means
-    /// "not registered itself": ask `find_slow`, which walks the MRO.
-    pub foreign_registry: *const AtomicPtr<RawTable>,
-}
-
-// SAFETY: the struct is immutable after publication; the metaclass pointer
-// is only dereferenced by code holding the GIL or a reference.
-unsafe impl Sync for Api {}
-// SAFETY: as above.
-unsafe impl Send for Api {}
+/// `include/extensibletype.h`; the layout is checked by a test), with
+/// pyo3-ffi's pointer types: [`extensibletype_core::abi::Api`].
+pub type Api = extensibletype_core::abi::Api<PyObject, PyTypeObject, PyType_Spec>;
 
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());

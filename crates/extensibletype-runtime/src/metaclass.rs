@@ -21,7 +21,7 @@ use pyo3_ffi::*;
 
 use super::convert::{changes_from_mapping, Changes};
 use super::pyutil::Owned;
-use super::layout::{self, TypeData};
+use super::layout::{self, TypeData, TypeDataExt};
 use super::registry::{self, Target};
 use super::{guard, Error};
 use crate::table::RawTable;

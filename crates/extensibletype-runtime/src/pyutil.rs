@@ -7,7 +7,7 @@ use core::ffi::CStr;
 use pyo3_ffi::*;
 
 /// A strong reference, released on drop (the GIL must be held then).
-pub(crate) struct Owned(pub *mut PyObject);
+pub struct Owned(pub *mut PyObject);
 
 impl Owned {
     /// Wrap a new reference; NULL (a Python exception is set) is `Err(())`.
@@ -36,7 +36,7 @@ impl Drop for Owned {
 /// `default`, so no panic crosses the boundary. The GIL (an attached thread
 /// state) must be held. Inlined: the non-panicking path costs nothing.
 #[inline(always)]
-pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
+pub fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {
@@ -64,7 +64,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) {
 ///
 /// # Safety
 /// GIL held; `obj` live.
-pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
+pub unsafe fn type_name(obj: *mut PyObject) -> String {
     // SAFETY: forwarded; PyType_GetName is in the limited API (3.11).
     unsafe {
         let Ok(name) = Owned::new(PyType_GetName(Py_TYPE(obj))) else {
@@ -79,7 +79,7 @@ pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
 ///
 /// # Safety
 /// GIL held; `s` live for the returned lifetime.
-pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
+pub unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
     // SAFETY: the buffer lives as long as the str object.
     unsafe {
         let mut len: Py_ssize_t = 0;
@@ -94,7 +94,7 @@ pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
 
 /// Add `value` (a new reference; NULL = an error is set) to `module` as
 /// `name`. The reference is consumed either way.
-pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
+pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
     let value = Owned::new(value)?;
     // SAFETY: GIL held (module init); module and value live.
     match unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.0) } {
@@ -106,7 +106,7 @@ pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> R
 /// A new module from a process-lifetime definition (`methods` ends with
 /// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
 /// runtime is thread-safe). Needs the GIL (module initialisation).
-pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
     let methods: &'static mut [PyMethodDef] = methods.leak();
     let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
         m_base: PyModuleDef_HEAD_INIT,
@@ -129,14 +129,16 @@ pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<P
 }
 
 /// A `PyMethodDef`: `py_method!(c"name", PyCFunctionFast, f, METH_FASTCALL, c"doc")`.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! py_method {
     ($name:expr, $kind:ident, $f:expr, $flags:expr, $doc:expr) => {
-        pyo3_ffi::PyMethodDef {
+        $crate::pyo3_ffi::PyMethodDef {
             ml_name: $name.as_ptr(),
-            ml_meth: pyo3_ffi::PyMethodDefPointer { $kind: $f },
+            ml_meth: $crate::pyo3_ffi::PyMethodDefPointer { $kind: $f },
             ml_flags: $flags,
             ml_doc: $doc.as_ptr(),
         }
     };
 }
-pub(crate) use py_method;
+pub use crate::py_method;
