@@ -12,7 +12,7 @@ PY_DEPS=(maturin pytest cython numpy setuptools)
 
 # A digest of everything that goes into the wheel: reinstall only on change.
 source_digest() {
-    git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
+    git -C "$ROOT" ls-files -co --exclude-standard -- src crates include python/extensibletype Cargo.toml Cargo.lock pyproject.toml \
         | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
 }
 

@@ -1,5 +1,5 @@
 """include/extensibletype.h: compiles warning-free as C99, C11 and C++17; its
-structs match the Rust #[repr(C)] definitions (parsed from src/) and the
+structs match the Rust #[repr(C)] definitions (parsed from crates/) and the
 runtime's real API struct and tables (read with ctypes); and
 `python -m extensibletype header` emits ids equal to prehash.
 """
@@ -136,11 +136,11 @@ int main(void)
 
 # C struct -> (Rust file, Rust struct); field names are the same.
 STRUCTS = {
-    "ExtType_Table": ("src/table.rs", "RawTable"),
-    "ExtType_Entry": ("src/table.rs", "RawEntry"),
-    "ExtType_SlotDef": ("src/runtime/mod.rs", "SlotDef"),
-    "ExtType_TypeData": ("src/runtime/layout.rs", "TypeData"),
-    "ExtType_API": ("src/runtime/mod.rs", "Api"),
+    "ExtType_Table": ("crates/extensibletype-core/src/table.rs", "RawTable"),
+    "ExtType_Entry": ("crates/extensibletype-core/src/table.rs", "RawEntry"),
+    "ExtType_SlotDef": ("crates/extensibletype-core/src/abi.rs", "SlotDef"),
+    "ExtType_TypeData": ("crates/extensibletype-core/src/abi.rs", "TypeData"),
+    "ExtType_API": ("crates/extensibletype-core/src/abi.rs", "Api"),
 }
 
 # The ABI on 64-bit platforms: (size, align) and offsets, field by field.
@@ -181,7 +181,7 @@ def c_layout():
 def rust_struct(path, name):
     """[(field, type text)] of `pub struct name { ... }` in a Rust file."""
     text = (ROOT / path).read_text()
-    m = re.search(r"#\[repr\(C\)\][^{]*?pub struct " + name + r"\s*\{(.*?)\n\}", text, re.S)
+    m = re.search(r"#\[repr\(C\)\][^{]*?pub struct " + name + r"(?:<[^>{]*>)?\s*\{(.*?)\n\}", text, re.S)
     assert m, f"#[repr(C)] struct {name} not found in {path}"
     body = "\n".join(line for line in m.group(1).splitlines() if not line.strip().startswith("//"))
     parts = re.split(r"\bpub (\w+):", body)
@@ -241,6 +241,8 @@ RUST_TO_C = {
     "*const c_char": "const char *", "*mut PyObject": "PyObject *", "*mut PyTypeObject": "PyTypeObject *",
     "*const SlotDef": "const ExtType_SlotDef *", "*mut PyType_Spec": "PyType_Spec *",
     "*const c_void": "void *",  # C returns a plain void * (callers cast it anyway)
+    # Api<O, T, S>: the pointee types of PyObject *, PyTypeObject *, PyType_Spec *
+    "*mut O": "PyObject *", "*mut T": "PyTypeObject *", "*mut S": "PyType_Spec *",
 }
 
 
@@ -257,7 +259,7 @@ def c_api_functions():
 
 
 def test_api_function_signatures_match_rust():
-    rust = dict(rust_struct("src/runtime/mod.rs", "Api"))
+    rust = dict(rust_struct("crates/extensibletype-core/src/abi.rs", "Api"))
     c = c_api_functions()
     fn_fields = [f for f, ty in rust.items() if "fn(" in ty]
     assert sorted(c) == sorted(fn_fields)
@@ -271,9 +273,9 @@ def test_api_function_signatures_match_rust():
 
 def test_layout_matches_rust_unit_test(c_layout):
     """src/table.rs has a `header_layout` test asserting the same numbers."""
-    text = (ROOT / "src/table.rs").read_text()
+    text = (ROOT / "crates/extensibletype-core/src/table.rs").read_text()
     m = re.search(r"fn header_layout\(\)\s*\{(.*?)\n    \}", text, re.S)
-    assert m, "header_layout test not found in src/table.rs"
+    assert m, "header_layout test not found in crates/extensibletype-core/src/table.rs"
     body = m.group(1)
     offsets = dict(re.findall(r"offset_of!\(RawTable, (\w+)\), (\d+)\)", body))
     assert int(re.search(r"HEADER_SIZE, (\d+)\)", body).group(1)) == c_layout["consts"]["EXTTYPE_TABLE_HEADER_SIZE"]
