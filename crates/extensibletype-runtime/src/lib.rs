@@ -247,32 +247,45 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
     }
 }
 
-/// Find the implementation of `id` on `tp`: NULL when absent.
+/// Find the implementation of `id` on `tp`: NULL when absent — also for a
+/// NULL `tp`, for id 0 (reserved, never registered) and for an object that
+/// is not a type.
 ///
 /// No GIL needed; the caller must hold a reference to `tp` (or an instance).
 /// The fast path ([`table_of`], then one probe) is inline.
 ///
 /// # Safety
-/// [`import`] must have succeeded and `tp` must be a live type object.
+/// [`import`] must have succeeded and `tp` must be NULL or a live object.
 #[inline]
 pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded.
+    if tp.is_null() || id == 0 {
+        return ptr::null();
+    }
+    // SAFETY: forwarded; the slow path reads type fields, so a non-type
+    // (whose metaclass check and registry probe both missed) stops here.
     unsafe {
         let table = table_of(tp);
         if !table.is_null() {
             return raw_lookup(table, id);
         }
+        if PyType_Check(tp.cast()) == 0 {
+            return ptr::null();
+        }
         (api().find_slow)(tp, id)
     }
 }
 
-/// Find the implementation of `id` on `type(obj)`: NULL when absent.
+/// Find the implementation of `id` on `type(obj)`: NULL when absent (and
+/// for a NULL `obj` or id 0).
 ///
 /// # Safety
-/// As [`find_in_type`]; `obj` must be live.
+/// As [`find_in_type`]; `obj` must be NULL or a live object.
 #[inline]
 pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded.
+    if obj.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: forwarded; a live object has a live type.
     unsafe { find_in_type(Py_TYPE(obj), id) }
 }
 
@@ -281,8 +294,9 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 /// `Err(())` with a Python exception set, and nothing changed.
 ///
 /// # Safety
-/// [`import`] must have succeeded; `tp` must be a live object; every `key`
-/// must be NULL or a NUL-terminated string.
+/// [`import`] must have succeeded; `tp` must be NULL (`TypeError`) or a
+/// live object (a non-type gets `TypeError`); every `key` must be NULL or a
+/// NUL-terminated string.
 #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
     // SAFETY: forwarded.
@@ -299,8 +313,12 @@ pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
 /// On CPython 3.11 (no `PyType_FromMetaclass`) the result is a subclass
 /// (with `__slots__ = ()`) of a type built from `spec`, under the same name.
 ///
+/// A NULL `spec` gets `ValueError` (and NULL).
+///
 /// # Safety
-/// As `PyType_FromModuleAndSpec`; [`import`] must have succeeded.
+/// As `PyType_FromModuleAndSpec` (GIL held; `spec` NULL or valid; `module`
+/// and `bases` NULL or live); [`import`] must have succeeded; every `key`
+/// must be NULL or a NUL-terminated string.
 pub unsafe fn type_from_spec(
     module: *mut PyObject,
     spec: *mut PyType_Spec,
