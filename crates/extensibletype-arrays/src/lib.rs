@@ -30,7 +30,9 @@ use extensibletype_runtime as runtime;
 
 pub mod abi;
 
-#[cfg(feature = "python")]
+// Not under abi3t (PEP 803): its instance struct embeds `PyObject`, which
+// is opaque there (it would need PEP 697 instance data instead).
+#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
 mod array_type;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod buffer;
@@ -43,6 +45,7 @@ mod numpy;
 #[cfg(feature = "python")]
 mod pyapi;
 #[cfg(feature = "python")]
+#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only array_type
 mod util;
 
 #[cfg(feature = "python")]

@@ -106,6 +106,7 @@ pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(
 /// A new module from a process-lifetime definition (`methods` ends with
 /// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
 /// runtime is thread-safe). Needs the GIL (module initialisation).
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
 pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
     let methods: &'static mut [PyMethodDef] = methods.leak();
     let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
@@ -124,6 +125,22 @@ pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethod
         let module = Owned::new(PyModule_Create(def))?;
         #[cfg(Py_GIL_DISABLED)]
         PyUnstable_Module_SetGIL(module.0, Py_MOD_GIL_NOT_USED);
+        Ok(module)
+    }
+}
+
+/// abi3t (PEP 803: no `PyModuleDef`): a plain module object with the
+/// (process-lifetime) methods and doc. The extension module itself declares
+/// itself GIL-free through its `PyModExport` slots (`Py_mod_gil`).
+#[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+    let methods: &'static mut [PyMethodDef] = methods.leak();
+    // SAFETY: GIL held; the methods live for the process.
+    unsafe {
+        let module = Owned::new(PyModule_New(name.as_ptr()))?;
+        if PyModule_SetDocString(module.0, doc.as_ptr()) < 0 || PyModule_AddFunctions(module.0, methods.as_mut_ptr()) < 0 {
+            return Err(());
+        }
         Ok(module)
     }
 }
