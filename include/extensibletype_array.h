@@ -73,7 +73,7 @@
  *   Consumers must check both before touching data.
  *
  * Layout (64-bit platforms; checked against the Rust #[repr(C)]
- * definition in src/arrays/abi.rs by python/tests/test_arrays.py):
+ * definition in crates/extensibletype-arrays/src/abi.rs by python/tests/test_arrays.py):
  *
  *   offset  0  uint32_t size            in: sizeof(ExtType_ArrayView)
  *   offset  4  uint32_t version         out: EXTTYPE_ARRAY_VERSION

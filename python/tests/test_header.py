@@ -272,7 +272,7 @@ def test_api_function_signatures_match_rust():
 
 
 def test_layout_matches_rust_unit_test(c_layout):
-    """src/table.rs has a `header_layout` test asserting the same numbers."""
+    """crates/extensibletype-core/src/table.rs has a `header_layout` test asserting the same numbers."""
     text = (ROOT / "crates/extensibletype-core/src/table.rs").read_text()
     m = re.search(r"fn header_layout\(\)\s*\{(.*?)\n    \}", text, re.S)
     assert m, "header_layout test not found in crates/extensibletype-core/src/table.rs"
