@@ -136,7 +136,10 @@ const NAME: &CStr = c"extensibletype._core";
 const DOC: &CStr = c"The extensibletype runtime (see the extensibletype package).";
 
 /// Add the runtime's objects and the `_arrays` submodule to `module`.
-/// 0, or -1 with an exception set. GIL held (module initialisation).
+/// 0, or -1 with an exception set.
+///
+/// # Safety
+/// GIL held (module initialisation); `module` is a live module.
 unsafe fn populate(module: *mut PyObject, api: &'static Api) -> c_int {
     // SAFETY: GIL held; module is live; `add` consumes each new reference.
     unsafe {
@@ -194,6 +197,9 @@ mod abi3t {
     unsafe impl Sync for Slots {}
 
     /// `Py_mod_exec`: load or create the runtime, then fill the module.
+    ///
+    /// # Safety
+    /// Called by CPython's import machinery with the GIL held.
     unsafe extern "C" fn exec(module: *mut PyObject) -> c_int {
         // SAFETY: GIL held (module execution); module is live.
         unsafe { api().map_or(-1, |api| populate(module, api)) }

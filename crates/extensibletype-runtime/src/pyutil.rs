@@ -1,6 +1,12 @@
 //! Glue for the CPython C API shared by the runtime, the extension module
 //! and the array providers: owned references, panics at the FFI boundary,
 //! method tables, names for messages. Nothing here knows about slots.
+//!
+//! Public (doc-hidden) only so that the workspace's arrays and module crates
+//! share it; not part of the Rust API. Its functions keep CPython's
+//! conventions: `Err(())` means an exception is set, and callers hold the
+//! GIL with live objects.
+#![allow(clippy::not_unsafe_ptr_arg_deref, clippy::result_unit_err)]
 
 use core::ffi::CStr;
 

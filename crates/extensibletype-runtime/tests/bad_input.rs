@@ -9,6 +9,9 @@ use extensibletype_runtime::pyo3_ffi::*;
 use extensibletype_runtime::{self as runtime, SlotDef};
 
 /// The pending exception is of `kind` (then cleared).
+///
+/// # Safety
+/// GIL held; `kind` is an exception type.
 unsafe fn take_error(kind: *mut PyObject) -> bool {
     // SAFETY: GIL held by the caller.
     unsafe {
@@ -51,7 +54,7 @@ fn bad_input_gets_null_or_an_error() {
         assert!(take_error(PyExc_TypeError));
         assert!(runtime::set_slots(five, &defs).is_err());
         assert!(take_error(PyExc_TypeError));
-        let zero = [SlotDef { key: ptr::null(), id: 0, ptr: 0x1 as *const c_void }];
+        let zero = [SlotDef { key: ptr::null(), id: 0, ptr: ptr::dangling::<c_void>() }];
         assert!(runtime::set_slots(tp.cast(), &zero).is_err());
         assert!(take_error(PyExc_ValueError));
         assert_eq!(runtime::find_in_type(tp, id) as usize, 0x1234, "a failed set_slots changes nothing");

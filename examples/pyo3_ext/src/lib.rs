@@ -74,6 +74,8 @@ fn area(obj: &Bound<'_, PyAny>) -> Option<f64> {
 /// # Safety
 /// `v` is an acquired view whose memory stays valid for the call.
 unsafe fn sum_view(v: &ArrayView) -> f64 {
+    /// # Safety
+    /// `data` with `shape` and byte `strides` (equal lengths) lies inside the view.
     unsafe fn walk(data: *const u8, shape: &[i64], strides: &[i64]) -> f64 {
         match shape {
             // SAFETY: the view says an f64 lives at data.
