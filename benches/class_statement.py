@@ -2,7 +2,7 @@
 
     .venv/3.11/bin/python benches/class_statement.py   (after scripts/test.sh)
 
-Prints µs per class statement (best of 7 repeats) and the ratios the issue
+Prints µs per class statement (best of 7 repeats) and the ratio the project
 targets: ExtensibleType with 16 __cslots__ <= 2x a plain class with 16
 class attributes.
 """

@@ -302,6 +302,42 @@ fn bench_build(c: &mut Criterion) {
     }
 }
 
+/// Structured id sets (multiply-shift maps arithmetic progressions onto a
+/// lattice) next to a random set of the same size: the time bound of SPEC §3.
+/// Short runs: compare the ratios within one run.
+fn bench_build_structured(c: &mut Criterion) {
+    type Family = (&'static str, fn(u64) -> u64);
+    let families: [(usize, &[Family]); 3] = [
+        (1024, &[("k_shl47_plus7", |k| (k << 47) + 7), ("sequential", |k| k)]),
+        (8192, &[("k_shl18", |k| k << 18)]),
+        (
+            65536,
+            &[
+                ("k_shl38", |k| k << 38),
+                ("k_shl5", |k| k << 5),
+                ("k_mul_golden", |k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            ],
+        ),
+    ];
+    for (n, families) in families {
+        let mut g = c.benchmark_group(format!("build_structured_n{n}"));
+        if n >= 65536 {
+            configure(&mut g, 10, 1500);
+        } else {
+            configure(&mut g, 20, 500);
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        let random = pairs(&member_ids(n));
+        let mut builder = Builder::new();
+        g.bench_function("random", |b| b.iter(|| builder.build(black_box(&random)).unwrap()));
+        for &(name, f) in families {
+            let input = pairs(&(1..=n as u64).map(f).collect::<Vec<_>>());
+            g.bench_function(name, |b| b.iter(|| builder.build(black_box(&input)).unwrap()));
+        }
+        g.finish();
+    }
+}
+
 fn bench_lookup(c: &mut Criterion) {
     let salt = black_box(0usize);
     for n in LOOKUP_SIZES {
@@ -377,5 +413,5 @@ fn bench_lookup(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_build, bench_lookup);
+criterion_group!(benches, bench_build, bench_build_structured, bench_lookup);
 criterion_main!(benches);

@@ -45,9 +45,10 @@
  * EXTTYPE_API_UNIQUE_SYMBOL TU) before any other function is called, and must
  * not race with lookups from other threads (call it in module init).
  *
- * ABI v1 layout (checked against the Rust #[repr(C)] definitions by
- * python/tests/test_header.py; sizes/offsets for 64-bit platforms)
- * ------------------------------------------------------------------
+ * ABI v1 layout (docs/spec.md sections 2, 3 and 8; sizes/offsets for 64-bit
+ * platforms, checked by the compiler in tests/abi/abi_layout.c and against
+ * the Rust #[repr(C)] definitions' const asserts)
+ * ------------------------------------------------------------------------
  * Table: one immutable, 64-byte-aligned block, never modified once
  * published (replacement = new block, release store of the pointer):
  *
@@ -147,7 +148,9 @@ typedef struct ExtType_SlotDef {
 } ExtType_SlotDef;
 
 /* The API struct in the capsule (Rust: extensibletype::runtime::Api).
-   Read-only, lives for the process. Prefer the ExtType_* wrappers below. */
+   Read-only, lives for the process. Prefer the ExtType_* wrappers below.
+   Append-only (docs/spec.md sections 8 and 9): a field added after the ones
+   below exists iff struct_size >= its offset + size; check before reading. */
 typedef struct ExtType_API {
     /* EXTTYPE_ABI_VERSION of the runtime that made this struct. */
     uint32_t abi_version;
@@ -170,11 +173,11 @@ typedef struct ExtType_API {
                            const ExtType_SlotDef *defs, Py_ssize_t n);
     /* ---- Internal: serve the Python module of whichever copy of the runtime
        loaded first. Not part of the C API; present so that sizes match. ---- */
-    int (*py_set_slots)(PyObject *type, PyObject *mapping);
-    PyObject *(*py_get_slots)(PyObject *type);
-    PyObject *(*py_table_info)(PyObject *type);
-    PyObject *(*py_lookup)(PyObject *obj, PyObject *key);
-    int (*bind_key)(const char *key, uint64_t id);
+    int (*py_set_slots)(PyObject *type, PyObject *mapping);     /* internal */
+    PyObject *(*py_get_slots)(PyObject *type);                  /* internal */
+    PyObject *(*py_table_info)(PyObject *type);                 /* internal */
+    PyObject *(*py_lookup)(PyObject *obj, PyObject *key);       /* internal */
+    int (*bind_key)(const char *key, uint64_t id);              /* internal */
     /* ---- Public again. ---- */
     /* Where the foreign registry's table is published (type address ->
        that type's effective table): acquire-load *foreign_registry. A miss

@@ -72,8 +72,9 @@
  *   DLDevice {device_type, device_id}: {EXTTYPE_DL_CPU, 0} for host memory.
  *   Consumers must check both before touching data.
  *
- * Layout (64-bit platforms; checked against the Rust #[repr(C)]
- * definition in crates/extensibletype-arrays/src/abi.rs by python/tests/test_arrays.py):
+ * Layout (64-bit platforms; docs/spec.md section 12; checked by the compiler
+ * in tests/abi/abi_layout.c and by const asserts in
+ * crates/extensibletype-arrays/src/abi.rs):
  *
  *   offset  0  uint32_t size            in: sizeof(ExtType_ArrayView)
  *   offset  4  uint32_t version         out: EXTTYPE_ARRAY_VERSION

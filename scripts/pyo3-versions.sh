@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check the Rust crates against every supported pyo3-ffi (SPEC §7: any of
+# Check the Rust crates against every supported pyo3-ffi (docs/spec.md §10: any of
 # 0.28, 0.29, 0.30; pyo3-ffi's `links = "python"` allows one per build, so
 # the crates depend on a range). The root Cargo.lock holds one version; each
 # other one is checked in a copy of the tree moved there with

@@ -10,6 +10,9 @@
 #    The abi3 wheel (feature `abi3`, limited API 3.12) is tested again on
 #    3.12 and 3.13 (tags 3.12-abi3, 3.13-abi3).
 #
+# 3. scripts/fuzz.sh (the Python API, 100,000 cases on 3.11) and
+#    scripts/asan.sh (Rust tests and the 3.11 suite under AddressSanitizer).
+#
 # Idempotent: venvs, pip packages, the 3.13t build and cargo artefacts are
 # reused; a package is reinstalled only when its sources changed.
 # Prints one line per interpreter and a final "N passed, N failed" line.
@@ -88,6 +91,20 @@ for entry in "${interpreters[@]}"; do
     SUMMARY+=("python $tag: ${p:-0} passed, ${f:-0} failed ($("$vpy" -c 'import sys; print(sys.version.split()[0], "free-threaded" if getattr(sys, "_is_gil_enabled", lambda: True)() is False else "GIL")'))")
     total_passed=$((total_passed + ${p:-0}))
     total_failed=$((total_failed + ${f:-0}))
+done
+
+# --- 3. Checks with a script each: one summary line "NAME: N passed, N failed"
+#   typecheck  mypy stubtest + mypy --strict on the stubs (scripts/typecheck.sh)
+#   fuzz       the Python API under hostile input (scripts/fuzz.sh)
+#   asan       Rust tests and the 3.11 suite under AddressSanitizer (scripts/asan.sh)
+for step in typecheck fuzz asan; do
+    log "$step (scripts/$step.sh)"
+    line=$(bash "scripts/$step.sh" 2>"/tmp/extensibletype-$step.err" | tee "/tmp/extensibletype-$step.out" | tail -1)
+    [[ $line =~ ^$step:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]] || line="$step: 0 passed, 1 failed (no summary; see /tmp/extensibletype-$step.err)"
+    [[ $line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]
+    SUMMARY+=("$line")
+    total_passed=$((total_passed + BASH_REMATCH[1]))
+    total_failed=$((total_failed + BASH_REMATCH[2]))
 done
 
 echo

@@ -21,7 +21,7 @@
 //! The `extensibletype._core` extension module is a separate crate
 //! (`extensibletype-module`); this one is never a cdylib.
 //!
-//! The contract is `SPEC.md` (ABI v1): the prehash, the table layout and the
+//! The contract is `docs/spec.md` (ABI v1): the prehash, the table layout and the
 //! lookup formula are fixed.
 
 #![deny(missing_docs)]

@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 use std::collections::HashSet;
 
-use extensibletype::{prehash, prehash_const, BuildError, Table, MAX_ENTRIES};
+use extensibletype::{prehash, prehash_const, BuildError, Builder, Table, MAX_ENTRIES};
 use proptest::prelude::*;
 
 /// A distinct, non-NULL fake pointer for entry `i`.
@@ -44,8 +44,61 @@ fn non_members(ids: &[u64], count: usize) -> Vec<u64> {
         .collect()
 }
 
+/// SplitMix64: random-looking ids for the reference sets.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `Builder::last_work` of one build (a deterministic proxy for its time).
+fn work_of(ids: &[u64]) -> u64 {
+    let mut builder = Builder::new();
+    builder.build(&entries(ids)).expect("builds");
+    builder.last_work()
+}
+
+/// Median work of five random sets of `n` ids.
+fn random_work(n: usize) -> u64 {
+    let mut works: Vec<u64> = (0..5u64)
+        .map(|set| {
+            let ids: Vec<u64> = (0..n as u64).map(|k| mix(k ^ set << 40) | 1).collect();
+            work_of(&ids)
+        })
+        .collect();
+    works.sort_unstable();
+    works[2]
+}
+
+/// Structured sets cost at most 5x a random set of the same size (SPEC §3),
+/// measured in work, so the check cannot flake on a busy machine.
+fn check_bounded(name: &str, ids: &[u64], random: u64) {
+    check_family(name, ids);
+    let work = work_of(ids);
+    assert!(work <= 5 * random, "{name}: work {work} > 5 x random {random}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Arithmetic progressions `k * c + offset` (shifts `k << s` included):
+    /// multiply-shift maps them onto a lattice, the hard case for the bins.
+    #[test]
+    fn structured_sets_build_in_bounded_time(n in 1usize..=2048, shift in 0u32..64,
+                                             odd in any::<u64>(), offset in prop::sample::select(vec![0u64, 7, 1 << 63]),
+                                             multiply in any::<bool>()) {
+        let step = if multiply { odd } else { 1u64 << shift };
+        let mut ids: Vec<u64> = (1..=n as u64).map(|k| k.wrapping_mul(step).wrapping_add(offset)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|&id| id != 0);
+        prop_assume!(!ids.is_empty());
+        let work = work_of(&ids);
+        let random = random_work(ids.len());
+        prop_assert!(work <= 5 * random, "step {step:#x} offset {offset:#x} n {}: work {work} > 5 x {random}", ids.len());
+        check_family("structured", &ids);
+    }
 
     #[test]
     fn random_sets_are_perfect(ids in prop::collection::hash_set(1u64.., 1..=4096usize),
@@ -126,6 +179,24 @@ fn power_of_two_progressions() {
             let ids: Vec<u64> = (1..=n as u64).map(|i| i.wrapping_mul(step)).filter(|&id| id != 0).collect();
             check_family(&format!("progression step 2^{step_log}, n {n}"), &ids);
         }
+    }
+}
+
+/// The families that took 30-200x a random build before the bounded ladder.
+#[test]
+fn structured_families_at_their_sizes() {
+    let random = random_work(1024);
+    check_bounded("k * 2^47 + 7, n 1024", &(1..=1024u64).map(|k| (k << 47) + 7).collect::<Vec<_>>(), random);
+    let random = random_work(8192);
+    check_bounded("k << 18, n 8192", &(1..=8192u64).map(|k| k << 18).collect::<Vec<_>>(), random);
+    let random = random_work(65_536);
+    for (name, ids) in [
+        ("k << 38", (1..=65_536u64).map(|k| k << 38).collect::<Vec<_>>()),
+        ("k << 5", (1..=65_536u64).map(|k| k << 5).collect()),
+        ("k * 0x9E3779B97F4A7C15", (1..=65_536u64).map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect()),
+        ("sequential", (1..=65_536u64).collect()),
+    ] {
+        check_bounded(&format!("{name}, n 65536"), &ids, random);
     }
 }
 

@@ -67,6 +67,7 @@ def build(manifest, crate, env=None, timeout=900):
     env = dict(os.environ, PYO3_PYTHON=sys.executable, CARGO_TERM_COLOR="never", **(env or {}))
     env.setdefault("CARGO_TARGET_DIR", target_dir(crate))
     env.pop("PYTHONHOME", None)
+    env.pop("LD_PRELOAD", None)  # scripts/asan.sh preloads libasan; rustc must not inherit it
     proc = subprocess.run(
         ["cargo", "build", "--release", "--manifest-path", str(manifest), "--message-format=json-render-diagnostics"],
         cwd=ROOT,

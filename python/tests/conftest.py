@@ -38,3 +38,28 @@ def collect():
         gc.collect()
 
     return run
+
+
+# scripts/asan.sh runs the suite with the extension built under
+# AddressSanitizer, which keeps freed memory in quarantine, and
+# scripts/memcheck.sh under valgrind: RSS-based checks read high there by
+# design.
+RSS_TESTS = {
+    "test_many_classes_leave_memory_flat",
+    "test_repeated_set_slots_on_dying_classes_leave_memory_flat",
+}
+# Tests that only skip their RSS bound there (the rest still runs).
+RSS_UNRELIABLE = os.environ.get("EXTENSIBLETYPE_ASAN") == "1" or os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("EXTENSIBLETYPE_ASAN") == "1":
+        reason = "RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)"
+    elif os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1":
+        reason = "RSS-flatness test: valgrind's allocator changes RSS (scripts/memcheck.sh)"
+    else:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if item.originalname in RSS_TESTS or item.name in RSS_TESTS:
+            item.add_marker(skip)

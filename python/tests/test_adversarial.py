@@ -106,7 +106,7 @@ def test_dict_mutated_during_conversion_is_safe():
 
 def test_a_metaclass_subclasses_override_cannot_fail_a_write():
     """A sub-metaclass whose __subclasses__ raises on the second call once made
-    set_slots raise after its change was already published (SPEC §6). The
+    set_slots raise after its change was already published (docs/spec.md §6). The
     runtime now calls type.__subclasses__ itself, and its repair pass never
     turns a published write into an error."""
     listings = []
@@ -151,7 +151,7 @@ def test_subclass_created_before_the_base_init_inherits():
 
 def test_never_initialised_type_follows_the_mro_in_a_diamond():
     """lookup and get_slots agree on a type made by type.__new__ alone: own
-    slots of each class in MRO order, first definition wins (SPEC §4)."""
+    slots of each class in MRO order, first definition wins (docs/spec.md §4)."""
 
     class X(metaclass=ET):
         __cslots__ = {"tests.adv.v1:k": 0x1}
@@ -169,7 +169,7 @@ def test_never_initialised_type_follows_the_mro_in_a_diamond():
 
 
 def test_plain_subclass_sees_every_registered_foreign_base():
-    """SPEC §5: a plain class with two registered bases sees both."""
+    """docs/spec.md §5: a plain class with two registered bases sees both."""
 
     class F:
         pass

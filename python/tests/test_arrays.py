@@ -1,4 +1,4 @@
-"""Issue 5, duck-typed arrays: the array.v1 interface, its providers
+"""Duck-typed arrays (docs/spec.md §12): the array.v1 interface, its providers
 (extensibletype.arrays.Array, numpy.ndarray, buffer-protocol types, a
 pure-Python ctypes provider) and its consumers (sum, dot, axpy, a C
 extension), checked against NumPy for every provider and provider pair."""

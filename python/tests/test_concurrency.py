@@ -1,4 +1,4 @@
-"""Concurrency (SPEC §6): readers never see anything but a published value,
+"""Concurrency (docs/spec.md §6): readers never see anything but a published value,
 concurrent writers never lose an update. On GIL builds a tiny switch interval
 makes threads interleave; on free-threaded builds (3.13t) they really race.
 Each test is time-bounded (well under a second of racing)."""

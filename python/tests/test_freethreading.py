@@ -15,7 +15,7 @@ import weakref
 import pytest
 
 import extensibletype as et
-from conftest import FREE_THREADED
+from conftest import FREE_THREADED, RSS_UNRELIABLE
 
 KEY = "extensibletype.test.v1:stress"
 OTHER = "extensibletype.test.v1:other"
@@ -44,7 +44,7 @@ def test_stress_lookups_writers_and_class_churn():
     """>= 8 reader threads call lookup on shared objects while writer threads
     replace and remove slots and other threads create and drop classes.
     Every result must be a published value or None, no class leaks, and
-    memory stays within what retired tables account for (SPEC §6 keeps each
+    memory stays within what retired tables account for (docs/spec.md §6 keeps each
     replaced table until its type dies: writers are bounded by count)."""
 
     class Shared(metaclass=et.ExtensibleType):
@@ -121,5 +121,5 @@ def test_stress_lookups_writers_and_class_churn():
         assert all(ref() is None for ref in churned), "churned classes leaked"
     # Retired tables: 2 writers x 3000 calls x (Shared + Child) x ~200 B,
     # plus (3.13t only) the immortal churned classes; nothing else.
-    assert grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB"
+    assert RSS_UNRELIABLE or grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB"
     assert et.lookup(Child(), KEY) in published

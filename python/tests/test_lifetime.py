@@ -1,4 +1,4 @@
-"""Lifetime (SPEC §6): Python objects backing registered pointers live as long
+"""Lifetime (docs/spec.md §6): Python objects backing registered pointers live as long
 as a table refers to them; tables (and those references) die with their
 class; creating and destroying many classes does not leak."""
 
@@ -140,7 +140,7 @@ def test_owner_dies_with_its_class():
 
 def test_replaced_owner_lives_until_the_class_dies():
     """A replaced slot's owner may still be used by a GIL-free reader holding
-    the old (retired) table, so it lives as long as the class (SPEC §6)."""
+    the old (retired) table, so it lives as long as the class (docs/spec.md §6)."""
     k = "tests.lifetime.v1:replaced"
     first, second = VoidP(0x7100), VoidP(0x7200)
     alive_first, alive_second = weakref.ref(first), weakref.ref(second)

@@ -1,6 +1,6 @@
-"""The Python API of the runtime (SPEC §2, §4, §5, §7): class bodies,
+"""The Python API of the runtime (docs/spec.md §1, §3–§5, §10): class bodies,
 inheritance, the foreign registry, keys and values, prehash, table_info, and
-bad input (every failed call must change nothing, SPEC §6).
+bad input (every failed call must change nothing, docs/spec.md §6).
 
 The interner is process-wide, so every test uses its own key namespace
 (``key(...)`` below) and never reuses a key string another test binds.
@@ -345,7 +345,7 @@ def test_sub_metaclass_classes():
     assert et.table_info(D)["kind"] == "extensible"
 
 
-# --- the foreign registry (SPEC §5) -------------------------------------------
+# --- the foreign registry (docs/spec.md §5) --------------------------------------
 
 
 def test_foreign_bytearray_and_its_subclasses():
@@ -410,7 +410,7 @@ def test_extensible_subclass_of_a_foreign_type():
 
 
 def test_foreign_registration_is_seen_through_any_base():
-    """SPEC §5: subclasses of a registered type see its slots unless they
+    """docs/spec.md §5: subclasses of a registered type see its slots unless they
     register their own -- also when the registered type is not the first
     (solid, ``tp_base``) base: C consumers must agree with the MRO."""
     k = key("k")

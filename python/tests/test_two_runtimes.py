@@ -1,4 +1,4 @@
-"""One metaclass per process (SPEC §8): `examples/second_runtime` is an
+"""One metaclass per process (docs/spec.md §7): `examples/second_runtime` is an
 extension module linking its own copy of the extensibletype runtime. Whichever
 of it and `extensibletype` is imported first publishes the metaclass in
 `sys.modules["_extensibletype"]`; the other reuses it, and slots set through

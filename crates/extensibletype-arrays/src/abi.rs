@@ -1,5 +1,6 @@
 //! The `array.v1` interface: the Rust twin of `include/extensibletype_array.h`
-//! (layouts checked against each other by `python/tests/test_arrays.py`).
+//! (layouts: docs/spec.md §12, asserted by the compiler here and in
+//! `tests/abi/abi_layout.c`; checked live by `python/tests/test_arrays.py`).
 //!
 //! A provider registers two slots on its type:
 //! [`KEY_ACQUIRE`] → [`AcquireFn`] and [`KEY_RELEASE`] → [`ReleaseFn`].
@@ -183,6 +184,34 @@ pub struct ArrayView {
     /// Provider's scratch space (e.g. shape and strides for ndim <= 8).
     pub scratch: [i64; SCRATCH],
 }
+
+// ABI layout of the array.v1 structs (docs/spec.md section 12), checked by
+// the compiler: the same numbers as tests/abi/abi_layout.c.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<DLDataType>() == 4 && align_of::<DLDataType>() == 2);
+    assert!(offset_of!(DLDataType, code) == 0);
+    assert!(offset_of!(DLDataType, bits) == 1);
+    assert!(offset_of!(DLDataType, lanes) == 2);
+    assert!(size_of::<DLDevice>() == 8 && align_of::<DLDevice>() == 4);
+    assert!(offset_of!(DLDevice, device_type) == 0);
+    assert!(offset_of!(DLDevice, device_id) == 4);
+    assert!(size_of::<ArrayView>() == 208 && align_of::<ArrayView>() == 8);
+    assert!(offset_of!(ArrayView, size) == 0);
+    assert!(offset_of!(ArrayView, version) == 4);
+    assert!(offset_of!(ArrayView, data) == 8);
+    assert!(offset_of!(ArrayView, shape) == 16);
+    assert!(offset_of!(ArrayView, strides) == 24);
+    assert!(offset_of!(ArrayView, ndim) == 32);
+    assert!(offset_of!(ArrayView, flags) == 36);
+    assert!(offset_of!(ArrayView, dtype) == 40);
+    assert!(offset_of!(ArrayView, reserved) == 44);
+    assert!(offset_of!(ArrayView, device) == 48);
+    assert!(offset_of!(ArrayView, owner) == 56);
+    assert!(offset_of!(ArrayView, internal) == 64);
+    assert!(offset_of!(ArrayView, scratch) == 80);
+};
 
 impl Default for ArrayView {
     fn default() -> Self {

@@ -23,7 +23,7 @@ use pyo3_ffi::*;
 
 use super::abi::{self, ArrayView, DLDataType};
 use super::util::{self, guard, locked, raise, ret, Owned};
-use crate::runtime::pyutil::py_method;
+use crate::runtime::pyutil::{keep_forever, py_method};
 use crate::runtime::{self, SlotDef};
 
 /// Most dimensions an Array may have (NumPy 2's limit).
@@ -206,14 +206,20 @@ fn free_block(p: *mut u8, n: usize) {
 }
 
 /// Shape + C strides block for `shape` (NULL for ndim 0) and the element count.
-fn make_dims(shape: &[i64], itemsize: usize) -> Result<(*mut i64, usize), ()> {
-    let mut size: usize = 1;
+fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), ()> {
+    // Both the element count and the largest stride (zero-size dimensions
+    // count as 1 there) must stay within isize::MAX bytes.
+    let too_large = || raise(util::value_error(), &format!("{what}: shape {} is too large", shape_text(shape)));
+    let mut size: u128 = 1;
+    let mut span: u128 = itemsize as u128;
     for &n in shape {
-        size = match size.checked_mul(n as usize) {
-            Some(s) if (s as u128) * (itemsize as u128) <= isize::MAX as u128 => s,
-            _ => return raise(util::value_error(), "Array: shape too large"),
-        };
+        size *= n as u128;
+        span *= (n as u128).max(1);
+        if size * itemsize as u128 > isize::MAX as u128 || span > isize::MAX as u128 {
+            return too_large();
+        }
     }
+    let size = size as usize;
     if shape.is_empty() {
         return Ok((ptr::null_mut(), 1));
     }
@@ -226,6 +232,16 @@ fn make_dims(shape: &[i64], itemsize: usize) -> Result<(*mut i64, usize), ()> {
         stride *= shape[k].max(1);
     }
     Ok((Box::into_raw(dims).cast(), size))
+}
+
+/// `(2, 3)` / `(2,)`: a shape as Python writes it.
+fn shape_text(shape: &[i64]) -> String {
+    let items: Vec<String> = shape.iter().map(i64::to_string).collect();
+    if items.len() == 1 {
+        format!("({},)", items[0])
+    } else {
+        format!("({})", items.join(", "))
+    }
 }
 
 fn free_dims(dims: *mut i64, ndim: i32) {
@@ -247,9 +263,19 @@ fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
                     &format!("{what}: dimensions must be integers, not {}", util::type_name(item)),
                 );
             })?;
-            let v = PyLong_AsLongLong(idx.0);
+            let mut overflow = 0;
+            let v = PyLong_AsLongLongAndOverflow(idx.0, &mut overflow);
             if v == -1 && !PyErr_Occurred().is_null() {
                 return Err(());
+            }
+            if overflow != 0 {
+                let text = Owned::new(PyObject_Str(idx.0)).ok().and_then(|s| util::str_of(s.0));
+                let text = text.unwrap_or_else(|| "?".into());
+                return if overflow < 0 {
+                    raise(util::value_error(), &format!("{what}: negative dimension {text}"))
+                } else {
+                    raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
+                };
             }
             if v < 0 {
                 return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
@@ -344,7 +370,7 @@ unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut P
                 }
             }
         };
-        let (dims, size) = make_dims(&shape, dtype.itemsize())?;
+        let (dims, size) = make_dims(&shape, dtype.itemsize(), "Array()")?;
         let block = match alloc_block(size * dtype.itemsize()) {
             Ok(b) => b,
             Err(()) => {
@@ -741,7 +767,7 @@ unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyObject) -> *
                     return refuse((*a).exported());
                 }
                 let itemsize = (*a).dtype.itemsize();
-                let (dims, size) = make_dims(&new_shape, itemsize)?;
+                let (dims, size) = make_dims(&new_shape, itemsize, "Array.resize()")?;
                 let (block, bytes) = match alloc_block(size * itemsize) {
                     Ok(b) => b,
                     Err(()) => {
@@ -882,7 +908,7 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         g!(c"_exports", get_exports, c"Number of views and buffers currently exported (for tests)."),
         PyGetSetDef { name: ptr::null(), get: None, set: None, doc: ptr::null(), closure: ptr::null_mut() },
     ]));
-    let slots: &'static mut [PyType_Slot] = Box::leak(Box::new([
+    let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_new, pfunc: array_new as *mut c_void },
         PyType_Slot { slot: Py_tp_dealloc, pfunc: array_dealloc as *mut c_void },
         PyType_Slot { slot: Py_tp_repr, pfunc: array_repr as *mut c_void },
@@ -903,7 +929,7 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         },
         PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
     ]));
-    let spec: &'static mut PyType_Spec = Box::leak(Box::new(PyType_Spec {
+    let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
         name: c"extensibletype.arrays.Array".as_ptr(),
         basicsize: core::mem::size_of::<ArrayObject>() as c_int,
         itemsize: 0,

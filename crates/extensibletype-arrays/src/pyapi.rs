@@ -301,19 +301,44 @@ unsafe extern "C" fn py_view_info(_m: *mut PyObject, args: *mut *mut PyObject, n
         ret(unsafe {
             nargs_in("view_info", nargs, 1, 2).and_then(|()| {
                 let obj = *args;
-                let request = if nargs > 1 {
-                    let r = PyLong_AsLong(*args.add(1));
-                    if r == -1 && !PyErr_Occurred().is_null() {
-                        return Err(());
-                    }
-                    r as c_int
-                } else {
-                    0
-                };
+                let request = if nargs > 1 { request_flags(*args.add(1), "view_info")? } else { 0 };
                 with_view(obj, request, info_dict).and_then(|d| d)
             })
         })
     })
+}
+
+/// A request-flags argument: a non-negative int that fits the ABI's C `int`
+/// (never truncated: `2**32 + 1` is refused, not taken as `REQ_WRITABLE`).
+/// Unknown bits inside that range go to the provider, which refuses them
+/// with `BufferError` (the array.v1 contract).
+unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, ()> {
+    // SAFETY: GIL held; obj is a live argument.
+    unsafe {
+        if PyLong_Check(obj) == 0 || PyBool_Check(obj) != 0 {
+            return raise(
+                util::type_error(),
+                &format!("{func}() argument 'request' must be an int of REQ_* flags, not {}", util::type_name(obj)),
+            );
+        }
+        let mut overflow: c_int = 0;
+        let r = PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        if r == -1 && !PyErr_Occurred().is_null() {
+            return Err(());
+        }
+        if overflow != 0 || !(0..=i64::from(c_int::MAX)).contains(&r) {
+            let text = Owned::new(PyObject_Repr(obj)).ok().and_then(|s| util::str_of(s.0));
+            return raise(
+                util::value_error(),
+                &format!(
+                    "{func}() argument 'request' must be a combination of REQ_* flags in 0..={}, not {}",
+                    c_int::MAX,
+                    text.unwrap_or_else(|| "?".into())
+                ),
+            );
+        }
+        Ok(r as c_int)
+    }
 }
 
 fn info_dict(v: &ArrayView) -> Result<*mut PyObject, ()> {

@@ -78,8 +78,9 @@ pub struct TypeData {
 /// and `PyType_Spec *`; the runtime uses pyo3-ffi's
 /// (`extensibletype::runtime::Api`).
 ///
-/// Fields up to `from_spec` are the public C API; the rest serve the Python
-/// module of whichever copy of the runtime loaded first.
+/// Every field is public C API except those documented as *Internal*, which
+/// serve the Python module of whichever copy of the runtime loaded first
+/// (docs/spec.md §8 lists each field's kind; the struct is append-only, §9).
 #[repr(C)]
 pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     /// [`ABI_VERSION`] of the runtime that made this struct.
@@ -100,15 +101,15 @@ pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     pub set_slots: unsafe extern "C" fn(*mut O, *const SlotDef, isize) -> c_int,
     /// Create a type with the metaclass from a spec and set its slots (GIL).
     pub from_spec: unsafe extern "C" fn(*mut O, *mut S, *mut O, *const SlotDef, isize) -> *mut O,
-    /// Python `set_slots(tp, mapping)`.
+    /// Internal: Python `set_slots(tp, mapping)`.
     pub py_set_slots: unsafe extern "C" fn(*mut O, *mut O) -> c_int,
-    /// Python `get_slots(tp)`.
+    /// Internal: Python `get_slots(tp)`.
     pub py_get_slots: unsafe extern "C" fn(*mut O) -> *mut O,
-    /// Python `table_info(tp)`.
+    /// Internal: Python `table_info(tp)`.
     pub py_table_info: unsafe extern "C" fn(*mut O) -> *mut O,
-    /// Python `lookup(obj, key)`.
+    /// Internal: Python `lookup(obj, key)`.
     pub py_lookup: unsafe extern "C" fn(*mut O, *mut O) -> *mut O,
-    /// Bind a key string to an id allocated elsewhere (interner only).
+    /// Internal: bind a key string to an id allocated elsewhere (interner only).
     pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
     /// Where the foreign registry's table is published (type address →
     /// that type's effective table; acquire-load it). Consumers probe it

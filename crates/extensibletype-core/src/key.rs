@@ -2,7 +2,7 @@
 //!
 //! A *key* is a UTF-8 string such as `"extensibletype.array.v1:acquire"`; its
 //! *id* is the first 8 bytes of `md5(key)` read as a little-endian `u64`
-//! (SPEC §2, fixed). Id 0 is reserved and never names a slot.
+//! (docs/spec.md §1, fixed). Id 0 is reserved and never names a slot.
 //!
 //! [`prehash`] hashes at run time with the `md-5` crate; [`prehash_const`]
 //! is a `const fn` so that consumers can bake ids into their code:
@@ -18,7 +18,7 @@ use md5::{Digest, Md5};
 
 /// The id of `key`: the first 8 bytes of `md5(key)` as a little-endian `u64`.
 ///
-/// This is the fixed prehash of SPEC §2. The result may (with probability
+/// This is the fixed prehash of docs/spec.md §1. The result may (with probability
 /// 2^-64) be 0, which is reserved; such a key cannot be registered by name.
 ///
 /// ```
@@ -148,7 +148,7 @@ const fn md5_const(msg: &[u8]) -> [u8; 16] {
 mod tests {
     use super::*;
 
-    /// SPEC §2 test vectors.
+    /// The test vectors of docs/spec.md §1.
     const VECTORS: [(&str, u64); 4] = [
         ("", 0x04b2008fd98c1dd4),
         ("a", 0xa8b6f1c0b975c10c),

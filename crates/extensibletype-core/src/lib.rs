@@ -12,7 +12,7 @@
 //!
 //! Rust extensions usually add the `extensibletype` crate instead, which
 //! re-exports this one and, with feature `python`, the CPython runtime.
-//! The contract is SPEC ABI v1: the prehash, the table layout and the lookup
+//! The contract is docs/spec.md (ABI v1): the prehash, the table layout and the lookup
 //! formula are fixed.
 
 #![deny(missing_docs)]

@@ -1,4 +1,4 @@
-//! Where a type keeps its table (SPEC §4): the type data that the metaclass
+//! Where a type keeps its table (docs/spec.md §3): the type data that the metaclass
 //! adds to every type object, at one offset from the start of the object.
 //!
 //! The only module that reads type-object fields directly (`tp_mro`,
@@ -16,6 +16,17 @@ use crate::table::{RawTable, Table};
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
 /// the header); defined with the other ABI structs in extensibletype-core.
 pub use extensibletype_core::abi::TypeData;
+
+// ABI v1 layout of `ExtType_TypeData` (docs/spec.md section 3), checked by
+// the compiler: the same numbers as tests/abi/abi_layout.c.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<TypeData>() == 24 && align_of::<TypeData>() == 8);
+    assert!(offset_of!(TypeData, table) == 0);
+    assert!(offset_of!(TypeData, state) == 8); // internal
+    assert!(offset_of!(TypeData, own_table) == 16); // internal
+};
 
 /// What the inline fast path needs, side by side (one address to form).
 struct FastPath {

@@ -6,7 +6,7 @@
 //! with any pyo3-ffi 0.28 – 0.30: the extension that links this crate picks
 //! the version (re-exported here as [`pyo3_ffi`]).
 //!
-//! One runtime per process (SPEC §8): the first copy of this crate that calls
+//! One runtime per process (docs/spec.md §7): the first copy of this crate that calls
 //! [`import`] creates the metaclass and publishes its [`Api`] struct in
 //! `sys.modules["_extensibletype"]`; every later copy (another extension
 //! linking this crate) finds it there and goes through that struct, exactly
@@ -31,7 +31,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
@@ -62,6 +62,54 @@ pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
 /// `include/extensibletype.h`; the layout is checked by a test), with
 /// pyo3-ffi's pointer types: [`extensibletype_core::abi::Api`].
 pub type Api = extensibletype_core::abi::Api<PyObject, PyTypeObject, PyType_Spec>;
+
+// ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
+// section 8), checked by the compiler: the same numbers and signatures as
+// tests/abi/abi_layout.c. Append-only: a new field is one more line in each.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Api>() == 104 && align_of::<Api>() == 8);
+    assert!(offset_of!(Api, abi_version) == 0);
+    assert!(offset_of!(Api, struct_size) == 4);
+    assert!(offset_of!(Api, metaclass) == 8);
+    assert!(offset_of!(Api, table_offset) == 16);
+    assert!(offset_of!(Api, find_slow) == 24);
+    assert!(offset_of!(Api, prehash) == 32);
+    assert!(offset_of!(Api, set_slots) == 40);
+    assert!(offset_of!(Api, from_spec) == 48);
+    assert!(offset_of!(Api, py_set_slots) == 56); // internal
+    assert!(offset_of!(Api, py_get_slots) == 64); // internal
+    assert!(offset_of!(Api, py_table_info) == 72); // internal
+    assert!(offset_of!(Api, py_lookup) == 80); // internal
+    assert!(offset_of!(Api, bind_key) == 88); // internal
+    assert!(offset_of!(Api, foreign_registry) == 96);
+    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
+    assert!(offset_of!(SlotDef, key) == 0);
+    assert!(offset_of!(SlotDef, id) == 8);
+    assert!(offset_of!(SlotDef, ptr) == 16);
+};
+
+/// The field types of [`Api`], pinned to the C signatures of docs/spec.md
+/// section 8 (a changed Rust type fails to compile here).
+#[allow(dead_code)]
+fn api_field_types(a: &Api) {
+    let _: u32 = a.abi_version;
+    let _: u32 = a.struct_size;
+    let _: *mut PyTypeObject = a.metaclass;
+    let _: isize = a.table_offset; // Py_ssize_t
+    let _: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void = a.find_slow;
+    let _: unsafe extern "C" fn(*const c_char, usize) -> u64 = a.prehash;
+    let _: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int = a.set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject =
+        a.from_spec;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int = a.py_set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_get_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_table_info;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject = a.py_lookup;
+    let _: unsafe extern "C" fn(*const c_char, u64) -> c_int = a.bind_key;
+    let _: *const AtomicPtr<RawTable> = a.foreign_registry; // ExtType_Table **
+}
 
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());
@@ -143,33 +191,60 @@ unsafe fn import_slow() -> Result<&'static Api, Error> {
     // SAFETY: GIL held.
     unsafe {
         let shared = shared_module()?;
-        let attr = c"api_v1";
-        let existing = PyObject_GetAttrString(shared, attr.as_ptr());
-        let api: &'static Api = if existing.is_null() {
-            PyErr_Clear();
-            let (meta, offset) = metaclass::create()?;
-            let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
-            layout::set_fast_path(meta, offset, api.foreign_registry);
-            let capsule = pyutil::Owned::new(PyCapsule_New(
-                (api as *const Api).cast_mut().cast(),
-                CAPSULE_NAME.as_ptr(),
-                None,
-            ))?;
-            if PyObject_SetAttrString(shared, attr.as_ptr(), capsule.0) < 0
-                || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
-            {
-                return Err(Error::Python);
+        let existing = shared_attribute(shared, c"api_v1")?;
+        let existing_meta = shared_attribute(shared, c"ExtensibleType_v1")?;
+        let api: &'static Api = match existing {
+            None => {
+                if let Some(meta) = existing_meta {
+                    // Never replace another runtime's entry, even a broken one.
+                    return Err(Error::Import(format!(
+                        "extensibletype: sys.modules['_extensibletype'] has an ExtensibleType_v1 ({}) \
+                         but no api_v1 capsule; refusing to replace another runtime's entry",
+                        pyutil::type_name(meta.0)
+                    )));
+                }
+                let (meta, offset) = metaclass::create()?;
+                let api: &'static Api = Box::leak(Box::new(api::new(meta, offset)));
+                layout::set_fast_path(meta, offset, api.foreign_registry);
+                let capsule = pyutil::Owned::new(PyCapsule_New(
+                    (api as *const Api).cast_mut().cast(),
+                    CAPSULE_NAME.as_ptr(),
+                    None,
+                ))?;
+                if PyObject_SetAttrString(shared, c"api_v1".as_ptr(), capsule.0) < 0
+                    || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
+                {
+                    return Err(Error::Python);
+                }
+                api
             }
-            api
-        } else {
-            let capsule = pyutil::Owned(existing);
-            let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
-            if api.is_null() {
-                return Err(Error::Python);
+            Some(capsule) => {
+                if PyCapsule_IsValid(capsule.0, CAPSULE_NAME.as_ptr()) == 0 {
+                    return Err(Error::Import(format!(
+                        "extensibletype: sys.modules['_extensibletype'].api_v1 is not a capsule named {:?} \
+                         (found {}); another runtime's entry is corrupt",
+                        CAPSULE_NAME,
+                        pyutil::type_name(capsule.0)
+                    )));
+                }
+                let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
+                if api.is_null() {
+                    return Err(Error::Python);
+                }
+                check_abi(&*api)?;
+                match existing_meta {
+                    Some(meta) if meta.0 == (*api).metaclass.cast() => {}
+                    other => {
+                        return Err(Error::Import(format!(
+                            "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
+                             not the metaclass of its api_v1 capsule; another runtime's entry is corrupt",
+                            other.map_or_else(|| "missing".to_owned(), |m| format!("a {}", pyutil::type_name(m.0)))
+                        )))
+                    }
+                }
+                layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
+                &*api
             }
-            check_abi(&*api)?;
-            layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
-            &*api
         };
         API.store((api as *const Api).cast_mut(), Ordering::Release);
         Ok(api)
@@ -189,7 +264,29 @@ fn check_abi(api: &Api) -> Result<(), Error> {
     Ok(())
 }
 
+/// `attr` of the shared module: `None` when absent; any other error (a
+/// module `__getattr__` that raises) is an `ImportError` naming the module.
+unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
+    // SAFETY: GIL held; shared is a live module.
+    unsafe {
+        let value = PyObject_GetAttrString(shared, attr.as_ptr());
+        if !value.is_null() {
+            return Ok(Some(pyutil::Owned(value)));
+        }
+        if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
+            PyErr_Clear();
+            return Ok(None);
+        }
+        let why = pyutil::fetch_message();
+        Err(Error::Import(format!(
+            "extensibletype: reading sys.modules['_extensibletype'].{} failed: {why}",
+            attr.to_string_lossy()
+        )))
+    }
+}
+
 /// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
+/// Anything there that is not a module is an `ImportError`, left in place.
 unsafe fn shared_module() -> Result<*mut PyObject, Error> {
     // SAFETY: GIL held.
     unsafe {
@@ -197,6 +294,13 @@ unsafe fn shared_module() -> Result<*mut PyObject, Error> {
         let name = c"_extensibletype";
         let existing = PyDict_GetItemString(modules, name.as_ptr());
         if !existing.is_null() {
+            if PyModule_Check(existing) == 0 {
+                return Err(Error::Import(format!(
+                    "extensibletype: sys.modules['_extensibletype'] is a {}, not a module; \
+                     refusing to replace another runtime's entry",
+                    pyutil::type_name(existing)
+                )));
+            }
             return Ok(existing);
         }
         let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;

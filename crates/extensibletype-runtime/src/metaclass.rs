@@ -2,13 +2,13 @@
 //! and when a class dies.
 //!
 //! `class C(Base, metaclass=ExtensibleType): __cslots__ = {...}` runs
-//! `type.__new__` (unchanged: no `tp_new` override, SPEC §4), then our
+//! `type.__new__` (unchanged: no `tp_new` override, docs/spec.md §3), then our
 //! `tp_init`: `type.__init__`, then [`init_class`] reads `__cslots__` from the
 //! class's own namespace and publishes the effective table (own slots, then
 //! each base in MRO order). A type made by `type.__new__` alone has zeroed
 //! type data and inherits from its bases until a writer initialises it.
 //!
-//! Layout of the type data (SPEC §4):
+//! Layout of the type data (docs/spec.md §3):
 //! - CPython 3.11: `tp_basicsize` = `PyType_Type.tp_basicsize` rounded up to
 //!   16, plus `size_of::<TypeData>()`; the offset is that rounded size.
 //! - CPython 3.12+: PEP 697 (`basicsize = -size_of::<TypeData>()`); the
@@ -20,7 +20,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use super::convert::{changes_from_mapping, Changes};
-use super::pyutil::Owned;
+use super::pyutil::{keep_forever, Owned, PendingError};
 use super::layout::{self, TypeData, TypeDataExt};
 use super::registry::{self, Target};
 use super::{guard, Error};
@@ -28,11 +28,12 @@ use crate::table::RawTable;
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
-    let slots: &'static mut [PyType_Slot] = Box::leak(Box::new([
+    let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_init, pfunc: meta_init as *mut c_void },
         PyType_Slot { slot: Py_tp_dealloc, pfunc: meta_dealloc as *mut c_void },
         PyType_Slot { slot: Py_tp_traverse, pfunc: meta_traverse as *mut c_void },
         PyType_Slot { slot: Py_tp_clear, pfunc: meta_clear as *mut c_void },
+        PyType_Slot { slot: Py_tp_setattro, pfunc: meta_setattro as *mut c_void },
         PyType_Slot {
             slot: Py_tp_doc,
             pfunc: c"Metaclass whose classes carry a table of C implementations keyed by name.\n\n\
@@ -52,7 +53,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         };
         #[cfg(Py_3_12)]
         let basicsize = -data_size;
-        let spec: &'static mut PyType_Spec = Box::leak(Box::new(PyType_Spec {
+        let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
             name: c"extensibletype.ExtensibleType".as_ptr(),
             basicsize,
             itemsize: 0,
@@ -69,6 +70,57 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         let offset = measure_offset(meta.0.cast())?;
         Ok((meta.into_ptr().cast(), offset))
     }
+}
+
+/// `ExtensibleType.__setattr__(cls, name, value)`: `type`'s own, then, when
+/// `__bases__` was assigned, the effective tables of `cls` and of every
+/// subclass are rebuilt from the new MROs before the assignment returns
+/// (docs/spec.md §4). Costs one `__subclasses__()` walk and one table build per
+/// affected class on `__bases__` assignment only; any other attribute costs
+/// one pointer compare and a string compare on top of `type.__setattr__`.
+///
+/// If the tables cannot be rebuilt (more than 65,536 merged entries, no
+/// memory), the old `__bases__` is put back and the error raised: the
+/// assignment then changes nothing.
+///
+/// No route around this hook changes `__bases__`: `type.__setattr__(cls, ..)`
+/// and `object.__setattr__(cls, ..)` are refused by CPython itself ("can't
+/// apply this __setattr__": it rejects calls that jump over a C-level
+/// `tp_setattro` override), and a Python sub-metaclass's `__setattr__` can
+/// only reach `type`'s through ours.
+unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, value: *mut PyObject) -> c_int {
+    guard(-1, || {
+        // SAFETY: called by CPython with the GIL; `type`'s setattro validates
+        // name and value; cls is a live type whose metaclass derives from ours.
+        unsafe {
+            let type_setattro: setattrofunc = core::mem::transmute(layout::type_slot(Py_tp_setattro));
+            let is_bases = !value.is_null()
+                && !layout::metaclass().is_null()
+                && PyUnicode_Check(name) != 0
+                && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0;
+            if !is_bases {
+                return type_setattro(cls, name, value);
+            }
+            let Ok(old) = Owned::new(PyObject_GetAttr(cls, name)) else { return -1 };
+            if type_setattro(cls, name, value) < 0 {
+                return -1;
+            }
+            match publish(cls.cast(), &Changes::default(), false) {
+                Ok(()) => 0,
+                Err(e) => {
+                    // Put the old bases back (their tables are still the
+                    // published ones), then raise the rebuild's error.
+                    e.raise(());
+                    let first = PendingError::take();
+                    if type_setattro(cls, name, old.0) < 0 || publish(cls.cast(), &Changes::default(), false).is_err() {
+                        PyErr_Clear(); // restoring failed too: report the first error
+                    }
+                    first.restore();
+                    -1
+                }
+            }
+        }
+    })
 }
 
 /// PEP 697: where `PyObject_GetTypeData` puts our data in a created class.
@@ -266,7 +318,7 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
 /// - A registered foreign type: its effective table.
 /// - Otherwise (a type never initialised, a plain subclass of registered
 ///   types): the own slots of each class in the MRO, first definition wins —
-///   exactly the merge a published table would hold (SPEC §4, §5).
+///   exactly the merge a published table would hold (docs/spec.md §4, §5).
 ///
 /// # Safety
 /// `tp` must be a live type (the caller holds a reference to it or to an

@@ -114,8 +114,10 @@ pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(
 /// runtime is thread-safe). Needs the GIL (module initialisation).
 #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
 pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
-    let methods: &'static mut [PyMethodDef] = methods.leak();
-    let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
+    // Kept in a static: modules die at interpreter exit, their definitions
+    // must not look lost to a leak checker.
+    let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
+    let def: &'static mut PyModuleDef = keep_forever(Box::new(PyModuleDef {
         m_base: PyModuleDef_HEAD_INIT,
         m_name: name.as_ptr(),
         m_doc: doc.as_ptr(),
@@ -140,7 +142,7 @@ pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethod
 /// itself GIL-free through its `PyModExport` slots (`Py_mod_gil`).
 #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
 pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
-    let methods: &'static mut [PyMethodDef] = methods.leak();
+    let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
     // SAFETY: GIL held; the methods live for the process.
     unsafe {
         let module = Owned::new(PyModule_New(name.as_ptr()))?;
@@ -165,3 +167,126 @@ macro_rules! py_method {
     };
 }
 pub use crate::py_method;
+
+/// The pending exception, taken (cleared) to be put back or dropped.
+pub struct PendingError {
+    /// 3.12+: the exception object; before: type, value, traceback.
+    parts: [*mut PyObject; 3],
+}
+
+impl PendingError {
+    /// Take the pending exception (all NULL when none is set).
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn take() -> PendingError {
+        let mut parts = [core::ptr::null_mut(); 3];
+        // SAFETY: GIL held; we own the references handed over.
+        unsafe {
+            #[cfg(Py_3_12)]
+            {
+                parts[1] = PyErr_GetRaisedException();
+                if !parts[1].is_null() {
+                    parts[0] = Py_NewRef(Py_TYPE(parts[1]).cast::<PyObject>());
+                }
+            }
+            #[cfg(not(Py_3_12))]
+            {
+                let [tp, value, tb] = &mut parts;
+                PyErr_Fetch(tp, value, tb);
+            }
+        }
+        PendingError { parts }
+    }
+
+    /// Make it the pending exception again.
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn restore(self) {
+        let [tp, value, tb] = core::mem::ManuallyDrop::new(self).parts;
+        // SAFETY: GIL held; the calls steal our references.
+        unsafe {
+            #[cfg(Py_3_12)]
+            {
+                let _ = tb;
+                if !tp.is_null() {
+                    Py_DECREF(tp);
+                }
+                PyErr_SetRaisedException(value);
+            }
+            #[cfg(not(Py_3_12))]
+            PyErr_Restore(tp, value, tb);
+        }
+    }
+
+    /// `"TypeName: message"` (or just the type name).
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    pub unsafe fn message(&self) -> String {
+        let [tp, value, _] = self.parts;
+        // SAFETY: GIL held; tp is a type or NULL, value an object or NULL.
+        unsafe {
+            let name = if tp.is_null() {
+                "?".to_owned()
+            } else {
+                match Owned::new(PyType_GetName(tp.cast())) {
+                    Ok(name) => utf8(name.0).unwrap_or("?").to_owned(),
+                    Err(()) => {
+                        PyErr_Clear();
+                        "?".to_owned()
+                    }
+                }
+            };
+            let text = if value.is_null() {
+                None
+            } else {
+                let s = Owned::new(PyObject_Str(value)).ok();
+                if s.is_none() {
+                    PyErr_Clear();
+                }
+                s.and_then(|s| utf8(s.0).map(str::to_owned))
+            };
+            match text {
+                Some(text) if !text.is_empty() => format!("{name}: {text}"),
+                _ => name,
+            }
+        }
+    }
+}
+
+impl Drop for PendingError {
+    fn drop(&mut self) {
+        for p in self.parts {
+            if !p.is_null() {
+                // SAFETY: we own these references; the GIL is held by every
+                // user of PendingError.
+                unsafe { Py_DECREF(p) };
+            }
+        }
+    }
+}
+
+/// The pending exception as `"TypeName: message"`, cleared. GIL held.
+///
+/// # Safety
+/// The GIL must be held and an exception set.
+pub unsafe fn fetch_message() -> String {
+    // SAFETY: forwarded.
+    unsafe { PendingError::take().message() }
+}
+
+/// Leak `value` on purpose and remember it in a static: for set-up data
+/// that CPython reads once but does not keep (a `PyType_Spec` and its slot
+/// array), so a leak checker counts it as reachable, not lost. Call once per
+/// object created for the process (the list only grows).
+pub fn keep_forever<T: ?Sized + 'static>(value: Box<T>) -> &'static mut T {
+    struct Kept(Vec<usize>);
+    static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Kept(Vec::new()));
+    let value = Box::leak(value);
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.0.push(value as *mut T as *mut u8 as usize);
+    }
+    value
+}

@@ -1,5 +1,5 @@
 //! `second_runtime`: an extension module with its own copy of the
-//! extensibletype runtime (SPEC §8, "one metaclass per process").
+//! extensibletype runtime (docs/spec.md §7, "one runtime per process").
 //!
 //! Its init calls [`runtime::import`], which reuses the runtime published in
 //! `sys.modules["_extensibletype"]` by whoever initialised first (the
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn PyInit_second_runtime() -> *mut PyObject {
     let def: &'static mut PyModuleDef = Box::leak(Box::new(PyModuleDef {
         m_base: PyModuleDef_HEAD_INIT,
         m_name: c"second_runtime".as_ptr(),
-        m_doc: c"A second copy of the extensibletype runtime (tests SPEC section 8).".as_ptr(),
+        m_doc: c"A second copy of the extensibletype runtime (tests docs/spec.md section 7).".as_ptr(),
         m_size: -1,
         m_methods: methods.as_mut_ptr(),
         m_slots: ptr::null_mut(),

@@ -1,0 +1,78 @@
+"""Type stubs for ``extensibletype.arrays``: the ``array.v1`` slot set
+(docs/spec.md section 12) and its Python surface."""
+
+import sys
+from collections.abc import Sequence
+from typing import Any, Final, SupportsIndex
+
+from ._core import ExtensibleType
+
+_Shape = SupportsIndex | Sequence[SupportsIndex]
+
+class Array(metaclass=ExtensibleType):
+    """A zero-filled, C-contiguous n-d array (float64, float32 or int64)
+    owned by Rust, providing array.v1 and the buffer protocol."""
+
+    def __new__(cls, shape: _Shape, dtype: str | type | object | None = "float64") -> Array: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def strides(self) -> tuple[int, ...]: ...
+    @property
+    def ndim(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def itemsize(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def _exports(self) -> int: ...
+    def fill(self, value: float, /) -> None: ...
+    def tolist(self) -> Any: ...
+    def resize(self, shape: _Shape, /) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: SupportsIndex | tuple[SupportsIndex, ...], /) -> Any: ...
+    def __setitem__(self, index: SupportsIndex | tuple[SupportsIndex, ...], value: float, /) -> None: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+def sum(x: object, /) -> float | int: ...
+def dot(x: object, y: object, /) -> float | int: ...
+def axpy(a: float, x: object, y: object, /) -> None: ...
+def view_info(obj: object, request: int = 0, /) -> dict[str, Any]: ...
+def register_buffer_type(tp: type) -> None: ...
+
+KEY_ACQUIRE: Final[str]
+KEY_RELEASE: Final[str]
+ID_ACQUIRE: Final[int]
+ID_RELEASE: Final[int]
+VERSION: Final[int]
+READONLY: Final[int]
+C_CONTIGUOUS: Final[int]
+F_CONTIGUOUS: Final[int]
+ALIGNED: Final[int]
+BYTESWAPPED: Final[int]
+REQ_WRITABLE: Final[int]
+REQ_C_CONTIGUOUS: Final[int]
+REQ_ANY_CONTIGUOUS: Final[int]
+VIEW_SIZE: Final[int]
+VIEW_LAYOUT: Final[dict[str, int]]
+
+NUMPY_ADAPTER: str | None
+NUMPY_FALLBACK_REASON: str | None
+
+__all__ = [
+    "Array",
+    "axpy",
+    "dot",
+    "register_buffer_type",
+    "sum",
+    "view_info",
+    "KEY_ACQUIRE",
+    "KEY_RELEASE",
+    "NUMPY_ADAPTER",
+]

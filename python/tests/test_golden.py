@@ -1,0 +1,104 @@
+"""The golden vectors of tests/golden/ (docs/spec.md sections 1 and 2) from
+Python and from C: every key's id (``prehash``, the C header's
+``ExtType_PrehashN``), the exact bytes of the table the runtime publishes
+for each fixed id set, and the C header's inline lookup on those bytes.
+The Rust side is tests/golden.rs; regenerate with ``cargo run --example golden``.
+"""
+
+import ctypes
+
+import pytest
+
+import cbuild
+import extensibletype as et
+
+GOLDEN = cbuild.ROOT / "tests" / "golden"
+
+
+def unquote(s):
+    assert s.startswith('"') and s.endswith('"'), s
+    out, it = [], iter(s[1:-1])
+    for c in it:
+        out.append(next(it) if c == "\\" else c)
+    return "".join(out)
+
+
+def read_ids():
+    out = []
+    for line in (GOLDEN / "ids.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            ident, key = line.split(" ", 1)
+            out.append((unquote(key), int(ident, 16)))
+    return out
+
+
+def read_tables():
+    sets = []
+    for line in (GOLDEN / "tables.txt").read_text().splitlines():
+        if line.startswith("["):
+            sets.append({"name": line.strip("[]"), "entries": [], "bytes": b""})
+        elif line.startswith("entries "):
+            sets[-1]["entries"] = [tuple(int(x, 16) for x in p.split(":")) for p in line.split()[1:]]
+        elif line.startswith("bytes "):
+            sets[-1]["bytes"] = bytes.fromhex(line.split()[1])
+    return sets
+
+
+IDS = read_ids()
+TABLES = read_tables()
+
+
+@pytest.fixture(scope="module")
+def golden_c():
+    if not cbuild.have_compiler():
+        pytest.skip("no C compiler (cc)")
+    path = cbuild.build("golden_c", [GOLDEN / "golden_c.c"], cflags=["-std=c11", *cbuild.STRICT])
+    return cbuild.load(path)
+
+
+def test_golden_files_are_populated():
+    assert len(IDS) >= 10 and len(TABLES) >= 5
+    assert all(t["entries"] and t["bytes"] for t in TABLES)
+
+
+@pytest.mark.parametrize("key, ident", IDS, ids=[f"id{i}" for i in range(len(IDS))])
+def test_python_prehash(key, ident):
+    assert et.prehash(key) == ident
+    assert et.prehash(key.encode("utf-8")) == ident
+
+
+def test_c_prehash(golden_c):
+    for key, ident in IDS:
+        assert golden_c.prehash(key.encode("utf-8")) == ident, key
+
+
+def published_table_bytes(cls):
+    ptr = ctypes.c_void_p.from_address(id(cls) + et.TABLE_OFFSET).value
+    assert ptr, "no published table"
+    return ctypes.string_at(ptr, et.table_info(cls)["bytes"])
+
+
+@pytest.mark.parametrize("golden", TABLES, ids=[t["name"] for t in TABLES])
+def test_runtime_table_bytes(golden):
+    """A class given exactly these (id, pointer) slots publishes exactly
+    these bytes (nothing inherited: its effective table is its own)."""
+    cls = et.ExtensibleType(f"Golden_{golden['name']}", (), {})
+    et.set_slots(cls, dict(golden["entries"]))
+    assert published_table_bytes(cls) == golden["bytes"], (
+        "the runtime's table differs from tests/golden/tables.txt "
+        "(after a deliberate builder change: cargo run --example golden)"
+    )
+
+
+@pytest.mark.parametrize("golden", TABLES, ids=[t["name"] for t in TABLES])
+def test_c_lookup_on_golden_bytes(golden_c, golden):
+    k1, k2, s, t, count, size, entries_offset = golden_c.header(golden["bytes"])
+    assert count == len(golden["entries"]) and k1 & 1 and k2 & 1
+    assert (1 << (64 - s)) == size and entries_offset + 16 * size == len(golden["bytes"])
+    present = {i for i, _ in golden["entries"]}
+    for ident, ptr in golden["entries"]:
+        assert golden_c.table_find(golden["bytes"], ident) == ptr
+        absent = ident ^ (1 << 63)
+        if absent not in present:
+            assert golden_c.table_find(golden["bytes"], absent) is None
+    assert golden_c.table_find(golden["bytes"], 0) is None

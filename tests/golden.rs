@@ -1,0 +1,125 @@
+//! The golden vectors of `tests/golden/` (docs/spec.md sections 1 and 2),
+//! checked from Rust: every key's id (runtime and `const` prehash), the exact
+//! bytes [`Table::build`] gives for each fixed id set, and the ABI v1 lookup
+//! ([`raw_lookup`]) over the golden bytes themselves.
+//!
+//! Regenerate the files with `cargo run --example golden`.
+
+use core::ffi::c_void;
+use std::path::Path;
+
+use extensibletype::table::raw_lookup;
+use extensibletype::{prehash, prehash_const, RawTable, Table};
+
+fn golden(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn unquote(s: &str) -> String {
+    let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).expect("quoted key");
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().expect("escape") } else { c });
+    }
+    out
+}
+
+fn hex_u64(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex")
+}
+
+fn ids() -> Vec<(String, u64)> {
+    golden("ids.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (id, key) = l.split_once(' ').expect("id key");
+            (unquote(key), hex_u64(id))
+        })
+        .collect()
+}
+
+struct Golden {
+    name: String,
+    entries: Vec<(u64, usize)>,
+    bytes: Vec<u8>,
+}
+
+fn tables() -> Vec<Golden> {
+    let mut out: Vec<Golden> = Vec::new();
+    for line in golden("tables.txt").lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push(Golden { name: name.into(), entries: vec![], bytes: vec![] });
+        } else if let Some(rest) = line.strip_prefix("entries ") {
+            let set = out.last_mut().expect("[name] first");
+            for pair in rest.split(' ') {
+                let (id, ptr) = pair.split_once(':').expect("id:ptr");
+                set.entries.push((hex_u64(id), hex_u64(ptr) as usize));
+            }
+        } else if let Some(hex) = line.strip_prefix("bytes ") {
+            let set = out.last_mut().expect("[name] first");
+            set.bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        }
+    }
+    out
+}
+
+#[test]
+fn golden_ids() {
+    let ids = ids();
+    assert!(ids.len() >= 10);
+    for (key, id) in ids {
+        assert_eq!(prehash(&key), id, "prehash({key:?})");
+        assert_eq!(prehash_const(&key), id, "prehash_const({key:?})");
+    }
+}
+
+#[test]
+fn golden_table_bytes() {
+    let sets = tables();
+    assert!(sets.len() >= 5);
+    for set in sets {
+        let entries: Vec<(u64, *const c_void)> = set.entries.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
+        let table = Table::build(&entries).unwrap();
+        assert!(
+            table.as_bytes() == set.bytes.as_slice(),
+            "table {:?}: Table::build differs from tests/golden/tables.txt \
+             (after a deliberate builder change: cargo run --example golden)",
+            set.name
+        );
+    }
+}
+
+#[test]
+fn golden_bytes_answer_the_lookup_formula() {
+    // Independent of the builder: the ABI v1 lookup on the reference bytes.
+    for set in tables() {
+        // A 64-byte-aligned copy, as tables are published.
+        let words = set.bytes.len().div_ceil(64);
+        let mut block = vec![[0u64; 8]; words];
+        // SAFETY: `block` has at least `bytes.len()` bytes and nothing else
+        // refers to it.
+        let base = unsafe {
+            let base = block.as_mut_ptr().cast::<u8>();
+            core::ptr::copy_nonoverlapping(set.bytes.as_ptr(), base, set.bytes.len());
+            base.cast::<RawTable>()
+        };
+        // SAFETY: `base` holds a byte copy of a table built by Table::build.
+        let header = unsafe { &*base };
+        assert_eq!(header.count as usize, set.entries.len(), "{}", set.name);
+        assert_eq!(header.entries_offset as usize + 16 * header.size as usize, set.bytes.len(), "{}", set.name);
+        for &(id, ptr) in &set.entries {
+            // SAFETY: as above.
+            assert_eq!(unsafe { raw_lookup(base, id) } as usize, ptr, "{}: {id:#x}", set.name);
+            let absent = id ^ 0x8000_0000_0000_0000;
+            if !set.entries.iter().any(|&(other, _)| other == absent) {
+                // SAFETY: as above.
+                assert!(unsafe { raw_lookup(base, absent) }.is_null(), "{}: {absent:#x}", set.name);
+            }
+        }
+        // SAFETY: as above.
+        assert!(unsafe { raw_lookup(base, 0) }.is_null());
+    }
+}
