@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use extensibletype::{prehash, runtime};
-use pyo3_ffi::*;
+use extensibletype::runtime::pyo3_ffi::*;
 
 /// Run Python source in a fresh namespace holding `ExtensibleType`; return
 /// the namespace (new reference).

@@ -75,7 +75,8 @@
  *   Consumers must check both before touching data.
  *
  * Layout (64-bit platforms; docs/spec.md section 12; checked by the compiler
- * in tests/abi/abi_layout.c and by const asserts in src/arrays/abi.rs):
+ * in tests/abi/abi_layout.c and by const asserts in
+ * crates/extensibletype-arrays/src/abi.rs):
  *
  *   offset  0  uint32_t size            in: sizeof(ExtType_ArrayView)
  *   offset  4  uint32_t version         out: EXTTYPE_ARRAY_VERSION

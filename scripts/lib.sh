@@ -14,8 +14,33 @@ PY_DEPS=(maturin pytest cython numpy setuptools)
 # EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).
 source_digest() {
     if [ -n "${EXTENSIBLETYPE_SOURCE_DIGEST:-}" ]; then echo "$EXTENSIBLETYPE_SOURCE_DIGEST"; return; fi
-    git -C "$ROOT" ls-files -co --exclude-standard -- src include python/extensibletype Cargo.toml Cargo.lock pyproject.toml build.rs \
+    git -C "$ROOT" ls-files -co --exclude-standard -- src crates include python/extensibletype Cargo.toml Cargo.lock pyproject.toml \
         | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
+}
+
+# pyo3-ffi that free-threaded CPython 3.13 needs (0.29+ refuse it); the
+# root Cargo.lock holds the newest.
+PYO3_FT313=0.28.3
+
+# tree_with_pyo3 VERSION: a copy of the tracked tree under
+# target/trees/pyo3-VERSION whose Cargo.lock is moved to pyo3-ffi (and
+# pyo3-build-config) VERSION with `cargo update --precise`. Refreshed when
+# the sources change. Prints its path.
+tree_with_pyo3() {
+    local v=$1 dst="$ROOT/target/trees/pyo3-$1" digest
+    digest=$(source_digest)
+    if [ "$(cat "$dst/.digest" 2>/dev/null)" != "$digest" ]; then
+        rm -rf "$dst" && mkdir -p "$dst" || return 1
+        (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -C "$dst" -xf - || return 1
+        local old
+        old=$(grep -A1 '^name = "pyo3-build-config"' "$dst/Cargo.lock" | sed -n 2p | cut -d'"' -f2)
+        if [ "$old" != "$v" ]; then
+            (cd "$dst" && cargo update -q -p pyo3-ffi --precise "$v" &&
+                cargo update -q -p "pyo3-build-config@$old" --precise "$v") >&2 || return 1
+        fi
+        echo "$digest" >"$dst/.digest"
+    fi
+    echo "$dst"
 }
 
 # Build the abi3 wheel once per source digest, then install it with $1.
@@ -52,9 +77,14 @@ prepare_venv() {
         case $tag in
             *-abi3) install_abi3 "$vpy" "$digest" ;;
             *)
-                log "pip install . (python $tag)"
+                local src=$ROOT
+                # Free-threaded 3.13 needs pyo3-ffi 0.28 (a copy of the tree).
+                if [ "$("$vpy" -c 'import sys, sysconfig; print(sys.version_info[:2] == (3, 13) and bool(sysconfig.get_config_var("Py_GIL_DISABLED")))')" = True ]; then
+                    src=$(tree_with_pyo3 "$PYO3_FT313") || return 1
+                fi
+                log "pip install . (python $tag, $(grep -A1 '^name = "pyo3-ffi"' "$src/Cargo.lock" | tail -1 | tr -d '"'))"
                 PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" \
-                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$ROOT" >&2
+                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$src" >&2
                 ;;
         esac || { log "build/install failed for $tag"; return 1; }
         echo "$digest" >"$venv/.extensibletype-digest"

@@ -42,6 +42,15 @@ SUMMARY+=("cargo test: ${cargo_passed} passed, ${cargo_failed} failed")
 total_passed=$((total_passed + cargo_passed))
 total_failed=$((total_failed + cargo_failed))
 
+# --- pyo3-ffi 0.28 / 0.29 / 0.30 (scripts/pyo3-versions.sh) -----------------
+log "pyo3-ffi versions"
+pv_line=$(bash scripts/pyo3-versions.sh 2>/tmp/extensibletype-pyo3-versions.log | tail -1)
+pv_passed=$(grep -Eo '[0-9]+ passed' <<<"$pv_line" | grep -Eo '[0-9]+' || echo 0)
+pv_failed=$(grep -Eo '[0-9]+ failed' <<<"$pv_line" | grep -Eo '[0-9]+' || echo 1)
+SUMMARY+=("pyo3-ffi versions: ${pv_passed} passed, ${pv_failed} failed")
+total_passed=$((total_passed + pv_passed))
+total_failed=$((total_failed + pv_failed))
+
 # --- 2. Python interpreters -------------------------------------------------
 # tag|python executable
 interpreters=("3.11|$(command -v python3.11 || command -v python3)")

@@ -95,9 +95,13 @@ for entry in "${BUILDS[@]}"; do
     [ -z "$ONLY" ] || [ "$ONLY" = "$name" ] || continue
     log "wheel $name ($py)"
     stage=$(mktemp -d)
+    # Free-threaded 3.13 needs pyo3-ffi 0.28: build from a copy of the tree
+    # whose Cargo.lock holds it (lib.sh).
+    src=$ROOT
+    if [ "$name" = cp313t ]; then src=$(tree_with_pyo3 "$PYO3_FT313") || exit 1; fi
     # shellcheck disable=SC2086
-    CARGO_TARGET_DIR="$ROOT/target/wheels-$name" maturin build --release --zig \
-        --compatibility manylinux_2_28 -i "$py" $extra --out "$stage" >&2
+    (cd "$src" && CARGO_TARGET_DIR="$ROOT/target/wheels-$name" maturin build --release --zig \
+        --compatibility manylinux_2_28 -i "$py" $extra --out "$stage") >&2
     for whl in "$stage"/*.whl; do
         check_wheel "$whl"
         mv -f "$whl" "$OUT/"

@@ -6,13 +6,20 @@
 //! compile time and finds the provider's implementation on any object's type
 //! in a few loads, without the GIL.
 //!
-//! The crate is layered; lower layers never use higher ones:
+//! This is the crate Rust users add. It re-exports the workspace's layers
+//! (lower layers never use higher ones):
 //!
-//! 1. [`key`] — key hashing ([`prehash`], [`prehash_const`], [`id!`]).
-//! 2. [`table`] — perfect-hash table construction and lookup ([`Table`]).
-//! 3. `runtime` (feature `python`) — the `ExtensibleType` metaclass, the
-//!    foreign registry and the capsule API, on `pyo3-ffi`.
-//! 4. `module` (feature `module`) — the `extensibletype._core` extension module.
+//! 1. [`key`], [`table`], [`abi`] — from `extensibletype-core`, no Python:
+//!    key hashing ([`prehash`], [`prehash_const`], [`id!`]), perfect-hash
+//!    tables ([`Table`], [`BuildError`]), the `#[repr(C)]` ABI structs.
+//! 2. `runtime` (feature `python`) — from `extensibletype-runtime`: the
+//!    `ExtensibleType` metaclass, the foreign registry and the capsule API,
+//!    on `pyo3-ffi` 0.28 – 0.30 (the version your PyO3 uses).
+//! 3. `arrays` (feature `arrays`) — from `extensibletype-arrays`: the
+//!    array.v1 view, its consumer helpers and providers.
+//!
+//! The `extensibletype._core` extension module is a separate crate
+//! (`extensibletype-module`); this one is never a cdylib.
 //!
 //! The contract is `docs/spec.md` (ABI v1): the prehash, the table layout and the
 //! lookup formula are fixed.
@@ -20,20 +27,17 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod key;
-pub mod table;
+pub use extensibletype_core::{abi, id, key, table};
+pub use extensibletype_core::{prehash, prehash_bytes, prehash_const};
+pub use extensibletype_core::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
 
-pub use key::{prehash, prehash_bytes, prehash_const};
-pub use table::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
-
+/// The CPython runtime (`extensibletype-runtime`): [`import`](runtime::import),
+/// [`find`](runtime::find), [`find_in_type`](runtime::find_in_type),
+/// [`set_slots`](runtime::set_slots), [`SlotDef`](runtime::SlotDef),
+/// [`type_from_spec`](runtime::type_from_spec).
 #[cfg(feature = "python")]
-pub mod runtime;
+pub use extensibletype_runtime as runtime;
 
-#[cfg(feature = "module")]
-mod module;
-
-#[cfg(feature = "module")]
-mod bench;
-
-#[cfg(feature = "python")]
-pub mod arrays;
+/// The array.v1 layer (`extensibletype-arrays`).
+#[cfg(feature = "arrays")]
+pub use extensibletype_arrays as arrays;

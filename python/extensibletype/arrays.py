@@ -36,7 +36,9 @@ from . import _core
 
 _impl = _core._arrays
 
-Array = _impl.Array
+# The abi3t build has no Array type (its instance struct embeds PyObject,
+# which PEP 803 makes opaque): None there; everything else works.
+Array = getattr(_impl, "Array", None)
 sum = _impl.sum  # noqa: A001 - the interface's name
 dot = _impl.dot
 axpy = _impl.axpy

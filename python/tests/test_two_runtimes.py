@@ -9,7 +9,6 @@ tests, it does not skip them). Each scenario runs in a fresh interpreter so
 that the import order is under control.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,47 +19,22 @@ from pathlib import Path
 
 import pytest
 
+import cargo_pyo3
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "examples" / "second_runtime" / "Cargo.toml"
-
-
-def _target_dir():
-    # scripts/test.sh exports CARGO_TARGET_DIR=target/py<tag> (shared with the
-    # wheel build: different package name, so no clash). Otherwise one
-    # directory per interpreter, so that switching interpreters does not
-    # rebuild everything.
-    if os.environ.get("CARGO_TARGET_DIR"):
-        return os.environ["CARGO_TARGET_DIR"]
-    tag = sys.implementation.cache_tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
-    return str(ROOT / "target" / "second_runtime" / tag)
 
 
 @pytest.fixture(scope="module")
 def module_dir(tmp_path_factory):
     """A directory holding the freshly built `second_runtime` extension."""
-    cargo = shutil.which("cargo")
-    if cargo is None:
+    if shutil.which("cargo") is None:
         pytest.fail("cargo is not on PATH: cannot build examples/second_runtime")
-    env = dict(os.environ, PYO3_PYTHON=sys.executable, CARGO_TARGET_DIR=_target_dir(), CARGO_TERM_COLOR="never")
-    env.pop("PYTHONHOME", None)
-    env.pop("LD_PRELOAD", None)  # scripts/asan.sh preloads libasan; rustc must not inherit it
-    proc = subprocess.run(
-        [cargo, "build", "--release", "--manifest-path", str(MANIFEST), "--message-format=json-render-diagnostics"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"cargo build of examples/second_runtime failed:\n{proc.stderr[-4000:]}")
-    library = None
-    for line in proc.stdout.splitlines():
-        msg = json.loads(line) if line.startswith("{") else {}
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "second_runtime":
-            library = next((f for f in msg["filenames"] if f.endswith((".so", ".dylib"))), library)
-    assert library, f"cargo reported no second_runtime library:\n{proc.stdout[-2000:]}"
+    # On free-threaded 3.13: a copy whose lockfile has pyo3-ffi 0.28.
+    manifest = cargo_pyo3.manifest_for_this_python(MANIFEST)
+    library, log = cargo_pyo3.build(manifest, "second_runtime")
+    if library is None:
+        pytest.fail(f"cargo build of examples/second_runtime failed:\n{log}")
     out = tmp_path_factory.mktemp("second_runtime")
     shutil.copy(library, out / ("second_runtime" + sysconfig.get_config_var("EXT_SUFFIX")))
     return out

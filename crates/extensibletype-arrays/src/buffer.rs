@@ -9,12 +9,18 @@
 //! export counting (bytearray refuses to resize while exported) pins the
 //! memory. release: `PyBuffer_Release`.
 
+#[cfg(feature = "python")]
 use core::ffi::{c_int, CStr};
+#[cfg(feature = "python")]
 use core::ptr;
 
+#[cfg(feature = "python")]
 use pyo3_ffi::*;
 
-use super::abi::{self, ArrayView, DLDataType};
+use super::abi::{self, DLDataType};
+#[cfg(feature = "python")]
+use super::abi::ArrayView;
+#[cfg(feature = "python")]
 use super::util::{self, guard, raise};
 
 /// DLPack type and byte-swapped flag of a struct-module format string
@@ -58,6 +64,7 @@ pub(crate) fn parse_format(format: &[u8], itemsize: usize) -> Option<(DLDataType
     Some((DLDataType::new(code, (8 * size) as u8), swapped && size > 1))
 }
 
+#[cfg(feature = "python")]
 /// Element alignment used for the ALIGNED flag.
 fn alignment(dtype: DLDataType) -> i64 {
     let n = dtype.itemsize() as i64;
@@ -65,11 +72,13 @@ fn alignment(dtype: DLDataType) -> i64 {
     n.clamp(1, 8)
 }
 
+#[cfg(feature = "python")]
 /// The provider's heap state (`view.internal[0]`).
 struct State {
     buf: Py_buffer,
 }
 
+#[cfg(feature = "python")]
 /// `extensibletype.array.v1:acquire` through the buffer protocol.
 pub(crate) unsafe extern "C" fn buf_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
     guard(-1, || {
@@ -81,6 +90,7 @@ pub(crate) unsafe extern "C" fn buf_acquire(obj: *mut PyObject, request: c_int, 
     })
 }
 
+#[cfg(feature = "python")]
 unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), ()> {
     // SAFETY: GIL held; obj live; v is the consumer's view.
     unsafe {
@@ -169,6 +179,7 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
     }
 }
 
+#[cfg(feature = "python")]
 unsafe fn free_dims(v: &mut ArrayView) {
     let block = v.internal[1].cast::<i64>();
     if !block.is_null() {
@@ -178,6 +189,7 @@ unsafe fn free_dims(v: &mut ArrayView) {
     }
 }
 
+#[cfg(feature = "python")]
 /// `extensibletype.array.v1:release` through the buffer protocol.
 pub(crate) unsafe extern "C" fn buf_release(_obj: *mut PyObject, view: *mut ArrayView) {
     // SAFETY: paired with a successful buf_acquire: internal[0] is its State.

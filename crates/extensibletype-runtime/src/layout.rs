@@ -14,18 +14,8 @@ use super::registry::{is_registered_metaclass, OwnSlots, OwnTable, TypeState};
 use crate::table::{RawTable, Table};
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
-/// the header). `table` is what consumers load; `state` is the runtime's.
-#[repr(C)]
-pub struct TypeData {
-    /// The current effective table, NULL when empty or never initialised.
-    pub table: AtomicPtr<RawTable>,
-    /// The runtime's state for this type; NULL until the type is initialised
-    /// (a type made by `type.__new__` without `__init__` inherits from bases).
-    pub state: AtomicPtr<c_void>,
-    /// The table of the slots set on this type itself (runtime-private):
-    /// the slow lookup path walks the MRO over these, first definition wins.
-    pub own_table: AtomicPtr<RawTable>,
-}
+/// the header); defined with the other ABI structs in extensibletype-core.
+pub use extensibletype_core::abi::TypeData;
 
 // ABI v1 layout of `ExtType_TypeData` (docs/spec.md section 3), checked by
 // the compiler: the same numbers as tests/abi/abi_layout.c.
@@ -194,13 +184,34 @@ pub(crate) unsafe fn take_state(tp: *mut PyTypeObject) -> Option<Box<TypeState>>
     }
 }
 
-impl TypeData {
+/// The runtime's accessors of [`TypeData`] (the struct lives in
+/// extensibletype-core, so these are a trait; call them as `TypeData::load`).
+pub(crate) trait TypeDataExt {
     /// Publish `table` as `tp`'s current table (release store).
     ///
     /// # Safety
     /// `tp` must be a live extensible type; `table` must stay allocated until
     /// the type is deallocated.
-    pub(crate) unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable) {
+    unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable);
+    /// The own-slots table of an extensible type (acquire load), NULL if none.
+    ///
+    /// # Safety
+    /// `tp` must be a live extensible type.
+    unsafe fn load_own(tp: *mut PyTypeObject) -> *const RawTable;
+    /// The current table of an extensible type (acquire load).
+    ///
+    /// # Safety
+    /// `tp` must be a live extensible type.
+    unsafe fn load(tp: *mut PyTypeObject) -> *const RawTable;
+}
+
+impl TypeDataExt for TypeData {
+    /// Publish `table` as `tp`'s current table (release store).
+    ///
+    /// # Safety
+    /// `tp` must be a live extensible type; `table` must stay allocated until
+    /// the type is deallocated.
+    unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable) {
         // SAFETY: forwarded.
         unsafe { (*data(tp)).table.store(table.cast_mut(), Ordering::Release) }
     }
@@ -210,7 +221,7 @@ impl TypeData {
     /// # Safety
     /// `tp` must be a live extensible type.
     #[inline]
-    pub(crate) unsafe fn load_own(tp: *mut PyTypeObject) -> *const RawTable {
+    unsafe fn load_own(tp: *mut PyTypeObject) -> *const RawTable {
         // SAFETY: forwarded.
         unsafe { (*data(tp)).own_table.load(Ordering::Acquire) }
     }
@@ -220,7 +231,7 @@ impl TypeData {
     /// # Safety
     /// `tp` must be a live extensible type.
     #[inline]
-    pub(crate) unsafe fn load(tp: *mut PyTypeObject) -> *const RawTable {
+    unsafe fn load(tp: *mut PyTypeObject) -> *const RawTable {
         // SAFETY: forwarded.
         unsafe { (*data(tp)).table.load(Ordering::Acquire) }
     }

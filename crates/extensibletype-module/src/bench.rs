@@ -6,7 +6,7 @@
 //! CPU cannot know), so the figure is the latency of one lookup, which is
 //! what an indirect call through the found pointer waits for. The lookup
 //! under test is the inline path a consumer compiles in
-//! ([`crate::runtime::find`], the Rust port of `ExtType_Find`), not a call
+//! ([`runtime::find`], the Rust port of `ExtType_Find`), not a call
 //! through the Python API.
 
 use core::ffi::c_void;
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use pyo3_ffi::*;
 
-use crate::runtime::{self, pyutil::guard};
+use extensibletype_runtime::{self as runtime, pyutil::guard};
 
 /// `x & 0`, opaque to the optimiser: the next iteration's index depends on
 /// this iteration's result.
@@ -221,7 +221,7 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
 
 /// The method table entry of `_bench_lookup` (added to `_core`).
 pub(crate) fn method() -> PyMethodDef {
-    crate::runtime::pyutil::py_method!(c"_bench_lookup", PyCFunctionFast, bench_lookup, METH_FASTCALL,
+    extensibletype_runtime::pyutil::py_method!(c"_bench_lookup", PyCFunctionFast, bench_lookup, METH_FASTCALL,
         c"_bench_lookup(method, target, arg, n, /)\n--\n\nNanoseconds per lookup of a dependent chain of n \
           lookups, timed in a compiled loop (see python -m extensibletype bench).\n\
           method: 'find' (arg: id), 'getslot' (arg: slot number), 'getattr' (arg: attribute name of a capsule), 'vtable'.")

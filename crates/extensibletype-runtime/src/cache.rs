@@ -55,23 +55,11 @@ pub const CACHE_BITS: u32 = 10;
 /// Number of entries.
 pub const CACHE_SIZE: usize = 1 << CACHE_BITS;
 /// The index of `tp` is `(tp as u64 * HASH_MULT) >> (64 - CACHE_BITS)`.
-pub const HASH_MULT: u64 = 0x9E37_79B9_7F4A_7C15;
+pub const HASH_MULT: u64 = extensibletype_core::abi::TYPE_CACHE_HASH_MULT;
 
 /// One cache entry (`ExtType_TypeCacheEntry` in the header), 32 bytes (two
 /// per cache line: the array is 64-byte aligned).
-#[repr(C)]
-pub struct CacheEntry {
-    /// Seqlock: odd while a writer is changing the entry.
-    pub seq: AtomicU32,
-    /// `tp_version_tag` of `tp` when filled; never 0 in a filled entry.
-    pub tag: AtomicU32,
-    /// The type (compared only, never dereferenced); NULL when empty.
-    pub tp: AtomicPtr<PyTypeObject>,
-    /// The table a lookup on `tp` probes (never NULL in a filled entry).
-    pub table: AtomicPtr<RawTable>,
-    /// 0; pads the entry to 32 bytes.
-    pub reserved: usize,
-}
+pub type CacheEntry = extensibletype_core::abi::CacheEntry<PyTypeObject>;
 
 #[allow(clippy::declare_interior_mutable_const)] // only used to initialise ENTRIES
 const EMPTY_ENTRY: CacheEntry = CacheEntry {

@@ -450,7 +450,7 @@ pub(crate) unsafe fn own_table_of(tp: *mut PyTypeObject) -> *const RawTable {
     // SAFETY: published tables live as long as their type (registry tables forever).
     unsafe {
         if layout::is_extensible(tp) {
-            return crate::runtime::TypeData::load_own(tp);
+            return <crate::TypeData as layout::TypeDataExt>::load_own(tp);
         }
         let registry = FOREIGN_OWN.load(Ordering::Acquire);
         if registry.is_null() {

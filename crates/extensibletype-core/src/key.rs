@@ -8,7 +8,7 @@
 //! is a `const fn` so that consumers can bake ids into their code:
 //!
 //! ```
-//! use extensibletype::{id, prehash, prehash_const};
+//! use extensibletype_core::{id, prehash, prehash_const};
 //! const ACQUIRE: u64 = prehash_const("extensibletype.array.v1:acquire");
 //! assert_eq!(ACQUIRE, prehash("extensibletype.array.v1:acquire"));
 //! assert_eq!(id!("extensibletype.array.v1:acquire"), ACQUIRE);
@@ -22,7 +22,7 @@ use md5::{Digest, Md5};
 /// 2^-64) be 0, which is reserved; such a key cannot be registered by name.
 ///
 /// ```
-/// assert_eq!(extensibletype::prehash("a"), 0xa8b6f1c0b975c10c);
+/// assert_eq!(extensibletype_core::prehash("a"), 0xa8b6f1c0b975c10c);
 /// ```
 pub fn prehash(key: &str) -> u64 {
     prehash_bytes(key.as_bytes())

@@ -21,7 +21,7 @@ use pyo3_ffi::*;
 
 use super::convert::{changes_from_mapping, Changes};
 use super::pyutil::{keep_forever, Owned, PendingError};
-use super::layout::{self, TypeData};
+use super::layout::{self, TypeData, TypeDataExt};
 use super::registry::{self, Target};
 use super::{guard, Error};
 use crate::table::RawTable;
@@ -75,7 +75,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
 /// `ExtensibleType.__setattr__(cls, name, value)`: `type`'s own, then, when
 /// `__bases__` was assigned, the effective tables of `cls` and of every
 /// subclass are rebuilt from the new MROs before the assignment returns
-/// (SPEC §4). Costs one `__subclasses__()` walk and one table build per
+/// (docs/spec.md §4). Costs one `__subclasses__()` walk and one table build per
 /// affected class on `__bases__` assignment only; any other attribute costs
 /// one pointer compare and a string compare on top of `type.__setattr__`.
 ///

@@ -4,12 +4,14 @@
 //!
 //! A provider registers two slots on its type:
 //! [`KEY_ACQUIRE`] → [`AcquireFn`] and [`KEY_RELEASE`] → [`ReleaseFn`].
-//! A consumer finds them with [`crate::runtime::find`] (or [`Provider::of`])
+//! A consumer finds them with `extensibletype::runtime::find` (or `Provider::of`)
 //! and brackets its use of the memory with one acquire and one release; the
 //! full contract (threads, lifetimes, exceptions) is in the header.
 //!
 //! ```no_run
-//! use extensibletype::arrays::abi::{self, with_view};
+//! # #[cfg(feature = "python")] mod demo {
+//! use extensibletype_arrays::abi::{self, with_view}; // extensibletype::arrays::abi
+//! # use extensibletype_runtime::pyo3_ffi;
 //! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
 //! // GIL held, extensibletype::runtime::import() done, obj kept alive:
 //! let first = unsafe {
@@ -17,15 +19,21 @@
 //!         (v.dtype == abi::DLDataType::F64 && v.size() > 0).then(|| *(v.data as *const f64))
 //!     })?
 //! };
-//! # Ok(()) }
+//! # Ok(()) } }
+//! # fn main() {}
 //! ```
 
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
+#[cfg(not(feature = "python"))]
+use extensibletype_core::abi::OpaqueObject as PyObject;
+#[cfg(feature = "python")]
 use pyo3_ffi::*;
 
-use crate::{id, runtime};
+use crate::id;
+#[cfg(feature = "python")]
+use crate::runtime;
 
 /// Version of the view layout filled by providers of the v1 keys.
 pub const VERSION: u32 = 1;
@@ -330,6 +338,7 @@ pub type AcquireFn = unsafe extern "C" fn(obj: *mut PyObject, request: c_int, vi
 pub type ReleaseFn = unsafe extern "C" fn(obj: *mut PyObject, view: *mut ArrayView);
 
 /// The acquire/release pair registered on a type.
+#[cfg(feature = "python")]
 #[derive(Clone, Copy, Debug)]
 pub struct Provider {
     /// The acquire slot.
@@ -338,6 +347,7 @@ pub struct Provider {
     pub release: ReleaseFn,
 }
 
+#[cfg(feature = "python")]
 impl Provider {
     /// The provider of `type(obj)`, if it has both slots. No GIL needed.
     ///
@@ -402,6 +412,7 @@ impl Provider {
 /// # Safety
 /// GIL held; [`runtime::import`] has succeeded; `obj` stays alive throughout.
 #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
+#[cfg(feature = "python")]
 pub unsafe fn with_view<R>(obj: *mut PyObject, request: c_int, f: impl FnOnce(&ArrayView) -> R) -> Result<R, ()> {
     // SAFETY: forwarded.
     unsafe {
@@ -426,6 +437,7 @@ pub unsafe fn with_view<R>(obj: *mut PyObject, request: c_int, f: impl FnOnce(&A
 /// # Safety
 /// GIL held; `provider` belongs to `type(obj)`.
 #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
+#[cfg(feature = "python")]
 pub unsafe fn acquire_with(
     provider: Provider,
     obj: *mut PyObject,

@@ -14,7 +14,9 @@ use super::abi::{self, with_view, ArrayView, DLDataType, Provider};
 use super::kernels::{self, Elem, Isa};
 use super::nd::Nd;
 use super::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
-use super::{array_type, buffer, numpy};
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+use super::array_type;
+use super::{buffer, numpy};
 use crate::runtime::pyutil::{new_module, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -417,6 +419,12 @@ unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), ()> {
     // SAFETY: GIL held.
     unsafe {
         require_type(tp, "_register_numpy")?;
+        // abi3t (PEP 803): PyObject is opaque and its size differs between
+        // 3.15 and 3.15t, so the #[repr(C)] mirror cannot place the fields;
+        // the buffer-protocol adapter serves ndarray instead.
+        #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+        return raise(util::type_error(), "the direct NumPy adapter is unavailable under abi3t (opaque PyObject)");
+        #[allow(unreachable_code)]
         let attr = |name: &CStr| Owned::new(PyObject_GetAttrString(tp, name.as_ptr()));
         let module = attr(c"__module__")?;
         let qualname = attr(c"__qualname__")?;
@@ -789,7 +797,7 @@ unsafe extern "C" fn py_bench_view_cost(
 
 /// Create the `_arrays` submodule and attach it to `core` as `_arrays`.
 /// Returns 0, or -1 with an exception set. GIL held (module init).
-pub(crate) fn add_submodule(core: *mut PyObject) -> c_int {
+pub fn add_submodule(core: *mut PyObject) -> c_int {
     guard(-1, || match create(core) {
         Ok(()) => 0,
         Err(()) => -1,
@@ -864,6 +872,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             }
         }
         util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
+        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         array_type::create_type(m.0)?;
         util::add(core, c"_arrays", Py_NewRef(m.0))
     }

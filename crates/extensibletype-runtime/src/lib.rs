@@ -1,6 +1,10 @@
-//! Layer 3: the CPython runtime (feature `python`) — the `ExtensibleType`
-//! metaclass, the foreign registry, and the C API struct — and its Rust API
-//! for other `pyo3` / `pyo3-ffi` extensions.
+//! # extensibletype-runtime
+//!
+//! The CPython runtime — the `ExtensibleType` metaclass, the foreign
+//! registry, and the C API struct — and its Rust API for other `pyo3` /
+//! `pyo3-ffi` extensions (re-exported as `extensibletype::runtime`). Works
+//! with any pyo3-ffi 0.28 – 0.30: the extension that links this crate picks
+//! the version (re-exported here as [`pyo3_ffi`]).
 //!
 //! One runtime per process (docs/spec.md §7): the first copy of this crate that calls
 //! [`import`] creates the metaclass and publishes its [`Api`] struct in
@@ -10,7 +14,8 @@
 //!
 //! ```no_run
 //! use core::ffi::c_void;
-//! use extensibletype::{id, runtime};
+//! use extensibletype_core::id;
+//! use extensibletype_runtime as runtime; // `extensibletype::runtime` in the facade
 //! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
 //! // Once, with the GIL (e.g. in your module's init):
 //! runtime::import()?;
@@ -23,6 +28,9 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -30,108 +38,33 @@ use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
+/// The pyo3-ffi this runtime was built against (the one in your build).
+pub use pyo3_ffi;
+
+pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_ENTRIES};
+
 mod api;
 mod cache;
 mod convert;
 mod layout;
 mod metaclass;
-pub(crate) mod pyutil;
+#[doc(hidden)]
+pub mod pyutil;
 mod registry;
 
 pub use layout::TypeData;
 
 use crate::table::{raw_lookup, RawTable};
-use crate::BuildError;
+use layout::TypeDataExt;
 
-/// ABI version of the table layout, the lookup formula and [`Api`].
-pub const ABI_VERSION: u32 = 1;
-
-/// Name of the capsule holding the [`Api`] struct (`extensibletype._C_API`).
-pub const CAPSULE_NAME: &CStr = c"extensibletype._C_API";
-
-/// One slot to set (`ExtType_SlotDef` in C): `key` names it (NUL-terminated
-/// UTF-8), or, when `key` is NULL, `id` does. `ptr` NULL removes the slot.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SlotDef {
-    /// Key string, or NULL to use `id`.
-    pub key: *const c_char,
-    /// Raw id (used when `key` is NULL; if both are given they must agree).
-    pub id: u64,
-    /// The implementation, or NULL to remove the slot.
-    pub ptr: *const c_void,
-}
+pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
 
 /// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
-/// `include/extensibletype.h`; the layout is checked by a test).
-///
-/// Every field is public C API except those documented as *Internal*, which
-/// serve the Python module of whichever copy of the runtime loaded first
-/// (docs/spec.md §8 lists each field's kind; the struct is append-only, §9).
-#[repr(C)]
-pub struct Api {
-    /// [`ABI_VERSION`] of the runtime that made this struct.
-    pub abi_version: u32,
-    /// `size_of::<Api>()` of the runtime that made this struct.
-    pub struct_size: u32,
-    /// The `ExtensibleType` metaclass (borrowed; lives for the process).
-    pub metaclass: *mut PyTypeObject,
-    /// Offset of [`TypeData`] (whose first field is the table pointer) from
-    /// the start of every type whose metaclass derives from `metaclass`.
-    pub table_offset: isize,
-    /// GIL-free slow path of a lookup: sub-metaclasses, uninitialised types,
-    /// the foreign registry.
-    pub find_slow: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void,
-    /// `prehash(key[..len])`.
-    pub prehash: unsafe extern "C" fn(*const c_char, usize) -> u64,
-    /// Set slots on any type (GIL); 0, or -1 with an exception.
-    pub set_slots: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int,
-    /// Create a type with the metaclass from a spec and set its slots (GIL).
-    pub from_spec:
-        unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject,
-    /// Internal: Python `set_slots(tp, mapping)`.
-    pub py_set_slots: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
-    /// Internal: Python `get_slots(tp)`.
-    pub py_get_slots: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Internal: Python `table_info(tp)`.
-    pub py_table_info: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
-    /// Internal: Python `lookup(obj, key)`.
-    pub py_lookup: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject,
-    /// Internal: bind a key string to an id allocated elsewhere (interner only).
-    pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
-    /// Where the foreign registry's table is published (type address →
-    /// that type's effective table; acquire-load it). Consumers probe it
-    /// inline for types whose metaclass is not `metaclass`; a miss means
-    /// "not registered itself": ask `find_slow`, which walks the MRO.
-    pub foreign_registry: *const AtomicPtr<RawTable>,
-    /// Appended (still ABI v1; read it only when `struct_size` covers it):
-    /// the byte offset of `ob_type` in every object of this interpreter,
-    /// measured at import on live objects (0 when none could be proven).
-    /// Consumers whose `Py_TYPE` is an exported function (stable ABI 3.14+,
-    /// abi3t) read the type pointer there instead; the value is only
-    /// meaningful in the process that published it.
-    pub ob_type_offset: isize,
-    // ---- Appended for the type cache (after ob_type_offset). ----
-    /// The type cache: [`TYPE_CACHE_SIZE`] entries `{seq, tag, type, table}`
-    /// (`ExtType_TypeCacheEntry`), indexed by
-    /// `(tp as u64 * TYPE_CACHE_HASH_MULT) >> (64 - type_cache_bits)`. See
-    /// `cache.rs` and docs/c-api.md for the reader protocol.
-    pub type_cache: *const CacheEntry,
-    /// log2 of the number of entries of `type_cache`.
-    pub type_cache_bits: u32,
-    /// Byte offset of `tp_version_tag` in type objects, proven on the
-    /// running interpreter; 0 = the cache is off (entries are never filled,
-    /// so probing it is still safe: offset 0 is readable).
-    pub version_tag_offset: i32,
-}
+/// `include/extensibletype.h`; the layout is checked by a test), with
+/// pyo3-ffi's pointer types: [`extensibletype_core::abi::Api`].
+pub type Api = extensibletype_core::abi::Api<PyObject, PyTypeObject, PyType_Spec>;
 
 pub use cache::{CacheEntry, CACHE_SIZE as TYPE_CACHE_SIZE, HASH_MULT as TYPE_CACHE_HASH_MULT};
-
-// SAFETY: the struct is immutable after publication; the metaclass pointer
-// is only dereferenced by code holding the GIL or a reference.
-unsafe impl Sync for Api {}
-// SAFETY: as above.
-unsafe impl Send for Api {}
 
 // ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
 // section 8), checked by the compiler: the same numbers and signatures as
@@ -447,16 +380,22 @@ pub unsafe fn table_of(tp: *mut PyTypeObject) -> *const RawTable {
     }
 }
 
-/// Find the implementation of `id` on `tp`: NULL when absent.
+/// Find the implementation of `id` on `tp`: NULL when absent — also for a
+/// NULL `tp`, for id 0 (reserved, never registered) and for an object that
+/// is not a type.
 ///
 /// No GIL needed; the caller must hold a reference to `tp` (or an instance).
 /// The fast path ([`table_of`], then one probe) is inline.
 ///
 /// # Safety
-/// [`import`] must have succeeded and `tp` must be a live type object.
+/// [`import`] must have succeeded and `tp` must be NULL or a live object.
 #[inline]
 pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded; the same steps as ExtType_FindInType in the header.
+    if tp.is_null() || id == 0 {
+        return ptr::null();
+    }
+    // SAFETY: forwarded; the slow path reads type fields, so a non-type
+    // (whose metaclass check and registry probe both missed) stops here.
     unsafe {
         if Py_TYPE(tp.cast()) == layout::metaclass() {
             let table = TypeData::load(tp);
@@ -468,17 +407,24 @@ pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
         if !table.is_null() {
             return raw_lookup(table, id);
         }
+        if PyType_Check(tp.cast()) == 0 {
+            return ptr::null();
+        }
         (api().find_slow)(tp, id)
     }
 }
 
-/// Find the implementation of `id` on `type(obj)`: NULL when absent.
+/// Find the implementation of `id` on `type(obj)`: NULL when absent (and
+/// for a NULL `obj` or id 0).
 ///
 /// # Safety
-/// As [`find_in_type`]; `obj` must be live.
+/// As [`find_in_type`]; `obj` must be NULL or a live object.
 #[inline]
 pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
-    // SAFETY: forwarded.
+    if obj.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: forwarded; a live object has a live type.
     unsafe { find_in_type(Py_TYPE(obj), id) }
 }
 
@@ -487,8 +433,9 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 /// `Err(())` with a Python exception set, and nothing changed.
 ///
 /// # Safety
-/// [`import`] must have succeeded; `tp` must be a live object; every `key`
-/// must be NULL or a NUL-terminated string.
+/// [`import`] must have succeeded; `tp` must be NULL (`TypeError`) or a
+/// live object (a non-type gets `TypeError`); every `key` must be NULL or a
+/// NUL-terminated string.
 #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
     // SAFETY: forwarded.
@@ -505,8 +452,12 @@ pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
 /// On CPython 3.11 (no `PyType_FromMetaclass`) the result is a subclass
 /// (with `__slots__ = ()`) of a type built from `spec`, under the same name.
 ///
+/// A NULL `spec` gets `ValueError` (and NULL).
+///
 /// # Safety
-/// As `PyType_FromModuleAndSpec`; [`import`] must have succeeded.
+/// As `PyType_FromModuleAndSpec` (GIL held; `spec` NULL or valid; `module`
+/// and `bases` NULL or live); [`import`] must have succeeded; every `key`
+/// must be NULL or a NUL-terminated string.
 pub unsafe fn type_from_spec(
     module: *mut PyObject,
     spec: *mut PyType_Spec,

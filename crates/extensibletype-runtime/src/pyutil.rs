@@ -1,13 +1,19 @@
 //! Glue for the CPython C API shared by the runtime, the extension module
 //! and the array providers: owned references, panics at the FFI boundary,
 //! method tables, names for messages. Nothing here knows about slots.
+//!
+//! Public (doc-hidden) only so that the workspace's arrays and module crates
+//! share it; not part of the Rust API. Its functions keep CPython's
+//! conventions: `Err(())` means an exception is set, and callers hold the
+//! GIL with live objects.
+#![allow(clippy::not_unsafe_ptr_arg_deref, clippy::result_unit_err)]
 
 use core::ffi::CStr;
 
 use pyo3_ffi::*;
 
 /// A strong reference, released on drop (the GIL must be held then).
-pub(crate) struct Owned(pub *mut PyObject);
+pub struct Owned(pub *mut PyObject);
 
 impl Owned {
     /// Wrap a new reference; NULL (a Python exception is set) is `Err(())`.
@@ -36,7 +42,7 @@ impl Drop for Owned {
 /// `default`, so no panic crosses the boundary. The GIL (an attached thread
 /// state) must be held. Inlined: the non-panicking path costs nothing.
 #[inline(always)]
-pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
+pub fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {
@@ -64,7 +70,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) {
 ///
 /// # Safety
 /// GIL held; `obj` live.
-pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
+pub unsafe fn type_name(obj: *mut PyObject) -> String {
     // SAFETY: forwarded; PyType_GetName is in the limited API (3.11).
     unsafe {
         let Ok(name) = Owned::new(PyType_GetName(Py_TYPE(obj))) else {
@@ -79,7 +85,7 @@ pub(crate) unsafe fn type_name(obj: *mut PyObject) -> String {
 ///
 /// # Safety
 /// GIL held; `s` live for the returned lifetime.
-pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
+pub unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
     // SAFETY: the buffer lives as long as the str object.
     unsafe {
         let mut len: Py_ssize_t = 0;
@@ -94,7 +100,7 @@ pub(crate) unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
 
 /// Add `value` (a new reference; NULL = an error is set) to `module` as
 /// `name`. The reference is consumed either way.
-pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
+pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
     let value = Owned::new(value)?;
     // SAFETY: GIL held (module init); module and value live.
     match unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.0) } {
@@ -106,7 +112,8 @@ pub(crate) fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> R
 /// A new module from a process-lifetime definition (`methods` ends with
 /// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
 /// runtime is thread-safe). Needs the GIL (module initialisation).
-pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
     // Kept in a static: modules die at interpreter exit, their definitions
     // must not look lost to a leak checker.
     let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
@@ -130,21 +137,39 @@ pub(crate) fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<P
     }
 }
 
+/// abi3t (PEP 803: no `PyModuleDef`): a plain module object with the
+/// (process-lifetime) methods and doc. The extension module itself declares
+/// itself GIL-free through its `PyModExport` slots (`Py_mod_gil`).
+#[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+    let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
+    // SAFETY: GIL held; the methods live for the process.
+    unsafe {
+        let module = Owned::new(PyModule_New(name.as_ptr()))?;
+        if PyModule_SetDocString(module.0, doc.as_ptr()) < 0 || PyModule_AddFunctions(module.0, methods.as_mut_ptr()) < 0 {
+            return Err(());
+        }
+        Ok(module)
+    }
+}
+
 /// A `PyMethodDef`: `py_method!(c"name", PyCFunctionFast, f, METH_FASTCALL, c"doc")`.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! py_method {
     ($name:expr, $kind:ident, $f:expr, $flags:expr, $doc:expr) => {
-        pyo3_ffi::PyMethodDef {
+        $crate::pyo3_ffi::PyMethodDef {
             ml_name: $name.as_ptr(),
-            ml_meth: pyo3_ffi::PyMethodDefPointer { $kind: $f },
+            ml_meth: $crate::pyo3_ffi::PyMethodDefPointer { $kind: $f },
             ml_flags: $flags,
             ml_doc: $doc.as_ptr(),
         }
     };
 }
-pub(crate) use py_method;
+pub use crate::py_method;
 
 /// The pending exception, taken (cleared) to be put back or dropped.
-pub(crate) struct PendingError {
+pub struct PendingError {
     /// 3.12+: the exception object; before: type, value, traceback.
     parts: [*mut PyObject; 3],
 }
@@ -247,7 +272,7 @@ impl Drop for PendingError {
 ///
 /// # Safety
 /// The GIL must be held and an exception set.
-pub(crate) unsafe fn fetch_message() -> String {
+pub unsafe fn fetch_message() -> String {
     // SAFETY: forwarded.
     unsafe { PendingError::take().message() }
 }
@@ -256,7 +281,7 @@ pub(crate) unsafe fn fetch_message() -> String {
 /// that CPython reads once but does not keep (a `PyType_Spec` and its slot
 /// array), so a leak checker counts it as reachable, not lost. Call once per
 /// object created for the process (the list only grows).
-pub(crate) fn keep_forever<T: ?Sized + 'static>(value: Box<T>) -> &'static mut T {
+pub fn keep_forever<T: ?Sized + 'static>(value: Box<T>) -> &'static mut T {
     struct Kept(Vec<usize>);
     static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Kept(Vec::new()));
     let value = Box::leak(value);

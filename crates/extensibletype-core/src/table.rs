@@ -226,7 +226,7 @@ impl std::error::Error for BuildError {}
 ///
 /// ```
 /// use core::ffi::c_void;
-/// use extensibletype::{prehash, Table};
+/// use extensibletype_core::{prehash, Table};
 /// static ACQUIRE: u8 = 0;
 /// let id = prehash("extensibletype.array.v1:acquire");
 /// let ptr = &ACQUIRE as *const u8 as *const c_void;

@@ -1,14 +1,23 @@
-//! Layer 4: the `extensibletype._core` extension module (feature `module`).
-//! Thin argument parsing over the runtime's [`Api`](crate::runtime::Api);
-//! the Python package `extensibletype` re-exports it.
+//! The `extensibletype._core` extension module (the cdylib maturin builds):
+//! the one place where the layers are wired together — the runtime's Python
+//! API (thin argument parsing over its [`Api`](runtime::Api)) and the arrays
+//! layer's `_arrays` submodule. The Python package `extensibletype`
+//! re-exports it.
 
-use core::ffi::{c_char, CStr};
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::ffi::{c_char, c_int, CStr};
 use core::ptr;
 
 use pyo3_ffi::*;
 
-use crate::runtime::pyutil::{add, new_module, py_method};
-use crate::runtime::{self, Api};
+mod bench;
+
+use extensibletype_arrays as arrays;
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+use extensibletype_runtime::pyutil::new_module;
+use extensibletype_runtime::pyutil::{add, py_method};
+use extensibletype_runtime::{self as runtime, Api};
 
 /// `Ok(api)` or NULL with the exception set by import.
 fn api() -> Option<&'static Api> {
@@ -49,7 +58,7 @@ unsafe extern "C" fn prehash(_m: *mut PyObject, key: *mut PyObject) -> *mut PyOb
             PyErr_Format(PyExc_TypeError, c"prehash() argument must be str or bytes, not %S".as_ptr(), Py_TYPE(key));
             return ptr::null_mut();
         };
-        PyLong_FromUnsignedLongLong(crate::prehash_bytes(bytes))
+        PyLong_FromUnsignedLongLong(extensibletype_core::prehash_bytes(bytes))
     }
 }
 
@@ -105,14 +114,9 @@ unsafe extern "C" fn bind_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs
     }
 }
 
-/// Module initialisation: load or create the process's runtime, then export
-/// the Python API.
-///
-/// # Safety
-/// Called by CPython's import machinery with the GIL held.
-#[no_mangle]
-pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
-    let methods = vec![
+/// The module's functions (the array ends with `PyMethodDef::zeroed()`).
+fn methods() -> Vec<PyMethodDef> {
+    vec![
         py_method!(c"prehash", PyCFunction, prehash, METH_O,
             c"prehash(key: str | bytes) -> int\n--\n\nThe 64-bit id of a key: the first 8 bytes of md5(key), little-endian."),
         py_method!(c"set_slots", PyCFunctionFast, set_slots, METH_FASTCALL,
@@ -126,28 +130,109 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
             c"table_info(tp) -> dict\n--\n\nSize, bins, count, bytes and kind of the type's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key(key, id)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
-        crate::bench::method(),
+        bench::method(),
         PyMethodDef::zeroed(),
-    ];
-    // SAFETY: GIL held during module init.
+    ]
+}
+
+const NAME: &CStr = c"extensibletype._core";
+const DOC: &CStr = c"The extensibletype runtime (see the extensibletype package).";
+
+/// Add the runtime's objects and the `_arrays` submodule to `module`.
+/// 0, or -1 with an exception set.
+///
+/// # Safety
+/// GIL held (module initialisation); `module` is a live module.
+unsafe fn populate(module: *mut PyObject, api: &'static Api) -> c_int {
+    // SAFETY: GIL held; module is live; `add` consumes each new reference.
     unsafe {
-        let Some(api) = api() else { return ptr::null_mut() };
-        let Ok(module) = new_module(c"extensibletype._core", c"The extensibletype runtime (see the extensibletype package).", methods)
-        else {
-            return ptr::null_mut();
-        };
-        let module = module.into_ptr();
         let capsule = PyCapsule_New((api as *const Api).cast_mut().cast(), runtime::CAPSULE_NAME.as_ptr(), None);
         let ok = add(module, c"ExtensibleType", Py_NewRef(api.metaclass.cast())).is_ok()
             && add(module, c"_C_API", capsule).is_ok()
             && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _)).is_ok()
             && add(module, c"TABLE_OFFSET", PyLong_FromSsize_t(api.table_offset)).is_ok()
             && add(module, c"_VERSION_TAG_OFFSET", PyLong_FromLong(api.version_tag_offset as _)).is_ok()
-            && crate::arrays::add_submodule(module) == 0;
-        if !ok {
+            && arrays::add_submodule(module) == 0;
+        if ok {
+            0
+        } else {
+            -1
+        }
+    }
+}
+
+/// Module initialisation: load or create the process's runtime, then export
+/// the Python API.
+///
+/// # Safety
+/// Called by CPython's import machinery with the GIL held.
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+#[no_mangle]
+pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
+    // SAFETY: GIL held during module init.
+    unsafe {
+        let Some(api) = api() else { return ptr::null_mut() };
+        let Ok(module) = new_module(NAME, DOC, methods()) else {
+            return ptr::null_mut();
+        };
+        let module = module.into_ptr();
+        if populate(module, api) < 0 {
             Py_DECREF(module);
             return ptr::null_mut();
         }
         module
+    }
+}
+
+/// abi3t (PEP 803, CPython 3.15+): no `PyModuleDef`, so the module is
+/// exported as PEP 793 slots — name, doc, methods, an exec function doing
+/// what `PyInit__core` does, and `Py_mod_gil` (the runtime is thread-safe:
+/// one binary for 3.15 and 3.15t). The slot array is made once and lives for
+/// the process, like a `PyModuleDef`.
+#[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+mod abi3t {
+    use super::*;
+    use std::sync::OnceLock;
+
+    struct Slots(*mut PySlot);
+    // SAFETY: the array is immutable after creation and lives for the process.
+    unsafe impl Send for Slots {}
+    // SAFETY: as above.
+    unsafe impl Sync for Slots {}
+
+    /// `Py_mod_exec`: load or create the runtime, then fill the module.
+    ///
+    /// # Safety
+    /// Called by CPython's import machinery with the GIL held.
+    unsafe extern "C" fn exec(module: *mut PyObject) -> c_int {
+        // SAFETY: GIL held (module execution); module is live.
+        unsafe { api().map_or(-1, |api| populate(module, api)) }
+    }
+
+    /// The module's export hook (PEP 793).
+    ///
+    /// # Safety
+    /// Called by CPython's import machinery (3.15+).
+    #[no_mangle]
+    pub unsafe extern "C" fn PyModExport__core() -> *mut PySlot {
+        static SLOTS: OnceLock<Slots> = OnceLock::new();
+        SLOTS
+            .get_or_init(|| {
+                let methods = methods().leak().as_mut_ptr();
+                let abi: &'static mut PyABIInfo = Box::leak(Box::new(_PyABIInfo_DEFAULT));
+                let exec_fn: unsafe extern "C" fn(*mut PyObject) -> c_int = exec;
+                let slots = vec![
+                    PySlot_STATIC_DATA(Py_mod_abi, (abi as *mut PyABIInfo).cast()),
+                    PySlot_STATIC_DATA(Py_mod_name, NAME.as_ptr().cast_mut().cast()),
+                    PySlot_STATIC_DATA(Py_mod_doc, DOC.as_ptr().cast_mut().cast()),
+                    PySlot_STATIC_DATA(Py_mod_methods, methods.cast()),
+                    // SAFETY: a non-NULL function of the Py_mod_exec signature.
+                    unsafe { PySlot_FUNC(Py_mod_exec, exec_fn as *mut core::ffi::c_void) },
+                    PySlot_DATA(Py_mod_gil, Py_MOD_GIL_NOT_USED),
+                    PySlot_END(),
+                ];
+                Slots(slots.leak().as_mut_ptr())
+            })
+            .0
     }
 }

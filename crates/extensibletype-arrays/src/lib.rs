@@ -1,0 +1,116 @@
+//! # extensibletype-arrays
+//!
+//! Duck-typed arrays (array.v1) on top of the runtime; re-exported as
+//! `extensibletype::arrays` (feature `arrays`).
+//!
+//! - [`abi`]: the `array.v1` interface (`include/extensibletype_array.h`):
+//!   `acquire`/`release` slots filling an [`abi::ArrayView`], and the
+//!   consumer helpers [`abi::Provider`] / [`abi::with_view`].
+//! - Without feature `python`: the view layout and the pure parts (kernels,
+//!   n-d iteration, buffer-format parsing), testable with no Python.
+//! - With feature `python`, the `extensibletype._core._arrays` submodule
+//!   (re-exported as `extensibletype.arrays`):
+//!   - providers: the n-d `Array` type (`array_type`), a `numpy.ndarray`
+//!     adapter reading NumPy 2.x's struct directly (`numpy`), and a
+//!     buffer-protocol adapter for `bytearray`, `memoryview`, ... (`buffer`);
+//!   - consumers: `sum`, `dot`, `axpy` over any provider (`kernels`, `nd`),
+//!     plus `view_info` and the view-cost benchmark (`pyapi`).
+//!
+//! This layer uses the runtime (find, set_slots, type_from_spec) and
+//! nothing uses it back.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "python")]
+use extensibletype_core::table;
+use extensibletype_core::id;
+#[cfg(feature = "python")]
+use extensibletype_runtime as runtime;
+
+pub mod abi;
+
+// Not under abi3t (PEP 803): its instance struct embeds `PyObject`, which
+// is opaque there (it would need PEP 697 instance data instead).
+#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
+mod array_type;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod buffer;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod kernels;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod nd;
+#[cfg(feature = "python")]
+mod numpy;
+#[cfg(feature = "python")]
+mod pyapi;
+#[cfg(feature = "python")]
+#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only array_type
+mod util;
+
+#[cfg(feature = "python")]
+pub use pyapi::add_submodule;
+
+/// The pure parts, tested without Python (`cargo test` at the root).
+#[cfg(test)]
+mod tests {
+    use super::abi::{ArrayView, DLDataType};
+    use super::{buffer, kernels, nd::Nd};
+
+    /// A view of `data` with `shape` and byte `strides` (no provider).
+    fn view(data: &mut [f64], shape: &mut [i64], strides: &mut [i64]) -> ArrayView {
+        let mut v = ArrayView::new();
+        v.data = data.as_mut_ptr().cast();
+        v.shape = shape.as_mut_ptr();
+        v.strides = strides.as_mut_ptr();
+        v.ndim = shape.len() as i32;
+        v.dtype = DLDataType::F64;
+        v
+    }
+
+    #[test]
+    fn format_parsing() {
+        assert_eq!(buffer::parse_format(b"d", 8), Some((DLDataType::F64, false)));
+        assert_eq!(buffer::parse_format(b"<d", 8), Some((DLDataType::F64, cfg!(target_endian = "big"))));
+        assert_eq!(buffer::parse_format(b"1d", 8), Some((DLDataType::F64, false)));
+        assert_eq!(buffer::parse_format(b"d", 4), None, "itemsize disagrees");
+        assert_eq!(buffer::parse_format(b"2d", 16), None, "not a single element");
+        assert_eq!(buffer::parse_format(b"T{d:x:}", 8), None);
+    }
+
+    #[test]
+    fn nd_runs_and_sum_over_a_transposed_view() {
+        // 3 x 4 row-major data, viewed transposed (4 x 3, strides 8 and 32).
+        let mut data: Vec<f64> = (0..12).map(f64::from).collect();
+        let (mut shape, mut strides) = ([4i64, 3], [8i64, 32]);
+        let v = view(&mut data, &mut shape, &mut strides);
+        let nd = Nd::new([&v], false);
+        assert_eq!(nd.size, 12);
+        let (len, step) = nd.inner();
+        assert_eq!((len, step), (3, [32]));
+        // Each run starts one element further along the first axis.
+        let starts: Vec<usize> = nd.runs().map(|[p]| (p as usize - data.as_ptr() as usize) / 8).collect();
+        assert_eq!(starts, [0, 1, 2, 3]);
+        // SAFETY: the view describes `data`, alive for the call.
+        let total: f64 = unsafe { kernels::sum::<f64>(&Nd::new([&v], true)) };
+        assert_eq!(total, 66.0);
+    }
+
+    #[test]
+    fn empty_and_size_one_axes() {
+        let mut data = [1.0f64; 4];
+        let (mut shape, mut strides) = ([1i64, 4, 1], [32i64, 8, 8]);
+        let v = view(&mut data, &mut shape, &mut strides);
+        let nd = Nd::new([&v], false);
+        assert_eq!((nd.ndim, nd.size), (1, 4));
+        // SAFETY: as above.
+        assert_eq!(unsafe { kernels::sum::<f64>(&nd) }, 4.0);
+        let (mut shape, mut strides) = ([3i64, 0], [0i64, 8]);
+        let v = view(&mut data, &mut shape, &mut strides);
+        let nd = Nd::new([&v], false);
+        assert_eq!(nd.size, 0);
+        assert_eq!(nd.runs().count(), 0);
+        // SAFETY: an empty view reads nothing.
+        assert_eq!(unsafe { kernels::sum::<f64>(&nd) }, 0.0);
+    }
+}

@@ -1,0 +1,264 @@
+//! The ABI v1 structs shared with `include/extensibletype.h` (the layouts are
+//! checked against the header by `python/tests/test_header.py`), and the
+//! header's inline lookup over them.
+//!
+//! Nothing here depends on Python. Where a struct holds a CPython pointer
+//! (`PyObject *`, `PyTypeObject *`, `PyType_Spec *`) its type is a
+//! parameter, defaulting to an opaque type of this crate: the runtime
+//! instantiates [`Api`] with pyo3-ffi's types; a consumer with its own
+//! bindings may use the defaults and cast. The layout is the same either way
+//! (every such field is a thin pointer).
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::marker::PhantomData;
+use core::ptr;
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, Ordering};
+
+use crate::table::{raw_lookup, RawTable};
+
+/// ABI version of the table layout, the lookup formula and [`Api`].
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the capsule holding the [`Api`] struct (`extensibletype._C_API`).
+pub const CAPSULE_NAME: &CStr = c"extensibletype._C_API";
+
+/// An opaque `PyObject` (only ever behind a pointer).
+#[repr(C)]
+pub struct OpaqueObject {
+    _private: [u8; 0],
+    _not_send_sync: PhantomData<*mut u8>,
+}
+
+/// An opaque `PyTypeObject` (only ever behind a pointer).
+#[repr(C)]
+pub struct OpaqueType {
+    _private: [u8; 0],
+    _not_send_sync: PhantomData<*mut u8>,
+}
+
+/// An opaque `PyType_Spec` (only ever behind a pointer).
+#[repr(C)]
+pub struct OpaqueSpec {
+    _private: [u8; 0],
+    _not_send_sync: PhantomData<*mut u8>,
+}
+
+/// One slot to set (`ExtType_SlotDef` in C): `key` names it (NUL-terminated
+/// UTF-8), or, when `key` is NULL, `id` does. `ptr` NULL removes the slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SlotDef {
+    /// Key string, or NULL to use `id`.
+    pub key: *const c_char,
+    /// Raw id (used when `key` is NULL; if both are given they must agree).
+    pub id: u64,
+    /// The implementation, or NULL to remove the slot.
+    pub ptr: *const c_void,
+}
+
+/// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
+/// the header), at [`Api::table_offset`] from the start of the type object.
+/// `table` is what consumers load; `state` and `own_table` are the runtime's.
+#[repr(C)]
+pub struct TypeData {
+    /// The current effective table, NULL when empty or never initialised.
+    pub table: AtomicPtr<RawTable>,
+    /// The runtime's state for this type; NULL until the type is initialised
+    /// (a type made by `type.__new__` without `__init__` inherits from bases).
+    pub state: AtomicPtr<c_void>,
+    /// The table of the slots set on this type itself (runtime-private):
+    /// the slow lookup path walks the MRO over these, first definition wins.
+    pub own_table: AtomicPtr<RawTable>,
+}
+
+/// The type cache's index multiplier: the entry of `tp` is
+/// `(tp as u64 * TYPE_CACHE_HASH_MULT) >> (64 - Api::type_cache_bits)`.
+pub const TYPE_CACHE_HASH_MULT: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One entry of the runtime's type cache (`ExtType_TypeCacheEntry` in the
+/// header), 32 bytes. It answers "which table does a lookup on `tp` probe?"
+/// for types the metaclass fast path does not cover, while `tp`'s
+/// `tp_version_tag` equals `tag` (docs/spec.md, "Lookup caches and
+/// invalidation"). `T` is the pointee type of `PyTypeObject *`.
+#[repr(C)]
+pub struct CacheEntry<T = OpaqueType> {
+    /// Seqlock: odd while a writer is changing the entry.
+    pub seq: AtomicU32,
+    /// `tp_version_tag` of `tp` when filled; never 0 in a filled entry.
+    pub tag: AtomicU32,
+    /// The type (compared only, never dereferenced); NULL when empty.
+    pub tp: AtomicPtr<T>,
+    /// The table a lookup on `tp` probes (never NULL in a filled entry).
+    pub table: AtomicPtr<RawTable>,
+    /// 0; pads the entry to 32 bytes.
+    pub reserved: usize,
+}
+
+/// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
+/// `include/extensibletype.h`).
+///
+/// `O`, `T` and `S` are the pointee types of `PyObject *`, `PyTypeObject *`
+/// and `PyType_Spec *`; the runtime uses pyo3-ffi's
+/// (`extensibletype::runtime::Api`).
+///
+/// Every field is public C API except those documented as *Internal*, which
+/// serve the Python module of whichever copy of the runtime loaded first
+/// (docs/spec.md §8 lists each field's kind; the struct is append-only, §9).
+#[repr(C)]
+pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
+    /// [`ABI_VERSION`] of the runtime that made this struct.
+    pub abi_version: u32,
+    /// `size_of::<Api>()` of the runtime that made this struct.
+    pub struct_size: u32,
+    /// The `ExtensibleType` metaclass (borrowed; lives for the process).
+    pub metaclass: *mut T,
+    /// Offset of [`TypeData`] (whose first field is the table pointer) from
+    /// the start of every type whose metaclass derives from `metaclass`.
+    pub table_offset: isize,
+    /// GIL-free slow path of a lookup: sub-metaclasses, uninitialised types,
+    /// the foreign registry.
+    pub find_slow: unsafe extern "C" fn(*mut T, u64) -> *const c_void,
+    /// `prehash(key[..len])`.
+    pub prehash: unsafe extern "C" fn(*const c_char, usize) -> u64,
+    /// Set slots on any type (GIL); 0, or -1 with an exception.
+    pub set_slots: unsafe extern "C" fn(*mut O, *const SlotDef, isize) -> c_int,
+    /// Create a type with the metaclass from a spec and set its slots (GIL).
+    pub from_spec: unsafe extern "C" fn(*mut O, *mut S, *mut O, *const SlotDef, isize) -> *mut O,
+    /// Internal: Python `set_slots(tp, mapping)`.
+    pub py_set_slots: unsafe extern "C" fn(*mut O, *mut O) -> c_int,
+    /// Internal: Python `get_slots(tp)`.
+    pub py_get_slots: unsafe extern "C" fn(*mut O) -> *mut O,
+    /// Internal: Python `table_info(tp)`.
+    pub py_table_info: unsafe extern "C" fn(*mut O) -> *mut O,
+    /// Internal: Python `lookup(obj, key)`.
+    pub py_lookup: unsafe extern "C" fn(*mut O, *mut O) -> *mut O,
+    /// Internal: bind a key string to an id allocated elsewhere (interner only).
+    pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
+    /// Where the foreign registry's table is published (type address →
+    /// that type's effective table; acquire-load it). Consumers probe it
+    /// inline for types whose metaclass is not `metaclass`; a miss means
+    /// "not registered itself": ask `find_slow`, which walks the MRO.
+    pub foreign_registry: *const AtomicPtr<RawTable>,
+    /// Appended (still ABI v1; read it only when `struct_size` covers it):
+    /// the byte offset of `ob_type` in every object of this interpreter,
+    /// measured at import on live objects (0 when none could be proven).
+    /// Consumers whose `Py_TYPE` is an exported function (stable ABI 3.14+,
+    /// abi3t) read the type pointer there instead; the value is only
+    /// meaningful in the process that published it.
+    pub ob_type_offset: isize,
+    /// Appended: the type cache, `1 << type_cache_bits` [`CacheEntry`]s
+    /// indexed by [`TYPE_CACHE_HASH_MULT`].
+    pub type_cache: *const CacheEntry<T>,
+    /// Appended: log2 of the number of entries of `type_cache`.
+    pub type_cache_bits: u32,
+    /// Appended: byte offset of `tp_version_tag` in type objects, proven on
+    /// the running interpreter; 0 = the cache is off (entries are never
+    /// filled, so probing it is still safe: offset 0 is readable).
+    pub version_tag_offset: i32,
+}
+
+// SAFETY: the struct is immutable after publication; the metaclass pointer
+// is only dereferenced by code holding the GIL or a reference.
+unsafe impl<O, T, S> Sync for Api<O, T, S> {}
+// SAFETY: as above.
+unsafe impl<O, T, S> Send for Api<O, T, S> {}
+
+impl<O, T, S> Api<O, T, S> {
+    /// Is this struct usable by code built for ABI v1 (version equal, struct
+    /// at least as large as ours)? `ExtType_Import` refuses it otherwise.
+    pub fn is_compatible(&self) -> bool {
+        self.abi_version == ABI_VERSION && self.struct_size as usize >= core::mem::size_of::<Api>()
+    }
+
+    /// The table a lookup on `tp` probes inline — the header's
+    /// `ExtType_FindInType` fast path: the type's own effective table when
+    /// `meta` (the type of `tp`) is the metaclass, else `tp`'s entry in the
+    /// foreign registry. NULL means "ask [`find_slow`](Api::find_slow)".
+    ///
+    /// # Safety
+    /// `self` must be a published API struct; `tp` must be a live type object
+    /// (the caller holds a reference to it or to an instance) and `meta` its
+    /// type (`Py_TYPE(tp)`). No GIL needed.
+    #[inline]
+    pub unsafe fn table_of(&self, tp: *mut T, meta: *mut T) -> *const RawTable {
+        // SAFETY: a type whose metaclass is `metaclass` carries TypeData at
+        // `table_offset`; tables are published with release stores and live
+        // as long as their type (registry tables for the process); the type
+        // cache lives for the process.
+        unsafe {
+            if meta == self.metaclass {
+                let data = tp.cast::<u8>().offset(self.table_offset).cast::<TypeData>();
+                let table = (*data).table.load(Ordering::Acquire);
+                if !table.is_null() {
+                    return table;
+                }
+            }
+            let table = self.cached_table(tp);
+            if !table.is_null() {
+                return table;
+            }
+            if self.foreign_registry.is_null() {
+                return ptr::null();
+            }
+            let registry = (*self.foreign_registry).load(Ordering::Acquire);
+            if registry.is_null() {
+                return ptr::null();
+            }
+            raw_lookup(registry, tp as u64).cast()
+        }
+    }
+
+    /// The table the runtime's type cache names for `tp`, or NULL (a cache
+    /// miss: ask [`find_slow`](Api::find_slow), which fills the entry). One
+    /// entry read under its seqlock, plus `tp`'s version tag; no lock.
+    ///
+    /// # Safety
+    /// As [`table_of`](Api::table_of); `self` must pass
+    /// [`is_compatible`](Api::is_compatible) (the cache fields exist).
+    #[inline]
+    pub unsafe fn cached_table(&self, tp: *mut T) -> *const RawTable {
+        if self.type_cache.is_null() || self.type_cache_bits == 0 || self.type_cache_bits > 32 {
+            return ptr::null();
+        }
+        let index = ((tp as u64).wrapping_mul(TYPE_CACHE_HASH_MULT) >> (64 - self.type_cache_bits)) as usize;
+        // SAFETY: the cache has 1 << type_cache_bits entries and lives for
+        // the process; version_tag_offset is 0 (the readable object header)
+        // or an offset the runtime proved to lie inside every type object.
+        unsafe {
+            let e = &*self.type_cache.add(index);
+            let seq = e.seq.load(Ordering::Acquire);
+            let etp = e.tp.load(Ordering::Relaxed);
+            let etag = e.tag.load(Ordering::Relaxed);
+            let table = e.table.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            let seq2 = e.seq.load(Ordering::Relaxed);
+            let tag = (*tp.cast::<u8>().offset(self.version_tag_offset as isize).cast::<AtomicU32>()).load(Ordering::Relaxed);
+            if ((seq ^ seq2) | (seq & 1) | (etag ^ tag)) == 0 && etp == tp {
+                table
+            } else {
+                ptr::null()
+            }
+        }
+    }
+
+    /// Find the implementation of `id` on `tp` (NULL when absent, for id 0
+    /// and for a NULL `tp`): [`table_of`](Api::table_of), one probe, and the
+    /// runtime's slow path when the fast path has no table.
+    ///
+    /// # Safety
+    /// As [`table_of`](Api::table_of) (`tp` may be NULL).
+    #[inline]
+    pub unsafe fn find_in_type(&self, tp: *mut T, meta: *mut T, id: u64) -> *const c_void {
+        if tp.is_null() || id == 0 {
+            return ptr::null();
+        }
+        // SAFETY: forwarded.
+        unsafe {
+            let table = self.table_of(tp, meta);
+            if !table.is_null() {
+                return raw_lookup(table, id);
+            }
+            (self.find_slow)(tp, id)
+        }
+    }
+}
