@@ -21,6 +21,10 @@ mod array_type;
 #[cfg(feature = "module")]
 mod buffer;
 #[cfg(feature = "module")]
+mod dlpack;
+#[cfg(feature = "module")]
+pub mod dlpack_abi;
+#[cfg(feature = "module")]
 mod kernels;
 #[cfg(feature = "module")]
 mod nd;

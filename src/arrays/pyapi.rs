@@ -840,6 +840,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
         }
         util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
         array_type::create_type(m.0)?;
+        super::dlpack::add_to_module(m.0)?;
         util::add(core, c"_arrays", Py_NewRef(m.0))
     }
 }
