@@ -31,6 +31,8 @@ mod nd;
 #[cfg(feature = "module")]
 mod numpy;
 #[cfg(feature = "module")]
+mod par;
+#[cfg(feature = "module")]
 mod pyapi;
 #[cfg(feature = "module")]
 mod util;
