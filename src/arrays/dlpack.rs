@@ -86,9 +86,13 @@ unsafe fn free_export(ctx: *mut Export) {
     if ctx.is_null() || !interpreter_alive() {
         return;
     }
-    // SAFETY: the GIL is taken before any Python API call; ctx is ours.
+    // SAFETY: the GIL is held (checked) or taken before any Python API
+    // call; ctx is ours.
     unsafe {
-        let gil = PyGILState_Ensure();
+        // Most deleters run with the GIL (capsule destructors, array.v1
+        // releases): skip the Ensure/Release pair then.
+        let held = PyGILState_Check() != 0;
+        let gil = if held { None } else { Some(PyGILState_Ensure()) };
         let mut e = Box::from_raw(ctx);
         if let Some(p) = e.provider.take() {
             (p.release)(e.obj, &mut e.view);
@@ -97,7 +101,9 @@ unsafe fn free_export(ctx: *mut Export) {
             Py_DECREF(e.obj);
         }
         drop(e);
-        PyGILState_Release(gil);
+        if let Some(g) = gil {
+            PyGILState_Release(g);
+        }
     }
 }
 

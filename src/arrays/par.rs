@@ -131,7 +131,7 @@ pub(crate) static WORKER_PARTS: AtomicUsize = AtomicUsize::new(0);
 static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// How long a worker spins for the next job before it parks (as BLAS
 /// libraries do: back-to-back calls then find it awake).
-const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 fn worker(pool: &'static Pool) {
     let mut seen = 0u64;
@@ -141,8 +141,12 @@ fn worker(pool: &'static Pool) {
         while GENERATION.load(Ordering::Acquire) == seen {
             core::hint::spin_loop();
             spins += 1;
-            if spins % 256 == 0 && t0.elapsed() > SPIN {
-                break;
+            if spins % 256 == 0 {
+                if t0.elapsed() > SPIN {
+                    break;
+                }
+                // Give way to other runnable threads (a busy machine).
+                std::thread::yield_now();
             }
         }
         let job = {
