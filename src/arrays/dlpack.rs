@@ -615,8 +615,9 @@ unsafe fn report_to(error_ctx: *mut c_void, set_error: Option<SetErrorFn>) {
         let kind = if tp.is_null() {
             "RuntimeError".to_string()
         } else {
-            util::str_of(Owned::new(PyObject_GetAttrString(tp, c"__name__".as_ptr())).map(|s| s.0).unwrap_or(ptr::null_mut()))
-                .unwrap_or_else(|| "RuntimeError".into())
+            // The name object must outlive str_of's read of it.
+            let name = Owned::new(PyObject_GetAttrString(tp, c"__name__".as_ptr()));
+            name.ok().and_then(|n| util::str_of(n.0)).unwrap_or_else(|| "RuntimeError".into())
         };
         PyErr_Clear();
         let msg = if val.is_null() {

@@ -193,7 +193,7 @@ static PyObject *m_deleted(PyObject *m, PyObject *u) { (void)m; (void)u; return 
  * dltensor_from_py, current_work_stream of the table in capsule `cap`,
  * applied to `obj`. Returns (ndim, shape0, dtype_code, stream_is_null,
  * to_py result, alloc ndim). */
-static void set_err(void *ctx, const char *kind, const char *msg) { (void)kind; snprintf((char *)ctx, 256, "%s", msg); }
+static void set_err(void *ctx, const char *kind, const char *msg) { snprintf((char *)ctx, 256, "%s: %s", kind, msg); }
 static PyObject *m_exercise(PyObject *m, PyObject *args) {
     PyObject *cap, *obj; (void)m;
     if (!PyArg_ParseTuple(args, "OO", &cap, &obj)) return NULL;
