@@ -369,6 +369,9 @@ pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<
 
 /// Parse `stream=None, max_version=None, dl_device=None, copy=None` from
 /// fastcall keywords (`skip` positional arguments are the caller's).
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn parse_request(
     func: &str,
     args: *const *mut PyObject,
@@ -417,6 +420,9 @@ unsafe fn parse_request(
 }
 
 /// A 2-tuple of ints fitting i32/i64 (None: not one; errors cleared).
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn int_pair(v: *mut PyObject) -> Option<(i64, i64)> {
     // SAFETY: GIL held.
     unsafe {
@@ -542,6 +548,10 @@ unsafe extern "C" fn xapi_to_py(tensor: *mut DLManagedTensorVersioned, out_py_ob
 }
 
 /// Call a versioned tensor's deleter (if any).
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+/// The caller owns `mt` and gives it up (its deleter runs once).
 unsafe fn delete_versioned(mt: *mut DLManagedTensorVersioned) {
     // SAFETY: the caller owns mt.
     unsafe {
@@ -551,6 +561,11 @@ unsafe fn delete_versioned(mt: *mut DLManagedTensorVersioned) {
     }
 }
 
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+/// The caller owns `mt`; it is consumed on every path.
 unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject, ()> {
     // SAFETY: GIL held; mt is ours until its deleter runs.
     unsafe {
@@ -606,6 +621,9 @@ unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject,
 }
 
 /// Keep a Python error (if any) as the allocator's SetError call.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn report_to(error_ctx: *mut c_void, set_error: Option<SetErrorFn>) {
     // SAFETY: GIL held; an exception is (normally) set.
     unsafe {
@@ -667,6 +685,10 @@ unsafe extern "C" fn xapi_allocator(
     }
 }
 
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn alloc_impl(p: &DLTensor) -> Result<*mut DLManagedTensorVersioned, ()> {
     // SAFETY: GIL held; p's shape holds ndim values.
     unsafe {
@@ -743,6 +765,9 @@ const LEGACY_TAG: usize = 1;
 
 /// Fill an array.v1 view from a DLTensor; shape/strides (bytes) go into
 /// the view's scratch, or into `heap` above 8 dimensions.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), ()> {
     // SAFETY: t is a live tensor (shape/strides hold ndim values).
     unsafe {
@@ -798,6 +823,10 @@ enum Managed {
 
 impl Managed {
     /// Call the deleter (exactly once: the caller gives up the tensor).
+    ///
+    /// # Safety
+    /// The GIL is held and every pointer argument is live and valid for its type.
+    /// The caller owns the tensor and gives it up (its deleter runs once).
     unsafe fn delete(self) {
         // SAFETY: the caller owns the tensor.
         unsafe {
@@ -816,6 +845,10 @@ impl Managed {
 /// Fill `v` from a managed tensor and take it over (`internal[0]`); on
 /// error the tensor's deleter is called. A major-version mismatch calls the
 /// deleter and reads nothing else.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+/// The caller owns `m`; it is consumed on every path.
 unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str) -> Result<(), ()> {
     // SAFETY: the caller owns m.
     unsafe {
@@ -898,6 +931,9 @@ pub(crate) unsafe extern "C" fn dl_c_acquire(obj: *mut PyObject, request: c_int,
 }
 
 /// Take the tensor out of a `__dlpack__` capsule, renaming it "used_...".
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn consume_capsule(cap: *mut PyObject, who: &str) -> Result<Managed, ()> {
     // SAFETY: GIL held; cap alive.
     unsafe {
@@ -945,6 +981,10 @@ unsafe impl Sync for PyNames {}
 
 static PY_NAMES: std::sync::OnceLock<PyNames> = std::sync::OnceLock::new();
 
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn py_names() -> Result<&'static PyNames, ()> {
     if let Some(n) = PY_NAMES.get() {
         return Ok(n);
@@ -963,6 +1003,9 @@ unsafe fn py_names() -> Result<&'static PyNames, ()> {
 
 /// `obj.__dlpack__(max_version=(1, 3))`, or `obj.__dlpack__()` when that
 /// raises TypeError (a pre-2023 producer).
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
     // SAFETY: GIL held.
     unsafe {
@@ -1025,6 +1068,9 @@ pub(crate) unsafe extern "C" fn dl_release(_obj: *mut PyObject, view: *mut Array
 
 /// The exchange table on `tp` (a type), if it has a usable one: `Ok(None)`
 /// when the attribute is absent; `Err` for a wrong capsule name.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const DLPackExchangeAPI>, ()> {
     // SAFETY: GIL held.
     unsafe {
@@ -1059,6 +1105,10 @@ unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *mut PyObjec
     })
 }
 
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, ()> {
     // SAFETY: GIL held.
     unsafe {
@@ -1126,6 +1176,10 @@ unsafe extern "C" fn py_bench(_m: *mut PyObject, args: *mut *mut PyObject, nargs
     })
 }
 
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut PyObject, ()> {
     // SAFETY: GIL held.
     unsafe {
@@ -1200,6 +1254,9 @@ unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut
 }
 
 /// Constants the tests read.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
 unsafe fn constants(m: *mut PyObject) -> Result<(), ()> {
     // SAFETY: GIL held.
     unsafe {
