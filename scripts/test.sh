@@ -81,6 +81,13 @@ for entry in "${interpreters[@]}"; do
     total_failed=$((total_failed + ${f:-0}))
 done
 
+# DLPack memcheck (valgrind, when installed; CPython 3.11 venv).
+if vpy=$(prepare_venv 3.11 python3) && command -v valgrind >/dev/null; then
+    line=$(bash "$ROOT/scripts/dlpack-memcheck.sh" "$vpy" | tail -1)
+    SUMMARY+=("$line")
+    if grep -q ' 1 passed' <<<"$line"; then total_passed=$((total_passed + 1)); else total_failed=$((total_failed + 1)); fi
+fi
+
 echo
 echo "== extensibletype test summary =="
 printf '%s\n' "${SUMMARY[@]}"
