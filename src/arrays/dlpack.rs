@@ -78,6 +78,16 @@ fn interpreter_alive() -> bool {
     unsafe { Py_IsInitialized() != 0 }
 }
 
+/// Does this thread hold the GIL? (Limited API: unknown, so no: callers
+/// then take it with `PyGILState_Ensure`, which nests.)
+fn gil_held() -> bool {
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: callable at any time after initialisation (checked by callers).
+    return unsafe { PyGILState_Check() != 0 };
+    #[cfg(Py_LIMITED_API)]
+    return false;
+}
+
 /// Free an [`Export`]: release the view, drop the reference. Takes the GIL.
 ///
 /// # Safety
@@ -91,7 +101,7 @@ unsafe fn free_export(ctx: *mut Export) {
     unsafe {
         // Most deleters run with the GIL (capsule destructors, array.v1
         // releases): skip the Ensure/Release pair then.
-        let held = PyGILState_Check() != 0;
+        let held = gil_held();
         let gil = if held { None } else { Some(PyGILState_Ensure()) };
         let mut e = Box::from_raw(ctx);
         if let Some(p) = e.provider.take() {
