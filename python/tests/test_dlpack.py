@@ -264,7 +264,11 @@ def test_deleter_runs_once_consumed_or_not():
 def test_exchange_api_capsule_and_table(prod):
     cap = type(xa.Array(1)).__dlpack_c_exchange_api__
     assert "dlpack_exchange_api" in repr(cap)
-    api = ExchangeAPI.from_address(_api.PyCapsule_GetPointer(cap, b"dlpack_exchange_api"))
+    addr = _api.PyCapsule_GetPointer(cap, b"dlpack_exchange_api")
+    assert addr == xa._impl._DLPACK_API_ADDRESS  # one static table
+    assert type(xa.Array(2)).__dlpack_c_exchange_api__ is cap or _api.PyCapsule_GetPointer(
+        type(xa.Array(2)).__dlpack_c_exchange_api__, b"dlpack_exchange_api") == addr
+    api = ExchangeAPI.from_address(addr)
     assert (api.major, api.minor, api.prev_api) == (1, 3, None)
     assert all(getattr(api, f) for f, _ in ExchangeAPI._fields_[3:])
     # every entry exercised from C (the producer test module drives the table)
