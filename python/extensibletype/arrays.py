@@ -203,10 +203,7 @@ def _unregister_providers() -> None:
     """Remove every array.v1 slot this module put on foreign types (so that
     a test suite can leave the foreign registry as it found it)."""
     while _REGISTERED:
-        tp = _REGISTERED.pop()
-        _core.set_slots(tp, {KEY_ACQUIRE: None, KEY_RELEASE: None})
-        if _KEY_DLPACK_API in _core.get_slots(tp):
-            _core.set_slots(tp, {_KEY_DLPACK_API: None})
+        _core.set_slots(_REGISTERED.pop(), {KEY_ACQUIRE: None, KEY_RELEASE: None, _KEY_DLPACK_API: None})
 
 
 _register_providers()
