@@ -73,3 +73,26 @@ def test_workers_take_part_on_large_inputs():
     # caller computes every part itself, with the same result)
     _, after = xa._impl._set_threads(2)
     assert after >= before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_forked_child_computes_alone():
+    """A child forked after the pool started has no workers: it must not
+    wait for them, and gets the same result."""
+    import os
+
+    x = np.arange(4 * PAR_MIN, dtype=np.float64)
+    xa._impl._set_threads(2)
+    want = xa.sum(x)  # starts the pool
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            ok = xa.sum(x) == want and xa.dot(x, x) == xa.dot(x, x)
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.waitpid(pid, 0)
+    assert got == b"1"

@@ -113,6 +113,9 @@ impl Job {
 
 /// The published job (pointer + generation), and the workers' wake-up.
 struct Pool {
+    /// The process that started the workers: a forked child has none (and
+    /// its copy of the locks may be held), so it computes every part itself.
+    pid: u32,
     slot: Mutex<(usize, u64)>,
     wake: Condvar,
     workers: Mutex<usize>,
@@ -120,7 +123,7 @@ struct Pool {
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Pool { slot: Mutex::new((0, 0)), wake: Condvar::new(), workers: Mutex::new(0) })
+    POOL.get_or_init(|| Pool { pid: std::process::id(), slot: Mutex::new((0, 0)), wake: Condvar::new(), workers: Mutex::new(0) })
 }
 
 /// Parts computed by pool workers so far (diagnostics: `_threads_info`).
@@ -198,13 +201,13 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
         let r = f(&parts[i].0);
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = r;
     };
-    let t = threads();
+    let pool = pool();
+    let t = if pool.pid == std::process::id() { threads() } else { 1 };
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
     // SAFETY (lifetime erasure): the job is unpublished and every worker
     // has left it before this frame (and `work`) ends.
     let work_ptr: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(work_ref) };
     let job = Job { next: AtomicUsize::new(0), count: parts.len(), active: AtomicUsize::new(0), work: work_ptr };
-    let pool = pool();
     if t > 1 {
         ensure_workers(pool, t - 1);
         let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
