@@ -85,7 +85,11 @@ def test_forked_child_computes_alone():
     xa._impl._set_threads(2)
     want = xa.sum(x)  # starts the pool
     r, w = os.pipe()
-    pid = os.fork()
+    import warnings
+
+    with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock" (the point of the test)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child
         try:
             ok = xa.sum(x) == want and xa.dot(x, x) == xa.dot(x, x)
