@@ -50,7 +50,7 @@ static void free_ctx(Ctx *c) {
     PyGILState_STATE g = PyGILState_Ensure();
     Py_XDECREF(c->owner);
     PyMem_RawFree(c);
-    deleted_count++;
+    __atomic_fetch_add(&deleted_count, 1, __ATOMIC_RELAXED);
     PyGILState_Release(g);
 }
 static void del_v(ManagedV *m) { free_ctx((Ctx *)m->manager_ctx); }
@@ -68,7 +68,7 @@ static Ctx *make(TensorObject *t) {
     c->v.flags = t->readonly ? 1 : 0;
     c->v.dl_tensor = x;
     c->l.dl_tensor = x; c->l.manager_ctx = c; c->l.deleter = del_l;
-    made_count++;
+    __atomic_fetch_add(&made_count, 1, __ATOMIC_RELAXED);
     return c;
 }
 
@@ -136,7 +136,7 @@ static PyObject *t_dlpack(PyObject *self, PyObject *args, PyObject *kw) {
     const char *name = t->capsule_name[0] ? t->capsule_name : versioned ? "dltensor_versioned" : "dltensor";
     /* the capsule name must outlive the capsule: keep it in a static copy */
     static char names_buf[8][64]; static int next;
-    char *stable = names_buf[next++ % 8];
+    char *stable = names_buf[__atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % 8];
     snprintf(stable, 64, "%s", name);
     PyObject *cap = PyCapsule_New(versioned ? (void *)&c->v : (void *)&c->l, stable, cap_destructor);
     if (!cap) { free_ctx(c); return NULL; }
@@ -187,8 +187,8 @@ static PyType_Slot t_slots[] = {
 };
 static PyType_Spec t_spec = {"dlpack_producer.Tensor", sizeof(TensorObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, t_slots};
 
-static PyObject *m_made(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(made_count); }
-static PyObject *m_deleted(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(deleted_count); }
+static PyObject *m_made(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(__atomic_load_n(&made_count, __ATOMIC_RELAXED)); }
+static PyObject *m_deleted(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(__atomic_load_n(&deleted_count, __ATOMIC_RELAXED)); }
 /* Round trip through a foreign table from C: allocator, to_py, from_py,
  * dltensor_from_py, current_work_stream of the table in capsule `cap`,
  * applied to `obj`. Returns (ndim, shape0, dtype_code, stream_is_null,
@@ -234,6 +234,10 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "dlpack_producer", NU
 PyMODINIT_FUNC PyInit_dlpack_producer(void) {
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* counters are atomic; the capsule-name ring is only a test helper */
+    PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED);
+#endif
     TensorType = (PyTypeObject *)PyType_FromSpec(&t_spec);
     if (!TensorType) return NULL;
     PyObject *cap = PyCapsule_New(&API, "dlpack_exchange_api", NULL);
