@@ -439,3 +439,42 @@ def test_torch_when_importable():
     back = torch.from_dlpack(xa.Array(3))
     assert back.shape == (3,)
     et.set_slots(torch.Tensor, {xa.KEY_ACQUIRE: None, xa.KEY_RELEASE: None, xa._KEY_DLPACK_API: None})
+
+
+def test_exports_race_with_resize():
+    """Threads export and drop capsules while one resizes: every resize
+    either succeeds with no export alive or raises BufferError; at the end
+    nothing is pinned (free-threaded builds: lock-free pins vs the CAS)."""
+    import threading
+
+    a = xa.Array(64)
+    stop = threading.Event()
+    errors = []
+
+    def exporter():
+        try:
+            while not stop.is_set():
+                cap = a.__dlpack__(max_version=(1, 3))
+                t = versioned(cap).dl_tensor
+                assert t.ndim == 1 and t.shape[0] in (64, 65)
+                del cap, t
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=exporter) for _ in range(3)]
+    for t in threads:
+        t.start()
+    ok = refused = 0
+    for i in range(300):
+        try:
+            a.resize(64 + i % 2)
+            ok += 1
+        except BufferError:
+            refused += 1
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    gc.collect()
+    assert a._exports == 0
+    a.resize(3)
