@@ -107,7 +107,8 @@ done < <(bash scripts/test-forky.sh)
 #   typecheck  mypy stubtest + mypy --strict on the stubs (scripts/typecheck.sh)
 #   fuzz       the Python API under hostile input (scripts/fuzz.sh)
 #   asan       Rust tests and the 3.11 suite under AddressSanitizer (scripts/asan.sh)
-for step in typecheck fuzz asan; do
+#   dlpack-memcheck  valgrind over every DLPack path (scripts/dlpack-memcheck.sh)
+for step in typecheck fuzz asan dlpack-memcheck; do
     log "$step (scripts/$step.sh)"
     line=$(bash "scripts/$step.sh" 2>"/tmp/extensibletype-$step.err" | tee "/tmp/extensibletype-$step.out" | tail -1)
     [[ $line =~ ^$step:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]] || line="$step: 0 passed, 1 failed (no summary; see /tmp/extensibletype-$step.err)"

@@ -22,6 +22,12 @@ Importing this module registers the providers that need registering:
 Consumers, generic over every provider and any strides:
 :func:`sum`, :func:`dot`, :func:`axpy` (``y += a * x``), :func:`view_info`.
 
+DLPack 1.3, both ways: :class:`Array` implements ``__dlpack__`` /
+``__dlpack_device__`` and its type carries ``__dlpack_c_exchange_api__``;
+:func:`to_dlpack` exports any array.v1 provider as a DLPack capsule;
+:func:`register_dlpack_type` makes any DLPack exporter type an array.v1
+provider (through its C exchange table when it has one).
+
 >>> import extensibletype.arrays as xa
 >>> a = xa.Array((2, 3)); a.fill(1.5)
 >>> import array; xa.sum(a), xa.sum(array.array("q", [1, 2]))
@@ -43,6 +49,13 @@ sum = _impl.sum  # noqa: A001 - the interface's name
 dot = _impl.dot
 axpy = _impl.axpy
 view_info = _impl.view_info
+to_dlpack = _impl.to_dlpack
+
+DLPACK_VERSION = (_impl.DLPACK_MAJOR, _impl.DLPACK_MINOR)
+DLPACK_FLAG_READ_ONLY = _impl.DLPACK_FLAG_READ_ONLY
+DLPACK_FLAG_IS_COPIED = _impl.DLPACK_FLAG_IS_COPIED
+#: Private slot key under which the C path keeps a type's exchange table.
+_KEY_DLPACK_API = "extensibletype.arrays.dlpack:exchange_api"
 
 KEY_ACQUIRE = _impl.KEY_ACQUIRE
 KEY_RELEASE = _impl.KEY_RELEASE
@@ -71,6 +84,8 @@ __all__ = [
     "axpy",
     "dot",
     "register_buffer_type",
+    "register_dlpack_type",
+    "to_dlpack",
     "sum",
     "view_info",
     "KEY_ACQUIRE",
@@ -88,6 +103,26 @@ def register_buffer_type(tp: type) -> None:
     _impl.register_buffer_type(tp)
     if tp not in _REGISTERED:
         _REGISTERED.append(tp)
+
+
+def register_dlpack_type(tp: type) -> str:
+    """Make ``tp``, a DLPack exporter type, an array.v1 provider; subclasses
+    inherit it. Returns the path taken:
+
+    - ``"c"``: ``tp.__dlpack_c_exchange_api__`` is a DLPack 1.x exchange
+      table (a PyCapsule named ``"dlpack_exchange_api"``); each view holds a
+      tensor from ``managed_tensor_from_py_object_no_sync`` (so the memory
+      stays pinned) until release, which calls its deleter;
+    - ``"python"``: each view calls ``obj.__dlpack__(max_version=(1, 3))``
+      (``obj.__dlpack__()`` if that raises TypeError) and consumes the capsule.
+
+    Views report the tensor's device; CPU consumers (:func:`sum`, ...)
+    raise TypeError for other devices. TypeError when ``tp`` has neither;
+    ValueError when the attribute is a capsule with another name."""
+    mode = _impl.register_dlpack_type(tp)
+    if tp not in _REGISTERED:
+        _REGISTERED.append(tp)
+    return mode
 
 
 def _check_numpy_layout(np) -> str | None:
@@ -170,7 +205,7 @@ def _unregister_providers() -> None:
     """Remove every array.v1 slot this module put on foreign types (so that
     a test suite can leave the foreign registry as it found it)."""
     while _REGISTERED:
-        _core.set_slots(_REGISTERED.pop(), {KEY_ACQUIRE: None, KEY_RELEASE: None})
+        _core.set_slots(_REGISTERED.pop(), {KEY_ACQUIRE: None, KEY_RELEASE: None, _KEY_DLPACK_API: None})
 
 
 _register_providers()

@@ -87,7 +87,8 @@ pub(crate) struct ArrayObject {
     /// DATA_ALIGN-aligned, `alloc_bytes` long (never NULL once initialised).
     data: *mut u8,
     alloc_bytes: usize,
-    /// `2 * ndim` i64: the shape, then the byte strides (NULL when ndim == 0).
+    /// `3 * ndim` i64: the shape, the byte strides, then the element
+    /// strides (for DLPack's non-owning fill; NULL when ndim == 0).
     dims: *mut i64,
     ndim: i32,
     dtype: DType,
@@ -104,7 +105,7 @@ impl ArrayObject {
         if self.ndim == 0 {
             return &[];
         }
-        // SAFETY: dims holds 2*ndim values while the object lives.
+        // SAFETY: dims holds 3*ndim values while the object lives.
         unsafe { core::slice::from_raw_parts(self.dims, self.ndim as usize) }
     }
     fn strides(&self) -> &[i64] {
@@ -224,11 +225,12 @@ fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, us
         return Ok((ptr::null_mut(), 1));
     }
     let nd = shape.len();
-    let mut dims = vec![0i64; 2 * nd].into_boxed_slice();
+    let mut dims = vec![0i64; 3 * nd].into_boxed_slice();
     let mut stride = itemsize as i64;
     for k in (0..nd).rev() {
         dims[k] = shape[k];
         dims[nd + k] = stride;
+        dims[2 * nd + k] = stride / itemsize as i64;
         stride *= shape[k].max(1);
     }
     Ok((Box::into_raw(dims).cast(), size))
@@ -246,8 +248,8 @@ fn shape_text(shape: &[i64]) -> String {
 
 fn free_dims(dims: *mut i64, ndim: i32) {
     if !dims.is_null() {
-        // SAFETY: made by make_dims as a boxed slice of 2*ndim values.
-        drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(dims, 2 * ndim as usize)) });
+        // SAFETY: made by make_dims as a boxed slice of 3*ndim values.
+        drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(dims, 3 * ndim as usize)) });
     }
 }
 
@@ -873,6 +875,46 @@ getter!(get_dtype, |a| {
 });
 getter!(get_exports, |a| PyLong_FromSsize_t(a.exported()));
 
+// ---- DLPack (the exchange table's non-owning fill) ---------------------------
+
+/// The Array type (after module init).
+pub(crate) fn array_type() -> *mut PyTypeObject {
+    ARRAY_TYPE.load(Ordering::Acquire).cast()
+}
+
+/// Fill a DLTensor describing Array `obj` without allocating: `shape` and
+/// the element `strides` point into the array's dims block.
+///
+/// # Safety
+/// GIL held (or the caller otherwise excludes `resize`); `obj` is an Array.
+pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut super::dlpack_abi::DLTensor) {
+    // SAFETY: obj is an Array; dims holds 3*ndim values (or is NULL).
+    unsafe {
+        let a = &*obj.cast::<ArrayObject>();
+        out.data = a.data.cast();
+        out.device = abi::DLDevice::CPU;
+        out.ndim = a.ndim;
+        out.dtype = a.dtype.dl();
+        out.shape = a.dims;
+        out.strides = if a.dims.is_null() { ptr::null_mut() } else { a.dims.add(2 * a.ndim as usize) };
+        out.byte_offset = 0;
+    }
+}
+
+/// Run `f` on the data of a fresh, unshared Array (e.g. to copy into it).
+///
+/// # Safety
+/// GIL held; `obj` is an Array; `f` writes at most `nbytes` bytes.
+pub(crate) unsafe fn with_data(obj: *mut PyObject, f: impl FnOnce(*mut u8)) {
+    // SAFETY: pinned for the duration, so resize cannot move the data.
+    unsafe {
+        let a = &*obj.cast::<ArrayObject>();
+        a.pin(obj);
+        f(a.data);
+        a.unpin();
+    }
+}
+
 // ---- the type ----------------------------------------------------------------
 
 /// Create the `Array` type (metaclass `ExtensibleType`, slots
@@ -892,6 +934,11 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
             METH_NOARGS,
             c"tolist()\n--\n\nThe elements as nested lists of Python scalars."
         ),
+        py_method!(c"__dlpack__", PyCFunctionFastWithKeywords, super::dlpack::array_dlpack, METH_FASTCALL | METH_KEYWORDS,
+            c"__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\
+              A DLPack capsule sharing this array's memory (copy=True: a copy); resize refuses until it is deleted."),
+        py_method!(c"__dlpack_device__", PyCFunction, super::dlpack::array_dlpack_device, METH_NOARGS,
+            c"__dlpack_device__()\n--\n\n(1, 0): host memory (kDLCPU)."),
         py_method!(c"resize", PyCFunction, array_resize, METH_O,
             c"resize(shape)\n--\n\nChange the shape in place, keeping the flat C-order contents (new elements are 0).\n\
               Raises BufferError while a view (array.v1 or buffer protocol) is exported."),

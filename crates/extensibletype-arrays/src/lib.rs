@@ -36,12 +36,18 @@ pub mod abi;
 mod array_type;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod buffer;
+// DLPack export rides on the Array type (not under abi3t, as array_type).
+#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
+mod dlpack;
+pub mod dlpack_abi;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod kernels;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod nd;
 #[cfg(feature = "python")]
 mod numpy;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod par;
 #[cfg(feature = "python")]
 mod pyapi;
 #[cfg(feature = "python")]

@@ -16,7 +16,7 @@ use super::nd::Nd;
 use super::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
 #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
 use super::array_type;
-use super::{buffer, numpy};
+use super::{buffer, numpy, par};
 use crate::runtime::pyutil::{new_module, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -105,9 +105,9 @@ unsafe extern "C" fn py_sum(_m: *mut PyObject, x: *mut PyObject) -> *mut PyObjec
                 let nd = Nd::<1>::new([v], true);
                 let _nogil = NoGil::new(nd.size >= NOGIL_MIN);
                 let out = match kind {
-                    Kind::F64 => Out::F(kernels::sum::<f64>(&nd)),
-                    Kind::F32 => Out::F(kernels::sum::<f32>(&nd) as f64),
-                    Kind::I64 => Out::I(kernels::sum::<i64>(&nd)),
+                    Kind::F64 => Out::F(par::sum::<f64>(&nd)),
+                    Kind::F32 => Out::F(par::sum::<f32>(&nd) as f64),
+                    Kind::I64 => Out::I(par::sum::<i64>(&nd)),
                 };
                 Ok(out)
             })
@@ -147,9 +147,9 @@ unsafe extern "C" fn py_dot(_m: *mut PyObject, args: *mut *mut PyObject, nargs: 
                         let nd = Nd::<2>::new([vx, vy], true);
                         let _nogil = NoGil::new(nd.size >= NOGIL_MIN);
                         Ok(match kind {
-                            Kind::F64 => Out::F(kernels::dot::<f64>(&nd)),
-                            Kind::F32 => Out::F(kernels::dot::<f32>(&nd) as f64),
-                            Kind::I64 => Out::I(kernels::dot::<i64>(&nd)),
+                            Kind::F64 => Out::F(par::dot::<f64>(&nd)),
+                            Kind::F32 => Out::F(par::dot::<f32>(&nd) as f64),
+                            Kind::I64 => Out::I(par::dot::<i64>(&nd)),
                         })
                     })
                 })
@@ -286,9 +286,9 @@ fn axpy_typed<T: Elem>(a: T, vx: &ArrayView, vy: &ArrayView) {
             tv.shape = shape.as_mut_ptr();
             tv.strides = strides.as_mut_ptr();
             tv.dtype = vx.dtype;
-            kernels::axpy::<T>(&Nd::<2>::new([vy, &tv], true), a);
+            par::axpy::<T>(&Nd::<2>::new([vy, &tv], true), a);
         } else {
-            kernels::axpy::<T>(&Nd::<2>::new([vy, vx], true), a);
+            par::axpy::<T>(&Nd::<2>::new([vy, vx], true), a);
         }
     }
 }
@@ -527,6 +527,27 @@ unsafe extern "C" fn py_set_isa(_m: *mut PyObject, name: *mut PyObject) -> *mut 
         };
         // SAFETY: GIL held.
         unsafe { PyBool_FromLong(kernels::set_isa(level) as _) }
+    })
+}
+
+unsafe extern "C" fn py_set_threads(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
+    guard(ptr::null_mut(), || {
+        // SAFETY: GIL held.
+        unsafe {
+            let v = PyLong_AsLong(n);
+            if v == -1 && !PyErr_Occurred().is_null() {
+                return ptr::null_mut();
+            }
+            if v < 0 {
+                return ret(raise(util::value_error(), "_set_threads(): n must be >= 0"));
+            }
+            par::set_threads(v as usize);
+            Py_BuildValue(
+                c"(nn)".as_ptr(),
+                par::threads() as Py_ssize_t,
+                par::WORKER_PARTS.load(core::sync::atomic::Ordering::Relaxed) as Py_ssize_t,
+            )
+        }
     })
 }
 
@@ -827,6 +848,9 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
         py_method!(c"_set_isa", PyCFunction, py_set_isa, METH_O,
             c"_set_isa(level) -> bool\n--\n\nForce the kernels' instruction set ('base', 'avx2', 'avx512', 'best'); False if unsupported."),
         py_method!(c"_isa", PyCFunction, py_isa, METH_NOARGS, c"_isa() -> str\n--\n\nThe kernels' instruction set in use."),
+        py_method!(c"_set_threads", PyCFunction, py_set_threads, METH_O,
+            c"_set_threads(n) -> (threads, worker_parts)\n--\n\nThreads for sum/dot/axpy on large inputs (0: automatic);\n\
+              returns the count in use and how many parts pool workers have computed so far."),
         py_method!(c"_bench_view_cost", PyCFunctionFast, py_bench_view_cost, METH_FASTCALL,
             c"_bench_view_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per view of obj, timed in a compiled loop.\n\
               method: 'slots' (find acquire+release, acquire, release), 'slots_cached', 'find', 'buffer'\n\
@@ -857,6 +881,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             (c"REQ_C_CONTIGUOUS", abi::REQ_C_CONTIGUOUS as i64),
             (c"REQ_ANY_CONTIGUOUS", abi::REQ_ANY_CONTIGUOUS as i64),
             (c"NOGIL_MIN", NOGIL_MIN as i64),
+            (c"PAR_MIN", par::PAR_MIN as i64),
             (c"NPY_ARRAY_BASICSIZE", numpy::NPY_ARRAY_BASICSIZE as i64),
         ] {
             util::add(m.0, name, PyLong_FromLongLong(v))?;
@@ -874,6 +899,8 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
         util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
         #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         array_type::create_type(m.0)?;
+        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+        super::dlpack::add_to_module(m.0)?;
         util::add(core, c"_arrays", Py_NewRef(m.0))
     }
 }

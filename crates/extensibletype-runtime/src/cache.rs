@@ -46,7 +46,7 @@ use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
-use super::layout::{self, TypeData};
+use super::layout::{self, TypeData, TypeDataExt};
 use super::registry;
 use crate::table::{raw_lookup, RawEntry, RawTable, Table, HEADER_SIZE};
 

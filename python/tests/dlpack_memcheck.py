@@ -1,0 +1,41 @@
+"""DLPack exports and imports in a loop, for valgrind (scripts/dlpack-memcheck.sh):
+every path of extensibletype/arrays/dlpack.rs, good and bad input. Prints the
+producer's made/deleted counts; exits 1 if they differ. Not a pytest module."""
+
+import gc
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+import cbuild  # noqa: E402
+import extensibletype.arrays as xa  # noqa: E402
+
+m = cbuild.load(cbuild.build("dlpack_producer", [HERE / "c" / "dlpack_producer.c"], cflags=cbuild.STRICT))
+xa.register_dlpack_type(m.Tensor)
+
+
+class W:
+    def __init__(self, t):
+        self.t = t
+
+    def __dlpack__(self, **kw):
+        return self.t.__dlpack__(**kw)
+
+
+xa.register_dlpack_type(W)
+for i in range(int(sys.argv[1]) if len(sys.argv) > 1 else 200):
+    a = xa.Array((3, 4)); a.__dlpack__(); a.__dlpack__(max_version=(1, 3)); np.from_dlpack(a); xa.to_dlpack(a, copy=True)
+    xa.to_dlpack(np.arange(10.0)[::3], max_version=(1, 3)); xa.to_dlpack(bytearray(8))
+    xa.sum(m.Tensor(5)); xa.sum(W(m.Tensor(5))); xa.sum(W(m.Tensor(5, legacy=1)))
+    for bad in (W(m.Tensor(3, capsule_name="wrong")), W(m.Tensor(3, major=2)), m.Tensor(3, major=2), m.Tensor(3, device_type=2)):
+        try: xa.sum(bad)
+        except (ValueError, BufferError, TypeError):
+            pass
+    m.exercise(type(a).__dlpack_c_exchange_api__, a)
+gc.collect()
+print("made", m.made(), "deleted", m.deleted())
+sys.exit(0 if m.made() == m.deleted() else 1)
