@@ -485,7 +485,7 @@ static inline int ExtType_Import(void)
         /* A runtime from before the type cache: probe two empty entries
            (their type is NULL, so every probe misses and find_slow answers;
            offset 0 of a type object is always readable). */
-        static const ExtType_TypeCacheEntry no_type_cache[2];
+        static const ExtType_TypeCacheEntry no_type_cache[2] = {{0u, 0u, NULL, NULL, NULL}, {0u, 0u, NULL, NULL, NULL}};
         EXTTYPE__CACHE.type_cache = no_type_cache;
         EXTTYPE__CACHE.type_cache_shift = 63u;
         EXTTYPE__CACHE.version_tag_offset = 0;
