@@ -3,7 +3,7 @@
 
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, SupportsIndex
+from typing import Any, ClassVar, Final, Literal, SupportsIndex
 
 from ._core import ExtensibleType
 
@@ -36,6 +36,16 @@ class Array(metaclass=ExtensibleType):
     def __len__(self) -> int: ...
     def __getitem__(self, index: SupportsIndex | tuple[SupportsIndex, ...], /) -> Any: ...
     def __setitem__(self, index: SupportsIndex | tuple[SupportsIndex, ...], value: float, /) -> None: ...
+    __dlpack_c_exchange_api__: ClassVar[Any]  # PyCapsule "dlpack_exchange_api" (DLPack 1.3)
+    def __dlpack__(
+        self,
+        *,
+        stream: int | Any | None = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview: ...
         def __release_buffer__(self, buffer: memoryview, /) -> None: ...
@@ -45,6 +55,19 @@ def dot(x: object, y: object, /) -> float | int: ...
 def axpy(a: float, x: object, y: object, /) -> None: ...
 def view_info(obj: object, request: int = 0, /) -> dict[str, Any]: ...
 def register_buffer_type(tp: type) -> None: ...
+def register_dlpack_type(tp: type) -> Literal["c", "python"]: ...
+def to_dlpack(
+    obj: object,
+    *,
+    stream: int | Any | None = None,
+    max_version: tuple[int, int] | None = None,
+    dl_device: tuple[int, int] | None = None,
+    copy: bool | None = None,
+) -> Any: ...
+
+DLPACK_VERSION: Final[tuple[int, int]]
+DLPACK_FLAG_READ_ONLY: Final[int]
+DLPACK_FLAG_IS_COPIED: Final[int]
 
 KEY_ACQUIRE: Final[str]
 KEY_RELEASE: Final[str]
@@ -70,6 +93,8 @@ __all__ = [
     "axpy",
     "dot",
     "register_buffer_type",
+    "register_dlpack_type",
+    "to_dlpack",
     "sum",
     "view_info",
     "KEY_ACQUIRE",

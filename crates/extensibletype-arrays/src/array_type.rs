@@ -935,10 +935,10 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
             c"tolist()\n--\n\nThe elements as nested lists of Python scalars."
         ),
         py_method!(c"__dlpack__", PyCFunctionFastWithKeywords, super::dlpack::array_dlpack, METH_FASTCALL | METH_KEYWORDS,
-            c"__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\
+            c"__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\
               A DLPack capsule sharing this array's memory (copy=True: a copy); resize refuses until it is deleted."),
         py_method!(c"__dlpack_device__", PyCFunction, super::dlpack::array_dlpack_device, METH_NOARGS,
-            c"__dlpack_device__()\n--\n\n(1, 0): host memory (kDLCPU)."),
+            c"__dlpack_device__($self, /)\n--\n\n(1, 0): host memory (kDLCPU)."),
         py_method!(c"resize", PyCFunction, array_resize, METH_O,
             c"resize(shape)\n--\n\nChange the shape in place, keeping the flat C-order contents (new elements are 0).\n\
               Raises BufferError while a view (array.v1 or buffer protocol) is exported."),
