@@ -308,11 +308,6 @@ static __forceinline uint32_t ExtType__load_acquire_u32_msvc(const uint32_t *p)
    itself does); otherwise Py_TYPE(). No GIL needed. */
 #if defined(Py_LIMITED_API) && Py_LIMITED_API + 0 >= 0x030e0000
 #  define EXTTYPE__TYPE_INLINE 1
-#  if defined(__GNUC__) || defined(__clang__)
-#    define EXTTYPE__LOAD_RELAXED(pp) __atomic_load_n((pp), __ATOMIC_RELAXED)
-#  else
-#    define EXTTYPE__LOAD_RELAXED(pp) (*(PyTypeObject *const volatile *)(pp))
-#  endif
 static inline PyTypeObject *ExtType__TypeOf(PyObject *o)
 {
     Py_ssize_t off = EXTTYPE__CACHE.ob_type_offset;

@@ -54,8 +54,21 @@ install_abi3() {
     "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
 }
 
+# Build the abi3t wheel (PEP 803; pyo3-ffi 0.30's abi3t-py315 feature, with
+# CPython 3.15) once per source digest, then install it with $1.
+install_abi3t() {
+    local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3t/$2"
+    if ! ls "$dist"/*abi3t*.whl >/dev/null 2>&1; then
+        log "maturin build --features pyo3-ffi/abi3t-py315"
+        rm -rf "$ROOT/target/wheels-abi3t"
+        CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features pyo3-ffi/abi3t-py315 -i "$vpy" --out "$dist" >&2 || return 1
+    fi
+    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3t*.whl >&2
+}
+
 # prepare_venv TAG PYTHON: .venv/TAG with PY_DEPS and the package (`pip
-# install .`, or the abi3 wheel for TAG *-abi3). Prints the venv's python.
+# install .`, the abi3 wheel for TAG *-abi3, the abi3t wheel for TAG
+# *-abi3t). Prints the venv's python.
 prepare_venv() {
     local tag=$1 py=$2 venv="$ROOT/.venv/$1" digest dep missing=()
     if [ ! -x "$venv/bin/python" ]; then
@@ -76,6 +89,7 @@ prepare_venv() {
     if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
         case $tag in
             *-abi3) install_abi3 "$vpy" "$digest" ;;
+            *-abi3t) install_abi3t "$vpy" "$digest" ;;
             *)
                 local src=$ROOT
                 # Free-threaded 3.13 needs pyo3-ffi 0.28 (a copy of the tree).

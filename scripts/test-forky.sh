@@ -3,7 +3,8 @@
 # chroot of scripts/forky.sh): for each, a version-specific build (`pip
 # install .`, venv .venv/forky-<v>) and the abi3 wheel (the one scripts/test.sh
 # builds on the host for 3.12/3.13, installed in .venv/forky-<v>-abi3; built
-# here only if missing). Venvs and cargo target dirs carry a `forky-` prefix,
+# here only if missing), and on 3.15 the abi3t wheel (PEP 803, built there
+# with pyo3-ffi 0.30's abi3t-py315). Venvs and cargo target dirs carry a `forky-` prefix,
 # so they never collide with the host's.
 #
 # stdout: one line per run, "python forky-<tag>: N passed, N failed (version)",
@@ -16,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 # EXTENSIBLETYPE_FORKY_TAGS="3.15 3.15-abi3" runs a subset.
-read -r -a TAGS <<<"${EXTENSIBLETYPE_FORKY_TAGS:-3.14 3.15 3.14-abi3 3.15-abi3}"
+read -r -a TAGS <<<"${EXTENSIBLETYPE_FORKY_TAGS:-3.14 3.15 3.14-abi3 3.15-abi3 3.15-abi3t}"
 echo "python 3.14t/3.15t: not provided (the Debian mirror serves python3.14/3.15 binaries only, no sources to build a free-threaded one; 3.13t is the free-threaded test)"
 why=
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,7 +34,7 @@ fi
 export EXTENSIBLETYPE_SOURCE_DIGEST
 EXTENSIBLETYPE_SOURCE_DIGEST=$(source_digest)
 for tag in "${TAGS[@]}"; do
-    v=${tag%-abi3}
+    v=${tag%%-*}
     out="/tmp/extensibletype-pytest-forky-$tag.log"
     log "python forky-$tag (chroot)"
     # Inside the chroot: venv + package, then pytest; the last line is the version.
