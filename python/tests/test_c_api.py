@@ -328,9 +328,13 @@ def _stress(consumer, tp, obj, key, values, seconds=0.5, nthreads=2):
     ident = et.prehash(key)
     stop = threading.Event()
     writes = [0]
+    # Published before the readers start (the writer's first write, i = 0,
+    # removes the key: a loaded machine may run one stress call in the whole
+    # window right after it).
+    et.set_slots(tp, {key: values[0]})
 
     def writer():
-        i = 0
+        i = 1
         while not stop.is_set():
             choice = values[i % len(values)] if i % 7 else None  # sometimes removed
             other = {"tests.c_api.v1:noise.%d" % (i % 3): 0x10 + i % 5}  # resize the table too

@@ -5,12 +5,15 @@ bases and classes after the cache was filled and require the new answer,
 never a stale one (also from C threads with no thread state)."""
 
 import gc
+import os
+import subprocess
 import sys
 import threading
 
 import pytest
 
 import cbuild
+from conftest import FREE_THREADED, FRESH_ENV, IN_FRESH_INTERPRETER
 import extensibletype as et
 from extensibletype import _core
 
@@ -156,6 +159,28 @@ def _churn_until_reuse(make, check, rounds=20000):
     return reuses
 
 
+# 3.13t immortalises type objects once any thread has started (gh-117783):
+# there, dead types' addresses are only reused in a fresh interpreter.
+in_fresh_on_free_threaded = pytest.mark.skipif(
+    FREE_THREADED and not IN_FRESH_INTERPRETER,
+    reason="free-threaded 3.13 immortalises types once a thread has started: "
+    "run by test_address_reuse_in_a_fresh_interpreter",
+)
+
+
+@pytest.mark.skipif(not FREE_THREADED or IN_FRESH_INTERPRETER, reason="GIL builds run the address-reuse tests in-process")
+def test_address_reuse_in_a_fresh_interpreter():
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.basename(__file__),
+         "-k", "address_reuse and not fresh_interpreter"],
+        cwd=here, env={**os.environ, FRESH_ENV: "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout, result.stdout[-2000:]
+
+
+@in_fresh_on_free_threaded
 def test_dead_type_address_reuse_never_answers_stale():
     """A cached subclass of a registered type dies; a new, unrelated type
     reuses its address: it must miss (and the reverse must hit)."""
@@ -180,6 +205,7 @@ def test_dead_type_address_reuse_never_answers_stale():
     assert _churn_until_reuse(make, check) > 0, "no type address was ever reused"
 
 
+@in_fresh_on_free_threaded
 def test_dead_extensible_sub_metaclass_class_address_reuse():
     """Sub-metaclass classes are cached with their own (freed at death)
     tables: a new class at the same address answers its own value."""
