@@ -33,7 +33,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         py_table_info,
         py_lookup,
         bind_key: bind_key_c,
-        foreign_registry: &registry::FOREIGN,
+        foreign_registry: &super::state::FOREIGN,
         ob_type_offset,
         type_cache: super::cache::own_entries(),
         type_cache_bits: super::cache::CACHE_BITS,
@@ -141,7 +141,7 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
             return Err(Error::Python);
         }
         if (*spec).flags & (Py_TPFLAGS_BASETYPE as core::ffi::c_uint) == 0 {
-            (*cls.cast::<PyTypeObject>()).tp_flags &= !Py_TPFLAGS_BASETYPE;
+            layout::clear_basetype(cls.cast());
         }
         Ok(cls)
     }

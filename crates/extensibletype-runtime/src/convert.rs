@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 use super::pyutil::{type_name, utf8, Owned};
-use super::registry::{Change, Slot};
+use super::state::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
 

@@ -16,7 +16,7 @@
 //! use core::ffi::c_void;
 //! use extensibletype_core::id;
 //! use extensibletype_runtime as runtime; // `extensibletype::runtime` in the facade
-//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
+//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), runtime::PyErrSet> {
 //! // Once, with the GIL (e.g. in your module's init):
 //! runtime::import()?;
 //! // Anywhere, without the GIL, holding a reference to `obj`:
@@ -46,15 +46,19 @@ pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_
 mod api;
 mod cache;
 mod convert;
+mod error;
 mod layout;
 mod metaclass;
 #[doc(hidden)]
 pub mod pyutil;
 mod registry;
+mod state;
 
+pub use error::PyErrSet;
 pub use layout::TypeData;
 
 use crate::table::{raw_lookup, RawTable};
+use error::Error;
 use layout::TypeDataExt;
 
 pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
@@ -132,72 +136,21 @@ fn api_field_types(a: &Api) {
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());
 
-/// Errors inside the runtime, raised as Python exceptions at the boundary.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// A Python exception is already set.
-    Python,
-    Type(String),
-    Value(String),
-    Import(String),
-    Build(BuildError),
-    /// Two different key strings with the same 64-bit id.
-    Collision { id: u64, new: String, old: String },
-}
-
-impl Error {
-    fn type_error(msg: String) -> Error {
-        Error::Type(msg)
-    }
-
-    fn value_error(msg: String) -> Error {
-        Error::Value(msg)
-    }
-
-    /// Set the Python exception and return `ret`. GIL held.
-    unsafe fn raise<R>(self, ret: R) -> R {
-        // SAFETY: GIL held by every caller.
-        unsafe {
-            let (kind, msg) = match self {
-                Error::Python => return ret,
-                Error::Type(m) => (PyExc_TypeError, m),
-                Error::Value(m) => (PyExc_ValueError, m),
-                Error::Import(m) => (PyExc_ImportError, m),
-                Error::Build(e) => (PyExc_ValueError, e.to_string()),
-                Error::Collision { id, new, old } => (
-                    PyExc_ValueError,
-                    format!("64-bit key collision: {new:?} and the registered key {old:?} both have id {id:#018x}"),
-                ),
-            };
-            let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
-            PyErr_SetString(kind, msg.as_ptr());
-        }
-        ret
-    }
-}
-
-impl From<()> for Error {
-    /// `Err(())` from a CPython call: the exception is already set.
-    fn from((): ()) -> Error {
-        Error::Python
-    }
-}
-
 pub(crate) use pyutil::guard;
 
 /// Load (or create) the process's runtime. Needs the GIL; on failure returns
-/// `Err(())` with a Python exception set (`ImportError` on an ABI mismatch).
+/// [`PyErrSet`]: a Python exception is set (`ImportError` on an ABI
+/// mismatch).
 ///
 /// Idempotent and cheap after the first call.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
-pub fn import() -> Result<&'static Api, ()> {
+pub fn import() -> Result<&'static Api, PyErrSet> {
     let api = API.load(Ordering::Acquire);
     if !api.is_null() {
         // SAFETY: published APIs are leaked, immutable and live forever.
         return Ok(unsafe { &*api });
     }
     // SAFETY: GIL held (the caller's contract).
-    guard(Err(()), || unsafe { import_slow().map_err(|e| e.raise(())) })
+    guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
 }
 
 unsafe fn import_slow() -> Result<&'static Api, Error> {
@@ -430,29 +383,28 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 
 /// Set slots on `tp` (any type: extensible types get their own table,
 /// others go to the foreign registry). Needs the GIL. On error returns
-/// `Err(())` with a Python exception set, and nothing changed.
+/// [`PyErrSet`] (a Python exception is set), and nothing changed.
 ///
 /// # Safety
 /// [`import`] must have succeeded; `tp` must be NULL (`TypeError`) or a
 /// live object (a non-type gets `TypeError`); every `key` must be NULL or a
 /// NUL-terminated string.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
-pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
+pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), PyErrSet> {
     // SAFETY: forwarded.
     match unsafe { (api().set_slots)(tp, defs.as_ptr(), defs.len() as isize) } {
         0 => Ok(()),
-        _ => Err(()),
+        _ => Err(PyErrSet),
     }
 }
 
 /// Create a heap type whose metaclass is `ExtensibleType` from `spec` (like
 /// `PyType_FromModuleAndSpec`) and give it `defs`. Needs the GIL. Returns a
-/// new reference, or NULL with an exception set.
+/// new reference (never NULL), or [`PyErrSet`] (a Python exception is set).
 ///
 /// On CPython 3.11 (no `PyType_FromMetaclass`) the result is a subclass
 /// (with `__slots__ = ()`) of a type built from `spec`, under the same name.
 ///
-/// A NULL `spec` gets `ValueError` (and NULL).
+/// A NULL `spec` gets `ValueError`.
 ///
 /// # Safety
 /// As `PyType_FromModuleAndSpec` (GIL held; `spec` NULL or valid; `module`
@@ -463,7 +415,12 @@ pub unsafe fn type_from_spec(
     spec: *mut PyType_Spec,
     bases: *mut PyObject,
     defs: &[SlotDef],
-) -> *mut PyObject {
+) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: forwarded.
-    unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) }
+    let tp = unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) };
+    if tp.is_null() {
+        Err(PyErrSet)
+    } else {
+        Ok(tp)
+    }
 }

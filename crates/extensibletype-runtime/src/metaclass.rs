@@ -48,7 +48,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         let type_type = ptr::addr_of_mut!(PyType_Type);
         #[cfg(not(Py_3_12))]
         let (basicsize, offset) = {
-            let offset = ((*type_type).tp_basicsize + 15) & !15;
+            let offset = (layout::type_type_basicsize() + 15) & !15;
             (offset as c_int + data_size, offset)
         };
         #[cfg(Py_3_12)]
@@ -171,7 +171,7 @@ unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *m
 pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
     // SAFETY: tp is a live, ready heap type; the GIL is held.
     unsafe {
-        let cslots = layout::own_attribute(tp, c"__cslots__").map_err(|()| Error::Python)?.map(Owned);
+        let cslots = layout::own_attribute(tp, c"__cslots__")?.map(Owned);
         let changes = match &cslots {
             None => Changes::default(),
             Some(mapping) => changes_from_mapping(mapping.0, "__cslots__")?,
@@ -359,7 +359,7 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
             }
         }
         layout::find_in_mro(tp, true, |t| {
-            let own = registry::own_table_of(t);
+            let own = layout::own_table_of(t);
             let found = if own.is_null() { ptr::null() } else { crate::table::raw_lookup(own, id) };
             (!found.is_null()).then_some(found)
         })
