@@ -344,7 +344,8 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
     if off == 0 {
         return None;
     }
-    // SAFETY: forwarded.
+    // SAFETY: `tp` is a live, ready type (the caller's contract) and `off`
+    // the proven tag offset (non-zero here); the entries live forever.
     unsafe {
         let mut tag = layout::version_tag(tp, off);
         if tag == 0 {
@@ -479,7 +480,8 @@ unsafe fn lookup_missing(tp: *mut PyObject, name: *mut PyObject) {
 /// # Safety
 /// The GIL is held.
 unsafe fn probe_type() -> *mut PyObject {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL; `PyType_Type` is a static type and
+    // the new dict is stolen by the `N` format.
     unsafe {
         PyObject_CallFunction(
             ptr::addr_of_mut!(PyType_Type).cast(),
@@ -548,7 +550,8 @@ unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
 /// # Safety
 /// The GIL is held; called once, before the API struct is published.
 pub(crate) unsafe fn init() {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL and calls this once, before any
+    // reader can see this copy's cache; the interned name is kept forever.
     unsafe {
         let name = PyUnicode_InternFromString(c"_extensibletype_no_such_attribute".as_ptr());
         if name.is_null() {

@@ -128,9 +128,18 @@ mod tests {
         }
         assert_eq!(boxed(PyErrSet).to_string(), "a Python exception is set");
         // The bridge for `Err(())`-style private helpers, both ways.
-        let r: Result<(), PyErrSet> = Err(()).map_err(PyErrSet::from);
-        assert_eq!(r, Err(PyErrSet));
-        let unit: () = PyErrSet.into();
-        assert_eq!(unit, ());
+        fn raw() -> Result<(), ()> {
+            Err(())
+        }
+        fn typed() -> Result<(), PyErrSet> {
+            raw()?;
+            Ok(())
+        }
+        fn untyped() -> Result<(), ()> {
+            typed()?;
+            Ok(())
+        }
+        assert_eq!(typed(), Err(PyErrSet));
+        assert_eq!(untyped(), Err(()));
     }
 }

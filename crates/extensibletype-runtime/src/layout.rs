@@ -317,7 +317,7 @@ pub(crate) unsafe fn find_in_mro<R>(
     #[cfg(Py_LIMITED_API)]
     unsafe {
         let order = linearize(tp);
-        order.into_iter().skip(usize::from(skip_self)).find_map(|t| f(t))
+        order.into_iter().skip(usize::from(skip_self)).find_map(&mut f)
     }
 }
 
@@ -330,6 +330,10 @@ pub(crate) unsafe fn find_in_mro<R>(
 /// `tp` must be a live, ready type.
 #[cfg(Py_LIMITED_API)]
 unsafe fn linearize(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
+    /// Depth-first: `tp`, then each base's walk, left to right.
+    ///
+    /// # Safety
+    /// `tp` is a live, ready type.
     unsafe fn walk(tp: *mut PyTypeObject, out: &mut Vec<*mut PyTypeObject>) {
         out.push(tp);
         // SAFETY: PyType_GetSlot reads the bases tuple of a live type; the
@@ -345,7 +349,7 @@ unsafe fn linearize(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
         }
     }
     let mut dfs = Vec::new();
-    // SAFETY: forwarded.
+    // SAFETY: `tp` is a live, ready type (the caller's contract).
     unsafe { walk(tp, &mut dfs) };
     let mut order: Vec<*mut PyTypeObject> = Vec::with_capacity(dfs.len());
     for (i, &t) in dfs.iter().enumerate() {

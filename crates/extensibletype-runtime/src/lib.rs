@@ -30,6 +30,10 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every unsafe block names its precondition, every unsafe fn documents
+// its contract (clippy; per crate until the whole workspace is clean, then
+// [workspace.lints.clippy] in Cargo.toml).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
@@ -153,13 +157,18 @@ pub fn import() -> Result<&'static Api, PyErrSet> {
     guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
 }
 
+/// The first [`import`] of this copy: find the process's runtime in `sys.modules['_extensibletype']`, or create and publish it.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
 unsafe fn import_slow() -> Result<&'static Api, Error> {
     let _init = registry::lock_detached(&INIT);
     // SAFETY: published APIs are leaked, immutable and live forever.
     if let Some(api) = unsafe { API.load(Ordering::Acquire).as_ref() } {
         return Ok(api);
     }
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL, and INIT serialises this copy's
+    // imports; every object made here is owned by an `Owned` or published.
     unsafe {
         let shared = shared_module()?;
         let existing = shared_attribute(shared, c"api_v1")?;
@@ -239,6 +248,10 @@ fn check_abi(api: &Api) -> Result<(), Error> {
 
 /// `attr` of the shared module: `None` when absent; any other error (a
 /// module `__getattr__` that raises) is an `ImportError` naming the module.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `shared` is a
+/// live object (the shared module).
 unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
     // SAFETY: GIL held; shared is a live module.
     unsafe {
@@ -260,8 +273,12 @@ unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<
 
 /// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
 /// Anything there that is not a module is an `ImportError`, left in place.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
 unsafe fn shared_module() -> Result<*mut PyObject, Error> {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL; `sys.modules` is a live dict for the
+    // interpreter's life and its items are borrowed while it holds them.
     unsafe {
         let modules = PyImport_GetModuleDict();
         let name = c"_extensibletype";
@@ -390,7 +407,8 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 /// live object (a non-type gets `TypeError`); every `key` must be NULL or a
 /// NUL-terminated string.
 pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), PyErrSet> {
-    // SAFETY: forwarded.
+    // SAFETY: `import` succeeded (so `api()` is the live API struct) and the
+    // caller guarantees `tp` and the keys; `defs` is a live slice of `len` items.
     match unsafe { (api().set_slots)(tp, defs.as_ptr(), defs.len() as isize) } {
         0 => Ok(()),
         _ => Err(PyErrSet),
@@ -416,7 +434,9 @@ pub unsafe fn type_from_spec(
     bases: *mut PyObject,
     defs: &[SlotDef],
 ) -> Result<*mut PyObject, PyErrSet> {
-    // SAFETY: forwarded.
+    // SAFETY: `import` succeeded (so `api()` is the live API struct) and the
+    // caller guarantees `spec`, `module`, `bases` and the keys; `defs` is a
+    // live slice of `len` items.
     let tp = unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) };
     if tp.is_null() {
         Err(PyErrSet)

@@ -276,7 +276,7 @@ impl Drop for PendingError {
 /// # Safety
 /// The GIL must be held and an exception set.
 pub unsafe fn fetch_message() -> String {
-    // SAFETY: forwarded.
+    // SAFETY: the caller holds the GIL (the contract of `take` and `message`).
     unsafe { PendingError::take().message() }
 }
 

@@ -94,6 +94,10 @@ impl Locked {
 
 /// Is `meta` ExtensibleType or a subclass of it? Registers new subclasses in
 /// [`METACLASSES`] so that GIL-free readers recognise them. Needs the GIL.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `reg` is the
+/// locked registry; `meta` is a live type.
 pub(crate) unsafe fn is_extensible_metaclass(reg: &mut Registry, meta: *mut PyTypeObject) -> bool {
     let base = layout::metaclass();
     if meta == base {
@@ -126,6 +130,10 @@ pub(crate) struct Target {
 impl Target {
     /// Snapshot `tp`'s MRO. Borrowed pointers: `tp` holds its MRO tuple and
     /// the caller holds `tp`.
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state); `tp` is a
+    /// live, ready type that the caller keeps alive as long as the `Target`.
     pub unsafe fn new(tp: *mut PyTypeObject) -> Target {
         // SAFETY: tp is a live, ready type; tp_mro is a tuple once ready.
         let mro = unsafe { layout::mro(tp) };
@@ -134,6 +142,9 @@ impl Target {
 }
 
 /// The own slots of `tp` as the registry knows them (extensible or foreign).
+///
+/// # Safety
+/// `tp` is a live type; `reg` is the locked registry.
 unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
     // SAFETY: tp is a live type (in some live type's MRO).
     unsafe {
@@ -146,6 +157,10 @@ unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
 
 /// Merge own slots along `mro`: first definition wins. `override_own`
 /// replaces the own slots of one type (the one being changed).
+///
+/// # Safety
+/// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
+/// the locked registry.
 unsafe fn effective(
     reg: &Registry,
     mro: &[*mut PyTypeObject],
@@ -157,7 +172,7 @@ unsafe fn effective(
         let own = if tp == changed {
             Some(new_own)
         } else {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `tp` is in `mro`, whose types the caller keeps alive.
             unsafe { own_of(reg, tp) }
         };
         for (&id, &slot) in own.into_iter().flatten() {
@@ -198,6 +213,11 @@ fn build(slots: &BTreeMap<u64, Slot>) -> Result<(Option<Table>, Vec<*mut PyObjec
 ///
 /// `reset_own` replaces the own slots instead of updating them (class
 /// creation). Needs an attached thread state; runs no Python code.
+///
+/// # Safety
+/// The calling thread has an attached thread state; `target.tp`, every
+/// `affected[i].tp` and the types of their MROs are alive (held by the caller);
+/// the registry mutex is not held by this thread.
 pub(crate) unsafe fn apply(
     target: &Target,
     affected: &[Target],
@@ -322,6 +342,10 @@ pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&Ty
 /// Effective slots of a type with no table of its own (an extensible type
 /// never initialised, a plain subclass of registered types): merged from its
 /// MRO, without publishing anything.
+///
+/// # Safety
+/// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
+/// the locked registry.
 pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, Slot> {
     // SAFETY: every type in `mro` is alive (held by the type it belongs to).
     unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
