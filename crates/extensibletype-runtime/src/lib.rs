@@ -320,7 +320,7 @@ pub fn metaclass() -> *mut PyTypeObject {
 /// the cache.
 ///
 /// For consumers that look up several keys on one type: probe each with
-/// [`raw_lookup`](crate::table::raw_lookup). No GIL needed.
+/// [`raw_lookup`]. No GIL needed.
 ///
 /// # Safety
 /// [`import`] must have succeeded and `tp` must be a live type object (the
