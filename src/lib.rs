@@ -26,6 +26,10 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every unsafe block names its precondition, every unsafe fn documents
+// its contract (clippy; per crate until the whole workspace is clean, then
+// [workspace.lints.clippy] in Cargo.toml).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub use extensibletype_core::{abi, id, key, table};
 pub use extensibletype_core::{prehash, prehash_bytes, prehash_const};
@@ -34,7 +38,8 @@ pub use extensibletype_core::{BuildError, Builder, RawEntry, RawTable, Table, MA
 /// The CPython runtime (`extensibletype-runtime`): [`import`](runtime::import),
 /// [`find`](runtime::find), [`find_in_type`](runtime::find_in_type),
 /// [`set_slots`](runtime::set_slots), [`SlotDef`](runtime::SlotDef),
-/// [`type_from_spec`](runtime::type_from_spec).
+/// [`type_from_spec`](runtime::type_from_spec); fallible calls return
+/// [`PyErrSet`](runtime::PyErrSet) ("a Python exception is set").
 #[cfg(feature = "python")]
 pub use extensibletype_runtime as runtime;
 

@@ -12,7 +12,7 @@
 //! # #[cfg(feature = "python")] mod demo {
 //! use extensibletype_arrays::abi::{self, with_view}; // extensibletype::arrays::abi
 //! # use extensibletype_runtime::pyo3_ffi;
-//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
+//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), extensibletype_runtime::PyErrSet> {
 //! // GIL held, extensibletype::runtime::import() done, obj kept alive:
 //! let first = unsafe {
 //!     with_view(obj, abi::REQ_C_CONTIGUOUS, |v| {
@@ -385,8 +385,7 @@ impl Provider {
     ///
     /// # Safety
     /// As [`Provider::of`]; the GIL is held.
-    #[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
-    pub unsafe fn of_or_raise(obj: *mut PyObject) -> Result<Provider, ()> {
+    pub unsafe fn of_or_raise(obj: *mut PyObject) -> Result<Provider, runtime::PyErrSet> {
         // SAFETY: forwarded; GIL held for the error.
         unsafe {
             if let Some(p) = Provider::of(obj) {
@@ -399,21 +398,24 @@ impl Provider {
                 Py_TYPE(obj).cast::<PyObject>(),
                 missing.as_ptr(),
             );
-            Err(())
+            Err(runtime::PyErrSet)
         }
     }
 }
 
 /// Acquire a view of `obj`, run `f` on it, release it (also on panic).
 ///
-/// `Err(())` with a Python exception set when `obj` has no provider
+/// `Err(PyErrSet)` (a Python exception is set) when `obj` has no provider
 /// (`TypeError` naming the key) or the provider refuses.
 ///
 /// # Safety
 /// GIL held; [`runtime::import`] has succeeded; `obj` stays alive throughout.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 #[cfg(feature = "python")]
-pub unsafe fn with_view<R>(obj: *mut PyObject, request: c_int, f: impl FnOnce(&ArrayView) -> R) -> Result<R, ()> {
+pub unsafe fn with_view<R>(
+    obj: *mut PyObject,
+    request: c_int,
+    f: impl FnOnce(&ArrayView) -> R,
+) -> Result<R, runtime::PyErrSet> {
     // SAFETY: forwarded.
     unsafe {
         let provider = Provider::of_or_raise(obj)?;
@@ -432,18 +434,18 @@ pub unsafe fn with_view<R>(obj: *mut PyObject, request: c_int, f: impl FnOnce(&A
 }
 
 /// Call `provider.acquire` on a fresh `view`; turn a failure without an
-/// exception (a broken provider) into `SystemError`.
+/// exception (a broken provider) into `SystemError`. `Err(PyErrSet)`: a
+/// Python exception is set.
 ///
 /// # Safety
 /// GIL held; `provider` belongs to `type(obj)`.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
 #[cfg(feature = "python")]
 pub unsafe fn acquire_with(
     provider: Provider,
     obj: *mut PyObject,
     request: c_int,
     view: &mut ArrayView,
-) -> Result<(), ()> {
+) -> Result<(), runtime::PyErrSet> {
     // SAFETY: the caller's contract.
     unsafe {
         if (provider.acquire)(obj, request, view) != 0 {
@@ -454,7 +456,7 @@ pub unsafe fn acquire_with(
                     Py_TYPE(obj).cast::<PyObject>(),
                 );
             }
-            return Err(());
+            return Err(runtime::PyErrSet);
         }
         Ok(())
     }

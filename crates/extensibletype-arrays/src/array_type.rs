@@ -258,7 +258,7 @@ fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
     // SAFETY: GIL held; obj live.
     unsafe {
         let one = |item: *mut PyObject| -> Result<i64, ()> {
-            let idx = Owned::new(PyNumber_Index(item)).map_err(|()| {
+            let idx = Owned::new(PyNumber_Index(item)).map_err(|_| {
                 PyErr_Clear();
                 let _ = raise::<()>(
                     util::type_error(),
@@ -737,7 +737,7 @@ fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, ()> {
     // SAFETY: GIL held.
     unsafe {
         let Some((&n, rest)) = shape.split_first() else {
-            return Owned::new(scalar_to_py(values[0])).map(Owned::into_ptr);
+            return Ok(Owned::new(scalar_to_py(values[0]))?.into_ptr());
         };
         let list = Owned::new(PyList_New(n as Py_ssize_t))?;
         let step = rest.iter().product::<i64>() as usize;
@@ -989,11 +989,8 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
     ];
     // SAFETY: GIL held (module init); the spec and its tables are leaked.
     unsafe {
-        let tp = runtime::type_from_spec(module, spec, ptr::null_mut(), &defs);
-        if tp.is_null() {
-            return Err(());
-        }
+        let tp = runtime::type_from_spec(module, spec, ptr::null_mut(), &defs)?;
         ARRAY_TYPE.store(Py_NewRef(tp), Ordering::Release);
-        util::add(module, c"Array", tp)
+        Ok(util::add(module, c"Array", tp)?)
     }
 }

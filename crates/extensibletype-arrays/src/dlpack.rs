@@ -1029,7 +1029,7 @@ unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
             return Err(());
         }
         PyErr_Clear();
-        Owned::new(PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, ptr::null_mut()))
+        Ok(Owned::new(PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, ptr::null_mut()))?)
     }
 }
 
@@ -1163,7 +1163,7 @@ unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, ()> {
                 "register_dlpack_type(): the type has neither __dlpack_c_exchange_api__ nor __dlpack__",
             );
         };
-        Owned::new(PyUnicode_FromString(mode.as_ptr())).map(Owned::into_ptr)
+        Ok(Owned::new(PyUnicode_FromString(mode.as_ptr()))?.into_ptr())
     }
 }
 
@@ -1259,7 +1259,7 @@ unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut
         }
         let ns = t0.elapsed().as_nanos() as f64 / n as f64;
         black_box(check);
-        Owned::new(PyFloat_FromDouble(ns)).map(Owned::into_ptr)
+        Ok(Owned::new(PyFloat_FromDouble(ns))?.into_ptr())
     }
 }
 
@@ -1278,7 +1278,7 @@ unsafe fn constants(m: *mut PyObject) -> Result<(), ()> {
         ] {
             util::add(m, name, PyLong_FromLongLong(v))?;
         }
-        util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(EXCHANGE_API).cast_mut().cast()))
+        Ok(util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(EXCHANGE_API).cast_mut().cast()))?)
     }
 }
 

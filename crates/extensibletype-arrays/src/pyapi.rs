@@ -87,7 +87,7 @@ unsafe fn view_arg<R>(
     // SAFETY: GIL held; obj is an argument of the running call (alive).
     match unsafe { with_view(obj, request, f) } {
         Ok(r) => r,
-        Err(()) => {
+        Err(_) => {
             prefix_error(&format!("{func}: {arg}"));
             Err(())
         }
@@ -125,13 +125,13 @@ enum Out {
 impl Out {
     fn into_py(self) -> Result<*mut PyObject, ()> {
         // SAFETY: GIL held (the views are released, the GIL is back).
-        Owned::new(unsafe {
+        let out = Owned::new(unsafe {
             match self {
                 Out::F(x) => PyFloat_FromDouble(x),
                 Out::I(x) => PyLong_FromLongLong(x),
             }
-        })
-        .map(Owned::into_ptr)
+        })?;
+        Ok(out.into_ptr())
     }
 }
 
@@ -302,7 +302,7 @@ unsafe extern "C" fn py_view_info(_m: *mut PyObject, args: *mut *mut PyObject, n
             nargs_in("view_info", nargs, 1, 2).and_then(|()| {
                 let obj = *args;
                 let request = if nargs > 1 { request_flags(*args.add(1), "view_info")? } else { 0 };
-                with_view(obj, request, info_dict).and_then(|d| d)
+                with_view(obj, request, info_dict)?
             })
         })
     })
@@ -408,7 +408,7 @@ unsafe extern "C" fn py_register_buffer_type(_m: *mut PyObject, tp: *mut PyObjec
         // SAFETY: GIL held; runtime imported at module init.
         ret(unsafe {
             require_type(tp, "register_buffer_type")
-                .and_then(|()| runtime::set_slots(tp, &slot_defs(buffer::buf_acquire, buffer::buf_release)))
+                .and_then(|()| Ok(runtime::set_slots(tp, &slot_defs(buffer::buf_acquire, buffer::buf_release))?))
                 .map(|()| Py_NewRef(Py_None()))
         })
     })
@@ -487,7 +487,8 @@ unsafe extern "C" fn py_register_numpy(
                     }
                     _ => return raise(util::value_error(), "_register_numpy(): mode must be 'direct' or 'buffer'"),
                 };
-                runtime::set_slots(tp, &defs).map(|()| Py_NewRef(Py_None()))
+                runtime::set_slots(tp, &defs)?;
+                Ok(Py_NewRef(Py_None()))
             })
         })
     })
@@ -643,7 +644,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                     Method::SlotsCached(p) => *p,
                     _ => match Provider::of(obj) {
                         Some(p) => p,
-                        None => return Provider::of_or_raise(obj).map(|_| Seen::default()),
+                        None => return Ok(Provider::of_or_raise(obj).map(|_| Seen::default())?),
                     },
                 };
                 view.size = core::mem::size_of::<ArrayView>() as u32;
@@ -807,7 +808,7 @@ unsafe extern "C" fn py_bench_view_cost(
                 }
                 let ns = t.elapsed().as_nanos() as f64 / n as f64;
                 black_box(check);
-                Owned::new(PyFloat_FromDouble(ns)).map(Owned::into_ptr)
+                Ok(Owned::new(PyFloat_FromDouble(ns))?.into_ptr())
             })
         })
     })
@@ -901,6 +902,6 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
         array_type::create_type(m.0)?;
         #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         super::dlpack::add_to_module(m.0)?;
-        util::add(core, c"_arrays", Py_NewRef(m.0))
+        Ok(util::add(core, c"_arrays", Py_NewRef(m.0))?)
     }
 }

@@ -252,7 +252,8 @@ impl<O, T, S> Api<O, T, S> {
         if tp.is_null() || id == 0 {
             return ptr::null();
         }
-        // SAFETY: forwarded.
+        // SAFETY: the caller's contract: `tp` is a live type and `meta` this
+        // API's metaclass, so `table_of` and the slow path may read it.
         unsafe {
             let table = self.table_of(tp, meta);
             if !table.is_null() {

@@ -17,6 +17,10 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every unsafe block names its precondition, every unsafe fn documents
+// its contract (clippy; per crate until the whole workspace is clean, then
+// [workspace.lints.clippy] in Cargo.toml).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod abi;
 pub mod key;

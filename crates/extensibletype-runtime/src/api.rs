@@ -33,7 +33,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         py_table_info,
         py_lookup,
         bind_key: bind_key_c,
-        foreign_registry: &registry::FOREIGN,
+        foreign_registry: &super::state::FOREIGN,
         ob_type_offset,
         type_cache: super::cache::own_entries(),
         type_cache_bits: super::cache::CACHE_BITS,
@@ -48,6 +48,10 @@ fn entry<R: Copy>(err: R, f: impl FnOnce() -> Result<R, Error>) -> R {
 }
 
 /// `tp` as a type object, or a TypeError naming the function.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `tp` is NULL or
+/// a live object.
 unsafe fn as_type(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, Error> {
     // SAFETY: GIL held; tp is a live object.
     unsafe {
@@ -61,6 +65,10 @@ unsafe fn as_type(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, Er
     Ok(tp.cast())
 }
 
+/// `ExtType_API.prehash`: the prehash of `len` bytes at `key` (0 for NULL).
+///
+/// # Safety
+/// `key` is NULL or points to `len` readable bytes. No GIL needed.
 unsafe extern "C" fn prehash_c(key: *const c_char, len: usize) -> u64 {
     if key.is_null() {
         return 0;
@@ -69,6 +77,12 @@ unsafe extern "C" fn prehash_c(key: *const c_char, len: usize) -> u64 {
     crate::prehash_bytes(unsafe { core::slice::from_raw_parts(key.cast::<u8>(), len) })
 }
 
+/// `ExtType_API.set_slots` (`ExtType_SetSlots`): 0, or -1 with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `tp` is NULL or a live object; `defs` is NULL (with `n` 0) or points
+/// to `n` readable `SlotDef`s whose `key`s are NULL or NUL-terminated.
 unsafe extern "C" fn set_slots_c(tp: *mut PyObject, defs: *const SlotDef, n: isize) -> c_int {
     entry(-1, || {
         // SAFETY: GIL held; defs/n validated by changes_from_defs.
@@ -80,6 +94,12 @@ unsafe extern "C" fn set_slots_c(tp: *mut PyObject, defs: *const SlotDef, n: isi
     })
 }
 
+/// `ExtType_API.from_spec` (`ExtType_FromSpec`): a new reference, or NULL with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `spec` is NULL or a valid `PyType_Spec` that outlives the type;
+/// `module` and `bases` are NULL or live; `defs`/`n` as for `set_slots_c`.
 unsafe extern "C" fn from_spec_c(
     module: *mut PyObject,
     spec: *mut PyType_Spec,
@@ -102,6 +122,11 @@ unsafe extern "C" fn from_spec_c(
 }
 
 /// A new type from `spec` whose metaclass is ExtensibleType (new reference).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `spec` is a
+/// valid `PyType_Spec` that outlives the type; `module` and `bases` are NULL or
+/// live objects.
 #[cfg(Py_3_12)]
 unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut PyObject) -> Result<*mut PyObject, Error> {
     // SAFETY: forwarded; the metaclass is live for the process.
@@ -115,9 +140,15 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
 
 /// CPython 3.11 has no `PyType_FromMetaclass`: build the spec's type, then
 /// call the metaclass to make a same-named subclass with `__slots__ = ()`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `spec` is a
+/// valid `PyType_Spec` that outlives the type; `module` and `bases` are NULL or
+/// live objects.
 #[cfg(not(Py_3_12))]
 unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut PyObject) -> Result<*mut PyObject, Error> {
-    // SAFETY: GIL held; forwarded arguments.
+    // SAFETY: the caller holds the GIL and passes a valid `spec` and NULL-or-live
+    // `module`/`bases`; every object made here is owned by an `Owned` or returned.
     unsafe {
         // The base must accept the subclass made below, whatever the spec
         // says; the subclass then gets the spec's BASETYPE setting.
@@ -141,15 +172,21 @@ unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec, bases: *mut Py
             return Err(Error::Python);
         }
         if (*spec).flags & (Py_TPFLAGS_BASETYPE as core::ffi::c_uint) == 0 {
-            (*cls.cast::<PyTypeObject>()).tp_flags &= !Py_TPFLAGS_BASETYPE;
+            layout::clear_basetype(cls.cast());
         }
         Ok(cls)
     }
 }
 
+/// `extensibletype.set_slots(tp, slots)`: 0, or -1 with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `tp` and `slots` are NULL or live objects.
 unsafe extern "C" fn py_set_slots(tp: *mut PyObject, slots: *mut PyObject) -> c_int {
     entry(-1, || {
-        // SAFETY: GIL held.
+        // SAFETY: CPython calls this with the GIL held and live arguments
+        // (`as_type` refuses NULL and non-types before any field is read).
         unsafe {
             let tp = as_type(tp, "set_slots")?;
             let changes: Changes = changes_from_mapping(slots, "slots")?;
@@ -168,6 +205,11 @@ enum View<'a> {
 
 /// `mro` is `tp`'s MRO, snapshotted before the registry was locked (under the
 /// limited API reading it runs Python code).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state) and `reg` is the
+/// locked registry; `tp` is a live type and every type in `mro` is alive (held
+/// by `tp`).
 unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyTypeObject]) -> View<'a> {
     // SAFETY: GIL held and mutex held; tp is live.
     unsafe {
@@ -189,6 +231,11 @@ unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyT
     }
 }
 
+/// `extensibletype.get_slots(tp)`: a new dict, or NULL with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `tp` is NULL or a live object.
 unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
     entry(ptr::null_mut(), || {
         // SAFETY: GIL held; Python objects are made after the mutex is released.
@@ -226,6 +273,11 @@ unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
     })
 }
 
+/// `extensibletype.table_info(tp)`: a new dict, or NULL with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `tp` is NULL or a live object.
 unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
     entry(ptr::null_mut(), || {
         // SAFETY: GIL held; Python objects are made after the mutex is released.
@@ -273,6 +325,11 @@ unsafe extern "C" fn py_table_info(tp: *mut PyObject) -> *mut PyObject {
     })
 }
 
+/// `extensibletype.lookup(obj, key)`: the address as an int, None when absent, or NULL with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `obj` and `key` are live objects.
 unsafe extern "C" fn py_lookup(obj: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
     entry(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is live for the call.
@@ -288,6 +345,11 @@ unsafe extern "C" fn py_lookup(obj: *mut PyObject, key: *mut PyObject) -> *mut P
     })
 }
 
+/// `ExtType_API.bind_key`: bind a key string to an id allocated elsewhere; 0, or -1 with an exception set.
+///
+/// # Safety
+/// Called through the [`Api`] struct, with the GIL held (an attached thread
+/// state); `key` is NULL or a NUL-terminated string.
 unsafe extern "C" fn bind_key_c(key: *const c_char, id: u64) -> c_int {
     entry(-1, || {
         if key.is_null() || id == 0 {

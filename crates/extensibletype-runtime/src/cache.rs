@@ -47,7 +47,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 use super::layout::{self, TypeData, TypeDataExt};
-use super::registry;
+use super::state;
 use crate::table::{raw_lookup, RawEntry, RawTable, Table, HEADER_SIZE};
 
 /// log2 of the number of entries.
@@ -156,18 +156,6 @@ pub(crate) fn set_view(entries: *const CacheEntry, tag_offset: isize) {
     VIEW.entries.store(entries.cast_mut(), Ordering::Release);
 }
 
-/// `tp->tp_version_tag` at the proven offset (relaxed atomic load: CPython
-/// writes it with atomic stores on free-threaded builds).
-///
-/// # Safety
-/// `tp` must be a live type and `off` the proven offset (or 0).
-#[inline(always)]
-unsafe fn read_tag(tp: *mut PyTypeObject, off: isize) -> u32 {
-    // SAFETY: a proven offset lies inside every type object; offset 0 is the
-    // (readable) object header.
-    unsafe { (*tp.cast::<u8>().offset(off).cast::<AtomicU32>()).load(Ordering::Relaxed) }
-}
-
 #[inline(always)]
 fn index(tp: *mut PyTypeObject) -> usize {
     ((tp as u64).wrapping_mul(HASH_MULT) >> (64 - CACHE_BITS)) as usize
@@ -189,7 +177,7 @@ pub(crate) unsafe fn probe(tp: *mut PyTypeObject) -> *const RawTable {
         let table = e.table.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         let seq2 = e.seq.load(Ordering::Relaxed);
-        let tag = read_tag(tp, VIEW.tag_offset.load(Ordering::Relaxed));
+        let tag = layout::version_tag(tp, VIEW.tag_offset.load(Ordering::Relaxed));
         if ((seq ^ seq2) | (seq & 1) | (etag ^ tag)) == 0 && etp == tp {
             table
         } else {
@@ -282,7 +270,7 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
         // (what a published table would hold).
         let mut owns: Vec<*const RawTable> = Vec::new();
         layout::find_in_mro(tp, false, |t| {
-            let own = registry::own_table_of(t);
+            let own = layout::own_table_of(t);
             if !own.is_null() {
                 owns.push(own);
             }
@@ -325,7 +313,7 @@ unsafe fn mro_unchanged(tp: *mut PyTypeObject) -> bool {
     // SAFETY: published snapshot tables and snapshots are never freed; each
     // snapshot is `[len, addresses...]`.
     unsafe {
-        let mros = registry::FOREIGN_MRO.load(Ordering::Acquire);
+        let mros = state::FOREIGN_MRO.load(Ordering::Acquire);
         if mros.is_null() {
             return false;
         }
@@ -356,19 +344,20 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
     if off == 0 {
         return None;
     }
-    // SAFETY: forwarded.
+    // SAFETY: `tp` is a live, ready type (the caller's contract) and `off`
+    // the proven tag offset (non-zero here); the entries live forever.
     unsafe {
-        let mut tag = read_tag(tp, off);
+        let mut tag = layout::version_tag(tp, off);
         if tag == 0 {
             assign_tag(tp);
-            tag = read_tag(tp, off);
+            tag = layout::version_tag(tp, off);
         }
         // The generation before any table is read: see the module doc.
         let generation = GENERATION.load(Ordering::Acquire);
         let table = effective_table(tp)?;
         if tag != 0 {
             if let Ok(mut guard) = LOCK.try_lock() {
-                if GENERATION.load(Ordering::Relaxed) == generation && read_tag(tp, off) == tag {
+                if GENERATION.load(Ordering::Relaxed) == generation && layout::version_tag(tp, off) == tag {
                     let entries = VIEW.entries.load(Ordering::Relaxed);
                     let i = index(tp);
                     write(&*entries.add(i), tp, tag, table);
@@ -491,7 +480,8 @@ unsafe fn lookup_missing(tp: *mut PyObject, name: *mut PyObject) {
 /// # Safety
 /// The GIL is held.
 unsafe fn probe_type() -> *mut PyObject {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL; `PyType_Type` is a static type and
+    // the new dict is stolen by the `N` format.
     unsafe {
         PyObject_CallFunction(
             ptr::addr_of_mut!(PyType_Type).cast(),
@@ -531,15 +521,15 @@ unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
         let ok = !a.is_null() && !b.is_null() && {
             let (ta, tb) = (a.cast::<PyTypeObject>(), b.cast::<PyTypeObject>());
             PyType_Modified(ta);
-            let v0 = read_tag(ta, off);
+            let v0 = layout::version_tag(ta, off);
             lookup_missing(a, name);
-            let v1 = read_tag(ta, off);
+            let v1 = layout::version_tag(ta, off);
             PyType_Modified(ta);
-            let v2 = read_tag(ta, off);
+            let v2 = layout::version_tag(ta, off);
             lookup_missing(a, name);
-            let v3 = read_tag(ta, off);
+            let v3 = layout::version_tag(ta, off);
             lookup_missing(b, name);
-            let v4 = read_tag(tb, off);
+            let v4 = layout::version_tag(tb, off);
             v0 == 0 && v1 != 0 && v2 == 0 && v3 != 0 && v3 != v1 && v4 != 0 && v4 != v3 && v4 != v1
         };
         if a.is_null() || b.is_null() {
@@ -560,7 +550,8 @@ unsafe fn prove(off: isize, name: *mut PyObject) -> bool {
 /// # Safety
 /// The GIL is held; called once, before the API struct is published.
 pub(crate) unsafe fn init() {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL and calls this once, before any
+    // reader can see this copy's cache; the interned name is kept forever.
     unsafe {
         let name = PyUnicode_InternFromString(c"_extensibletype_no_such_attribute".as_ptr());
         if name.is_null() {
@@ -569,13 +560,7 @@ pub(crate) unsafe fn init() {
             return;
         }
         PROBE_NAME.store(name, Ordering::Release); // kept for the process
-        #[cfg(not(Py_LIMITED_API))]
-        let candidates = [core::mem::offset_of!(PyTypeObject, tp_version_tag) as isize];
-        // The field follows 48 pointer-sized fields on GIL builds (CPython
-        // 3.11-3.15); free-threaded builds have a 16-byte larger header.
-        #[cfg(Py_LIMITED_API)]
-        let candidates = [48 * size_of::<usize>() as isize, 48 * size_of::<usize>() as isize + 16];
-        let off = candidates.into_iter().find(|&off| prove(off, name)).unwrap_or(0);
+        let off = layout::version_tag_candidates().iter().copied().find(|&off| prove(off, name)).unwrap_or(0);
         set_view(own_entries(), off);
     }
 }

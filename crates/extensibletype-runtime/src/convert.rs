@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 use super::pyutil::{type_name, utf8, Owned};
-use super::registry::{Change, Slot};
+use super::state::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
 
@@ -24,6 +24,10 @@ pub(crate) struct Changes {
 }
 
 /// `(id, name)` for a key given as `str`, UTF-8 `bytes` or `int`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `key` is a live
+/// object.
 pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<String>), Error> {
     // SAFETY: key is a live object; the GIL is held.
     unsafe {
@@ -73,6 +77,10 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
 /// A value: `None` removes; otherwise an `int` address, a ctypes function
 /// pointer / `c_void_p` / pointer instance, or a `PyCapsule`.
 /// Address 0 is refused: NULL means "absent" to consumers.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live object.
 pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>) -> Result<Option<Slot>, Error> {
     // SAFETY: value is live; the GIL is held.
     unsafe {
@@ -113,6 +121,10 @@ pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>) -
 }
 
 /// Changes from a Python mapping `{key: value | None}`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `mapping` is a
+/// live object.
 pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) -> Result<Changes, Error> {
     // SAFETY: mapping is live; the GIL is held.
     unsafe {
@@ -167,6 +179,11 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
 }
 
 /// Changes from C slot definitions (`key` NULL → `id`; `ptr` NULL → remove).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `defs` is NULL
+/// (with `n` 0) or points to `n` readable `SlotDef`s whose `key`s are NULL or
+/// NUL-terminated strings.
 pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result<Changes, Error> {
     if n < 0 || (n > 0 && defs.is_null()) {
         return Err(Error::value_error(format!("invalid slot definitions: defs={defs:p}, n={n}")));
@@ -205,6 +222,10 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 }
 
 /// A key given as `str` or `bytes`, as text (bytes must be UTF-8).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `obj` is a live
+/// `str` or `bytes`.
 unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
     // SAFETY: obj is a str or bytes; the GIL is held.
     unsafe {
@@ -223,6 +244,10 @@ unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
 }
 
 /// An int in `1..2**64` (`what` names it in errors).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `obj` is a live
+/// `int`.
 unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
     // SAFETY: obj is an int; the GIL is held.
     unsafe {
@@ -245,6 +270,10 @@ static CTYPES_ADDRESS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 /// The address held by a ctypes function pointer, `c_void_p` or pointer
 /// instance (`ctypes.cast(value, c_void_p).value`), or `None` for other
 /// objects. Imports ctypes on first use.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live object.
 unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
     // SAFETY: GIL held; cached objects are immortal for our purposes (never
     // released once stored).
@@ -277,8 +306,13 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
 }
 
 /// `repr(obj)`, for messages (never fails: falls back to the type name).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `obj` is a live
+/// object.
 pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL and `obj` is live; the repr is owned
+    // here and released before returning.
     unsafe {
         let r = PyObject_Repr(obj);
         if r.is_null() {

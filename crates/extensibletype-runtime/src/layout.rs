@@ -1,17 +1,23 @@
 //! Where a type keeps its table (docs/spec.md §3): the type data that the metaclass
 //! adds to every type object, at one offset from the start of the object.
 //!
-//! The only module that reads type-object fields directly (`tp_mro`,
-//! `tp_base`); everything else goes through these helpers.
+//! The only module that reads or writes type-object fields directly
+//! (`tp_mro`, `tp_dict`, `tp_subclasses`, `tp_basicsize`, `tp_flags`, the
+//! version tag); everything else goes through these helpers. It builds on
+//! `state` only (never on `registry`, which builds on it).
 
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
-use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 
 use pyo3_ffi::*;
 
-use super::registry::{is_registered_metaclass, OwnSlots, OwnTable, TypeState};
-use crate::table::{RawTable, Table};
+use super::state::{is_registered_metaclass, OwnSlots, OwnTable, TypeState, FOREIGN_OWN};
+use crate::table::{raw_lookup, RawTable, Table};
+use crate::PyErrSet;
+
+mod mro;
+pub(crate) use mro::{find_in_mro, mro};
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
 /// the header); defined with the other ABI structs in extensibletype-core.
@@ -151,6 +157,26 @@ pub(crate) unsafe fn install(
     }
 }
 
+/// GIL-free: the own-slots table of any type (extensible or foreign), or NULL.
+///
+/// # Safety
+/// `tp` must be a live type.
+pub(crate) unsafe fn own_table_of(tp: *mut PyTypeObject) -> *const RawTable {
+    // SAFETY: `tp` is live (the caller's contract), so `is_extensible` may
+    // read its metaclass and, when extensible, its type data; published own
+    // tables live as long as their type, registry tables forever.
+    unsafe {
+        if is_extensible(tp) {
+            return TypeData::load_own(tp);
+        }
+        let registry = FOREIGN_OWN.load(Ordering::Acquire);
+        if registry.is_null() {
+            return ptr::null();
+        }
+        raw_lookup(registry, tp as u64).cast()
+    }
+}
+
 /// Can `tp` have subclasses? (False only when it certainly has none.)
 ///
 /// # Safety
@@ -237,100 +263,53 @@ impl TypeDataExt for TypeData {
     }
 }
 
-/// The MRO of a ready type, as borrowed pointers (`tp` holds the tuple).
-/// Needs the GIL.
-///
-/// # Safety
-/// `tp` must be a live, ready type.
-pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
-    // SAFETY: tp_mro of a ready type is a tuple of types (or NULL mid-creation).
-    #[cfg(not(Py_LIMITED_API))]
-    unsafe {
-        let tuple = (*tp).tp_mro;
-        if tuple.is_null() {
-            return vec![tp];
-        }
-        (0..PyTuple_GET_SIZE(tuple)).map(|i| PyTuple_GET_ITEM(tuple, i).cast()).collect()
-    }
-    // SAFETY: GIL held; `__mro__` returns the type's own tuple, which keeps
-    // its items alive after our reference is dropped.
-    #[cfg(Py_LIMITED_API)]
-    unsafe {
-        let tuple = PyObject_GetAttrString(tp.cast(), c"__mro__".as_ptr());
-        if tuple.is_null() {
-            PyErr_Clear();
-            return vec![tp];
-        }
-        let items = (0..PyTuple_Size(tuple)).map(|i| PyTuple_GetItem(tuple, i).cast()).collect();
-        Py_DECREF(tuple);
-        items
-    }
+/// `type.__basicsize__` (`PyType_Type.tp_basicsize`): where CPython 3.11
+/// places the metaclass's type data (docs/spec.md §3).
+#[cfg(not(Py_3_12))]
+pub(crate) fn type_type_basicsize() -> isize {
+    // SAFETY: PyType_Type is a static type object, ready before any
+    // extension runs; its basicsize never changes.
+    unsafe { (*ptr::addr_of!(PyType_Type)).tp_basicsize }
 }
 
-/// The first `Some(f(t))` for `t` in `tp`'s MRO (from `tp` itself, or from
-/// its first base with `skip_self`). GIL-free.
-///
-/// Under the limited API there is no GIL-free view of `tp_mro`, so the MRO
-/// is rebuilt from `__bases__` (see `linearize`).
+/// Make `tp` final (clear `Py_TPFLAGS_BASETYPE`), as a spec without that
+/// flag would have made it.
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
-pub(crate) unsafe fn find_in_mro<R>(
-    tp: *mut PyTypeObject,
-    skip_self: bool,
-    mut f: impl FnMut(*mut PyTypeObject) -> Option<R>,
-) -> Option<R> {
-    // SAFETY: the MRO tuple of a ready type is immutable while the type
-    // lives, and holds its items.
-    #[cfg(not(Py_LIMITED_API))]
-    unsafe {
-        let tuple = (*tp).tp_mro;
-        if tuple.is_null() {
-            return if skip_self { None } else { f(tp) };
-        }
-        (usize::from(skip_self) as isize..PyTuple_GET_SIZE(tuple)).find_map(|i| f(PyTuple_GET_ITEM(tuple, i).cast()))
-    }
-    // SAFETY: the bases tuple of a ready type holds its (live) bases.
-    #[cfg(Py_LIMITED_API)]
-    unsafe {
-        let order = linearize(tp);
-        order.into_iter().skip(usize::from(skip_self)).find_map(|t| f(t))
-    }
+/// `tp` must be a live heap type that nothing has subclassed yet, and the
+/// GIL must be held (no other thread writes its flags).
+#[cfg(not(Py_3_12))]
+pub(crate) unsafe fn clear_basetype(tp: *mut PyTypeObject) {
+    // SAFETY: the caller's contract: tp is live and ours to change.
+    unsafe { (*tp).tp_flags &= !Py_TPFLAGS_BASETYPE }
 }
 
-/// The MRO rebuilt from `__bases__` without the GIL (the limited API cannot
-/// read `tp_mro`): a left-to-right depth-first walk keeping each class's
-/// *last* occurrence — C3's order for every consistent hierarchy without
-/// conflicting local orders, diamonds included.
+/// `tp->tp_version_tag` at offset `off` (proven by the type cache; 0 reads
+/// the object header, a value that never matches a cached tag): a relaxed
+/// atomic load, as CPython writes it with atomic stores on free-threaded
+/// builds.
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
-#[cfg(Py_LIMITED_API)]
-unsafe fn linearize(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
-    unsafe fn walk(tp: *mut PyTypeObject, out: &mut Vec<*mut PyTypeObject>) {
-        out.push(tp);
-        // SAFETY: PyType_GetSlot reads the bases tuple of a live type; the
-        // tuple holds its items.
-        unsafe {
-            let bases: *mut PyObject = PyType_GetSlot(tp, Py_tp_bases).cast();
-            if bases.is_null() {
-                return;
-            }
-            for i in 0..PyTuple_Size(bases) {
-                walk(PyTuple_GetItem(bases, i).cast(), out);
-            }
-        }
-    }
-    let mut dfs = Vec::new();
-    // SAFETY: forwarded.
-    unsafe { walk(tp, &mut dfs) };
-    let mut order: Vec<*mut PyTypeObject> = Vec::with_capacity(dfs.len());
-    for (i, &t) in dfs.iter().enumerate() {
-        if !dfs[i + 1..].contains(&t) {
-            order.push(t);
-        }
-    }
-    order
+/// `tp` must be a live type and `off` 0 or an offset proven to lie inside
+/// every type object (4-byte aligned).
+#[inline(always)]
+pub(crate) unsafe fn version_tag(tp: *mut PyTypeObject, off: isize) -> u32 {
+    // SAFETY: the caller's contract: `tp + off` is inside the live type
+    // object (offset 0: its header), aligned for a u32.
+    unsafe { (*tp.cast::<u8>().offset(off).cast::<AtomicU32>()).load(Ordering::Relaxed) }
+}
+
+/// Where `tp_version_tag` may be, for the type cache to prove on the running
+/// interpreter: the field's offset when the headers name it; under the
+/// limited API, after 48 pointer-sized fields on GIL builds (CPython
+/// 3.11-3.15), 16 bytes later on free-threaded builds (larger header).
+pub(crate) fn version_tag_candidates() -> &'static [isize] {
+    #[cfg(not(Py_LIMITED_API))]
+    const CANDIDATES: &[isize] = &[core::mem::offset_of!(PyTypeObject, tp_version_tag) as isize];
+    #[cfg(Py_LIMITED_API)]
+    const CANDIDATES: &[isize] =
+        &[48 * core::mem::size_of::<usize>() as isize, 48 * core::mem::size_of::<usize>() as isize + 16];
+    CANDIDATES
 }
 
 /// `type`'s own implementation of a slot (`Py_tp_init`, `Py_tp_dealloc`, ...),
@@ -344,7 +323,7 @@ pub(crate) fn type_slot(slot: c_int) -> *mut c_void {
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
-pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result<Option<*mut PyObject>, ()> {
+pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result<Option<*mut PyObject>, PyErrSet> {
     // SAFETY: GIL held; returns a new reference.
     unsafe {
         #[cfg(not(Py_LIMITED_API))]
@@ -352,7 +331,7 @@ pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result
         #[cfg(Py_LIMITED_API)]
         let (dict, owned) = (PyObject_GetAttrString(tp.cast(), c"__dict__".as_ptr()), true);
         if dict.is_null() {
-            return if owned { Err(()) } else { Ok(None) };
+            return if owned { Err(PyErrSet) } else { Ok(None) };
         }
         let key = PyUnicode_FromString(name.as_ptr());
         let value = if key.is_null() { ptr::null_mut() } else { PyObject_GetItem(dict, key) };
@@ -367,7 +346,7 @@ pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result
                 PyErr_Clear();
                 return Ok(None);
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(Some(value))
     }

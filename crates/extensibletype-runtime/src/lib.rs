@@ -16,7 +16,7 @@
 //! use core::ffi::c_void;
 //! use extensibletype_core::id;
 //! use extensibletype_runtime as runtime; // `extensibletype::runtime` in the facade
-//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), ()> {
+//! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), runtime::PyErrSet> {
 //! // Once, with the GIL (e.g. in your module's init):
 //! runtime::import()?;
 //! // Anywhere, without the GIL, holding a reference to `obj`:
@@ -30,6 +30,10 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every unsafe block names its precondition, every unsafe fn documents
+// its contract (clippy; per crate until the whole workspace is clean, then
+// [workspace.lints.clippy] in Cargo.toml).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
@@ -46,15 +50,19 @@ pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_
 mod api;
 mod cache;
 mod convert;
+mod error;
 mod layout;
 mod metaclass;
 #[doc(hidden)]
 pub mod pyutil;
 mod registry;
+mod state;
 
+pub use error::PyErrSet;
 pub use layout::TypeData;
 
 use crate::table::{raw_lookup, RawTable};
+use error::Error;
 use layout::TypeDataExt;
 
 pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
@@ -132,81 +140,35 @@ fn api_field_types(a: &Api) {
 static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
 static INIT: Mutex<()> = Mutex::new(());
 
-/// Errors inside the runtime, raised as Python exceptions at the boundary.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// A Python exception is already set.
-    Python,
-    Type(String),
-    Value(String),
-    Import(String),
-    Build(BuildError),
-    /// Two different key strings with the same 64-bit id.
-    Collision { id: u64, new: String, old: String },
-}
-
-impl Error {
-    fn type_error(msg: String) -> Error {
-        Error::Type(msg)
-    }
-
-    fn value_error(msg: String) -> Error {
-        Error::Value(msg)
-    }
-
-    /// Set the Python exception and return `ret`. GIL held.
-    unsafe fn raise<R>(self, ret: R) -> R {
-        // SAFETY: GIL held by every caller.
-        unsafe {
-            let (kind, msg) = match self {
-                Error::Python => return ret,
-                Error::Type(m) => (PyExc_TypeError, m),
-                Error::Value(m) => (PyExc_ValueError, m),
-                Error::Import(m) => (PyExc_ImportError, m),
-                Error::Build(e) => (PyExc_ValueError, e.to_string()),
-                Error::Collision { id, new, old } => (
-                    PyExc_ValueError,
-                    format!("64-bit key collision: {new:?} and the registered key {old:?} both have id {id:#018x}"),
-                ),
-            };
-            let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
-            PyErr_SetString(kind, msg.as_ptr());
-        }
-        ret
-    }
-}
-
-impl From<()> for Error {
-    /// `Err(())` from a CPython call: the exception is already set.
-    fn from((): ()) -> Error {
-        Error::Python
-    }
-}
-
 pub(crate) use pyutil::guard;
 
 /// Load (or create) the process's runtime. Needs the GIL; on failure returns
-/// `Err(())` with a Python exception set (`ImportError` on an ABI mismatch).
+/// [`PyErrSet`]: a Python exception is set (`ImportError` on an ABI
+/// mismatch).
 ///
 /// Idempotent and cheap after the first call.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
-pub fn import() -> Result<&'static Api, ()> {
+pub fn import() -> Result<&'static Api, PyErrSet> {
     let api = API.load(Ordering::Acquire);
     if !api.is_null() {
         // SAFETY: published APIs are leaked, immutable and live forever.
         return Ok(unsafe { &*api });
     }
     // SAFETY: GIL held (the caller's contract).
-    guard(Err(()), || unsafe { import_slow().map_err(|e| e.raise(())) })
+    guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
 }
 
+/// The first [`import`] of this copy: find the process's runtime in `sys.modules['_extensibletype']`, or create and publish it.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
 unsafe fn import_slow() -> Result<&'static Api, Error> {
     let _init = registry::lock_detached(&INIT);
     // SAFETY: published APIs are leaked, immutable and live forever.
     if let Some(api) = unsafe { API.load(Ordering::Acquire).as_ref() } {
         return Ok(api);
     }
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL, and INIT serialises this copy's
+    // imports; every object made here is owned by an `Owned` or published.
     unsafe {
         let shared = shared_module()?;
         let existing = shared_attribute(shared, c"api_v1")?;
@@ -286,6 +248,10 @@ fn check_abi(api: &Api) -> Result<(), Error> {
 
 /// `attr` of the shared module: `None` when absent; any other error (a
 /// module `__getattr__` that raises) is an `ImportError` naming the module.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `shared` is a
+/// live object (the shared module).
 unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
     // SAFETY: GIL held; shared is a live module.
     unsafe {
@@ -307,8 +273,12 @@ unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<
 
 /// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
 /// Anything there that is not a module is an `ImportError`, left in place.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
 unsafe fn shared_module() -> Result<*mut PyObject, Error> {
-    // SAFETY: GIL held.
+    // SAFETY: the caller holds the GIL; `sys.modules` is a live dict for the
+    // interpreter's life and its items are borrowed while it holds them.
     unsafe {
         let modules = PyImport_GetModuleDict();
         let name = c"_extensibletype";
@@ -350,7 +320,7 @@ pub fn metaclass() -> *mut PyTypeObject {
 /// the cache.
 ///
 /// For consumers that look up several keys on one type: probe each with
-/// [`raw_lookup`](crate::table::raw_lookup). No GIL needed.
+/// [`raw_lookup`]. No GIL needed.
 ///
 /// # Safety
 /// [`import`] must have succeeded and `tp` must be a live type object (the
@@ -430,29 +400,29 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
 
 /// Set slots on `tp` (any type: extensible types get their own table,
 /// others go to the foreign registry). Needs the GIL. On error returns
-/// `Err(())` with a Python exception set, and nothing changed.
+/// [`PyErrSet`] (a Python exception is set), and nothing changed.
 ///
 /// # Safety
 /// [`import`] must have succeeded; `tp` must be NULL (`TypeError`) or a
 /// live object (a non-type gets `TypeError`); every `key` must be NULL or a
 /// NUL-terminated string.
-#[allow(clippy::result_unit_err)] // Err: a Python exception is set (CPython's convention)
-pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), ()> {
-    // SAFETY: forwarded.
+pub unsafe fn set_slots(tp: *mut PyObject, defs: &[SlotDef]) -> Result<(), PyErrSet> {
+    // SAFETY: `import` succeeded (so `api()` is the live API struct) and the
+    // caller guarantees `tp` and the keys; `defs` is a live slice of `len` items.
     match unsafe { (api().set_slots)(tp, defs.as_ptr(), defs.len() as isize) } {
         0 => Ok(()),
-        _ => Err(()),
+        _ => Err(PyErrSet),
     }
 }
 
 /// Create a heap type whose metaclass is `ExtensibleType` from `spec` (like
 /// `PyType_FromModuleAndSpec`) and give it `defs`. Needs the GIL. Returns a
-/// new reference, or NULL with an exception set.
+/// new reference (never NULL), or [`PyErrSet`] (a Python exception is set).
 ///
 /// On CPython 3.11 (no `PyType_FromMetaclass`) the result is a subclass
 /// (with `__slots__ = ()`) of a type built from `spec`, under the same name.
 ///
-/// A NULL `spec` gets `ValueError` (and NULL).
+/// A NULL `spec` gets `ValueError`.
 ///
 /// # Safety
 /// As `PyType_FromModuleAndSpec` (GIL held; `spec` NULL or valid; `module`
@@ -463,7 +433,14 @@ pub unsafe fn type_from_spec(
     spec: *mut PyType_Spec,
     bases: *mut PyObject,
     defs: &[SlotDef],
-) -> *mut PyObject {
-    // SAFETY: forwarded.
-    unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) }
+) -> Result<*mut PyObject, PyErrSet> {
+    // SAFETY: `import` succeeded (so `api()` is the live API struct) and the
+    // caller guarantees `spec`, `module`, `bases` and the keys; `defs` is a
+    // live slice of `len` items.
+    let tp = unsafe { (api().from_spec)(module, spec, bases, defs.as_ptr(), defs.len() as isize) };
+    if tp.is_null() {
+        Err(PyErrSet)
+    } else {
+        Ok(tp)
+    }
 }

@@ -27,6 +27,10 @@ use super::{guard, Error};
 use crate::table::RawTable;
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); called once per
+/// process, by the copy that creates the runtime.
 pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
     let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_init, pfunc: meta_init as *mut c_void },
@@ -48,7 +52,7 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         let type_type = ptr::addr_of_mut!(PyType_Type);
         #[cfg(not(Py_3_12))]
         let (basicsize, offset) = {
-            let offset = ((*type_type).tp_basicsize + 15) & !15;
+            let offset = (layout::type_type_basicsize() + 15) & !15;
             (offset as c_int + data_size, offset)
         };
         #[cfg(Py_3_12)]
@@ -88,6 +92,11 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
 /// apply this __setattr__": it rejects calls that jump over a C-level
 /// `tp_setattro` override), and a Python sub-metaclass's `__setattr__` can
 /// only reach `type`'s through ours.
+///
+/// # Safety
+/// Called by CPython as `tp_setattro` of a class whose metaclass derives from
+/// ours, with the GIL held; `cls` and `name` are live, `value` is NULL (delete)
+/// or live.
 unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, value: *mut PyObject) -> c_int {
     guard(-1, || {
         // SAFETY: called by CPython with the GIL; `type`'s setattro validates
@@ -125,6 +134,10 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
 
 /// PEP 697: where `PyObject_GetTypeData` puts our data in a created class.
 /// Runs before the runtime is ready, so the probe's `tp_init` skips set-up.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `meta` is the
+/// live, newly created metaclass.
 #[cfg(Py_3_12)]
 unsafe fn measure_offset(meta: *mut PyTypeObject) -> Result<isize, Error> {
     // SAFETY: GIL held; meta is a live metaclass.
@@ -147,6 +160,10 @@ unsafe fn measure_offset(meta: *mut PyTypeObject) -> Result<isize, Error> {
 }
 
 /// `ExtensibleType.__init__(cls, name, bases, namespace, **kwds)`.
+///
+/// # Safety
+/// Called by CPython as `tp_init` of a new class whose metaclass derives from
+/// ours, with the GIL held; `cls` and `args` are live, `kwds` is NULL or live.
 unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *mut PyObject) -> c_int {
     guard(-1, || {
         // SAFETY: called by CPython with the GIL; type.__init__ validates args.
@@ -168,10 +185,14 @@ unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *m
 
 /// Set up a new class: own slots from `__cslots__` (own namespace only),
 /// then the effective table.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `tp` is a live,
+/// ready type whose metaclass derives from ours.
 pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
     // SAFETY: tp is a live, ready heap type; the GIL is held.
     unsafe {
-        let cslots = layout::own_attribute(tp, c"__cslots__").map_err(|()| Error::Python)?.map(Owned);
+        let cslots = layout::own_attribute(tp, c"__cslots__")?.map(Owned);
         let changes = match &cslots {
             None => Changes::default(),
             Some(mapping) => changes_from_mapping(mapping.0, "__cslots__")?,
@@ -187,6 +208,10 @@ pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
 
 /// Apply changes to `tp` (its own slots: merged, or replaced with `reset`)
 /// and republish it and every subclass. GIL held.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `tp` is a live,
+/// ready type.
 pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bool) -> Result<(), Error> {
     // SAFETY: GIL held; tp is live.
     unsafe {
@@ -222,6 +247,10 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
 /// All transitive subclasses of `tp` (strong references), via
 /// `type.__subclasses__(t)` itself: a class or metaclass may shadow the
 /// attribute, so it is never looked up on `t`, and only types are kept.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `tp` is a live
+/// type.
 unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     let mut out: Vec<Owned> = Vec::new();
     let mut stack = vec![tp.cast::<PyObject>()];
@@ -252,6 +281,11 @@ unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
 }
 
 /// Free the type's tables and release the owners of its slots.
+///
+/// # Safety
+/// Called by CPython as `tp_dealloc` of a class whose metaclass derives from
+/// ours and whose refcount reached zero: no other reference (and so no reader)
+/// exists.
 unsafe extern "C" fn meta_dealloc(cls: *mut PyObject) {
     // SAFETY: called by CPython on a dead heap type whose metaclass derives
     // from ours; no other reference exists, so no reader can use its tables.
@@ -267,6 +301,11 @@ unsafe extern "C" fn meta_dealloc(cls: *mut PyObject) {
     }
 }
 
+/// Visit the metaclass, the owners of the class's slots, then `type`'s own references.
+///
+/// # Safety
+/// Called by the cycle collector as `tp_traverse` (GIL held or the world
+/// stopped); `cls` is a live class whose metaclass derives from ours.
 unsafe extern "C" fn meta_traverse(cls: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
     // SAFETY: called by the collector with the world stopped (or the GIL).
     unsafe {
@@ -285,6 +324,11 @@ unsafe extern "C" fn meta_traverse(cls: *mut PyObject, visit: visitproc, arg: *m
     }
 }
 
+/// Break the class's reference cycles: its slot owners first, then `type`'s.
+///
+/// # Safety
+/// Called by the cycle collector as `tp_clear` of unreachable garbage, with the
+/// GIL held; `cls` is a class whose metaclass derives from ours.
 unsafe extern "C" fn meta_clear(cls: *mut PyObject) -> c_int {
     // SAFETY: the class is unreachable garbage; unpublishing its table first
     // means a finaliser that still looks it up sees a miss, not freed memory.
@@ -296,6 +340,10 @@ unsafe extern "C" fn meta_clear(cls: *mut PyObject) -> c_int {
 }
 
 /// Unpublish the table, free all tables, DECREF the owners.
+///
+/// # Safety
+/// `tp` is a type whose metaclass derives from ours, and no other thread
+/// uses it (it is being deallocated or cleared as garbage); the GIL is held.
 unsafe fn release_state(tp: *mut PyTypeObject) {
     // SAFETY: forwarded from dealloc/clear; take_state only on extensible types.
     unsafe {
@@ -359,7 +407,7 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
             }
         }
         layout::find_in_mro(tp, true, |t| {
-            let own = registry::own_table_of(t);
+            let own = layout::own_table_of(t);
             let found = if own.is_null() { ptr::null() } else { crate::table::raw_lookup(own, id) };
             (!found.is_null()).then_some(found)
         })

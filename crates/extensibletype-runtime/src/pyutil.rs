@@ -4,22 +4,25 @@
 //!
 //! Public (doc-hidden) only so that the workspace's arrays and module crates
 //! share it; not part of the Rust API. Its functions keep CPython's
-//! conventions: `Err(())` means an exception is set, and callers hold the
-//! GIL with live objects.
-#![allow(clippy::not_unsafe_ptr_arg_deref, clippy::result_unit_err)]
+//! conventions: `Err(PyErrSet)` means an exception is set, and callers hold
+//! the GIL with live objects.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use core::ffi::CStr;
 
 use pyo3_ffi::*;
 
+use crate::PyErrSet;
+
 /// A strong reference, released on drop (the GIL must be held then).
 pub struct Owned(pub *mut PyObject);
 
 impl Owned {
-    /// Wrap a new reference; NULL (a Python exception is set) is `Err(())`.
-    pub fn new(obj: *mut PyObject) -> Result<Owned, ()> {
+    /// Wrap a new reference; NULL (a Python exception is set) is
+    /// `Err(PyErrSet)`.
+    pub fn new(obj: *mut PyObject) -> Result<Owned, PyErrSet> {
         if obj.is_null() {
-            Err(())
+            Err(PyErrSet)
         } else {
             Ok(Owned(obj))
         }
@@ -100,12 +103,12 @@ pub unsafe fn utf8<'a>(s: *mut PyObject) -> Option<&'a str> {
 
 /// Add `value` (a new reference; NULL = an error is set) to `module` as
 /// `name`. The reference is consumed either way.
-pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), ()> {
+pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(), PyErrSet> {
     let value = Owned::new(value)?;
     // SAFETY: GIL held (module init); module and value live.
     match unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.0) } {
         0 => Ok(()),
-        _ => Err(()),
+        _ => Err(PyErrSet),
     }
 }
 
@@ -113,7 +116,7 @@ pub fn add(module: *mut PyObject, name: &CStr, value: *mut PyObject) -> Result<(
 /// `PyMethodDef::zeroed()`), declared GIL-free on free-threaded builds (the
 /// runtime is thread-safe). Needs the GIL (module initialisation).
 #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
-pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, PyErrSet> {
     // Kept in a static: modules die at interpreter exit, their definitions
     // must not look lost to a leak checker.
     let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
@@ -141,13 +144,13 @@ pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethod
 /// (process-lifetime) methods and doc. The extension module itself declares
 /// itself GIL-free through its `PyModExport` slots (`Py_mod_gil`).
 #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
-pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, ()> {
+pub fn new_module(name: &'static CStr, doc: &'static CStr, methods: Vec<PyMethodDef>) -> Result<Owned, PyErrSet> {
     let methods: &'static mut [PyMethodDef] = keep_forever(methods.into_boxed_slice());
     // SAFETY: GIL held; the methods live for the process.
     unsafe {
         let module = Owned::new(PyModule_New(name.as_ptr()))?;
         if PyModule_SetDocString(module.0, doc.as_ptr()) < 0 || PyModule_AddFunctions(module.0, methods.as_mut_ptr()) < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(module)
     }
@@ -233,7 +236,7 @@ impl PendingError {
             } else {
                 match Owned::new(PyType_GetName(tp.cast())) {
                     Ok(name) => utf8(name.0).unwrap_or("?").to_owned(),
-                    Err(()) => {
+                    Err(PyErrSet) => {
                         PyErr_Clear();
                         "?".to_owned()
                     }
@@ -273,7 +276,7 @@ impl Drop for PendingError {
 /// # Safety
 /// The GIL must be held and an exception set.
 pub unsafe fn fetch_message() -> String {
-    // SAFETY: forwarded.
+    // SAFETY: the caller holds the GIL (the contract of `take` and `message`).
     unsafe { PendingError::take().message() }
 }
 

@@ -15,120 +15,16 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3_ffi::*;
 
 use super::layout;
+use super::state::{Change, OwnSlots, OwnTable, Slot, TypeState, FOREIGN, FOREIGN_MRO, FOREIGN_OWN, METACLASSES};
 use super::Error;
-use crate::table::{raw_lookup, RawTable, Table, MAX_ENTRIES};
-
-/// One registered implementation. `owner` (nullable) is the Python object
-/// backing `ptr`; it is referenced by the `owners` of every type whose tables
-/// use it, so this borrowed pointer stays valid as long as the slot does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
-    pub ptr: *const c_void,
-    pub owner: *mut PyObject,
-}
-
-/// One requested change: set `id` to `value`, or remove it (`None`).
-pub(crate) struct Change {
-    pub id: u64,
-    /// The key string, when the slot was named by key (for the interner).
-    pub name: Option<String>,
-    pub value: Option<Slot>,
-}
-
-/// The slots set on one type itself, by id.
-pub(crate) type OwnSlots = BTreeMap<u64, Slot>;
-
-/// Which table holds a type's own slots.
-pub(crate) enum OwnTable {
-    /// Its effective table (nothing inherited): no second table.
-    SameAsEffective,
-    /// A table of its own (None when it has no own slots).
-    Separate(Option<Table>),
-}
-
-/// The slots and tables of one type (extensible or foreign-registered).
-#[derive(Default)]
-pub(crate) struct TypeState {
-    /// Slots set on this type itself.
-    pub own: OwnSlots,
-    /// The published table of `own` (NULL when empty); points into `current`
-    /// or `retired`, which live as long as the type.
-    own_raw: *const RawTable,
-    /// The published effective table (own slots, then bases in MRO order).
-    current: Option<Table>,
-    /// Tables published before `current`; freed with the type.
-    retired: Vec<Table>,
-    /// Strong references to every owner used by `current` or `retired`.
-    owners: Vec<*mut PyObject>,
-    owner_set: HashSet<usize>,
-}
-
-impl TypeState {
-    /// The published table, or NULL when empty.
-    pub fn current_raw(&self) -> *const RawTable {
-        self.current.as_ref().map_or(ptr::null(), Table::as_raw)
-    }
-
-    pub fn current(&self) -> Option<&Table> {
-        self.current.as_ref()
-    }
-
-    /// Replace the current table (retiring the old one); record the owners.
-    pub(crate) fn install(&mut self, table: Option<Table>, owners: &[*mut PyObject]) {
-        for &owner in owners {
-            if !owner.is_null() && self.owner_set.insert(owner as usize) {
-                // SAFETY: the caller holds a strong reference (GIL or attached
-                // thread state held); INCREF does not run Python code.
-                unsafe { Py_INCREF(owner) };
-                self.owners.push(owner);
-            }
-        }
-        if let Some(old) = core::mem::replace(&mut self.current, table) {
-            self.retired.push(old);
-        }
-    }
-
-    /// Set the own slots and their table (after `install` of the effective
-    /// table it may share); returns the table to publish.
-    pub(crate) fn set_own(&mut self, own: OwnSlots, table: OwnTable) -> *const RawTable {
-        self.own = own;
-        self.own_raw = match table {
-            OwnTable::SameAsEffective => self.current_raw(),
-            OwnTable::Separate(None) => ptr::null(),
-            OwnTable::Separate(Some(table)) => {
-                let raw = table.as_raw();
-                self.retired.push(table); // kept, like every published table
-                raw
-            }
-        };
-        self.own_raw
-    }
-
-    /// Visit the owners for the cycle collector.
-    pub fn traverse(&self, visit: visitproc, arg: *mut c_void) -> i32 {
-        for &owner in &self.owners {
-            // SAFETY: called from tp_traverse with owners we hold references to.
-            let rc = unsafe { visit(owner, arg) };
-            if rc != 0 {
-                return rc;
-            }
-        }
-        0
-    }
-
-    /// Unpublish nothing, free the tables, and hand back the owners for the
-    /// caller to DECREF outside any lock.
-    pub fn into_owners(self) -> Vec<*mut PyObject> {
-        self.owners
-    }
-}
+use crate::table::{RawTable, Table, MAX_ENTRIES};
 
 /// A foreign type registered with `set_slots`: kept alive by the registry.
 struct ForeignType {
@@ -158,17 +54,6 @@ pub(crate) struct Registry {
 unsafe impl Send for Registry {}
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
-/// Foreign registry: type address → effective table of that type.
-pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// Foreign own slots: type address → table of the slots set on that type.
-pub(crate) static FOREIGN_OWN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// Foreign MROs: type address → `[len, addresses...]`, the MRO that type's
-/// published effective table was merged along (the type cache compares it
-/// with the current MRO: a registered plain class whose `__bases__` changed
-/// is answered from its current MRO).
-pub(crate) static FOREIGN_MRO: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// Sub-metaclasses of ExtensibleType: metaclass address → itself.
-pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
 /// The registry, locked. Detaches the thread state while waiting.
 pub(crate) struct Locked(MutexGuard<'static, Option<Registry>>);
@@ -209,6 +94,10 @@ impl Locked {
 
 /// Is `meta` ExtensibleType or a subclass of it? Registers new subclasses in
 /// [`METACLASSES`] so that GIL-free readers recognise them. Needs the GIL.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `reg` is the
+/// locked registry; `meta` is a live type.
 pub(crate) unsafe fn is_extensible_metaclass(reg: &mut Registry, meta: *mut PyTypeObject) -> bool {
     let base = layout::metaclass();
     if meta == base {
@@ -232,14 +121,6 @@ pub(crate) unsafe fn is_extensible_metaclass(reg: &mut Registry, meta: *mut PyTy
     true
 }
 
-/// GIL-free: is `meta` a sub-metaclass seen by a writer?
-#[inline]
-pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
-    let table = METACLASSES.load(Ordering::Acquire);
-    // SAFETY: published tables are never freed.
-    !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
-}
-
 /// A type together with its MRO, snapshotted (with the GIL) before locking.
 pub(crate) struct Target {
     pub tp: *mut PyTypeObject,
@@ -249,6 +130,10 @@ pub(crate) struct Target {
 impl Target {
     /// Snapshot `tp`'s MRO. Borrowed pointers: `tp` holds its MRO tuple and
     /// the caller holds `tp`.
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state); `tp` is a
+    /// live, ready type that the caller keeps alive as long as the `Target`.
     pub unsafe fn new(tp: *mut PyTypeObject) -> Target {
         // SAFETY: tp is a live, ready type; tp_mro is a tuple once ready.
         let mro = unsafe { layout::mro(tp) };
@@ -257,6 +142,9 @@ impl Target {
 }
 
 /// The own slots of `tp` as the registry knows them (extensible or foreign).
+///
+/// # Safety
+/// `tp` is a live type; `reg` is the locked registry.
 unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
     // SAFETY: tp is a live type (in some live type's MRO).
     unsafe {
@@ -269,6 +157,10 @@ unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
 
 /// Merge own slots along `mro`: first definition wins. `override_own`
 /// replaces the own slots of one type (the one being changed).
+///
+/// # Safety
+/// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
+/// the locked registry.
 unsafe fn effective(
     reg: &Registry,
     mro: &[*mut PyTypeObject],
@@ -280,7 +172,7 @@ unsafe fn effective(
         let own = if tp == changed {
             Some(new_own)
         } else {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `tp` is in `mro`, whose types the caller keeps alive.
             unsafe { own_of(reg, tp) }
         };
         for (&id, &slot) in own.into_iter().flatten() {
@@ -321,6 +213,11 @@ fn build(slots: &BTreeMap<u64, Slot>) -> Result<(Option<Table>, Vec<*mut PyObjec
 ///
 /// `reset_own` replaces the own slots instead of updating them (class
 /// creation). Needs an attached thread state; runs no Python code.
+///
+/// # Safety
+/// The calling thread has an attached thread state; `target.tp`, every
+/// `affected[i].tp` and the types of their MROs are alive (held by the caller);
+/// the registry mutex is not held by this thread.
 pub(crate) unsafe fn apply(
     target: &Target,
     affected: &[Target],
@@ -426,7 +323,7 @@ fn republish_foreign(reg: &mut Registry) {
     let index = |f: &ForeignType, raw: *const RawTable| (!raw.is_null()).then_some((f.tp as u64, raw.cast()));
     let effective: Vec<(u64, *const c_void)> =
         reg.foreign.values().filter_map(|f| index(f, f.state.current_raw())).collect();
-    let own: Vec<(u64, *const c_void)> = reg.foreign.values().filter_map(|f| index(f, f.state.own_raw)).collect();
+    let own: Vec<(u64, *const c_void)> = reg.foreign.values().filter_map(|f| index(f, f.state.own_raw())).collect();
     let mros: Vec<(u64, *const c_void)> =
         reg.foreign.values().map(|f| (f.tp as u64, f.mro.as_ptr().cast::<c_void>())).collect();
     for (entries, published) in [(effective, &FOREIGN), (own, &FOREIGN_OWN), (mros, &FOREIGN_MRO)] {
@@ -442,27 +339,13 @@ pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&Ty
     reg.foreign.get(&(tp as usize)).map(|f| &f.state)
 }
 
-/// GIL-free: the own-slots table of any type (extensible or foreign), or NULL.
-///
-/// # Safety
-/// `tp` must be a live type.
-pub(crate) unsafe fn own_table_of(tp: *mut PyTypeObject) -> *const RawTable {
-    // SAFETY: published tables live as long as their type (registry tables forever).
-    unsafe {
-        if layout::is_extensible(tp) {
-            return <crate::TypeData as layout::TypeDataExt>::load_own(tp);
-        }
-        let registry = FOREIGN_OWN.load(Ordering::Acquire);
-        if registry.is_null() {
-            return ptr::null();
-        }
-        raw_lookup(registry, tp as u64).cast()
-    }
-}
-
 /// Effective slots of a type with no table of its own (an extensible type
 /// never initialised, a plain subclass of registered types): merged from its
 /// MRO, without publishing anything.
+///
+/// # Safety
+/// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
+/// the locked registry.
 pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, Slot> {
     // SAFETY: every type in `mro` is alive (held by the type it belongs to).
     unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }

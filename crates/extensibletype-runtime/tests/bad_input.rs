@@ -59,8 +59,11 @@ fn bad_input_gets_null_or_an_error() {
         assert!(take_error(PyExc_ValueError));
         assert_eq!(runtime::find_in_type(tp, id) as usize, 0x1234, "a failed set_slots changes nothing");
 
-        // type_from_spec with a NULL spec: NULL and an exception.
-        assert!(runtime::type_from_spec(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), &defs).is_null());
+        // type_from_spec with a NULL spec: Err(PyErrSet) and an exception.
+        assert_eq!(
+            runtime::type_from_spec(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), &defs),
+            Err(runtime::PyErrSet)
+        );
         assert!(!PyErr_Occurred().is_null());
         PyErr_Clear();
 

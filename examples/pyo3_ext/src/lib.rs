@@ -101,7 +101,7 @@ fn sum(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     match result {
         Ok(Some(total)) => Ok(total),
         Ok(None) => Err(PyTypeError::new_err("sum() needs a float64 array")),
-        Err(()) => Err(PyErr::fetch(py)),
+        Err(runtime::PyErrSet) => Err(PyErr::fetch(py)),
     }
 }
 
@@ -109,12 +109,12 @@ fn sum(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
 fn pyo3_ext(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // Load (or join) the process's extensibletype runtime.
-    runtime::import().map_err(|()| PyErr::fetch(py))?;
+    runtime::import().map_err(|_: runtime::PyErrSet| PyErr::fetch(py))?;
     m.add_class::<Square>()?;
     let square = py.get_type::<Square>();
     let defs = [SlotDef { key: KEY_AREA.as_ptr(), id: 0, ptr: square_area as *const c_void }];
     // SAFETY: GIL held; square is a live type; the key is NUL-terminated.
-    unsafe { runtime::set_slots(square.as_ptr(), &defs) }.map_err(|()| PyErr::fetch(py))?;
+    unsafe { runtime::set_slots(square.as_ptr(), &defs) }.map_err(|_: runtime::PyErrSet| PyErr::fetch(py))?;
     m.add_function(wrap_pyfunction!(area, m)?)?;
     m.add_function(wrap_pyfunction!(sum, m)?)?;
     m.add("KEY_AREA", KEY_AREA.to_str().expect("ASCII"))?;

@@ -84,7 +84,7 @@ unsafe extern "C" fn set_slot(_m: *mut PyObject, args: *mut *mut PyObject, nargs
         let def = SlotDef { key: key.as_ptr(), id: 0, ptr: address as usize as *const c_void };
         match runtime::set_slots(tp, &[def]) {
             Ok(()) => Py_NewRef(Py_None()),
-            Err(()) => ptr::null_mut(),
+            Err(runtime::PyErrSet) => ptr::null_mut(),
         }
     }
 }
@@ -124,7 +124,7 @@ unsafe extern "C" fn make_type(module: *mut PyObject, name: *mut PyObject) -> *m
             slots: slots.as_mut_ptr(),
         }));
         let defs = [SlotDef { key: ANSWER_KEY.as_ptr(), id: 0, ptr: answer as *const c_void }];
-        runtime::type_from_spec(module, spec, ptr::null_mut(), &defs)
+        runtime::type_from_spec(module, spec, ptr::null_mut(), &defs).unwrap_or(ptr::null_mut())
     }
 }
 
