@@ -29,39 +29,26 @@ use extensibletype_core::id;
 use extensibletype_runtime as runtime;
 
 pub mod abi;
+/// The DLPack 1.3 C ABI (`dlpack.h`), Rust side: [`abi::dlpack`].
+pub use abi::dlpack as dlpack_abi;
 
-// Not under abi3t (PEP 803): its instance struct embeds `PyObject`, which
-// is opaque there (it would need PEP 697 instance data instead).
-#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
-mod array_type;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod buffer;
-// DLPack export rides on the Array type (not under abi3t, as array_type).
-#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
-mod dlpack;
-pub mod dlpack_abi;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod kernels;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod nd;
+mod consumers;
+mod providers;
 #[cfg(feature = "python")]
-mod numpy;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod par;
+mod python;
 #[cfg(feature = "python")]
-mod pyapi;
-#[cfg(feature = "python")]
-#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only array_type
+#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only the Array type
 mod util;
 
 #[cfg(feature = "python")]
-pub use pyapi::add_submodule;
+pub use python::add_submodule;
 
 /// The pure parts, tested without Python (`cargo test` at the root).
 #[cfg(test)]
 mod tests {
     use super::abi::{ArrayView, DLDataType};
-    use super::{buffer, kernels, nd::Nd};
+    use crate::consumers::{kernels, nd::Nd};
+    use crate::providers::buffer;
 
     /// A view of `data` with `shape` and byte `strides` (no provider).
     fn view(data: &mut [f64], shape: &mut [i64], strides: &mut [i64]) -> ArrayView {

@@ -18,8 +18,8 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
-use super::kernels::{self, Elem};
-use super::nd::Nd;
+use crate::consumers::kernels::{self, Elem};
+use crate::consumers::nd::Nd;
 
 /// Element count from which the kernels use several threads.
 pub(crate) const PAR_MIN: usize = 1 << 17;

@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use pyo3_ffi::*;
 
-use super::abi::{self, with_view, ArrayView, DLDataType, Provider};
-use super::kernels::{self, Elem, Isa};
-use super::nd::Nd;
-use super::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
+use crate::abi::{self, with_view, ArrayView, DLDataType, Provider};
+use crate::consumers::kernels::{self, Elem, Isa};
+use crate::consumers::nd::Nd;
+use crate::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
 #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
-use super::array_type;
-use super::{buffer, numpy, par};
+use crate::providers::array as array_type;
+use crate::consumers::par;
+use crate::providers::{buffer, numpy};
 use crate::runtime::pyutil::{new_module, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -900,7 +901,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
         #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         array_type::create_type(m.0)?;
         #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
-        super::dlpack::add_to_module(m.0)?;
+        crate::providers::dlpack::add_to_module(m.0)?;
         util::add(core, c"_arrays", Py_NewRef(m.0))
     }
 }

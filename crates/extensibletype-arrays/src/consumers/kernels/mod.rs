@@ -25,7 +25,7 @@
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::nd::Nd;
+use crate::consumers::nd::Nd;
 
 /// An element type the kernels handle.
 pub(crate) trait Elem: Copy + Default + PartialEq + Send + Sync + 'static {

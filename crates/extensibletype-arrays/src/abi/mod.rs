@@ -35,6 +35,8 @@ use crate::id;
 #[cfg(feature = "python")]
 use crate::runtime;
 
+pub mod dlpack;
+
 /// Version of the view layout filled by providers of the v1 keys.
 pub const VERSION: u32 = 1;
 

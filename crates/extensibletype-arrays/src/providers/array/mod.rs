@@ -21,8 +21,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use pyo3_ffi::*;
 
-use super::abi::{self, ArrayView, DLDataType};
-use super::util::{self, guard, locked, raise, ret, Owned};
+use crate::abi::{self, ArrayView, DLDataType};
+use crate::util::{self, guard, locked, raise, ret, Owned};
 use crate::runtime::pyutil::{keep_forever, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -887,7 +887,7 @@ pub(crate) fn array_type() -> *mut PyTypeObject {
 ///
 /// # Safety
 /// GIL held (or the caller otherwise excludes `resize`); `obj` is an Array.
-pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut super::dlpack_abi::DLTensor) {
+pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut crate::dlpack_abi::DLTensor) {
     // SAFETY: obj is an Array; dims holds 3*ndim values (or is NULL).
     unsafe {
         let a = &*obj.cast::<ArrayObject>();
@@ -934,10 +934,10 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
             METH_NOARGS,
             c"tolist()\n--\n\nThe elements as nested lists of Python scalars."
         ),
-        py_method!(c"__dlpack__", PyCFunctionFastWithKeywords, super::dlpack::array_dlpack, METH_FASTCALL | METH_KEYWORDS,
+        py_method!(c"__dlpack__", PyCFunctionFastWithKeywords, crate::providers::dlpack::array_dlpack, METH_FASTCALL | METH_KEYWORDS,
             c"__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\
               A DLPack capsule sharing this array's memory (copy=True: a copy); resize refuses until it is deleted."),
-        py_method!(c"__dlpack_device__", PyCFunction, super::dlpack::array_dlpack_device, METH_NOARGS,
+        py_method!(c"__dlpack_device__", PyCFunction, crate::providers::dlpack::array_dlpack_device, METH_NOARGS,
             c"__dlpack_device__($self, /)\n--\n\n(1, 0): host memory (kDLCPU)."),
         py_method!(c"resize", PyCFunction, array_resize, METH_O,
             c"resize(shape)\n--\n\nChange the shape in place, keeping the flat C-order contents (new elements are 0).\n\

@@ -22,10 +22,10 @@ use std::time::Instant;
 
 use pyo3_ffi::*;
 
-use super::abi::{self, ArrayView, DLDataType, DLDevice, Provider};
-use super::dlpack_abi::*;
-use super::nd::Nd;
-use super::util::{self, guard, raise, ret, Owned};
+use crate::abi::{self, ArrayView, DLDataType, DLDevice, Provider};
+use crate::dlpack_abi::*;
+use crate::consumers::nd::Nd;
+use crate::util::{self, guard, raise, ret, Owned};
 use crate::runtime::{self, SlotDef};
 use crate::id;
 
@@ -501,7 +501,7 @@ unsafe extern "C" fn py_to_dlpack(
 
 /// The Array type, for type checks in the table's functions.
 fn array_type() -> *mut PyTypeObject {
-    super::array_type::array_type()
+    crate::providers::array::array_type()
 }
 
 /// Set a Python error from a table function (GIL held).
@@ -536,7 +536,7 @@ unsafe extern "C" fn xapi_dltensor_from_py(py_object: *mut c_void, out: *mut DLT
             let _ = table_error::<()>(util::type_error(), "dltensor_from_py_object_no_sync: not an extensibletype Array");
             return -1;
         }
-        super::array_type::dl_fill(obj, &mut *out);
+        crate::providers::array::dl_fill(obj, &mut *out);
         0
     }
 }
@@ -624,7 +624,7 @@ unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject,
         let name = Owned::new(PyUnicode_FromString(dtype.as_ptr()))?;
         let argv = [shape.0, name.0];
         let arr = Owned::new(PyObject_Vectorcall(array_type().cast(), argv.as_ptr(), 2, ptr::null_mut()))?;
-        super::array_type::with_data(arr.0, |dst| copy_c_order(&view, dst));
+        crate::providers::array::with_data(arr.0, |dst| copy_c_order(&view, dst));
         drop(del);
         Ok(arr.into_ptr())
     }
@@ -781,7 +781,7 @@ const LEGACY_TAG: usize = 1;
 unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), ()> {
     // SAFETY: t is a live tensor (shape/strides hold ndim values).
     unsafe {
-        if t.ndim < 0 || t.ndim as usize > super::nd::MAX {
+        if t.ndim < 0 || t.ndim as usize > crate::consumers::nd::MAX {
             return raise(util::buffer_error(), &format!("DLPack tensor with {} dimensions", t.ndim));
         }
         if t.dtype.bits % 8 != 0 || t.dtype.lanes == 0 {
