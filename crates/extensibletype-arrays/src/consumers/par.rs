@@ -42,7 +42,9 @@ pub(crate) fn threads() -> usize {
     }
 }
 
-/// Force the thread count (0: automatic). For tests and benchmarks.
+/// Force the thread count (0: automatic). For tests and benchmarks
+/// (`_set_threads`, feature `hooks`).
+#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
 pub(crate) fn set_threads(n: usize) {
     THREADS.store(n.min(64), Ordering::Relaxed);
 }
