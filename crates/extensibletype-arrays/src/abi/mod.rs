@@ -31,11 +31,10 @@ use extensibletype_core::abi::OpaqueObject as PyObject;
 #[cfg(feature = "python")]
 use pyo3_ffi::*;
 
+pub mod dlpack;
 use crate::id;
 #[cfg(feature = "python")]
 use crate::runtime;
-
-pub mod dlpack;
 
 /// Version of the view layout filled by providers of the v1 keys.
 pub const VERSION: u32 = 1;
