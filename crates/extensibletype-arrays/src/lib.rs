@@ -9,12 +9,19 @@
 //! - Without feature `python`: the view layout and the pure parts (kernels,
 //!   n-d iteration, buffer-format parsing), testable with no Python.
 //! - With feature `python`, the `extensibletype._core._arrays` submodule
-//!   (re-exported as `extensibletype.arrays`):
-//!   - providers: the n-d `Array` type (`array_type`), a `numpy.ndarray`
-//!     adapter reading NumPy 2.x's struct directly (`numpy`), and a
-//!     buffer-protocol adapter for `bytearray`, `memoryview`, ... (`buffer`);
-//!   - consumers: `sum`, `dot`, `axpy` over any provider (`kernels`, `nd`),
-//!     plus `view_info` and the view-cost benchmark (`pyapi`).
+//!   (re-exported as `extensibletype.arrays`), added by [`register`].
+//!
+//! Layout, by role:
+//!
+//! | folder | role |
+//! |---|---|
+//! | `abi/` | the ABI: `mod.rs` the view struct, keys, ids, flags; `dlpack.rs` DLPack 1.3 |
+//! | `providers/` | types that hand out views: `array/` (the `Array` type: instance data, exports, methods, type object), `numpy.rs`, `buffer.rs`, `dlpack/` (export, exchange table, import) |
+//! | `consumers/` | code that reads views: `nd.rs` (n-d iteration), `kernels/` (loops, ISA dispatch), `par.rs` (threads) |
+//! | `python/` | the `_arrays` functions: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `hooks/` (test and bench hooks) |
+//!
+//! Feature `hooks` (off by default; the test and demo builds turn it on)
+//! adds `_set_threads`, `_bench_view_cost` and `_bench_dlpack_cost`.
 //!
 //! This layer uses the runtime (find, set_slots, type_from_spec) and
 //! nothing uses it back.
@@ -41,7 +48,7 @@ mod python;
 mod util;
 
 #[cfg(feature = "python")]
-pub use python::add_submodule;
+pub use python::register;
 
 /// The pure parts, tested without Python (`cargo test` at the root).
 #[cfg(test)]

@@ -38,9 +38,13 @@ pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_s
 
 // ---- the module ----------------------------------------------------------------
 
-/// Create the `_arrays` submodule and attach it to `core` as `_arrays`.
-/// Returns 0, or -1 with an exception set. GIL held (module init).
-pub fn add_submodule(core: *mut PyObject) -> c_int {
+/// Register the array.v1 slot set with the extension module `core`: create
+/// the `_arrays` submodule (functions, constants, the `Array` type and its
+/// DLPack names) and attach it to `core` as `_arrays`. The one call the
+/// composition root (crates/extensibletype-module) makes for this slot set.
+/// Returns 0, or -1 with an exception set. GIL held (module init; `core`
+/// is a live module).
+pub fn register(core: *mut PyObject) -> c_int {
     guard(-1, || match create(core) {
         Ok(()) => 0,
         Err(()) => -1,
