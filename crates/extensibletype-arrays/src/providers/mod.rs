@@ -1,6 +1,6 @@
 //! Providers: types that hand out array.v1 views (acquire/release slots).
 //!
-//! - [`array`]: `extensibletype.arrays.Array`, the n-d array type owned by
+//! - [`array`](mod@array): `extensibletype.arrays.Array`, the n-d array type owned by
 //!   Rust (array.v1 + buffer protocol + DLPack export).
 //! - [`numpy`]: the `numpy.ndarray` adapter (NumPy 2.x struct mirror).
 //! - [`buffer`]: the buffer-protocol adapter (`bytearray`, `memoryview`, ...).

@@ -55,7 +55,7 @@ pub(super) fn gil_held() -> bool {
 /// Free an [`Export`]: release the view, drop the reference. Takes the GIL.
 ///
 /// # Safety
-/// `ctx` came from [`export`] and is freed once.
+/// `ctx` came from [`export()`] and is freed once.
 pub(super) unsafe fn free_export(ctx: *mut Export) {
     if ctx.is_null() || !interpreter_alive() {
         return;
@@ -319,10 +319,10 @@ pub(super) unsafe extern "C" fn capsule_destructor(cap: *mut PyObject) {
     })
 }
 
-/// [`export`] wrapped in a capsule (`"dltensor"` / `"dltensor_versioned"`).
+/// [`export()`] wrapped in a capsule (`"dltensor"` / `"dltensor_versioned"`).
 ///
 /// # Safety
-/// As [`export`].
+/// As [`export()`].
 pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<*mut PyObject, ()> {
     // SAFETY: forwarded; on capsule failure the tensor is deleted here.
     unsafe {
