@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # valgrind memcheck over the DLPack paths (python/tests/dlpack_memcheck.py):
 # fails on any invalid read/write, use of uninitialised memory or definite
-# leak whose stack goes through the DLPack code (crates/extensibletype-arrays/src/dlpack.rs,
-# par.rs) or the test producer, and on unbalanced deleter counts. CPython's
+# leak whose stack goes through the DLPack code (crates/extensibletype-arrays/src/providers/dlpack/,
+# consumers/par.rs) or the test producer, and on unbalanced deleter counts. CPython's
 # own and NumPy's start-up noise is ignored. Usage: dlpack-memcheck.sh [VENV_PYTHON]
 # (default: the suite's 3.11 venv; installs valgrind with apt-get if missing).
 # Prints "dlpack-memcheck: N passed, N failed".
@@ -33,7 +33,7 @@ text = open(sys.argv[1]).read()
 bad = 0
 for block in re.split(r"==\d+== \n", text):
     head = block.split("\n", 1)[0]
-    if any(k in head for k in ("Invalid", "uninitialised", "definitely lost")) and re.search(r"dlpack\.rs|par\.rs|dlpack_producer", block):
+    if any(k in head for k in ("Invalid", "uninitialised", "definitely lost")) and re.search(r"dlpack/|dlpack\.rs|par\.rs|dlpack_producer", block):
         bad += 1
         print(block[:2000], file=sys.stderr)
 print(bad)

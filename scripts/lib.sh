@@ -18,6 +18,12 @@ source_digest() {
         | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
 }
 
+# Cargo features of the module for test and demo builds (not release
+# wheels, scripts/wheels.sh): `hooks` adds the test/bench hooks of `_arrays`
+# (`_set_threads`, `_bench_view_cost`, `_bench_dlpack_cost`) that the suite
+# and examples/arrays_demo.py call.
+TEST_FEATURES=hooks
+
 # pyo3-ffi that free-threaded CPython 3.13 needs (0.29+ refuse it); the
 # root Cargo.lock holds the newest.
 PYO3_FT313=0.28.3
@@ -47,9 +53,9 @@ tree_with_pyo3() {
 install_abi3() {
     local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3/$2"
     if ! ls "$dist"/*abi3*.whl >/dev/null 2>&1; then
-        log "maturin build --features abi3"
+        log "maturin build --features abi3,$TEST_FEATURES"
         rm -rf "$ROOT/target/wheels-abi3"
-        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features abi3 -i "$vpy" --out "$dist" >&2 || return 1
+        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features "abi3,$TEST_FEATURES" -i "$vpy" --out "$dist" >&2 || return 1
     fi
     "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
 }
@@ -97,7 +103,7 @@ prepare_venv() {
                     src=$(tree_with_pyo3 "$PYO3_FT313") || return 1
                 fi
                 log "pip install . (python $tag, $(grep -A1 '^name = "pyo3-ffi"' "$src/Cargo.lock" | tail -1 | tr -d '"'))"
-                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" \
+                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" \
                     "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$src" >&2
                 ;;
         esac || { log "build/install failed for $tag"; return 1; }

@@ -38,7 +38,7 @@ log "sdist: $sdist"
 "$py" -m venv "$work/venv" >&2
 vpy="$work/venv/bin/python"
 log "pip install <sdist> into a clean venv"
-if ! CARGO_TARGET_DIR="$ROOT/target/sdist-test" "$vpy" -m pip install -q "$sdist" >&2; then
+if ! CARGO_TARGET_DIR="$ROOT/target/sdist-test" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" "$vpy" -m pip install -q "$sdist" >&2; then
     echo "sdist: 0 passed, 1 failed (pip install of the sdist)"
     exit 1
 fi

@@ -1,5 +1,5 @@
 """DLPack exports and imports in a loop, for valgrind (scripts/dlpack-memcheck.sh):
-every path of extensibletype/arrays/dlpack.rs, good and bad input. Prints the
+every path of crates/extensibletype-arrays/src/providers/dlpack/, good and bad input. Prints the
 producer's made/deleted counts; exits 1 if they differ. Not a pytest module."""
 
 import gc

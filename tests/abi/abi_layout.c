@@ -4,7 +4,7 @@
  * field, against the numbers of docs/spec.md (sections 2, 3, 8 and 12).
  * The Rust #[repr(C)] twins assert the same numbers with `const` blocks next
  * to their definitions (crates/extensibletype-core/src/table.rs and abi.rs,
- * crates/extensibletype-arrays/src/abi.rs).
+ * crates/extensibletype-arrays/src/abi/mod.rs).
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
  * (test_abi_layout_static_asserts); it has no main and emits no code.

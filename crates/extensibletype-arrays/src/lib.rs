@@ -9,12 +9,19 @@
 //! - Without feature `python`: the view layout and the pure parts (kernels,
 //!   n-d iteration, buffer-format parsing), testable with no Python.
 //! - With feature `python`, the `extensibletype._core._arrays` submodule
-//!   (re-exported as `extensibletype.arrays`):
-//!   - providers: the n-d `Array` type (`array_type`), a `numpy.ndarray`
-//!     adapter reading NumPy 2.x's struct directly (`numpy`), and a
-//!     buffer-protocol adapter for `bytearray`, `memoryview`, ... (`buffer`);
-//!   - consumers: `sum`, `dot`, `axpy` over any provider (`kernels`, `nd`),
-//!     plus `view_info` and the view-cost benchmark (`pyapi`).
+//!   (re-exported as `extensibletype.arrays`), added by [`register`].
+//!
+//! Layout, by role:
+//!
+//! | folder | role |
+//! |---|---|
+//! | `abi/` | the ABI: `mod.rs` the view struct, keys, ids, flags; `dlpack.rs` DLPack 1.3 |
+//! | `providers/` | types that hand out views: `array/` (the `Array` type: instance data, exports, methods, type object), `numpy.rs`, `buffer.rs`, `dlpack/` (export, exchange table, import) |
+//! | `consumers/` | code that reads views: `nd.rs` (n-d iteration), `kernels/` (loops, ISA dispatch), `par.rs` (threads) |
+//! | `python/` | the `_arrays` functions: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `hooks/` (test and bench hooks) |
+//!
+//! Feature `hooks` (off by default; the test and demo builds turn it on)
+//! adds `_set_threads`, `_bench_view_cost` and `_bench_dlpack_cost`.
 //!
 //! This layer uses the runtime (find, set_slots, type_from_spec) and
 //! nothing uses it back.
@@ -29,39 +36,26 @@ use extensibletype_core::id;
 use extensibletype_runtime as runtime;
 
 pub mod abi;
+/// The DLPack 1.3 C ABI (`dlpack.h`), Rust side: [`abi::dlpack`].
+pub use abi::dlpack as dlpack_abi;
 
-// Not under abi3t (PEP 803): its instance struct embeds `PyObject`, which
-// is opaque there (it would need PEP 697 instance data instead).
-#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
-mod array_type;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod buffer;
-// DLPack export rides on the Array type (not under abi3t, as array_type).
-#[cfg(all(feature = "python", not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
-mod dlpack;
-pub mod dlpack_abi;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod kernels;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod nd;
+mod consumers;
+mod providers;
 #[cfg(feature = "python")]
-mod numpy;
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-mod par;
+mod python;
 #[cfg(feature = "python")]
-mod pyapi;
-#[cfg(feature = "python")]
-#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only array_type
+#[cfg_attr(all(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code))] // parts serve only the Array type
 mod util;
 
 #[cfg(feature = "python")]
-pub use pyapi::add_submodule;
+pub use python::register;
 
 /// The pure parts, tested without Python (`cargo test` at the root).
 #[cfg(test)]
 mod tests {
     use super::abi::{ArrayView, DLDataType};
-    use super::{buffer, kernels, nd::Nd};
+    use crate::consumers::{kernels, nd::Nd};
+    use crate::providers::buffer;
 
     /// A view of `data` with `shape` and byte `strides` (no provider).
     fn view(data: &mut [f64], shape: &mut [i64], strides: &mut [i64]) -> ArrayView {

@@ -17,11 +17,11 @@ use core::ptr;
 #[cfg(feature = "python")]
 use pyo3_ffi::*;
 
-use super::abi::{self, DLDataType};
+use crate::abi::{self, DLDataType};
 #[cfg(feature = "python")]
-use super::abi::ArrayView;
+use crate::abi::ArrayView;
 #[cfg(feature = "python")]
-use super::util::{self, guard, raise};
+use crate::util::{self, guard, raise};
 
 /// DLPack type and byte-swapped flag of a struct-module format string
 /// with `itemsize` (None: not a single numeric element).

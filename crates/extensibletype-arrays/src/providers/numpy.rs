@@ -22,8 +22,8 @@ use core::ptr;
 
 use pyo3_ffi::*;
 
-use super::abi::{self, ArrayView, DLDataType};
-use super::util::{self, guard, raise};
+use crate::abi::{self, ArrayView, DLDataType};
+use crate::util::{self, guard, raise};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
 /// up to `flags` (the fields read here).

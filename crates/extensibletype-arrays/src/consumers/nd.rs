@@ -11,7 +11,7 @@
 // Index loops over small fixed-size lane arrays are what LLVM vectorizes.
 #![allow(clippy::needless_range_loop)]
 
-use super::abi::ArrayView;
+use crate::abi::ArrayView;
 
 /// Most axes the iteration handles (NumPy's limit).
 pub(crate) const MAX: usize = 64;

@@ -31,6 +31,7 @@ use extensibletype_core::abi::OpaqueObject as PyObject;
 #[cfg(feature = "python")]
 use pyo3_ffi::*;
 
+pub mod dlpack;
 use crate::id;
 #[cfg(feature = "python")]
 use crate::runtime;

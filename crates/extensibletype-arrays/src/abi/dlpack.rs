@@ -7,7 +7,7 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 
-pub use super::abi::{DLDataType, DLDevice};
+pub use super::{DLDataType, DLDevice};
 
 /// `DLPACK_MAJOR_VERSION` of the ABI implemented here.
 pub const MAJOR: u32 = 1;

@@ -18,8 +18,8 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
-use super::kernels::{self, Elem};
-use super::nd::Nd;
+use crate::consumers::kernels::{self, Elem};
+use crate::consumers::nd::Nd;
 
 /// Element count from which the kernels use several threads.
 pub(crate) const PAR_MIN: usize = 1 << 17;
@@ -42,7 +42,9 @@ pub(crate) fn threads() -> usize {
     }
 }
 
-/// Force the thread count (0: automatic). For tests and benchmarks.
+/// Force the thread count (0: automatic). For tests and benchmarks
+/// (`_set_threads`, feature `hooks`).
+#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
 pub(crate) fn set_threads(n: usize) {
     THREADS.store(n.min(64), Ordering::Relaxed);
 }

@@ -1,0 +1,95 @@
+//! What `Array` exports: array.v1 views (acquire/release slots) and the
+//! buffer protocol, both counted in `exports` (see the lifetime rule in
+//! the parent module).
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) fn view_flags(a: &ArrayObject) -> u32 {
+    let (c, f) = abi::contiguity(a.shape(), a.strides(), a.dtype.itemsize() as i64);
+    abi::ALIGNED | if c { abi::C_CONTIGUOUS } else { 0 } | if f { abi::F_CONTIGUOUS } else { 0 }
+}
+
+
+// ---- array.v1 provider -----------------------------------------------------
+
+/// `extensibletype.array.v1:acquire` of Array.
+pub(super) unsafe extern "C" fn array_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    guard(-1, || {
+        // SAFETY: the interface's contract: GIL held, obj a live Array (this
+        // slot is registered on the Array type only), view writable for
+        // view->size bytes.
+        unsafe {
+            if ((*view).size as usize) < core::mem::size_of::<ArrayView>() {
+                return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)")
+                    .unwrap_or(-1);
+            }
+            if request & !abi::REQ_ALL != 0 {
+                return raise(util::buffer_error(), &format!("Array: unsupported array.v1 request flags {request:#x}"))
+                    .unwrap_or(-1);
+            }
+            let a = &*obj.cast::<ArrayObject>();
+            // Array memory is writable and C-contiguous: no v1 request can
+            // fail (C satisfies ANY).
+            a.pin(obj);
+            let v = &mut *view;
+            v.version = abi::VERSION;
+            v.data = a.data.cast();
+            v.ndim = a.ndim;
+            v.shape = a.dims;
+            v.strides = if a.dims.is_null() { ptr::null_mut() } else { a.dims.add(a.ndim as usize) };
+            v.flags = a.flags;
+            v.dtype = a.dtype.dl();
+            v.reserved = 0;
+            v.device = abi::DLDevice::CPU;
+            v.owner = ptr::null_mut();
+            0
+        }
+    })
+}
+
+/// `extensibletype.array.v1:release` of Array.
+pub(super) unsafe extern "C" fn array_release(obj: *mut PyObject, _view: *mut ArrayView) {
+    // SAFETY: paired with a successful acquire on this live Array.
+    unsafe { (*obj.cast::<ArrayObject>()).unpin() }
+}
+
+// ---- buffer protocol ---------------------------------------------------------
+
+pub(super) unsafe extern "C" fn array_getbuffer(obj: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int {
+    guard(-1, || {
+        // SAFETY: CPython's bf_getbuffer contract (GIL held, view writable).
+        unsafe {
+            if view.is_null() {
+                return raise(util::value_error(), "NULL view in getbuffer").unwrap_or(-1);
+            }
+            let a = &*obj.cast::<ArrayObject>();
+            a.pin(obj);
+            let v = &mut *view;
+            v.buf = a.data.cast();
+            v.obj = Py_NewRef(obj);
+            v.len = a.nbytes() as Py_ssize_t;
+            v.itemsize = a.dtype.itemsize() as Py_ssize_t;
+            v.readonly = 0;
+            v.ndim = a.ndim;
+            v.format = if flags & PyBUF_FORMAT != 0 { a.dtype.format() } else { ptr::null_mut() };
+            // Py_ssize_t is i64 on the 64-bit targets this builds for.
+            v.shape = if flags & PyBUF_ND != 0 { a.dims.cast() } else { ptr::null_mut() };
+            v.strides = if flags & PyBUF_STRIDES == PyBUF_STRIDES && !a.dims.is_null() {
+                a.dims.add(a.ndim as usize).cast()
+            } else {
+                ptr::null_mut()
+            };
+            v.suboffsets = ptr::null_mut();
+            v.internal = ptr::null_mut();
+            0
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn array_releasebuffer(obj: *mut PyObject, _view: *mut Py_buffer) {
+    // SAFETY: paired with array_getbuffer on this live Array.
+    unsafe { (*obj.cast::<ArrayObject>()).unpin() }
+}
+
+const _: () = assert!(core::mem::size_of::<Py_ssize_t>() == 8, "shape/strides are shared as Py_ssize_t");

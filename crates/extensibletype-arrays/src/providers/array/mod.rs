@@ -1,0 +1,358 @@
+//! `extensibletype.arrays.Array`: a zero-filled, C-contiguous n-d array
+//! owned by Rust, created with the `ExtensibleType` metaclass
+//! (`runtime::type_from_spec`) and providing `array.v1` plus the buffer
+//! protocol on the same memory.
+//!
+//! Lifetime rule (the interface's contract, as bytearray's for buffers):
+//! while a view or a buffer is exported (`exports > 0`), `resize` raises
+//! `BufferError`, so `data` and the shape/strides block never move. With
+//! the GIL, `exports` is a plain counter. On free-threaded builds it is
+//! atomic and exports stay lock-free: `resize` runs in a critical section
+//! on the object and claims it with a compare-and-swap `0 -> RESIZING`
+//! (negative), which an export's `fetch_add` detects (it then backs off and
+//! waits for the critical section); the other methods that read `data` or
+//! the dims block (indexing, `shape`, `tolist`, ...) run in the critical
+//! section too.
+//!
+//! Files: this one holds the instance data (`ArrayObject`, `DType`, the data
+//! and dims blocks); `exports.rs` the array.v1 and buffer-protocol exports;
+//! `methods.rs` indexing, methods and getters; `type_object.rs` `tp_new`,
+//! dealloc and the type's creation.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+
+use pyo3_ffi::*;
+
+use crate::abi::{self, ArrayView, DLDataType};
+use crate::util::{self, guard, locked, raise, ret, Owned};
+use crate::runtime::pyutil::{keep_forever, py_method};
+use crate::runtime::{self, SlotDef};
+
+mod exports;
+mod methods;
+mod type_object;
+
+use exports::*;
+use methods::*;
+pub(crate) use type_object::create_type;
+
+/// Most dimensions an Array may have (NumPy 2's limit).
+pub(crate) const MAX_NDIM: usize = 64;
+/// Alignment of the data block (a cache line: SIMD loads never split one).
+const DATA_ALIGN: usize = 64;
+
+/// Element types of `Array`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum DType {
+    F64,
+    F32,
+    I64,
+}
+
+impl DType {
+    fn parse(name: &str) -> Option<DType> {
+        Some(match name {
+            "float64" | "f8" | "d" | "<f8" | "=f8" | "double" | "float" => DType::F64,
+            "float32" | "f4" | "f" | "<f4" | "=f4" | "single" => DType::F32,
+            "int64" | "i8" | "q" | "<i8" | "=i8" | "int" => DType::I64,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "float64",
+            DType::F32 => "float32",
+            DType::I64 => "int64",
+        }
+    }
+    pub fn itemsize(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+        }
+    }
+    fn dl(self) -> DLDataType {
+        match self {
+            DType::F64 => DLDataType::F64,
+            DType::F32 => DLDataType::F32,
+            DType::I64 => DLDataType::I64,
+        }
+    }
+    /// struct-module format for the buffer protocol (native).
+    fn format(self) -> *mut c_char {
+        let f: &'static core::ffi::CStr = match self {
+            DType::F64 => c"d",
+            DType::F32 => c"f",
+            DType::I64 => c"q",
+        };
+        f.as_ptr().cast_mut()
+    }
+}
+
+/// The instance layout.
+#[repr(C)]
+pub(crate) struct ArrayObject {
+    ob_base: PyObject,
+    /// DATA_ALIGN-aligned, `alloc_bytes` long (never NULL once initialised).
+    data: *mut u8,
+    alloc_bytes: usize,
+    /// `3 * ndim` i64: the shape, the byte strides, then the element
+    /// strides (for DLPack's non-owning fill; NULL when ndim == 0).
+    dims: *mut i64,
+    ndim: i32,
+    dtype: DType,
+    /// View flags (`abi::C_CONTIGUOUS | ...`), fixed by shape.
+    flags: u32,
+    /// Number of elements.
+    size: usize,
+    /// Views + buffers currently exported.
+    exports: AtomicIsize,
+}
+
+impl ArrayObject {
+    fn shape(&self) -> &[i64] {
+        if self.ndim == 0 {
+            return &[];
+        }
+        // SAFETY: dims holds 3*ndim values while the object lives.
+        unsafe { core::slice::from_raw_parts(self.dims, self.ndim as usize) }
+    }
+    fn strides(&self) -> &[i64] {
+        if self.ndim == 0 {
+            return &[];
+        }
+        // SAFETY: as above.
+        unsafe { core::slice::from_raw_parts(self.dims.add(self.ndim as usize), self.ndim as usize) }
+    }
+    fn nbytes(&self) -> usize {
+        self.size * self.dtype.itemsize()
+    }
+
+    /// Pin the memory for an export (acquire, `bf_getbuffer`, `fill`): until
+    /// the matching [`unpin`](Self::unpin), `resize` refuses.
+    ///
+    /// With the GIL every access is serialized: a plain load and store.
+    #[cfg(not(Py_GIL_DISABLED))]
+    #[inline(always)]
+    fn pin(&self, _obj: *mut PyObject) {
+        self.exports.store(self.exports.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Free-threaded: lock-free (no critical section on the hot path). A
+    /// negative count means a resize holds the array ([`RESIZING`]); then
+    /// undo, wait for the resize by entering the object's critical section
+    /// (which it holds), and retry. The acquire ordering makes the resize's
+    /// writes of `data`/`dims` visible before they are read.
+    #[cfg(Py_GIL_DISABLED)]
+    #[inline(always)]
+    fn pin(&self, obj: *mut PyObject) {
+        while self.exports.fetch_add(1, Ordering::AcqRel) < 0 {
+            self.exports.fetch_sub(1, Ordering::AcqRel);
+            locked(obj, || ());
+        }
+    }
+
+    /// End an export.
+    #[inline(always)]
+    fn unpin(&self) {
+        #[cfg(not(Py_GIL_DISABLED))]
+        self.exports.store(self.exports.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        #[cfg(Py_GIL_DISABLED)]
+        self.exports.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Claim the array for a resize (inside its critical section): false
+    /// while anything is exported.
+    fn claim_for_resize(&self) -> bool {
+        #[cfg(not(Py_GIL_DISABLED))]
+        return self.exports.load(Ordering::Relaxed) == 0;
+        #[cfg(Py_GIL_DISABLED)]
+        return self.exports.compare_exchange(0, RESIZING, Ordering::Acquire, Ordering::Relaxed).is_ok();
+    }
+
+    /// End a resize started by a successful [`claim_for_resize`](Self::claim_for_resize).
+    fn end_resize(&self) {
+        #[cfg(Py_GIL_DISABLED)]
+        self.exports.fetch_sub(RESIZING, Ordering::Release);
+    }
+
+    /// Exports outstanding (0 while resizing).
+    fn exported(&self) -> isize {
+        self.exports.load(Ordering::Acquire).max(0)
+    }
+}
+
+/// `exports` while a resize runs (free-threaded builds): far below any
+/// count of concurrent, failing pins.
+#[cfg(Py_GIL_DISABLED)]
+const RESIZING: isize = isize::MIN / 2;
+
+/// The type object (set once in `create_type`, lives for the process).
+static ARRAY_TYPE: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// A fresh block of `bytes` zeroed bytes (at least 1), or MemoryError.
+fn alloc_block(bytes: usize) -> Result<(*mut u8, usize), ()> {
+    let n = bytes.max(1);
+    let Ok(layout) = Layout::from_size_align(n, DATA_ALIGN) else {
+        // SAFETY: GIL held by callers.
+        unsafe { PyErr_NoMemory() };
+        return Err(());
+    };
+    // SAFETY: non-zero size.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        // SAFETY: GIL held.
+        unsafe { PyErr_NoMemory() };
+        return Err(());
+    }
+    Ok((p, n))
+}
+
+fn free_block(p: *mut u8, n: usize) {
+    if !p.is_null() {
+        // SAFETY: allocated by alloc_block with this size and alignment.
+        unsafe { dealloc(p, Layout::from_size_align_unchecked(n, DATA_ALIGN)) }
+    }
+}
+
+/// Shape + C strides block for `shape` (NULL for ndim 0) and the element count.
+fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), ()> {
+    // Both the element count and the largest stride (zero-size dimensions
+    // count as 1 there) must stay within isize::MAX bytes.
+    let too_large = || raise(util::value_error(), &format!("{what}: shape {} is too large", shape_text(shape)));
+    let mut size: u128 = 1;
+    let mut span: u128 = itemsize as u128;
+    for &n in shape {
+        size *= n as u128;
+        span *= (n as u128).max(1);
+        if size * itemsize as u128 > isize::MAX as u128 || span > isize::MAX as u128 {
+            return too_large();
+        }
+    }
+    let size = size as usize;
+    if shape.is_empty() {
+        return Ok((ptr::null_mut(), 1));
+    }
+    let nd = shape.len();
+    let mut dims = vec![0i64; 3 * nd].into_boxed_slice();
+    let mut stride = itemsize as i64;
+    for k in (0..nd).rev() {
+        dims[k] = shape[k];
+        dims[nd + k] = stride;
+        dims[2 * nd + k] = stride / itemsize as i64;
+        stride *= shape[k].max(1);
+    }
+    Ok((Box::into_raw(dims).cast(), size))
+}
+
+/// `(2, 3)` / `(2,)`: a shape as Python writes it.
+fn shape_text(shape: &[i64]) -> String {
+    let items: Vec<String> = shape.iter().map(i64::to_string).collect();
+    if items.len() == 1 {
+        format!("({},)", items[0])
+    } else {
+        format!("({})", items.join(", "))
+    }
+}
+
+fn free_dims(dims: *mut i64, ndim: i32) {
+    if !dims.is_null() {
+        // SAFETY: made by make_dims as a boxed slice of 3*ndim values.
+        drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(dims, 3 * ndim as usize)) });
+    }
+}
+
+/// Parse a shape argument: an int or a sequence of ints, each >= 0.
+fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
+    // SAFETY: GIL held; obj live.
+    unsafe {
+        let one = |item: *mut PyObject| -> Result<i64, ()> {
+            let idx = Owned::new(PyNumber_Index(item)).map_err(|_| {
+                PyErr_Clear();
+                let _ = raise::<()>(
+                    util::type_error(),
+                    &format!("{what}: dimensions must be integers, not {}", util::type_name(item)),
+                );
+            })?;
+            let mut overflow = 0;
+            let v = PyLong_AsLongLongAndOverflow(idx.0, &mut overflow);
+            if v == -1 && !PyErr_Occurred().is_null() {
+                return Err(());
+            }
+            if overflow != 0 {
+                let text = Owned::new(PyObject_Str(idx.0)).ok().and_then(|s| util::str_of(s.0));
+                let text = text.unwrap_or_else(|| "?".into());
+                return if overflow < 0 {
+                    raise(util::value_error(), &format!("{what}: negative dimension {text}"))
+                } else {
+                    raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
+                };
+            }
+            if v < 0 {
+                return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
+            }
+            Ok(v)
+        };
+        if PyLong_Check(obj) != 0
+            || PyObject_HasAttrString(obj, c"__index__".as_ptr()) != 0 && PySequence_Check(obj) == 0
+        {
+            return Ok(vec![one(obj)?]);
+        }
+        if PySequence_Check(obj) == 0 || PyUnicode_Check(obj) != 0 || PyBytes_Check(obj) != 0 {
+            return raise(
+                util::type_error(),
+                &format!("{what}: shape must be an int or a sequence of ints, not {}", util::type_name(obj)),
+            );
+        }
+        let seq = Owned::new(PySequence_Tuple(obj))?;
+        let n = PyTuple_Size(seq.0);
+        if n as usize > MAX_NDIM {
+            return raise(util::value_error(), &format!("{what}: at most {MAX_NDIM} dimensions, got {n}"));
+        }
+        (0..n).map(|i| one(PyTuple_GetItem(seq.0, i))).collect()
+    }
+}
+
+// ---- DLPack (the exchange table's non-owning fill) ---------------------------
+
+/// The Array type (after module init).
+pub(crate) fn array_type() -> *mut PyTypeObject {
+    ARRAY_TYPE.load(Ordering::Acquire).cast()
+}
+
+/// Fill a DLTensor describing Array `obj` without allocating: `shape` and
+/// the element `strides` point into the array's dims block.
+///
+/// # Safety
+/// GIL held (or the caller otherwise excludes `resize`); `obj` is an Array.
+pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut crate::dlpack_abi::DLTensor) {
+    // SAFETY: obj is an Array; dims holds 3*ndim values (or is NULL).
+    unsafe {
+        let a = &*obj.cast::<ArrayObject>();
+        out.data = a.data.cast();
+        out.device = abi::DLDevice::CPU;
+        out.ndim = a.ndim;
+        out.dtype = a.dtype.dl();
+        out.shape = a.dims;
+        out.strides = if a.dims.is_null() { ptr::null_mut() } else { a.dims.add(2 * a.ndim as usize) };
+        out.byte_offset = 0;
+    }
+}
+
+/// Run `f` on the data of a fresh, unshared Array (e.g. to copy into it).
+///
+/// # Safety
+/// GIL held; `obj` is an Array; `f` writes at most `nbytes` bytes.
+pub(crate) unsafe fn with_data(obj: *mut PyObject, f: impl FnOnce(*mut u8)) {
+    // SAFETY: pinned for the duration, so resize cannot move the data.
+    unsafe {
+        let a = &*obj.cast::<ArrayObject>();
+        a.pin(obj);
+        f(a.data);
+        a.unpin();
+    }
+}

@@ -1,0 +1,101 @@
+//! `_bench_dlpack_cost(obj, method, iterations)` (feature `hooks`): ns per
+//! DLPack call from C, timed in a compiled loop (examples/arrays_demo.py).
+
+#[allow(unused_imports)]
+use super::*;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// What a consumer reads from a tensor (folded, so the loop keeps reads).
+#[inline(always)]
+pub(super) fn fold(t: &DLTensor) -> u64 {
+    // SAFETY: a filled tensor with ndim >= 1 (the bench uses 1-d arrays).
+    let (s0, st0) = unsafe { (*t.shape, if t.strides.is_null() { 1 } else { *t.strides }) };
+    (t.data as u64 + t.byte_offset) ^ (t.ndim as u64).rotate_left(8) ^ (s0 as u64).rotate_left(16) ^ (st0 as u64).rotate_left(24)
+        ^ t.dtype.code as u64
+}
+
+/// `_bench_dlpack_cost(obj, method, iterations) -> float` (ns per call).
+pub(super) unsafe extern "C" fn py_bench(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
+    guard(ptr::null_mut(), || {
+        // SAFETY: GIL held; fastcall arguments.
+        ret(unsafe { bench_impl(args, nargs) })
+    })
+}
+
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut PyObject, ()> {
+    // SAFETY: GIL held.
+    unsafe {
+        if nargs != 3 {
+            return raise(util::type_error(), "_bench_dlpack_cost(obj, method, iterations)");
+        }
+        let (obj, method, iters) = (*args, *args.add(1), *args.add(2));
+        let n = PyLong_AsLongLong(iters);
+        if n == -1 && !PyErr_Occurred().is_null() {
+            return Err(());
+        }
+        let n = n.max(1) as u64;
+        let method = util::str_of(method).unwrap_or_default();
+        let tp = Py_TYPE(obj).cast::<PyObject>();
+        let Some(api) = exchange_api_of(tp)? else {
+            return raise(util::type_error(), "_bench_dlpack_cost(): the type has no __dlpack_c_exchange_api__");
+        };
+        let api = &*api;
+        let attr = Owned::new(PyUnicode_InternFromString(ATTR_EXCHANGE_API.as_ptr()))?;
+        let one = |kind: &str| -> Result<u64, ()> {
+            match kind {
+                // Table cached per type (as the spec allows): the fill alone.
+                "fill" => {
+                    let mut t = DLTensor::zeroed();
+                    if (api.dltensor_from_py_object_no_sync.expect("set"))(black_box(obj).cast(), &mut t) != 0 {
+                        return Err(());
+                    }
+                    Ok(fold(&t))
+                }
+                // Type attribute + capsule pointer + fill on every call.
+                "fill_lookup" => {
+                    let cap = Owned::new(PyObject_GetAttr(Py_TYPE(black_box(obj)).cast(), attr.0))?;
+                    let a = PyCapsule_GetPointer(cap.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
+                    if a.is_null() {
+                        return Err(());
+                    }
+                    let mut t = DLTensor::zeroed();
+                    if ((*a).dltensor_from_py_object_no_sync.expect("set"))(obj.cast(), &mut t) != 0 {
+                        return Err(());
+                    }
+                    Ok(fold(&t))
+                }
+                "managed" => {
+                    let mut mt = ptr::null_mut();
+                    if (api.managed_tensor_from_py_object_no_sync.expect("set"))(black_box(obj).cast(), &mut mt) != 0 {
+                        return Err(());
+                    }
+                    let f = fold(&(*mt).dl_tensor);
+                    delete_versioned(mt);
+                    Ok(f)
+                }
+                "dunder" => {
+                    let cap = call_dunder(black_box(obj))?;
+                    let mt = PyCapsule_GetPointer(cap.0, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
+                    if mt.is_null() {
+                        return Err(());
+                    }
+                    Ok(fold(&(*mt).dl_tensor)) // the capsule's destructor deletes
+                }
+                _ => raise(util::value_error(), "method must be 'fill', 'fill_lookup', 'managed' or 'dunder'"),
+            }
+        };
+        let mut check = one(&method)?;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            check = check.wrapping_add(one(&method)?);
+        }
+        let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+        black_box(check);
+        Ok(Owned::new(PyFloat_FromDouble(ns))?.into_ptr())
+    }
+}

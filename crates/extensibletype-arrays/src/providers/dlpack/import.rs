@@ -1,0 +1,402 @@
+//! Import: DLPack producer types -> array.v1 (`register_dlpack_type`):
+//! acquire/release slots holding one managed tensor per view.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// `view.internal[0]` holds the managed tensor; bit 0 set: legacy.
+pub(super) const LEGACY_TAG: usize = 1;
+
+/// Fill an array.v1 view from a DLTensor; shape/strides (bytes) go into
+/// the view's scratch, or into `heap` above 8 dimensions.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), ()> {
+    // SAFETY: t is a live tensor (shape/strides hold ndim values).
+    unsafe {
+        if t.ndim < 0 || t.ndim as usize > crate::consumers::nd::MAX {
+            return raise(util::buffer_error(), &format!("DLPack tensor with {} dimensions", t.ndim));
+        }
+        if t.dtype.bits % 8 != 0 || t.dtype.lanes == 0 {
+            return raise(util::buffer_error(), &format!("DLPack dtype {} is not whole bytes", t.dtype.name()));
+        }
+        let n = t.ndim as usize;
+        if n > 0 && t.shape.is_null() {
+            return raise(util::buffer_error(), "DLPack tensor with ndim > 0 and no shape");
+        }
+        let itemsize = t.dtype.itemsize() as i64;
+        let shape_at = |k: usize| *t.shape.add(k);
+        // NULL strides (DLPack < 1.2 producers): C-contiguous.
+        let mut c = vec![0i64; n];
+        let mut s = 1i64;
+        for k in (0..n).rev() {
+            c[k] = s;
+            s *= shape_at(k).max(1);
+        }
+        let stride_at = |k: usize| itemsize * if t.strides.is_null() { c[k] } else { *t.strides.add(k) };
+        v.version = abi::VERSION;
+        v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
+        v.ndim = n as i32;
+        v.dtype = t.dtype;
+        v.reserved = 0;
+        v.device = t.device;
+        v.owner = ptr::null_mut();
+        if n <= abi::SCRATCH / 2 {
+            v.store_dims_in_scratch((0..n).map(shape_at), (0..n).map(stride_at));
+        } else {
+            *heap = (0..n).map(shape_at).chain((0..n).map(stride_at)).collect();
+            v.shape = heap.as_mut_ptr();
+            v.strides = heap.as_mut_ptr().add(n);
+        }
+        let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
+        let aligned = (v.data as usize as i64) % align == 0
+            && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
+        v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 } | if aligned { abi::ALIGNED } else { 0 };
+        v.set_contiguity();
+        Ok(())
+    }
+}
+
+/// A managed tensor received from a producer (owned until its deleter).
+#[derive(Clone, Copy)]
+pub(super) enum Managed {
+    Versioned(*mut DLManagedTensorVersioned),
+    Legacy(*mut DLManagedTensor),
+}
+
+impl Managed {
+    /// Call the deleter (exactly once: the caller gives up the tensor).
+    ///
+    /// # Safety
+    /// The GIL is held and every pointer argument is live and valid for its type.
+    /// The caller owns the tensor and gives it up (its deleter runs once).
+    unsafe fn delete(self) {
+        // SAFETY: the caller owns the tensor.
+        unsafe {
+            match self {
+                Managed::Versioned(mt) => delete_versioned(mt),
+                Managed::Legacy(mt) => {
+                    if let Some(d) = (*mt).deleter {
+                        d(mt);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fill `v` from a managed tensor and take it over (`internal[0]`); on
+/// error the tensor's deleter is called. A major-version mismatch calls the
+/// deleter and reads nothing else.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+/// The caller owns `m`; it is consumed on every path.
+pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str) -> Result<(), ()> {
+    // SAFETY: the caller owns m.
+    unsafe {
+        let (t, flags) = match m {
+            Managed::Versioned(mt) => {
+                if (*mt).version.major != MAJOR {
+                    let major = (*mt).version.major;
+                    m.delete();
+                    return raise(
+                        util::buffer_error(),
+                        &format!("{who}: DLPack major version {major} is not supported (this consumer speaks {MAJOR}.x)"),
+                    );
+                }
+                (&(*mt).dl_tensor, (*mt).flags)
+            }
+            Managed::Legacy(mt) => (&(*mt).dl_tensor, 0),
+        };
+        let mut heap = Vec::new();
+        let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| {
+            abi::check_request(request, v.flags).or_else(|why| raise(util::buffer_error(), &format!("{who}: {why}")))
+        });
+        if r.is_err() {
+            m.delete();
+            return Err(());
+        }
+        v.internal[0] = match m {
+            Managed::Versioned(mt) => mt.cast(),
+            Managed::Legacy(mt) => (mt as usize | LEGACY_TAG) as *mut c_void,
+        };
+        v.internal[1] = if heap.is_empty() {
+            ptr::null_mut()
+        } else {
+            let b = Box::into_raw(heap.into_boxed_slice()).cast::<i64>();
+            v.shape = b;
+            v.strides = b.add(v.ndim as usize);
+            b.cast()
+        };
+        Ok(())
+    }
+}
+
+pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), ()> {
+    if (v.size as usize) < core::mem::size_of::<ArrayView>() {
+        return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)");
+    }
+    if request & !abi::REQ_ALL != 0 {
+        return raise(util::buffer_error(), &format!("unsupported array.v1 request flags {request:#x}"));
+    }
+    Ok(())
+}
+
+/// acquire through the type's DLPack C exchange table.
+pub(crate) unsafe extern "C" fn dl_c_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    guard(-1, || {
+        // SAFETY: the array.v1 contract (GIL held, obj alive, view
+        // writable); the table was registered with these slots and is static.
+        unsafe {
+            let v = &mut *view;
+            if check_view(v, request).is_err() {
+                return -1;
+            }
+            let api = runtime::find(obj, ID_EXCHANGE_API).cast::<DLPackExchangeAPI>();
+            let Some(from_py) = api.as_ref().and_then(|a| a.managed_tensor_from_py_object_no_sync) else {
+                return raise(util::type_error(), "DLPack exchange table missing").unwrap_or(-1);
+            };
+            let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
+            if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
+                if PyErr_Occurred().is_null() {
+                    let _ = raise::<()>(util::buffer_error(), "managed_tensor_from_py_object_no_sync failed without an error");
+                }
+                return -1;
+            }
+            let who = util::type_name(obj);
+            match adopt(Managed::Versioned(mt), request, v, &who) {
+                Ok(()) => 0,
+                Err(()) => -1,
+            }
+        }
+    })
+}
+
+/// Take the tensor out of a `__dlpack__` capsule, renaming it "used_...".
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn consume_capsule(cap: *mut PyObject, who: &str) -> Result<Managed, ()> {
+    // SAFETY: GIL held; cap alive.
+    unsafe {
+        if PyCapsule_CheckExact(cap) == 0 {
+            return raise(util::type_error(), &format!("{who}.__dlpack__() returned {}, not a capsule", util::type_name(cap)));
+        }
+        if PyCapsule_IsValid(cap, NAME_VERSIONED.as_ptr()) != 0 {
+            let mt = PyCapsule_GetPointer(cap, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
+            if PyCapsule_SetName(cap, NAME_USED_VERSIONED.as_ptr()) < 0 {
+                return Err(());
+            }
+            return Ok(Managed::Versioned(mt));
+        }
+        if PyCapsule_IsValid(cap, NAME_LEGACY.as_ptr()) != 0 {
+            let mt = PyCapsule_GetPointer(cap, NAME_LEGACY.as_ptr()).cast::<DLManagedTensor>();
+            if PyCapsule_SetName(cap, NAME_USED_LEGACY.as_ptr()) < 0 {
+                return Err(());
+            }
+            return Ok(Managed::Legacy(mt));
+        }
+        let name = PyCapsule_GetName(cap);
+        let name = if name.is_null() { String::from("NULL") } else { CStr::from_ptr(name).to_string_lossy().into_owned() };
+        PyErr_Clear();
+        if name.starts_with("used_") {
+            return raise(util::value_error(), &format!("{who}: the DLPack capsule {name:?} was already consumed"));
+        }
+        raise(
+            util::value_error(),
+            &format!("{who}: a DLPack capsule must be named \"dltensor_versioned\" or \"dltensor\", not {name:?}"),
+        )
+    }
+}
+
+/// Interned names and the `max_version` keyword call of the Python path.
+pub(super) struct PyNames {
+    dlpack: *mut PyObject,
+    kwnames: *mut PyObject,
+    version: *mut PyObject,
+}
+
+// SAFETY: immortal-by-leak objects created once with the GIL, only read
+// (with the GIL) afterwards.
+unsafe impl Send for PyNames {}
+unsafe impl Sync for PyNames {}
+
+pub(super) static PY_NAMES: std::sync::OnceLock<PyNames> = std::sync::OnceLock::new();
+
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn py_names() -> Result<&'static PyNames, ()> {
+    if let Some(n) = PY_NAMES.get() {
+        return Ok(n);
+    }
+    // SAFETY: GIL held; the objects are leaked (live for the process).
+    unsafe {
+        let dlpack = PyUnicode_InternFromString(c"__dlpack__".as_ptr());
+        let kwnames = Py_BuildValue(c"(s)".as_ptr(), c"max_version".as_ptr());
+        let version = Py_BuildValue(c"(II)".as_ptr(), MAJOR, MINOR);
+        if dlpack.is_null() || kwnames.is_null() || version.is_null() {
+            return Err(());
+        }
+        Ok(PY_NAMES.get_or_init(|| PyNames { dlpack, kwnames, version }))
+    }
+}
+
+/// `obj.__dlpack__(max_version=(1, 3))`, or `obj.__dlpack__()` when that
+/// raises TypeError (a pre-2023 producer).
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
+    // SAFETY: GIL held.
+    unsafe {
+        let names = py_names()?;
+        let argv = [obj, names.version];
+        let cap = PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, names.kwnames);
+        if !cap.is_null() {
+            return Ok(Owned(cap));
+        }
+        if PyErr_ExceptionMatches(PyExc_TypeError) == 0 {
+            return Err(());
+        }
+        PyErr_Clear();
+        Ok(Owned::new(PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, ptr::null_mut()))?)
+    }
+}
+
+/// acquire through `obj.__dlpack__()`.
+pub(crate) unsafe extern "C" fn dl_py_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    guard(-1, || {
+        // SAFETY: the array.v1 contract.
+        unsafe {
+            let v = &mut *view;
+            if check_view(v, request).is_err() {
+                return -1;
+            }
+            let who = util::type_name(obj);
+            let r = call_dunder(obj).and_then(|cap| consume_capsule(cap.0, &who)).and_then(|m| adopt(m, request, v, &who));
+            match r {
+                Ok(()) => 0,
+                Err(()) => -1,
+            }
+        }
+    })
+}
+
+/// release of both paths: the tensor's deleter, the heap dims.
+pub(crate) unsafe extern "C" fn dl_release(_obj: *mut PyObject, view: *mut ArrayView) {
+    guard((), || {
+        // SAFETY: paired with a successful dl_*_acquire on this view.
+        unsafe {
+            let v = &mut *view;
+            let tagged = v.internal[0] as usize;
+            v.internal[0] = ptr::null_mut();
+            if tagged != 0 {
+                if tagged & LEGACY_TAG != 0 {
+                    Managed::Legacy((tagged & !LEGACY_TAG) as *mut DLManagedTensor).delete();
+                } else {
+                    Managed::Versioned(tagged as *mut DLManagedTensorVersioned).delete();
+                }
+            }
+            let b = v.internal[1].cast::<i64>();
+            if !b.is_null() {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(b, 2 * v.ndim as usize)));
+                v.internal[1] = ptr::null_mut();
+            }
+        }
+    })
+}
+
+/// The exchange table on `tp` (a type), if it has a usable one: `Ok(None)`
+/// when the attribute is absent; `Err` for a wrong capsule name.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const DLPackExchangeAPI>, ()> {
+    // SAFETY: GIL held.
+    unsafe {
+        let attr = PyObject_GetAttrString(tp, ATTR_EXCHANGE_API.as_ptr());
+        if attr.is_null() {
+            if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
+                PyErr_Clear();
+                return Ok(None);
+            }
+            return Err(());
+        }
+        let attr = Owned(attr);
+        if PyCapsule_CheckExact(attr.0) == 0 {
+            return raise(
+                util::type_error(),
+                &format!("{ATTR_EXCHANGE_API:?} must be a PyCapsule named \"dlpack_exchange_api\""),
+            );
+        }
+        let api = PyCapsule_GetPointer(attr.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
+        if api.is_null() {
+            return Err(()); // ValueError from PyCapsule_GetPointer: wrong name
+        }
+        Ok(Some(api))
+    }
+}
+
+/// `register_dlpack_type(tp) -> str`: "c" (exchange table) or "python".
+pub(super) unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *mut PyObject) -> *mut PyObject {
+    guard(ptr::null_mut(), || {
+        // SAFETY: GIL held; runtime imported at module init.
+        ret(unsafe { register_impl(tp) })
+    })
+}
+
+/// See the body; called only from this module.
+///
+/// # Safety
+/// The GIL is held and every pointer argument is live and valid for its type.
+pub(super) unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, ()> {
+    // SAFETY: GIL held.
+    unsafe {
+        if PyType_Check(tp) == 0 {
+            let name = util::type_name(tp);
+            return raise(util::type_error(), &format!("register_dlpack_type() argument must be a type, not {name}"));
+        }
+        let api = exchange_api_of(tp)?;
+        let usable = api.filter(|&a| {
+            let a = &*a;
+            a.header.version.major == MAJOR && a.managed_tensor_from_py_object_no_sync.is_some()
+        });
+        let mode = if let Some(a) = usable {
+            let defs = [
+                SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: dl_c_acquire as *const c_void },
+                SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: dl_release as *const c_void },
+                SlotDef { key: KEY_EXCHANGE_API.as_ptr(), id: 0, ptr: a.cast() },
+            ];
+            runtime::set_slots(tp, &defs)?;
+            c"c"
+        } else if PyObject_HasAttrString(tp, c"__dlpack__".as_ptr()) != 0 {
+            let defs = [
+                SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: dl_py_acquire as *const c_void },
+                SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: dl_release as *const c_void },
+            ];
+            runtime::set_slots(tp, &defs)?;
+            c"python"
+        } else if let Some(a) = api {
+            let v = (*a).header.version;
+            return raise(
+                util::type_error(),
+                &format!(
+                    "register_dlpack_type(): {} has a DLPack {}.{} exchange table this consumer cannot use and no __dlpack__",
+                    util::type_name(tp),
+                    v.major,
+                    v.minor
+                ),
+            );
+        } else {
+            return raise(
+                util::type_error(),
+                "register_dlpack_type(): the type has neither __dlpack_c_exchange_api__ nor __dlpack__",
+            );
+        };
+        Ok(Owned::new(PyUnicode_FromString(mode.as_ptr()))?.into_ptr())
+    }
+}

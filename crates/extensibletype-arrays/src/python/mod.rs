@@ -1,0 +1,105 @@
+//! The `extensibletype._core._arrays` submodule (`extensibletype.arrays`),
+//! the array.v1 slot set's Python surface; [`register`] is the one call the
+//! module crate (the composition root) makes.
+//!
+//! - [`consumers`]: `sum`, `dot`, `axpy`, `view_info`;
+//! - [`providers`]: `register_buffer_type`, `_register_numpy`,
+//!   `_numpy_fields`, `_slot_addresses`;
+//! - `register_dlpack_type`, `to_dlpack` and the `Array` type come from
+//!   `crate::providers` (`dlpack::add_to_module`, `array::create_type`);
+//! - [`hooks`]: test and benchmark hooks (`_set_isa`, `_isa`; with feature
+//!   `hooks`: `_set_threads`, `_bench_view_cost`, `_bench_dlpack_cost`).
+
+use core::ffi::{c_int, CStr};
+
+use pyo3_ffi::*;
+
+use crate::abi;
+use crate::consumers::par;
+#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+use crate::providers::array as array_type;
+use crate::providers::numpy;
+use crate::runtime;
+use crate::runtime::pyutil::new_module;
+use crate::util::{self, guard, raise, Owned};
+
+mod consumers;
+mod hooks;
+mod providers;
+
+/// Check a fastcall argument count.
+pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_ssize_t) -> Result<(), ()> {
+    if (min..=max).contains(&nargs) {
+        return Ok(());
+    }
+    let want = if min == max { format!("exactly {min}") } else { format!("{min} to {max}") };
+    raise(util::type_error(), &format!("{name}() takes {want} arguments ({nargs} given)"))
+}
+
+// ---- the module ----------------------------------------------------------------
+
+/// Register the array.v1 slot set with the extension module `core`: create
+/// the `_arrays` submodule (functions, constants, the `Array` type and its
+/// DLPack names) and attach it to `core` as `_arrays`. The one call the
+/// composition root (crates/extensibletype-module) makes for this slot set.
+/// Returns 0, or -1 with an exception set. GIL held (module init; `core`
+/// is a live module).
+pub fn register(core: *mut PyObject) -> c_int {
+    guard(-1, || match create(core) {
+        Ok(()) => 0,
+        Err(()) => -1,
+    })
+}
+
+fn create(core: *mut PyObject) -> Result<(), ()> {
+    let mut methods = consumers::methods();
+    methods.extend(providers::methods());
+    methods.extend(hooks::methods());
+    methods.push(PyMethodDef::zeroed());
+    // SAFETY: GIL held during module init.
+    unsafe {
+        runtime::import()?;
+        let m = new_module(
+            c"extensibletype.arrays",
+            c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.",
+            methods,
+        )?;
+        let s = |v: &CStr| PyUnicode_FromString(v.as_ptr());
+        util::add(m.0, c"KEY_ACQUIRE", s(abi::KEY_ACQUIRE))?;
+        util::add(m.0, c"KEY_RELEASE", s(abi::KEY_RELEASE))?;
+        util::add(m.0, c"ID_ACQUIRE", PyLong_FromUnsignedLongLong(abi::ID_ACQUIRE))?;
+        util::add(m.0, c"ID_RELEASE", PyLong_FromUnsignedLongLong(abi::ID_RELEASE))?;
+        util::add(m.0, c"VERSION", PyLong_FromLong(abi::VERSION as _))?;
+        for (name, v) in [
+            (c"READONLY", abi::READONLY as i64),
+            (c"C_CONTIGUOUS", abi::C_CONTIGUOUS as i64),
+            (c"F_CONTIGUOUS", abi::F_CONTIGUOUS as i64),
+            (c"ALIGNED", abi::ALIGNED as i64),
+            (c"BYTESWAPPED", abi::BYTESWAPPED as i64),
+            (c"REQ_WRITABLE", abi::REQ_WRITABLE as i64),
+            (c"REQ_C_CONTIGUOUS", abi::REQ_C_CONTIGUOUS as i64),
+            (c"REQ_ANY_CONTIGUOUS", abi::REQ_ANY_CONTIGUOUS as i64),
+            (c"NOGIL_MIN", consumers::NOGIL_MIN as i64),
+            (c"PAR_MIN", par::PAR_MIN as i64),
+            (c"NPY_ARRAY_BASICSIZE", numpy::NPY_ARRAY_BASICSIZE as i64),
+        ] {
+            util::add(m.0, name, PyLong_FromLongLong(v))?;
+        }
+        let (fields, size) = abi::layout();
+        util::add(m.0, c"VIEW_SIZE", PyLong_FromSize_t(size))?;
+        let layout = Owned::new(PyDict_New())?;
+        for (name, off) in fields {
+            let v = Owned::new(PyLong_FromSize_t(*off))?;
+            let k = std::ffi::CString::new(*name).expect("no NUL");
+            if PyDict_SetItemString(layout.0, k.as_ptr(), v.0) < 0 {
+                return Err(());
+            }
+        }
+        util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
+        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+        array_type::create_type(m.0)?;
+        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+        crate::providers::dlpack::add_to_module(m.0)?;
+        Ok(util::add(core, c"_arrays", Py_NewRef(m.0))?)
+    }
+}
