@@ -52,7 +52,7 @@ if ! vpy=$(prepare_venv 3.11 "$(command -v python3.11 || command -v python3)"); 
 fi
 log "asan: build the extension (-Zsanitizer=address)"
 build_log=/tmp/extensibletype-asan-build.log
-if ! asan_env PYO3_PYTHON="$vpy" cargo rustc -p extensibletype --release --lib --crate-type cdylib --features module \
+if ! asan_env PYO3_PYTHON="$vpy" cargo rustc -p extensibletype-module --release --lib --features extension-module,hooks \
     --target "$TRIPLE" >"$build_log" 2>&1; then
     tail -30 "$build_log" >&2
     echo "asan: $passed passed, $((failed + 1)) failed (extension build failed)"
@@ -63,7 +63,7 @@ rm -rf "$stage" && mkdir -p "$stage"
 cp -rL python/extensibletype "$stage/"
 
 suffix=$("$vpy" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-cp "$CARGO_TARGET_DIR/$TRIPLE/release/libextensibletype.so" "$stage/extensibletype/_core$suffix"
+cp "$CARGO_TARGET_DIR/$TRIPLE/release/lib_core.so" "$stage/extensibletype/_core$suffix"
 
 run_asan() { env PYTHONPATH="$stage" LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
     EXTENSIBLETYPE_ASAN=1 "$@"; }

@@ -100,6 +100,12 @@ def pytest_collection_modifyitems(config, items):
     else:
         return
     skip = pytest.mark.skip(reason=reason)
+    # Tests that need a dead type's address to be reused: AddressSanitizer
+    # keeps freed memory in quarantine, so under it that never happens.
+    reuse = {"test_dead_type_address_reuse_never_answers_stale", "test_dead_extensible_sub_metaclass_class_address_reuse"}
+    skip_reuse = pytest.mark.skip(reason="address-reuse test: AddressSanitizer quarantines freed memory (scripts/asan.sh)")
     for item in items:
         if item.originalname in RSS_TESTS or item.name in RSS_TESTS:
             item.add_marker(skip)
+        elif item.originalname in reuse and os.environ.get("EXTENSIBLETYPE_ASAN") == "1":
+            item.add_marker(skip_reuse)
