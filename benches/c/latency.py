@@ -82,15 +82,24 @@ def callgrind(mod_path, methods, n):
     if shutil.which("valgrind") is None:
         print("valgrind not found: skipping instruction counts", file=sys.stderr)
         return {}
+    script = (
+        "import sys; sys.path.insert(0, %r); import _et_latency as m\n"
+        "for meth in %r:\n"
+        "    for w in %r:\n"
+        "        for mode in %r:\n"
+        "            m.run_once(meth, w, mode, %d)\n"
+    ) % (str(mod_path.parent), list(methods), list(WORKLOADS), list(MODES), n)
     out = {}
+    for trigger, vals in _callgrind_dumps(script):
+        method, workload, mode, count = trigger.split("/")
+        out[(method, workload, mode)] = {e: v / int(count) for e, v in vals.items()}
+    return out
+
+
+def _callgrind_dumps(script):
+    """Run `script` under callgrind (branch simulation on); yield the client
+    request that triggered each dump (its name) and that dump's totals."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = (
-            "import sys; sys.path.insert(0, %r); import _et_latency as m\n"
-            "for meth in %r:\n"
-            "    for w in %r:\n"
-            "        for mode in %r:\n"
-            "            m.run_once(meth, w, mode, %d)\n"
-        ) % (str(mod_path.parent), list(methods), list(WORKLOADS), list(MODES), n)
         cmd = [
             "valgrind", "--tool=callgrind", "--branch-sim=yes", "--dump-instr=no",
             f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-c", script,
@@ -104,12 +113,9 @@ def callgrind(mod_path, methods, n):
             m = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
             if not m:
                 continue
-            method, workload, mode, count = m.group(1).split("/")
             events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
             totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
-            vals = dict(zip(events, map(int, totals)))
-            out[(method, workload, mode)] = {e: v / int(count) for e, v in vals.items()}
-    return out
+            yield m.group(1), dict(zip(events, map(int, totals)))
 
 
 def add_cases(mod):
@@ -173,32 +179,19 @@ def case_callgrind(mod_path, ncases, n):
     """{case index: {event: per lookup}} of the mono chain loop (callgrind)."""
     if shutil.which("valgrind") is None:
         return {}
+    script = (
+        "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); import _et_latency as m, latency\n"
+        "keep = latency.add_cases(m)\n"
+        "for c in range(%d):\n"
+        "    m.run_case_once(c, 'mono', 'chain', %d)\n"
+    ) % (str(mod_path.parent), str(HERE), ncases, n)
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        script = (
-            "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); import _et_latency as m, latency\n"
-            "keep = latency.add_cases(m)\n"
-            "for c in range(%d):\n"
-            "    m.run_case_once(c, 'mono', 'chain', %d)\n"
-        ) % (str(mod_path.parent), str(HERE), ncases, n)
-        cmd = [
-            "valgrind", "--tool=callgrind", "--branch-sim=yes", "--dump-instr=no",
-            f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-c", script,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit("callgrind run failed")
-        for f in glob.glob(f"{tmp}/cg.out*"):
-            text = Path(f).read_text(errors="replace")
-            m = re.search(r"^desc: Trigger: Client Request: case(\d+)/(\S+)", text, re.M)
-            if not m:
-                continue
-            count = int(m.group(2).split("/")[-1])
-            events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
-            totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
-            vals = dict(zip(events, map(int, totals)))
-            out[int(m.group(1))] = {e: v / count for e, v in vals.items()}
+    for trigger, vals in _callgrind_dumps(script):
+        m = re.fullmatch(r"case(\d+)/(\S+)", trigger)
+        if not m:
+            continue
+        count = int(m.group(2).split("/")[-1])
+        out[int(m.group(1))] = {e: v / count for e, v in vals.items()}
     return out
 
 
