@@ -3,7 +3,7 @@
  * include/extensibletype.h and include/extensibletype_array.h, field by
  * field, against the numbers of docs/spec.md (sections 2, 3, 8 and 12).
  * The Rust #[repr(C)] twins assert the same numbers with `const` blocks next
- * to their definitions (crates/extensibletype-core/src/table.rs and abi.rs,
+ * to their definitions (crates/extensibletype-core/src/table/mod.rs and abi.rs,
  * crates/extensibletype-arrays/src/abi/mod.rs).
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
