@@ -7,7 +7,72 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 
-pub use super::{DLDataType, DLDevice};
+use super::{DL_BFLOAT, DL_BOOL, DL_COMPLEX, DL_CPU, DL_FLOAT, DL_INT, DL_OPAQUE_HANDLE, DL_UINT};
+
+/// DLPack's `DLDataType`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DLDataType {
+    /// One of the `DL_*` type codes.
+    pub code: u8,
+    /// Bits per lane.
+    pub bits: u8,
+    /// Lanes (1 for scalars).
+    pub lanes: u16,
+}
+
+impl DLDataType {
+    /// `float64`.
+    pub const F64: DLDataType = DLDataType::new(DL_FLOAT, 64);
+    /// `float32`.
+    pub const F32: DLDataType = DLDataType::new(DL_FLOAT, 32);
+    /// `int64`.
+    pub const I64: DLDataType = DLDataType::new(DL_INT, 64);
+
+    /// A one-lane type.
+    pub const fn new(code: u8, bits: u8) -> DLDataType {
+        DLDataType { code, bits, lanes: 1 }
+    }
+
+    /// Bytes per element (bits × lanes, rounded up).
+    pub const fn itemsize(self) -> usize {
+        (self.bits as usize * self.lanes as usize).div_ceil(8)
+    }
+
+    /// NumPy-style name (`"float64"`, `"int8"`, `"bool"`, ...).
+    pub fn name(self) -> String {
+        let base = match self.code {
+            DL_INT => "int",
+            DL_UINT => "uint",
+            DL_FLOAT => "float",
+            DL_BFLOAT => "bfloat",
+            DL_COMPLEX => "complex",
+            DL_BOOL => return if self.lanes == 1 { "bool".into() } else { format!("bool x{}", self.lanes) },
+            DL_OPAQUE_HANDLE => "opaque",
+            _ => return format!("dlpack(code={}, bits={}, lanes={})", self.code, self.bits, self.lanes),
+        };
+        if self.lanes == 1 {
+            format!("{base}{}", self.bits)
+        } else {
+            format!("{base}{}x{}", self.bits, self.lanes)
+        }
+    }
+}
+
+/// DLPack's `DLDevice`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DLDevice {
+    /// `DL_CPU` for host memory.
+    pub device_type: i32,
+    /// Device ordinal (0 for the host).
+    pub device_id: i32,
+}
+
+impl DLDevice {
+    /// Host memory.
+    pub const CPU: DLDevice = DLDevice { device_type: DL_CPU, device_id: 0 };
+}
 
 /// `DLPACK_MAJOR_VERSION` of the ABI implemented here.
 pub const MAJOR: u32 = 1;

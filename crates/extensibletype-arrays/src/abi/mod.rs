@@ -32,6 +32,7 @@ use extensibletype_core::abi::OpaqueObject as PyObject;
 use pyo3_ffi::*;
 
 pub mod dlpack;
+pub use dlpack::{DLDataType, DLDevice};
 use crate::id;
 #[cfg(feature = "python")]
 use crate::runtime;
@@ -87,71 +88,6 @@ pub const REQ_ALL: c_int = REQ_WRITABLE | REQ_C_CONTIGUOUS | REQ_ANY_CONTIGUOUS;
 
 /// Number of `i64` in [`ArrayView::scratch`].
 pub const SCRATCH: usize = 16;
-
-/// DLPack's `DLDataType`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct DLDataType {
-    /// One of the `DL_*` type codes.
-    pub code: u8,
-    /// Bits per lane.
-    pub bits: u8,
-    /// Lanes (1 for scalars).
-    pub lanes: u16,
-}
-
-impl DLDataType {
-    /// `float64`.
-    pub const F64: DLDataType = DLDataType::new(DL_FLOAT, 64);
-    /// `float32`.
-    pub const F32: DLDataType = DLDataType::new(DL_FLOAT, 32);
-    /// `int64`.
-    pub const I64: DLDataType = DLDataType::new(DL_INT, 64);
-
-    /// A one-lane type.
-    pub const fn new(code: u8, bits: u8) -> DLDataType {
-        DLDataType { code, bits, lanes: 1 }
-    }
-
-    /// Bytes per element (bits × lanes, rounded up).
-    pub const fn itemsize(self) -> usize {
-        (self.bits as usize * self.lanes as usize).div_ceil(8)
-    }
-
-    /// NumPy-style name (`"float64"`, `"int8"`, `"bool"`, ...).
-    pub fn name(self) -> String {
-        let base = match self.code {
-            DL_INT => "int",
-            DL_UINT => "uint",
-            DL_FLOAT => "float",
-            DL_BFLOAT => "bfloat",
-            DL_COMPLEX => "complex",
-            DL_BOOL => return if self.lanes == 1 { "bool".into() } else { format!("bool x{}", self.lanes) },
-            DL_OPAQUE_HANDLE => "opaque",
-            _ => return format!("dlpack(code={}, bits={}, lanes={})", self.code, self.bits, self.lanes),
-        };
-        if self.lanes == 1 {
-            format!("{base}{}", self.bits)
-        } else {
-            format!("{base}{}x{}", self.bits, self.lanes)
-        }
-    }
-}
-
-/// DLPack's `DLDevice`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DLDevice {
-    /// `DL_CPU` for host memory.
-    pub device_type: i32,
-    /// Device ordinal (0 for the host).
-    pub device_id: i32,
-}
-
-impl DLDevice {
-    /// Host memory.
-    pub const CPU: DLDevice = DLDevice { device_type: DL_CPU, device_id: 0 };
-}
 
 /// `ExtType_ArrayView`: what `acquire` fills in. Must stay at one address
 /// between acquire and release (`shape`/`strides` may point into `scratch`).
