@@ -303,7 +303,7 @@ fn bench_build(c: &mut Criterion) {
 }
 
 /// Structured id sets (multiply-shift maps arithmetic progressions onto a
-/// lattice) next to a random set of the same size: the time bound of SPEC §3.
+/// lattice) next to a random set of the same size: the time bound of docs/spec.md §2.
 /// Short runs: compare the ratios within one run.
 fn bench_build_structured(c: &mut Criterion) {
     type Family = (&'static str, fn(u64) -> u64);

@@ -71,7 +71,7 @@ fn random_work(n: usize) -> u64 {
     works[2]
 }
 
-/// Structured sets cost at most 5x a random set of the same size (SPEC §3),
+/// Structured sets cost at most 5x a random set of the same size (docs/spec.md §2),
 /// measured in work, so the check cannot flake on a busy machine.
 fn check_bounded(name: &str, ids: &[u64], random: u64) {
     check_family(name, ids);

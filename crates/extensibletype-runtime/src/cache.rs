@@ -2,7 +2,7 @@
 //! use?" for every type the metaclass fast path does not cover (foreign
 //! types, their subclasses, plain types, sub-metaclass classes, classes never
 //! initialised), so that every lookup, hit or miss, costs about a hit on an
-//! extensible class (SPEC §4).
+//! extensible class (docs/spec.md §11).
 //!
 //! A direct-mapped array of [`CacheEntry`] `{seq, tag, type, table}`, indexed
 //! by a multiplicative hash of the type's address. An entry answers for `tp`
