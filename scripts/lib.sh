@@ -65,9 +65,9 @@ install_abi3() {
 install_abi3t() {
     local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3t/$2"
     if ! ls "$dist"/*abi3t*.whl >/dev/null 2>&1; then
-        log "maturin build --features pyo3-ffi/abi3t-py315"
+        log "maturin build --features pyo3-ffi/abi3t-py315,$TEST_FEATURES"
         rm -rf "$ROOT/target/wheels-abi3t"
-        CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features pyo3-ffi/abi3t-py315 -i "$vpy" --out "$dist" >&2 || return 1
+        CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features "pyo3-ffi/abi3t-py315,$TEST_FEATURES" -i "$vpy" --out "$dist" >&2 || return 1
     fi
     "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3t*.whl >&2
 }
