@@ -29,7 +29,6 @@
 // Every unsafe block names its precondition, every unsafe fn documents
 // its contract (clippy; per crate until the whole workspace is clean, then
 // [workspace.lints.clippy] in Cargo.toml).
-#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub use extensibletype_core::{abi, id, key, table};
 pub use extensibletype_core::{prehash, prehash_bytes, prehash_const};

@@ -56,6 +56,7 @@ struct Part<const K: usize>(Nd<K>);
 // every claimed part is done (see `run`); parts of axpy's y are disjoint, so
 // no two threads write one element, and other operands are only read.
 unsafe impl<const K: usize> Sync for Part<K> {}
+// SAFETY: as for Sync: the memory outlives every worker that touches a part.
 unsafe impl<const K: usize> Send for Part<K> {}
 
 /// Cut `nd` into parts (None: too small to be worth it).
@@ -206,7 +207,7 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
     let pool = pool();
     let t = if pool.pid == std::process::id() { threads() } else { 1 };
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
-    // SAFETY (lifetime erasure): the job is unpublished and every worker
+    // SAFETY: lifetime erasure only; the job is unpublished and every worker
     // has left it before this frame (and `work`) ends.
     let work_ptr: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(work_ref) };
     let job = Job { next: AtomicUsize::new(0), count: parts.len(), active: AtomicUsize::new(0), work: work_ptr };

@@ -23,9 +23,14 @@ fn slot_defs(acquire: abi::AcquireFn, release: abi::ReleaseFn) -> [SlotDef; 2] {
     ]
 }
 
+/// `Ok` when `tp` is a type, else TypeError naming `func`.
+///
+/// # Safety
+/// GIL held; `tp` is a live object (a borrowed argument of the caller).
 unsafe fn require_type(tp: *mut PyObject, func: &str) -> Result<(), ()> {
     // SAFETY: GIL held; tp is a live argument.
     if unsafe { PyType_Check(tp) } == 0 {
+        // SAFETY: as above.
         let name = unsafe { util::type_name(tp) };
         return raise(util::type_error(), &format!("{func}() argument must be a type, not {name}"));
     }

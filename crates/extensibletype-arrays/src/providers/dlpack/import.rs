@@ -221,6 +221,7 @@ pub(super) struct PyNames {
 // SAFETY: immortal-by-leak objects created once with the GIL, only read
 // (with the GIL) afterwards.
 unsafe impl Send for PyNames {}
+// SAFETY: as for Send: never written after creation.
 unsafe impl Sync for PyNames {}
 
 pub(super) static PY_NAMES: std::sync::OnceLock<PyNames> = std::sync::OnceLock::new();
