@@ -23,6 +23,9 @@ from ._core import (
     table_info,
 )
 
+#: The package version (the same as the crates'; a test checks the three agree).
+__version__ = "0.1.0"
+
 __all__ = [
     "ABI_VERSION",
     "ExtensibleType",

@@ -167,8 +167,12 @@ def _cmd_header(args: argparse.Namespace) -> int:
     if args.keys == "-":
         lines, source = sys.stdin.read().splitlines(), "<stdin>"
     else:
-        with open(args.keys, encoding="utf-8") as f:
-            lines, source = f.read().splitlines(), args.keys
+        try:
+            with open(args.keys, encoding="utf-8") as f:
+                lines, source = f.read().splitlines(), args.keys
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"error: argument KEYS: cannot read {args.keys!r}: {_reason(e)}", file=sys.stderr)
+            return 2
     try:
         text = generate_header(
             read_keys(lines, source),
@@ -182,9 +186,20 @@ def _cmd_header(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        with open(args.output, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        except OSError as e:
+            print(f"error: argument -o/--output: cannot write {args.output!r}: {_reason(e)}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _reason(e: BaseException) -> str:
+    """An OS or decoding error as one line, without the errno prefix."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
 
 
 def _cmd_include(args: argparse.Namespace) -> int:
@@ -224,7 +239,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     bench.add_parser(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

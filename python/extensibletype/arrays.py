@@ -34,7 +34,6 @@ provider (through its C exchange table when it has one).
 (9.0, 3)
 """
 
-from __future__ import annotations
 
 import array as _array_module
 

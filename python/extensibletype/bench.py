@@ -233,14 +233,19 @@ def run(args) -> int:
                   "nothing was measured", file=sys.stderr)
             return 1
 
+    # Progress only to a terminal: a log file or a pipe gets the result alone.
+    tty = sys.stderr.isatty()
+
     def progress(done: int, total: int, name: str) -> None:
-        sys.stderr.write(f"\rbench: [{done + 1}/{total}] {name[:50]:<50}")
-        sys.stderr.flush()
+        if tty:
+            sys.stderr.write(f"\rbench: [{done + 1}/{total}] {name[:50]:<50}")
+            sys.stderr.flush()
 
     env = environment(args.iterations, args.reps)
     results = measure(cases(user_type, args.key), args.iterations, args.reps, progress)
-    sys.stderr.write("\r" + " " * 70 + "\r")
-    sys.stderr.flush()
+    if tty:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+        sys.stderr.flush()
     if args.json:
         print(json.dumps(dict(environment=env, results=results)))
     else:

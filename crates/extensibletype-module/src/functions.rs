@@ -110,18 +110,18 @@ unsafe extern "C" fn bind_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs
 pub(crate) fn methods() -> Vec<PyMethodDef> {
     vec![
         py_method!(c"prehash", PyCFunction, prehash, METH_O,
-            c"prehash(key: str | bytes) -> int\n--\n\nThe 64-bit id of a key: the first 8 bytes of md5(key), little-endian."),
+            c"prehash($module, key, /)\n--\n\nThe 64-bit id (int) of a key (str or bytes): the first 8 bytes of md5(key), little-endian."),
         py_method!(c"set_slots", PyCFunctionFast, set_slots, METH_FASTCALL,
-            c"set_slots(tp, slots)\n--\n\nAdd or override slots of a type ({key: value}; None removes). \
+            c"set_slots($module, tp, slots, /)\n--\n\nAdd or override slots of a type ({key: value}; None removes). \
               Extensible types get their own table; other types go to the foreign registry."),
         py_method!(c"get_slots", PyCFunction, get_slots, METH_O,
-            c"get_slots(tp) -> dict\n--\n\nThe effective slots of a type: {key or id: address}."),
+            c"get_slots($module, tp, /)\n--\n\nThe effective slots of a type: {key or id: address}."),
         py_method!(c"lookup", PyCFunctionFast, lookup, METH_FASTCALL,
-            c"lookup(obj, key) -> int | None\n--\n\nThe address registered for key on type(obj), via the same path C consumers use."),
+            c"lookup($module, obj, key, /)\n--\n\nThe address (int) registered for key on type(obj), or None, via the same path C consumers use."),
         py_method!(c"table_info", PyCFunction, table_info, METH_O,
-            c"table_info(tp) -> dict\n--\n\nSize, bins, count, bytes and kind of the type's effective table."),
+            c"table_info($module, tp, /)\n--\n\nA dict: size, bins, count, bytes and kind of the type's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
-            c"_bind_key(key, id)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
+            c"_bind_key($module, key, id, /)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
         crate::bench::method(),
         PyMethodDef::zeroed(),
     ]
