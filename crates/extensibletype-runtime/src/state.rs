@@ -82,10 +82,12 @@ fn same_content(table: &Table, content: &Content) -> bool {
 #[derive(Default)]
 pub(crate) struct Interned {
     tables: Vec<Table>,
-    /// Content hash → indices into `tables`; built once there are more than
-    /// [`LINEAR`] tables (most types have one or two: a scan is smaller).
+    /// Content hash → index into `tables` (the first table with that hash:
+    /// a 64-bit collision only costs the later table its interning); built
+    /// once there are more than [`LINEAR`] tables (most types have one or
+    /// two: a scan is smaller).
     #[allow(clippy::box_collection)] // 8 bytes per type instead of 48
-    by_content: Option<Box<HashMap<u64, Vec<u32>>>>,
+    by_content: Option<Box<HashMap<u64, u32>>>,
 }
 
 /// Up to this many tables, [`Interned`] finds a content by scanning.
@@ -97,8 +99,8 @@ impl Interned {
         match &self.by_content {
             None => self.tables.iter().position(|t| same_content(t, content)).map(|i| i as u32),
             Some(map) => {
-                let indices = map.get(&content_hash(content))?;
-                indices.iter().copied().find(|&i| same_content(&self.tables[i as usize], content))
+                let i = *map.get(&content_hash(content))?;
+                same_content(&self.tables[i as usize], content).then_some(i)
             }
         }
     }
@@ -131,13 +133,13 @@ impl Interned {
                 }
                 self.tables.push(table);
                 if let Some(map) = &mut self.by_content {
-                    map.entry(content_hash(&content)).or_default().push(i);
+                    map.entry(content_hash(&content)).or_insert(i);
                 } else if self.tables.len() > LINEAR {
-                    let mut map: HashMap<u64, Vec<u32>> = HashMap::new();
+                    let mut map: HashMap<u64, u32> = HashMap::new();
                     for (j, t) in self.tables.iter().enumerate() {
                         let mut c: Vec<(u64, *const c_void)> = t.iter().collect();
                         c.sort_unstable_by_key(|e| e.0);
-                        map.entry(content_hash(&c)).or_default().push(j as u32);
+                        map.entry(content_hash(&c)).or_insert(j as u32);
                     }
                     self.by_content = Some(Box::new(map));
                 }
@@ -281,4 +283,52 @@ pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
     let table = METACLASSES.load(Ordering::Acquire);
     // SAFETY: published tables are never freed.
     !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(n: usize, salt: usize) -> Vec<(u64, *const c_void)> {
+        (1..=n as u64).map(|id| (id, (0x1000 + 16 * (id as usize + salt)) as *const c_void)).collect()
+    }
+
+    /// Returning to a known content reuses its table, before and after the
+    /// content index is built (past `LINEAR` tables); new contents are new.
+    #[test]
+    fn interned_by_content() {
+        let mut interned = Interned::default();
+        let mut first = Vec::new();
+        for salt in 0..40 {
+            let c = content(1 + salt % 3, salt);
+            let prepared = interned.prepare(&c).expect("builds");
+            assert!(matches!(prepared, Prepared::New(_)), "salt {salt}: a new content is built");
+            first.push(interned.adopt(prepared).expect("not empty"));
+            assert_eq!(interned.tables.len(), salt + 1);
+        }
+        for (salt, &index) in first.iter().enumerate() {
+            let c = content(1 + salt % 3, salt);
+            match interned.prepare(&c).expect("found") {
+                Prepared::Known(i) => assert_eq!(i, index),
+                _ => panic!("salt {salt}: a known content was not found"),
+            }
+            let table = interned.get(Some(index)).expect("interned");
+            assert!(same_content(table, &c));
+        }
+        assert!(matches!(interned.prepare(&[]), Ok(Prepared::Empty)));
+        assert!(interned.adopt(Prepared::Empty).is_none());
+        assert_eq!(interned.tables.len(), 40, "nothing allocated for known contents");
+    }
+
+    /// A table built twice in one call (found by `adopt`) is interned once.
+    #[test]
+    fn adopt_deduplicates() {
+        let mut interned = Interned::default();
+        let c = content(2, 7);
+        let a = interned.prepare(&c).expect("builds");
+        let b = interned.prepare(&c).expect("builds");
+        let (ia, ib) = (interned.adopt(a), interned.adopt(b));
+        assert_eq!(ia, ib);
+        assert_eq!(interned.tables.len(), 1);
+    }
 }
