@@ -5,8 +5,12 @@
 //! the effective table of the target and of every affected subclass, and only
 //! when all builds succeed publishes them with release stores. Old tables are
 //! retired, not freed, until their type is deallocated (GIL-free readers are
-//! outside CPython's QSBR). Python objects that back registered pointers are
-//! kept alive by every type whose tables (current or retired) use them.
+//! outside CPython's QSBR); each type interns its tables by content, so a
+//! change back to a content it had reuses that table. Foreign types are
+//! published in the records of a lock-free index ([`FOREIGN_INDEX`]): a change
+//! touches the records of the target and its subclasses only. Python objects
+//! that back registered pointers are kept alive by every type whose tables
+//! (current or retired) use them.
 //!
 //! Lock discipline: nothing under the mutex runs Python code (no DECREF, no
 //! allocation of Python objects), so a finaliser can never re-enter a writer
@@ -250,7 +254,10 @@ fn prepare(state: Option<&TypeState>, slots: &BTreeMap<u64, Slot>) -> Result<(Pr
 /// tables of `target` and `affected` (its subclasses). All or nothing.
 ///
 /// `reset_own` replaces the own slots instead of updating them (class
-/// creation). Needs an attached thread state; runs no Python code.
+/// creation). Needs an attached thread state; runs no Python code under the
+/// mutex. A foreign target left with no own slots is unregistered: the
+/// registry's reference to it is dropped after the mutex is released (the
+/// caller's reference keeps it alive until the caller lets go).
 ///
 /// # Safety
 /// The calling thread has an attached thread state; `target.tp`, every
