@@ -252,6 +252,16 @@ def test_c_set_slots_errors_change_nothing(consumer):
         consumer.set_slots(Target, {key: 0x6000, 0: 0x1})
     with pytest.raises(TypeError, match="must be a type"):
         consumer.set_slots(Target(), {key: 0x6000})
+    # The same slot twice (by key and by id) in one ExtType_SetSlots call.
+    with pytest.raises(ValueError, match="twice"):
+        consumer.set_slots(Target, {key: 0x6000, et.prehash(key): 0x7000})
+
+    class Foreign:
+        pass
+
+    with pytest.raises(ValueError, match=f"{et.prehash(key):#018x}"):
+        consumer.set_slots(Foreign, {key: 0x6000, et.prehash(key): 0x7000})
+    assert et.get_slots(Foreign) == {}
     assert et.get_slots(Target) == before
     assert consumer.find(Target(), key) == 0x5000
 

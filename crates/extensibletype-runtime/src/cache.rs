@@ -48,7 +48,7 @@ use pyo3_ffi::*;
 
 use super::layout::{self, TypeData, TypeDataExt};
 use super::state;
-use crate::table::{raw_lookup, RawEntry, RawTable, Table, HEADER_SIZE};
+use crate::table::{RawEntry, RawTable, Table, HEADER_SIZE};
 
 mod tags;
 pub(crate) use tags::init;
@@ -260,10 +260,9 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
                 return Some(if table.is_null() { empty_table() } else { table });
             }
         } else {
-            let registry = layout::foreign_registry();
-            if !registry.is_null() {
-                let table: *const RawTable = raw_lookup(registry, tp as u64).cast();
-                if !table.is_null() && mro_unchanged(tp) {
+            if let Some(record) = state::foreign_record(tp) {
+                let table = record.effective.load(Ordering::Acquire);
+                if !table.is_null() && mro_unchanged(record, tp) {
                     return Some(table);
                 }
             }
@@ -309,19 +308,16 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
 }
 
 /// Is the MRO a registered foreign type's effective table was merged along
-/// still its MRO? (False when unknown: the caller merges afresh.)
+/// (`record`'s snapshot, loaded after its effective table) still its MRO?
+/// (False when unknown: the caller merges afresh.)
 ///
 /// # Safety
 /// `tp` must be a live, ready type.
-unsafe fn mro_unchanged(tp: *mut PyTypeObject) -> bool {
-    // SAFETY: published snapshot tables and snapshots are never freed; each
-    // snapshot is `[len, addresses...]`.
+unsafe fn mro_unchanged(record: &state::Record, tp: *mut PyTypeObject) -> bool {
+    // SAFETY: published snapshots are never freed; each is
+    // `[len, addresses...]`.
     unsafe {
-        let mros = state::FOREIGN_MRO.load(Ordering::Acquire);
-        if mros.is_null() {
-            return false;
-        }
-        let snapshot: *const usize = raw_lookup(mros, tp as u64).cast();
+        let snapshot: *const usize = record.mro.load(Ordering::Acquire);
         if snapshot.is_null() {
             return false;
         }

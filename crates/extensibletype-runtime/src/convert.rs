@@ -156,6 +156,7 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
             while PyDict_Next(copy.0, &mut pos, &mut key, &mut value) != 0 {
                 add(key, value, &mut changes)?;
             }
+            check_distinct(&changes.list)?;
             return Ok(changes);
         }
         // items() may return the mapping's own list: take a private copy, so
@@ -174,6 +175,7 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
             }
             add(PyTuple_GetItem(item, 0), PyTuple_GetItem(item, 1), &mut changes)?;
         }
+        check_distinct(&changes.list)?;
         Ok(changes)
     }
 }
@@ -218,7 +220,30 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
         let value = (!def.ptr.is_null()).then_some(Slot { ptr: def.ptr, owner: ptr::null_mut() });
         changes.list.push(Change { id, name, value });
     }
+    check_distinct(&changes.list)?;
     Ok(changes)
+}
+
+/// One call names each slot once: the same id twice (by key and by id,
+/// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
+/// it, before anything changes.
+fn check_distinct(list: &[Change]) -> Result<(), Error> {
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(list.len());
+    for (i, change) in list.iter().enumerate() {
+        if let Some(first) = seen.insert(change.id, i) {
+            let describe = |c: &Change| match &c.name {
+                Some(name) => format!("key {name:?}"),
+                None => format!("id {:#018x}", c.id),
+            };
+            let (a, b) = (describe(&list[first]), describe(change));
+            let what = if a == b { a } else { format!("{a} and {b}") };
+            return Err(Error::value_error(format!(
+                "slot id {:#018x} is given twice in one call ({what}); give each slot once",
+                change.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A key given as `str` or `bytes`, as text (bytes must be UTF-8).

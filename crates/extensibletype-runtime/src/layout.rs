@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 
 use pyo3_ffi::*;
 
-use super::state::{is_registered_metaclass, OwnSlots, OwnTable, TypeState, FOREIGN_OWN};
-use crate::table::{raw_lookup, RawTable, Table};
+use super::state::{foreign_record, is_registered_metaclass, OwnSlots, OwnTable, Prepared, TypeState};
+use crate::table::RawTable;
 use crate::PyErrSet;
 
 mod mro;
@@ -134,7 +134,7 @@ pub(crate) unsafe fn state_of(tp: *mut PyTypeObject) -> Option<*mut TypeState> {
 /// `tp` must be a live extensible type and the registry mutex held.
 pub(crate) unsafe fn install(
     tp: *mut PyTypeObject,
-    table: Option<Table>,
+    table: Prepared,
     owners: &[*mut PyObject],
     own: Option<(OwnSlots, OwnTable)>,
 ) {
@@ -144,8 +144,7 @@ pub(crate) unsafe fn install(
         let slot = &(*data(tp)).state;
         let existing = slot.load(Ordering::Acquire).cast::<TypeState>();
         let state = if existing.is_null() { Box::into_raw(Box::<TypeState>::default()) } else { existing };
-        let raw = table.as_ref().map_or(ptr::null(), Table::as_raw);
-        (*state).install(table, owners);
+        let raw = (*state).install(table, owners);
         if let Some((slots, own_table)) = own {
             let own_raw = (*state).set_own(slots, own_table);
             (*data(tp)).own_table.store(own_raw.cast_mut(), Ordering::Release);
@@ -169,11 +168,7 @@ pub(crate) unsafe fn own_table_of(tp: *mut PyTypeObject) -> *const RawTable {
         if is_extensible(tp) {
             return TypeData::load_own(tp);
         }
-        let registry = FOREIGN_OWN.load(Ordering::Acquire);
-        if registry.is_null() {
-            return ptr::null();
-        }
-        raw_lookup(registry, tp as u64).cast()
+        foreign_record(tp).map_or(ptr::null(), |r| r.own.load(Ordering::Acquire))
     }
 }
 

@@ -50,6 +50,7 @@ mod api;
 mod cache;
 mod convert;
 mod error;
+mod foreign;
 mod layout;
 mod metaclass;
 #[doc(hidden)]

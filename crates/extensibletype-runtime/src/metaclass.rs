@@ -24,7 +24,6 @@ use super::pyutil::{keep_forever, Owned, PendingError};
 use super::layout::{self, TypeData, TypeDataExt};
 use super::registry::{self, Target};
 use super::{guard, Error};
-use crate::table::RawTable;
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 ///
@@ -397,11 +396,7 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
                 return if table.is_null() { ptr::null() } else { crate::table::raw_lookup(table, id) };
             }
         } else {
-            let registry = layout::foreign_registry();
-            if registry.is_null() {
-                return ptr::null(); // nothing registered anywhere
-            }
-            let table: *const RawTable = crate::table::raw_lookup(registry, tp as u64).cast();
+            let table = super::state::foreign_table(tp);
             if !table.is_null() {
                 return crate::table::raw_lookup(table, id);
             }

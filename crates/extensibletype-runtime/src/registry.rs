@@ -5,8 +5,12 @@
 //! the effective table of the target and of every affected subclass, and only
 //! when all builds succeed publishes them with release stores. Old tables are
 //! retired, not freed, until their type is deallocated (GIL-free readers are
-//! outside CPython's QSBR). Python objects that back registered pointers are
-//! kept alive by every type whose tables (current or retired) use them.
+//! outside CPython's QSBR); each type interns its tables by content, so a
+//! change back to a content it had reuses that table. Foreign types are
+//! published in the records of a lock-free index ([`FOREIGN_INDEX`]): a change
+//! touches the records of the target and its subclasses only. Python objects
+//! that back registered pointers are kept alive by every type whose tables
+//! (current or retired) use them.
 //!
 //! Lock discipline: nothing under the mutex runs Python code (no DECREF, no
 //! allocation of Python objects), so a finaliser can never re-enter a writer
@@ -22,17 +26,37 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3_ffi::*;
 
 use super::layout;
-use super::state::{Change, OwnSlots, OwnTable, Slot, TypeState, FOREIGN, FOREIGN_MRO, FOREIGN_OWN, METACLASSES};
+use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
 use super::Error;
-use crate::table::{RawTable, Table, MAX_ENTRIES};
+use crate::foreign;
+use crate::table::{Table, MAX_ENTRIES};
 
-/// A foreign type registered with `set_slots`: kept alive by the registry.
+/// One address of the foreign registry: the type registered there now (a
+/// strong reference; NULL once its own slots were all removed) and
+/// everything published for that address, kept for the process (GIL-free
+/// readers may hold any of it) and interned by content, so returning to a
+/// table or MRO published before allocates nothing.
+#[derive(Default)]
 struct ForeignType {
     tp: *mut PyTypeObject,
     state: TypeState,
-    /// The MRO its published effective table was merged along, as
-    /// `[len, type addresses...]` (leaked: GIL-free readers may hold it).
-    mro: &'static [usize],
+    /// MRO snapshots published, each `[len, type addresses...]`.
+    mros: Vec<Box<[usize]>>,
+}
+
+impl ForeignType {
+    /// The snapshot of `mro` (interned).
+    fn mro_snapshot(&mut self, mro: &[*mut PyTypeObject]) -> *const usize {
+        let snapshot: Vec<usize> = core::iter::once(mro.len()).chain(mro.iter().map(|&t| t as usize)).collect();
+        if let Some(known) = self.mros.iter().find(|m| ***m == *snapshot) {
+            return known.as_ptr();
+        }
+        if self.mros.is_empty() {
+            self.mros.reserve_exact(1);
+        }
+        self.mros.push(snapshot.into_boxed_slice());
+        self.mros.last().map_or(ptr::null(), |m| m.as_ptr())
+    }
 }
 
 /// Everything the mutex protects.
@@ -40,10 +64,10 @@ struct ForeignType {
 pub(crate) struct Registry {
     /// Key strings registered by name, by id (collision detection, get_slots).
     names: HashMap<u64, Box<str>>,
-    /// Foreign types by address.
+    /// Foreign types by address (every address ever registered).
     foreign: HashMap<usize, ForeignType>,
-    /// Published and retired foreign-registry tables (type address → table).
-    foreign_tables: Vec<Table>,
+    /// The writer's side of [`FOREIGN_INDEX`].
+    foreign_index: foreign::Writer,
     /// Python subclasses of ExtensibleType seen so far (strong references).
     metaclasses: Vec<*mut PyTypeObject>,
     metaclass_tables: Vec<Table>,
@@ -152,7 +176,12 @@ unsafe fn own_of(reg: &Registry, tp: *mut PyTypeObject) -> Option<&OwnSlots> {
             return Some(&(*state).own);
         }
     }
-    reg.foreign.get(&(tp as usize)).map(|f| &f.state.own)
+    registered(reg, tp).map(|f| &f.state.own)
+}
+
+/// The foreign type registered at `tp`'s address now, if any.
+fn registered(reg: &Registry, tp: *mut PyTypeObject) -> Option<&ForeignType> {
+    reg.foreign.get(&(tp as usize)).filter(|f| !f.tp.is_null())
 }
 
 /// Merge own slots along `mro`: first definition wins. `override_own`
@@ -189,7 +218,7 @@ fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTree
         // SAFETY: tp is a live extensible type; the mutex is held.
         unsafe { layout::state_of(tp).map(|s| &*s) }
     } else {
-        reg.foreign.get(&(tp as usize)).map(|f| &f.state)
+        registered(reg, tp).map(|f| &f.state)
     };
     let Some(state) = state else { return false };
     match state.current() {
@@ -198,21 +227,37 @@ fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTree
     }
 }
 
-fn build(slots: &BTreeMap<u64, Slot>) -> Result<(Option<Table>, Vec<*mut PyObject>), Error> {
-    if slots.is_empty() {
-        return Ok((None, Vec::new()));
+/// The state a table for `tp` is interned in (None: a type with no state
+/// yet, whose tables are all new).
+fn state_for(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool) -> Option<&TypeState> {
+    if is_ext {
+        // SAFETY: tp is a live extensible type; the mutex is held, so no
+        // writer changes its state.
+        unsafe { layout::state_of(tp).map(|s| &*s) }
+    } else {
+        reg.foreign.get(&(tp as usize)).map(|f| &f.state)
     }
-    let entries: Vec<(u64, *const c_void)> = slots.iter().map(|(&id, s)| (id, s.ptr)).collect();
-    let table = Table::build(&entries).map_err(Error::Build)?;
+}
+
+/// Find (interned) or build the table of `slots` for `tp`, and its owners.
+fn prepare(state: Option<&TypeState>, slots: &BTreeMap<u64, Slot>) -> Result<(Prepared, Vec<*mut PyObject>), Error> {
+    let prepared = match state {
+        Some(state) => state.prepare(slots),
+        None => TypeState::default().prepare(slots),
+    }
+    .map_err(Error::Build)?;
     let owners = slots.values().map(|s| s.owner).filter(|o| !o.is_null()).collect();
-    Ok((Some(table), owners))
+    Ok((prepared, owners))
 }
 
 /// Apply `changes` to the own slots of `target` and republish the effective
 /// tables of `target` and `affected` (its subclasses). All or nothing.
 ///
 /// `reset_own` replaces the own slots instead of updating them (class
-/// creation). Needs an attached thread state; runs no Python code.
+/// creation). Needs an attached thread state; runs no Python code under the
+/// mutex. A foreign target left with no own slots is unregistered: the
+/// registry's reference to it is dropped after the mutex is released (the
+/// caller's reference keeps it alive until the caller lets go).
 ///
 /// # Safety
 /// The calling thread has an attached thread state; `target.tp`, every
@@ -224,9 +269,32 @@ pub(crate) unsafe fn apply(
     changes: &[Change],
     reset_own: bool,
 ) -> Result<(), Error> {
-    let mut locked = Locked::get();
-    let reg = locked.registry();
+    let released = {
+        let mut locked = Locked::get();
+        // SAFETY: forwarded (the caller's contract); the mutex is held.
+        unsafe { apply_locked(locked.registry(), target, affected, changes, reset_own)? }
+    };
+    // Foreign types whose own slots were all removed: the registry's
+    // reference goes (outside the mutex: a dealloc may run Python code).
+    for tp in released {
+        // SAFETY: an attached thread state (the caller's contract); the
+        // registry held this strong reference.
+        unsafe { Py_DECREF(tp.cast()) };
+    }
+    Ok(())
+}
 
+/// [`apply`] under the mutex; returns the types the registry let go of.
+///
+/// # Safety
+/// As [`apply`]; `reg` is the locked registry.
+unsafe fn apply_locked(
+    reg: &mut Registry,
+    target: &Target,
+    affected: &[Target],
+    changes: &[Change],
+    reset_own: bool,
+) -> Result<Vec<*mut PyTypeObject>, Error> {
     // 1. Names: a different key string with a known id is a collision.
     let mut new_names: HashMap<u64, &str> = HashMap::new();
     for change in changes {
@@ -256,30 +324,37 @@ pub(crate) unsafe fn apply(
         return Err(Error::Build(crate::BuildError::TooMany { count: own.len() }));
     }
 
-    // 3. Build every affected effective table (and the target's own table)
-    // before publishing any.
+    // 3. Find (interned) or build every affected effective table, and the
+    // target's own table, before publishing any. A foreign target left with
+    // no own slots is unregistered instead (its subclasses are rebuilt).
     let mut built = Vec::with_capacity(1 + affected.len());
     let mut own_table = None;
+    let mut unregister = false;
     for t in core::iter::once(target).chain(affected) {
         // SAFETY: t.tp is live (held by the caller), so is its metaclass.
         let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
-        let participates = is_ext || t.tp == target.tp || reg.foreign.contains_key(&(t.tp as usize));
+        let participates = is_ext || t.tp == target.tp || registered(reg, t.tp).is_some();
         if !participates {
             continue; // plain subclasses of foreign types find them via tp_base
+        }
+        if t.tp == target.tp && !is_ext && own.is_empty() {
+            unregister = registered(reg, t.tp).is_some();
+            continue; // nothing to publish: lookups walk the MRO
         }
         // SAFETY: every type in these MROs is alive (held by t.tp).
         let merged = unsafe { effective(reg, &t.mro, target.tp, &own) };
         if t.tp != target.tp && unchanged(reg, t.tp, is_ext, &merged) {
             continue; // e.g. a subclass overriding every changed key: keep its table
         }
+        let state = state_for(reg, t.tp, is_ext);
         if t.tp == target.tp {
             own_table = Some(if merged == own {
                 OwnTable::SameAsEffective
             } else {
-                OwnTable::Separate(build(&own)?.0)
+                OwnTable::Separate(prepare(state, &own)?.0)
             });
         }
-        let (table, owners) = build(&merged)?;
+        let (table, owners) = prepare(state, &merged)?;
         built.push((t.tp, is_ext, table, owners, &t.mro));
     }
 
@@ -287,7 +362,10 @@ pub(crate) unsafe fn apply(
     for (id, name) in new_names {
         reg.names.entry(id).or_insert_with(|| name.into());
     }
-    let mut foreign_changed = false;
+    let mut released = Vec::new();
+    if unregister {
+        released.extend(unregister_foreign(reg, target.tp));
+    }
     for (tp, is_ext, table, owners, mro) in built {
         let new_own = if tp == target.tp { own_table.take().map(|t| (core::mem::take(&mut own), t)) } else { None };
         if is_ext {
@@ -295,48 +373,50 @@ pub(crate) unsafe fn apply(
             // writer of type states.
             unsafe { layout::install(tp, table, &owners, new_own) };
         } else {
-            let entry = reg.foreign.entry(tp as usize).or_insert_with(|| {
+            let entry = reg.foreign.entry(tp as usize).or_default();
+            if entry.tp.is_null() {
                 // SAFETY: GIL held; registered types are kept alive.
                 unsafe { Py_INCREF(tp.cast()) };
-                ForeignType { tp, state: TypeState::default(), mro: &[0] }
-            });
-            entry.state.install(table, &owners);
-            let snapshot: Vec<usize> = core::iter::once(mro.len()).chain(mro.iter().map(|&t| t as usize)).collect();
-            entry.mro = Box::leak(snapshot.into_boxed_slice());
-            if let Some((slots, own_table)) = new_own {
-                entry.state.set_own(slots, own_table);
+                entry.tp = tp;
             }
-            foreign_changed = true;
+            let effective = entry.state.install(table, &owners);
+            let own_raw = new_own.map(|(slots, own_table)| entry.state.set_own(slots, own_table));
+            let snapshot = entry.mro_snapshot(mro);
+            let record = FOREIGN_INDEX.get_or_insert(&mut reg.foreign_index, tp as usize);
+            // The MRO and the own table before the effective table: a reader
+            // that sees the new effective table sees its MRO.
+            record.mro.store(snapshot.cast_mut(), Ordering::Release);
+            if let Some(own_raw) = own_raw {
+                record.own.store(own_raw.cast_mut(), Ordering::Release);
+            }
+            record.effective.store(effective.cast_mut(), Ordering::Release);
         }
-    }
-    if foreign_changed {
-        republish_foreign(reg);
     }
     // Every answer the type cache holds may have changed.
     super::cache::invalidate_all();
-    Ok(())
+    Ok(released)
 }
 
-/// Rebuild the foreign registry tables (type address → effective table, and
-/// type address → own table); the old ones are kept (readers may hold them).
-fn republish_foreign(reg: &mut Registry) {
-    let index = |f: &ForeignType, raw: *const RawTable| (!raw.is_null()).then_some((f.tp as u64, raw.cast()));
-    let effective: Vec<(u64, *const c_void)> =
-        reg.foreign.values().filter_map(|f| index(f, f.state.current_raw())).collect();
-    let own: Vec<(u64, *const c_void)> = reg.foreign.values().filter_map(|f| index(f, f.state.own_raw())).collect();
-    let mros: Vec<(u64, *const c_void)> =
-        reg.foreign.values().map(|f| (f.tp as u64, f.mro.as_ptr().cast::<c_void>())).collect();
-    for (entries, published) in [(effective, &FOREIGN), (own, &FOREIGN_OWN), (mros, &FOREIGN_MRO)] {
-        let table = (!entries.is_empty())
-            .then(|| Table::build(&entries).expect("type addresses are distinct and non-zero"));
-        published.store(table.as_ref().map_or(ptr::null_mut(), |t| t.as_raw().cast_mut()), Ordering::Release);
-        reg.foreign_tables.extend(table);
+/// Unpublish the foreign type at `tp`'s address (its own slots are all
+/// gone): readers miss from now on. Its tables, MRO snapshots and owners
+/// stay with the address (a GIL-free reader may still hold them; the same
+/// contents registered there again reuse them). Returns the type, whose
+/// reference the caller drops once the mutex is released.
+fn unregister_foreign(reg: &mut Registry, tp: *mut PyTypeObject) -> Option<*mut PyTypeObject> {
+    let entry = reg.foreign.get_mut(&(tp as usize)).filter(|f| !f.tp.is_null())?;
+    if let Some(record) = FOREIGN_INDEX.find(tp as usize) {
+        record.effective.store(ptr::null_mut(), Ordering::Release);
+        record.own.store(ptr::null_mut(), Ordering::Release);
+        record.mro.store(ptr::null_mut(), Ordering::Release);
     }
+    entry.state.install(Prepared::Empty, &[]);
+    entry.state.set_own(BTreeMap::new(), OwnTable::Separate(Prepared::Empty));
+    Some(core::mem::replace(&mut entry.tp, ptr::null_mut()))
 }
 
 /// The state of a foreign-registered type (exactly `tp`). GIL held.
 pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
-    reg.foreign.get(&(tp as usize)).map(|f| &f.state)
+    registered(reg, tp).map(|f| &f.state)
 }
 
 /// Effective slots of a type with no table of its own (an extensible type

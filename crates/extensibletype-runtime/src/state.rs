@@ -7,11 +7,15 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3_ffi::*;
 
+pub(crate) use crate::foreign::Record;
+use crate::foreign::Index;
 use crate::table::{raw_lookup, RawTable, Table};
 
 /// One registered implementation. `owner` (nullable) is the Python object
@@ -38,8 +42,121 @@ pub(crate) type OwnSlots = BTreeMap<u64, Slot>;
 pub(crate) enum OwnTable {
     /// Its effective table (nothing inherited): no second table.
     SameAsEffective,
-    /// A table of its own (None when it has no own slots).
-    Separate(Option<Table>),
+    /// A table of its own (`Prepared::Empty` when it has no own slots).
+    Separate(Prepared),
+}
+
+/// A table to publish, found or built before anything is committed (so a
+/// failed build changes nothing).
+pub(crate) enum Prepared {
+    /// No entries: publish NULL.
+    Empty,
+    /// The index of a table this type already published with the same
+    /// content (interned: nothing is allocated). Only valid for the state
+    /// that prepared it.
+    Known(u32),
+    /// A table with content this type never published.
+    New(Table),
+}
+
+/// The content of a table as sorted `(id, ptr)` pairs.
+pub(crate) type Content = [(u64, *const c_void)];
+
+/// A hash of a table's content (sorted pairs), to find an interned table.
+fn content_hash(content: &Content) -> u64 {
+    let mut h = DefaultHasher::new();
+    for &(id, p) in content {
+        (id, p as usize).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Does `table` hold exactly `content` (sorted, distinct ids)?
+fn same_content(table: &Table, content: &Content) -> bool {
+    table.len() == content.len() && content.iter().all(|&(id, p)| table.get(id) == Some(p))
+}
+
+/// Every table one type (or one foreign address) published, once per
+/// content: a type that returns to a content it had reuses that table.
+/// Freed with the type (never, for a foreign address).
+#[derive(Default)]
+pub(crate) struct Interned {
+    tables: Vec<Table>,
+    /// Content hash → index into `tables` (the first table with that hash:
+    /// a 64-bit collision only costs the later table its interning); built
+    /// once there are more than [`LINEAR`] tables (most types have one or
+    /// two: a scan is smaller).
+    #[allow(clippy::box_collection)] // 8 bytes per type instead of 48
+    by_content: Option<Box<HashMap<u64, u32>>>,
+}
+
+/// Up to this many tables, [`Interned`] finds a content by scanning.
+const LINEAR: usize = 8;
+
+impl Interned {
+    /// The interned table with exactly `content`, if any.
+    pub fn find(&self, content: &Content) -> Option<u32> {
+        match &self.by_content {
+            None => self.tables.iter().position(|t| same_content(t, content)).map(|i| i as u32),
+            Some(map) => {
+                let i = *map.get(&content_hash(content))?;
+                same_content(&self.tables[i as usize], content).then_some(i)
+            }
+        }
+    }
+
+    /// Find or build (not yet intern) the table for `content` (sorted pairs).
+    pub fn prepare(&self, content: &Content) -> Result<Prepared, crate::BuildError> {
+        if content.is_empty() {
+            return Ok(Prepared::Empty);
+        }
+        if let Some(i) = self.find(content) {
+            return Ok(Prepared::Known(i));
+        }
+        Table::build(content).map(Prepared::New)
+    }
+
+    /// Intern a prepared table; its index (None for `Empty`).
+    pub fn adopt(&mut self, prepared: Prepared) -> Option<u32> {
+        match prepared {
+            Prepared::Empty => None,
+            Prepared::Known(i) => Some(i),
+            Prepared::New(table) => {
+                let mut content: Vec<(u64, *const c_void)> = table.iter().collect();
+                content.sort_unstable_by_key(|e| e.0);
+                if let Some(i) = self.find(&content) {
+                    return Some(i); // built twice in one call
+                }
+                let i = self.tables.len() as u32;
+                if self.tables.is_empty() {
+                    self.tables.reserve_exact(1);
+                }
+                self.tables.push(table);
+                if let Some(map) = &mut self.by_content {
+                    map.entry(content_hash(&content)).or_insert(i);
+                } else if self.tables.len() > LINEAR {
+                    let mut map: HashMap<u64, u32> = HashMap::new();
+                    for (j, t) in self.tables.iter().enumerate() {
+                        let mut c: Vec<(u64, *const c_void)> = t.iter().collect();
+                        c.sort_unstable_by_key(|e| e.0);
+                        map.entry(content_hash(&c)).or_insert(j as u32);
+                    }
+                    self.by_content = Some(Box::new(map));
+                }
+                Some(i)
+            }
+        }
+    }
+
+    /// The interned table at `index` (from `adopt`).
+    pub fn get(&self, index: Option<u32>) -> Option<&Table> {
+        index.map(|i| &self.tables[i as usize])
+    }
+
+    /// The pointer of the interned table at `index` (NULL for None).
+    pub fn raw(&self, index: Option<u32>) -> *const RawTable {
+        self.get(index).map_or(ptr::null(), Table::as_raw)
+    }
 }
 
 /// The slots and tables of one type (extensible or foreign-registered).
@@ -47,63 +164,69 @@ pub(crate) enum OwnTable {
 pub(crate) struct TypeState {
     /// Slots set on this type itself.
     pub own: OwnSlots,
-    /// The published table of `own` (NULL when empty); points into `current`
-    /// or `retired`, which live as long as the type.
-    own_raw: *const RawTable,
-    /// The published effective table (own slots, then bases in MRO order).
-    current: Option<Table>,
-    /// Tables published before `current`; freed with the type.
-    retired: Vec<Table>,
-    /// Strong references to every owner used by `current` or `retired`.
+    /// The published table of `own` (None when empty), in `tables`.
+    own_table: Option<u32>,
+    /// The published effective table (own slots, then bases in MRO order),
+    /// None when empty, in `tables`.
+    current: Option<u32>,
+    /// Every table this type published, by content (current, own and
+    /// retired ones); kept while the type lives: GIL-free readers may hold
+    /// any of them.
+    tables: Interned,
+    /// Strong references to every owner used by any of `tables`, sorted by
+    /// address (no duplicates).
     owners: Vec<*mut PyObject>,
-    owner_set: HashSet<usize>,
 }
 
 impl TypeState {
     /// The published table, or NULL when empty.
     pub fn current_raw(&self) -> *const RawTable {
-        self.current.as_ref().map_or(ptr::null(), Table::as_raw)
+        self.tables.raw(self.current)
     }
 
     /// The published own-slots table, or NULL when there are no own slots.
     pub fn own_raw(&self) -> *const RawTable {
-        self.own_raw
+        self.tables.raw(self.own_table)
     }
 
     /// The published effective table, if any.
     pub fn current(&self) -> Option<&Table> {
-        self.current.as_ref()
+        self.tables.get(self.current)
     }
 
-    /// Replace the current table (retiring the old one); record the owners.
-    pub(crate) fn install(&mut self, table: Option<Table>, owners: &[*mut PyObject]) {
+    /// Find or build the table for `slots` (nothing changes).
+    pub fn prepare(&self, slots: &OwnSlots) -> Result<Prepared, crate::BuildError> {
+        let content: Vec<(u64, *const c_void)> = slots.iter().map(|(&id, s)| (id, s.ptr)).collect();
+        self.tables.prepare(&content)
+    }
+
+    /// Make `table` the current table (the old one stays interned); record
+    /// the owners. Returns the table to publish (NULL when empty).
+    pub(crate) fn install(&mut self, table: Prepared, owners: &[*mut PyObject]) -> *const RawTable {
         for &owner in owners {
-            if !owner.is_null() && self.owner_set.insert(owner as usize) {
+            if owner.is_null() {
+                continue;
+            }
+            if let Err(at) = self.owners.binary_search_by_key(&(owner as usize), |&o| o as usize) {
                 // SAFETY: the caller holds a strong reference (GIL or attached
                 // thread state held); INCREF does not run Python code.
                 unsafe { Py_INCREF(owner) };
-                self.owners.push(owner);
+                self.owners.insert(at, owner);
             }
         }
-        if let Some(old) = core::mem::replace(&mut self.current, table) {
-            self.retired.push(old);
-        }
+        self.current = self.tables.adopt(table);
+        self.current_raw()
     }
 
     /// Set the own slots and their table (after `install` of the effective
     /// table it may share); returns the table to publish.
     pub(crate) fn set_own(&mut self, own: OwnSlots, table: OwnTable) -> *const RawTable {
         self.own = own;
-        self.own_raw = match table {
-            OwnTable::SameAsEffective => self.current_raw(),
-            OwnTable::Separate(None) => ptr::null(),
-            OwnTable::Separate(Some(table)) => {
-                let raw = table.as_raw();
-                self.retired.push(table); // kept, like every published table
-                raw
-            }
+        self.own_table = match table {
+            OwnTable::SameAsEffective => self.current,
+            OwnTable::Separate(prepared) => self.tables.adopt(prepared),
         };
-        self.own_raw
+        self.own_raw()
     }
 
     /// Visit the owners for the cycle collector.
@@ -125,15 +248,32 @@ impl TypeState {
     }
 }
 
-/// Foreign registry: type address → effective table of that type.
+/// The API struct's `foreign_registry` (docs/spec.md §5, §8): a perfect-hash
+/// table from type address to effective table, which the ABI v1 lets
+/// consumers probe inline. Since the registry became an index (updated in
+/// O(1) per type, [`FOREIGN_INDEX`]) it stays NULL: a NULL registry is a
+/// miss, and every reader then asks the type cache or `find_slow`, which
+/// answer from the index. (Republishing a whole table per change was
+/// O(registered types) in time and leaked memory.)
 pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// Foreign own slots: type address → table of the slots set on that type.
-pub(crate) static FOREIGN_OWN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// Foreign MROs: type address → `[len, addresses...]`, the MRO that type's
-/// published effective table was merged along (the type cache compares it
-/// with the current MRO: a registered plain class whose `__bases__` changed
-/// is answered from its current MRO).
-pub(crate) static FOREIGN_MRO: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
+/// The foreign registry: type address → [`Record`] (effective table, own
+/// table, MRO snapshot `[len, addresses...]` the effective table was merged
+/// along; the type cache compares it with the current MRO, so a registered
+/// plain class whose `__bases__` changed is answered from its current MRO).
+pub(crate) static FOREIGN_INDEX: Index = Index::new();
+
+/// GIL-free: the registry record of a foreign type address, if it was ever
+/// registered (its pointers are NULL when it is not registered now).
+#[inline]
+pub(crate) fn foreign_record(tp: *mut PyTypeObject) -> Option<&'static Record> {
+    FOREIGN_INDEX.find(tp as usize)
+}
+
+/// GIL-free: the effective table of a registered foreign type, or NULL.
+#[inline]
+pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
+    foreign_record(tp).map_or(ptr::null(), |r| r.effective.load(Ordering::Acquire))
+}
 /// Sub-metaclasses of ExtensibleType: metaclass address → itself.
 pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
@@ -143,4 +283,52 @@ pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
     let table = METACLASSES.load(Ordering::Acquire);
     // SAFETY: published tables are never freed.
     !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(n: usize, salt: usize) -> Vec<(u64, *const c_void)> {
+        (1..=n as u64).map(|id| (id, (0x1000 + 16 * (id as usize + salt)) as *const c_void)).collect()
+    }
+
+    /// Returning to a known content reuses its table, before and after the
+    /// content index is built (past `LINEAR` tables); new contents are new.
+    #[test]
+    fn interned_by_content() {
+        let mut interned = Interned::default();
+        let mut first = Vec::new();
+        for salt in 0..40 {
+            let c = content(1 + salt % 3, salt);
+            let prepared = interned.prepare(&c).expect("builds");
+            assert!(matches!(prepared, Prepared::New(_)), "salt {salt}: a new content is built");
+            first.push(interned.adopt(prepared).expect("not empty"));
+            assert_eq!(interned.tables.len(), salt + 1);
+        }
+        for (salt, &index) in first.iter().enumerate() {
+            let c = content(1 + salt % 3, salt);
+            match interned.prepare(&c).expect("found") {
+                Prepared::Known(i) => assert_eq!(i, index),
+                _ => panic!("salt {salt}: a known content was not found"),
+            }
+            let table = interned.get(Some(index)).expect("interned");
+            assert!(same_content(table, &c));
+        }
+        assert!(matches!(interned.prepare(&[]), Ok(Prepared::Empty)));
+        assert!(interned.adopt(Prepared::Empty).is_none());
+        assert_eq!(interned.tables.len(), 40, "nothing allocated for known contents");
+    }
+
+    /// A table built twice in one call (found by `adopt`) is interned once.
+    #[test]
+    fn adopt_deduplicates() {
+        let mut interned = Interned::default();
+        let c = content(2, 7);
+        let a = interned.prepare(&c).expect("builds");
+        let b = interned.prepare(&c).expect("builds");
+        let (ia, ib) = (interned.adopt(a), interned.adopt(b));
+        assert_eq!(ia, ib);
+        assert_eq!(interned.tables.len(), 1);
+    }
 }

@@ -16,6 +16,7 @@ import hashlib
 import math
 import random
 import struct
+import weakref
 
 import extensibletype as et
 
@@ -228,8 +229,11 @@ def case_keys(rng, seed):
 
 
 def apply_model(own, mapping_items):
-    """The model of set_slots: validate everything, then merge (or raise)."""
+    """The model of set_slots: validate everything (a slot named twice in
+    one call, by key or by id, is a ValueError), then merge (or raise)."""
     new = dict(own)
+    seen = set()
+    duplicate = False
     for k, v in mapping_items:
         kid = model_key(k)
         if is_error(kid):
@@ -237,11 +241,13 @@ def apply_model(own, mapping_items):
         val = model_value(v)
         if is_error(val):
             return val
+        duplicate = duplicate or kid in seen
+        seen.add(kid)
         if val is None:
             new.pop(kid, None)
         else:
             new[kid] = val
-    return new
+    return ValueError if duplicate else new
 
 
 def ids_of(slots):
@@ -419,6 +425,122 @@ def case_hierarchy(rng, seed):
     for p in plain_roots:
         if p in own:
             et.set_slots(p, {k: None for k in keys})
+
+
+def case_foreign_churn(rng, seed):
+    """Plain classes (one maybe a bytearray subclass) registered, changed and
+    unregistered at random, against the model; unregistered classes die, and
+    new classes (often at their addresses) answer nothing."""
+    keys = [unique_key(seed, i) for i in range(5)]
+    ids = {k: model_prehash(k) for k in keys}
+    own = {}
+    classes = []
+    for i in range(rng.randrange(1, 6)):
+        roots = (bytearray,) if i == 0 and rng.random() < 0.3 else ()
+        bases = tuple(rng.sample(classes, rng.randrange(0, min(2, len(classes)) + 1))) if classes and not roots else roots
+        try:
+            c = type(f"FC{seed}_{i}", bases, {})
+        except TypeError:
+            continue  # an impossible MRO
+        classes.append(c)
+    for step in range(rng.randrange(1, 12)):
+        c = rng.choice(classes)
+        o = own.setdefault(c, {})
+        if o and rng.random() < 0.35:
+            change = {k: None for k in keys}  # unregister
+        else:
+            change = {k: (None if rng.random() < 0.4 else rng.randrange(1, U64)) for k in rng.sample(keys, rng.randrange(1, 4))}
+        et.set_slots(c, change)
+        for k, v in change.items():
+            if v is None:
+                o.pop(ids[k], None)
+            else:
+                o[ids[k]] = v
+        for d in classes:
+            want = effective(d, own)
+            ours = set(ids.values())  # bytearray may carry the array providers' slots
+            got = {i: v for i, v in ids_of(et.get_slots(d)).items() if i in ours}
+            check(got == want, f"step {step}: get_slots({d.__name__}) {got} != model {want}")
+            kind = et.table_info(d)["kind"]
+            check((kind == "foreign") == bool(own.get(d)), f"step {step}: table_info({d.__name__}) kind {kind!r}, own {own.get(d)}")
+            inst = d()
+            for k in keys:
+                g = et.lookup(inst, k)
+                check(g == want.get(ids[k]), f"step {step}: lookup({d.__name__}, {k}) = {g}, model {want.get(ids[k])}")
+            del inst
+    for c in classes:
+        et.set_slots(c, {k: None for k in keys})
+    refs = [weakref.ref(x) for x in classes]
+    del c, d, classes, own, bases
+    gc.collect()
+    check(all(r() is None for r in refs), "an unregistered plain class was kept alive")
+    for i in range(4):
+        fresh = type(f"FR{seed}_{i}", (), {})
+        for k in keys:
+            check(et.lookup(fresh(), k) is None, f"a new class answered {k} (a dead class's table)")
+
+
+def _heap_in_use():
+    """Bytes malloc has handed out (glibc mallinfo2), or None. Rust's
+    allocations go through malloc; CPython's small objects (pymalloc arenas,
+    mmap) do not, so this follows the registry's memory closely."""
+    global _MALLINFO2
+    if _MALLINFO2 is None:
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+        try:
+            f = ctypes.CDLL(None).mallinfo2
+        except (OSError, AttributeError):
+            _MALLINFO2 = False
+        else:
+            f.restype = MallInfo2
+            _MALLINFO2 = f
+    return _MALLINFO2().uordblks if _MALLINFO2 else None
+
+
+_MALLINFO2 = None
+
+
+def case_memory_bound(rng, seed):
+    """set_slots cycling through a few contents on one type (foreign plain
+    class, bytearray subclass, or class made with the metaclass, with a
+    subclass): after each content was published once, 300 more calls do not
+    grow the heap (tables are interned by content); answers match the model."""
+    keys = [unique_key(seed, i) for i in range(4)]
+    ids = {k: model_prehash(k) for k in keys}
+    kind = rng.choice(["plain", "bytearray", "extensible"])
+    if kind == "plain":
+        cls = type(f"MB{seed}", (), {})
+    elif kind == "bytearray":
+        cls = type(f"MB{seed}", (bytearray,), {})
+    else:
+        cls = ET(f"MB{seed}", (), {})
+    sub = type(cls)(f"MBS{seed}", (cls,), {})
+    contents = []
+    for _ in range(rng.randrange(1, 5)):
+        contents.append({k: rng.randrange(1, U64) for k in rng.sample(keys, rng.randrange(1, 5))})
+
+    def apply(content):
+        et.set_slots(cls, {k: content.get(k) for k in keys})  # None removes the rest
+
+    for c in contents:
+        apply(c)
+    before = _heap_in_use()
+    last = contents[-1]
+    for _ in range(300):
+        last = rng.choice(contents)
+        apply(last)
+    after = _heap_in_use()
+    want = {ids[k]: v for k, v in last.items()}
+    got = {i: v for i, v in ids_of(et.get_slots(cls)).items() if i in set(ids.values())}  # bytearray's own slots aside
+    check(got == want, f"get_slots {got} != model {want}")
+    for k in keys:
+        check(et.lookup(sub(), k) == want.get(ids[k]), f"lookup(sub, {k}) != model {want.get(ids[k])}")
+    if before is not None:
+        # The old registry: >= 200 bytes per call (60 KB here).
+        check(after - before <= 8192, f"{kind}: heap grew by {after - before} bytes over 300 set_slots cycling {len(contents)} contents")
+    et.set_slots(cls, {k: None for k in keys})
 
 
 class SubET(ET):
@@ -654,6 +776,8 @@ CASES = {
     "hierarchy": case_hierarchy,
     "metaclass": case_metaclass,
     "arrays": case_arrays,
+    "foreign_churn": case_foreign_churn,
+    "memory_bound": case_memory_bound,
 }
 
 
