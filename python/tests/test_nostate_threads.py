@@ -138,6 +138,37 @@ def test_plain_classes_with_attribute_assignment(harness):
     assert errors == 0 and hits == 0 and lookups > 1000
 
 
+@pytest.mark.parametrize("release_gil", [False, True])
+def test_pthread_never_calls_into_cpython(harness, release_gil):
+    """A pthread's slow-path lookup on a type without a version tag gives it
+    none: only a thread with an attached thread state of its own may (the
+    3.11 bug: the pthread took the GIL holder's thread state for its own and
+    ran _PyType_Lookup). The caller holds the GIL while it waits, or not."""
+    import ctypes
+
+    from extensibletype import _core
+
+    off = _core._VERSION_TAG_OFFSET
+    if off <= 0:
+        pytest.skip("the type cache is off here (no proven tp_version_tag offset)")
+    tag = lambda tp: ctypes.c_uint32.from_address(id(tp) + off).value  # noqa: E731
+
+    class Base:
+        pass
+
+    et.set_slots(Base, {KEYS[0]: 0x7700})
+
+    for cls in (type("Plain", (), {}), type("Sub", (Base,), {}), Base):
+        cls.attr = 1  # PyType_Modified: tag 0
+        assert tag(cls) == 0
+        want = 0x7700 if issubclass(cls, Base) else 0
+        assert harness.lookup_from_pthread(cls, IDS[0], release_gil) == want
+        assert tag(cls) == 0, f"a thread without a thread state gave {cls.__name__} a version tag"
+        # With a thread state of its own, the slow path does give one.
+        assert harness.lookup(cls, IDS[0]) == want
+        assert tag(cls) != 0
+
+
 EXIT_SCRIPT = textwrap.dedent(
     """
     import random, sys

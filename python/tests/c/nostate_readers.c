@@ -310,7 +310,59 @@ static PyObject *lookup(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)ExtType_FindInType((PyTypeObject *)tp, id));
 }
 
+typedef struct {
+    PyTypeObject *tp;
+    uint64_t id;
+    void *found;
+} one_lookup;
+
+static void *one_lookup_thread(void *arg)
+{
+    one_lookup *job = (one_lookup *)arg;
+    job->found = ExtType_FindInType(job->tp, job->id);
+    return NULL;
+}
+
+/* lookup_from_pthread(type, id, release_gil) -> int: one ExtType_FindInType
+   on a new pthread (no thread state). With release_gil false the calling
+   thread keeps the GIL (and its thread state attached) while it waits: the
+   pthread must still not act as if it held the GIL. */
+static PyObject *lookup_from_pthread(PyObject *self, PyObject *args)
+{
+    PyObject *tp;
+    unsigned long long id;
+    int release, rc;
+    pthread_t t;
+    one_lookup job;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!Kp", &PyType_Type, &tp, &id, &release)) {
+        return NULL;
+    }
+    job.tp = (PyTypeObject *)tp;
+    job.id = (uint64_t)id;
+    job.found = NULL;
+    if (release) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = pthread_create(&t, NULL, one_lookup_thread, &job);
+        if (rc == 0) {
+            pthread_join(t, NULL);
+        }
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = pthread_create(&t, NULL, one_lookup_thread, &job);
+        if (rc == 0) {
+            pthread_join(t, NULL);
+        }
+    }
+    if (rc != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_create failed");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)job.found);
+}
+
 static PyMethodDef methods[] = {
+    {"lookup_from_pthread", lookup_from_pthread, METH_VARARGS, NULL},
     {"add", add, METH_VARARGS, NULL},
     {"replace", replace, METH_VARARGS, NULL},
     {"announce", announce, METH_VARARGS, NULL},
