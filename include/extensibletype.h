@@ -43,7 +43,14 @@
  * Everything else needs the GIL (an attached thread state on free-threaded
  * builds). ExtType_Import() must have returned 0 (in this TU, or in the
  * EXTTYPE_API_UNIQUE_SYMBOL TU) before any other function is called, and must
- * not race with lookups from other threads (call it in module init).
+ * not race with lookups from other threads (call it in module init). Called
+ * before it, the functions that need the GIL fail with RuntimeError
+ * (ExtType_SetSlots: -1, ExtType_FromSpec: NULL, ExtType_ArrayGetView: -1);
+ * the GIL-free ones set no exception: ExtType_Find / ExtType_FindInType /
+ * ExtType_GetAPI / ExtType_Metaclass return NULL, ExtType_Prehash 0.
+ * A lookup from a thread without a thread state calls into CPython never;
+ * once the interpreter exits (atexit), such a lookup that the inline fast
+ * paths do not answer returns NULL.
  *
  * ABI v1 layout (docs/spec.md sections 2, 3 and 8; sizes/offsets for 64-bit
  * platforms, checked by the compiler in tests/abi/abi_layout.c and against
@@ -464,15 +471,17 @@ static inline int ExtType_Import(void)
                      EXTTYPE_ABI_VERSION, (unsigned)EXTTYPE__API_MIN_SIZE);
         return -1;
     }
+    if (EXTTYPE__API_HAS(api, version_tag_offset) &&
+        (api->type_cache == NULL || api->type_cache_bits < 1 || api->type_cache_bits > 32)) {
+        PyErr_SetString(PyExc_ImportError, "extensibletype: the runtime's API struct has no valid type cache");
+        return -1;
+    }
+    /* Everything checked: fill the cache (api last: it says "imported"). */
     EXTTYPE__CACHE.ob_type_offset = EXTTYPE__API_HAS(api, ob_type_offset) ? api->ob_type_offset : 0;
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
     EXTTYPE__CACHE.foreign_registry = api->foreign_registry;
     if (EXTTYPE__API_HAS(api, version_tag_offset)) {
-        if (api->type_cache == NULL || api->type_cache_bits < 1 || api->type_cache_bits > 32) {
-            PyErr_SetString(PyExc_ImportError, "extensibletype: the runtime's API struct has no valid type cache");
-            return -1;
-        }
         EXTTYPE__CACHE.type_cache = api->type_cache;
         EXTTYPE__CACHE.type_cache_shift = 64u - api->type_cache_bits;
         EXTTYPE__CACHE.version_tag_offset = api->version_tag_offset;
@@ -521,6 +530,17 @@ static inline uint64_t ExtType_Prehash(const char *key)
     return key == NULL ? 0 : ExtType_PrehashN(key, strlen(key));
 }
 
+/* Internal: the error of a function that needs the runtime, called before
+   ExtType_Import() succeeded (in this TU, or in the EXTTYPE_API_UNIQUE_SYMBOL
+   TU). Needs the GIL (only functions that need it call this). */
+static inline void ExtType__NotImported(const char *function)
+{
+    PyErr_Format(PyExc_RuntimeError,
+                 "extensibletype: %s() called before ExtType_Import(); call ExtType_Import() "
+                 "once, with the GIL, before any other ExtType_* function (e.g. in your module's init)",
+                 function);
+}
+
 /* Add, override (ptr != NULL) or remove (ptr == NULL) `n` slots of `type`.
    Any type: an extensible type gets a new table (republished for its
    subclasses); another type (e.g. bytearray) is registered in the foreign
@@ -528,9 +548,14 @@ static inline uint64_t ExtType_Prehash(const char *key)
    to must outlive the type (static functions/data, or keep it alive yourself).
    Needs the GIL. `type` is borrowed. Returns 0, or -1 with an exception set
    (TypeError: not a type; ValueError: id 0, key/id mismatch, 64-bit key
-   collision, too many entries); on error nothing changed. */
+   collision, too many entries; RuntimeError: called before ExtType_Import());
+   on error nothing changed. */
 static inline int ExtType_SetSlots(PyObject *type, const ExtType_SlotDef *defs, Py_ssize_t n)
 {
+    if (EXTTYPE__CACHE.api == NULL) {
+        ExtType__NotImported("ExtType_SetSlots");
+        return -1;
+    }
     return EXTTYPE__CACHE.api->set_slots(type, defs, n);
 }
 
@@ -539,10 +564,16 @@ static inline int ExtType_SetSlots(PyObject *type, const ExtType_SlotDef *defs, 
    borrowed and may be NULL) and give it the `n` slots `defs` (pointers as in
    ExtType_SetSlots). On CPython 3.11 (no PyType_FromMetaclass) the result is
    a same-named subclass, with __slots__ = (), of a type built from spec
-   (which keeps the spec's Py_TPFLAGS_BASETYPE setting). Needs the GIL. Returns a NEW reference, or NULL with an exception set. */
+   (which keeps the spec's Py_TPFLAGS_BASETYPE setting). Needs the GIL.
+   Returns a NEW reference, or NULL with an exception set (RuntimeError when
+   called before ExtType_Import()). */
 static inline PyObject *ExtType_FromSpec(PyObject *module, PyType_Spec *spec, PyObject *bases,
                                          const ExtType_SlotDef *defs, Py_ssize_t n)
 {
+    if (EXTTYPE__CACHE.api == NULL) {
+        ExtType__NotImported("ExtType_FromSpec");
+        return NULL;
+    }
     return EXTTYPE__CACHE.api->from_spec(module, spec, bases, defs, n);
 }
 

@@ -232,8 +232,9 @@ static inline void ExtType_ArraySetContiguity(ExtType_ArrayView *view)
    until `*release` has been called. Initialises *view (size) itself.
    Returns 0 and sets *release (call it exactly once: (*release)(obj, view)),
    or -1 with an exception set: TypeError naming the key when type(obj) has
-   no acquire/release slot, else what the provider raised. Both slots are
-   found with one table lookup when the type is on a fast path. */
+   no acquire/release slot, RuntimeError when called before
+   ExtType_Import(), else what the provider raised. Both slots are found
+   with one table lookup when the type is on a fast path. */
 /* Internal: the effective table of `tp` when one of the lookup's fast paths
    has it (exact metaclass with a published table; a type registered in the
    foreign registry), else NULL (then ask ExtType_FindInType). Lets
@@ -254,12 +255,19 @@ static inline const ExtType_Table *ExtType__ArrayFastTable(PyTypeObject *tp)
 static inline int ExtType_ArrayGetView(PyObject *obj, int request, ExtType_ArrayView *view,
                                        ExtType_ArrayReleaseFn *release)
 {
-    PyTypeObject *tp = ExtType__TypeOf(obj);
-    const ExtType_Table *table = ExtType__ArrayFastTable(tp);
-    void *a = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_ACQUIRE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_ACQUIRE);
-    void *r = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_RELEASE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_RELEASE);
+    PyTypeObject *tp;
+    const ExtType_Table *table;
+    void *a, *r;
     ExtType_ArrayAcquireFn acquire;
     ExtType_ArrayReleaseFn rel;
+    if (EXTTYPE__CACHE.api == NULL) {
+        ExtType__NotImported("ExtType_ArrayGetView");
+        return -1;
+    }
+    tp = ExtType__TypeOf(obj);
+    table = ExtType__ArrayFastTable(tp);
+    a = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_ACQUIRE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_ACQUIRE);
+    r = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_RELEASE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_RELEASE);
     /* Slots hold data pointers; POSIX (and every platform CPython runs on)
        gives function pointers the same representation. memcpy keeps ISO C
        pedantic mode quiet. */

@@ -14,17 +14,27 @@
 #
 # Exit status: non-zero (with a message on stderr) when 3.13t cannot be
 # provided, e.g. no apt or no network.  Callers treat that as "unavailable".
+#
+# EXTENSIBLETYPE_CPYTHON_FLAVOR=tsan (scripts/tsan.sh): the same source
+# configured --with-thread-sanitizer, installed in cpython-3.13t-tsan, with
+# CPython's TSan suppressions copied to share/extensibletype-tsan/.
 set -euo pipefail
 
 # From here on, stdout is reserved for the final path: send everything else to
 # stderr and keep the real stdout on fd 3.
 exec 3>&1 1>&2
 
+FLAVOR="${EXTENSIBLETYPE_CPYTHON_FLAVOR:-}"
+case "$FLAVOR" in
+    "") NAME="cpython-3.13t"; EXTRA_CONFIGURE=() ;;
+    tsan) NAME="cpython-3.13t-tsan"; EXTRA_CONFIGURE=(--with-thread-sanitizer) ;;
+    *) printf '[cpython.sh] ERROR: unknown EXTENSIBLETYPE_CPYTHON_FLAVOR=%s (known: tsan)\n' "$FLAVOR" >&2; exit 1 ;;
+esac
 CACHE_ROOT="${HOME}/.cache/extensibletype"
-PREFIX="${CACHE_ROOT}/cpython-3.13t"
+PREFIX="${CACHE_ROOT}/${NAME}"
 PY="${PREFIX}/bin/python3.13t"
 STAMP="${PREFIX}/.extensibletype-build-complete"
-LOCK="${CACHE_ROOT}/cpython-3.13t.lock"
+LOCK="${CACHE_ROOT}/${NAME}.lock"
 SRC_PKG="python3.13"
 SUITE="trixie"
 KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -204,13 +214,17 @@ tar -xf "${origs[0]}" -C "$SRC" --strip-components=1
 # ---------------------------------------------------------------------------
 rm -rf "$PREFIX"
 cd "$SRC"
-log "configuring (free-threaded, prefix ${PREFIX})"
-./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install ||
+log "configuring (free-threaded${FLAVOR:+, $FLAVOR}, prefix ${PREFIX})"
+./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install "${EXTRA_CONFIGURE[@]}" ||
     die "configure failed"
 log "building (make -j2)"
 make -j2 || die "make failed"
 log "installing"
 make install || die "make install failed"
+if [[ "$FLAVOR" == tsan ]]; then
+    mkdir -p "${PREFIX}/share/extensibletype-tsan"
+    cp Tools/tsan/*.txt "${PREFIX}/share/extensibletype-tsan/" 2>/dev/null || log "note: no Tools/tsan suppressions in this source"
+fi
 
 # ---------------------------------------------------------------------------
 # 9. Verify the result, then write the stamp that marks the install complete.

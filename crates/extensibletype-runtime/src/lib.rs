@@ -57,6 +57,7 @@ mod metaclass;
 pub mod pyutil;
 mod registry;
 mod state;
+mod threads;
 
 pub use error::PyErrSet;
 pub use layout::TypeData;

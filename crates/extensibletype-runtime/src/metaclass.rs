@@ -370,6 +370,10 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
 ///   types): the own slots of each class in the MRO, first definition wins —
 ///   exactly the merge a published table would hold (docs/spec.md §4, §5).
 ///
+/// Any thread, with or without a thread state: it calls into CPython only
+/// with an attached thread state of the calling thread, and a thread without
+/// one answers NULL once interpreter exit began ([`super::threads`]).
+///
 /// # Safety
 /// `tp` must be a live type (the caller holds a reference to it or to an
 /// instance).
@@ -380,6 +384,9 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
         if tp.is_null() {
             return ptr::null();
         }
+        let Some(_section) = super::threads::Section::enter() else {
+            return ptr::null(); // interpreter exit, no thread state
+        };
         // Through the type cache (fills the entry for the next lookup).
         if let Some(table) = super::cache::table_for(tp) {
             return crate::table::raw_lookup(table, id);

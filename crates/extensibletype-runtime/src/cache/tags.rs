@@ -14,42 +14,22 @@ extern "C" {
     fn _PyType_Lookup(tp: *mut PyTypeObject, name: *mut PyObject) -> *mut PyObject;
 }
 
-// Not in the limited API's headers, but exported (and documented) by every
-// CPython the abi3 wheel supports (3.12+); there is no limited-API way to ask
-// "does this thread hold the GIL?".
-#[cfg(Py_LIMITED_API)]
-extern "C" {
-    fn PyGILState_Check() -> core::ffi::c_int;
-}
-
 /// An interned attribute name no type has (for tag assignment by lookup).
 static PROBE_NAME: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Does the calling thread have an attached thread state (hold the GIL)?
-/// Callable from any thread, with or without one.
-fn attached() -> bool {
-    // SAFETY: both may be called from any thread at any time.
-    unsafe {
-        // Exact: the attached thread state of this thread, or NULL.
-        #[cfg(not(Py_LIMITED_API))]
-        return !pyo3_ffi::compat::PyThreadState_GetUnchecked().is_null();
-        // The limited API has no exact query; PyGILState_Check is exact while
-        // only one interpreter exists (CPython disables its check once a
-        // subinterpreter is created, and the runtime does not support those).
-        #[cfg(Py_LIMITED_API)]
-        return PyGILState_Check() != 0;
-    }
-}
-
-/// Give `tp` a version tag if the calling thread holds the GIL (an attached
-/// thread state); otherwise do nothing (no Python API without one).
+/// Give `tp` a version tag if the calling thread has an attached thread
+/// state of its own ([`crate::threads::attached`]: decided from this
+/// thread's state on every version); otherwise do nothing (no Python API
+/// without one). A type that is not ready (being created, or a static type
+/// torn down at exit) gets no tag either: CPython's lookup would ready it.
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
+/// `tp` must be a live type.
 pub(super) unsafe fn assign_tag(tp: *mut PyTypeObject) {
-    // SAFETY: everything after the check runs with an attached thread state.
+    // SAFETY: everything after the check runs with an attached thread state
+    // of this thread; PyType_GetFlags reads a live type's flags.
     unsafe {
-        if !attached() {
+        if !crate::threads::attached() || PyType_GetFlags(tp) & Py_TPFLAGS_READY == 0 {
             return;
         }
         #[cfg(all(Py_3_12, not(Py_LIMITED_API)))]
@@ -186,6 +166,7 @@ pub(crate) unsafe fn init() {
     // SAFETY: the caller holds the GIL and calls this once, before any
     // reader can see this copy's cache; the interned name is kept forever.
     unsafe {
+        crate::threads::init();
         let name = PyUnicode_InternFromString(c"_extensibletype_no_such_attribute".as_ptr());
         if name.is_null() {
             PyErr_Clear();

@@ -34,23 +34,35 @@ pub(crate) unsafe fn mro(tp: *mut PyTypeObject) -> Vec<*mut PyTypeObject> {
 }
 
 /// The first `Some(f(t))` for `t` in `tp`'s MRO (from `tp` itself, or from
-/// its first base with `skip_self`). GIL-free.
+/// its first base with `skip_self`). GIL-free; calls no CPython function
+/// that needs a thread state.
+///
+/// A type that is not ready (being created, or a static type CPython tore
+/// down at exit: its MRO and bases may be freed) counts as its own MRO.
 ///
 /// Under the limited API there is no GIL-free view of `tp_mro`, so the MRO
 /// is rebuilt from `__bases__` (see `linearize`).
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
+/// `tp` must be a live type; a thread without an attached thread state must
+/// be inside a [`crate::threads::Section`] (which keeps CPython's exit from
+/// freeing static types' tuples under it).
 pub(crate) unsafe fn find_in_mro<R>(
     tp: *mut PyTypeObject,
     skip_self: bool,
     mut f: impl FnMut(*mut PyTypeObject) -> Option<R>,
 ) -> Option<R> {
+    // SAFETY: PyType_GetFlags reads the flags of a live type.
+    if unsafe { PyType_GetFlags(tp) } & Py_TPFLAGS_READY == 0 {
+        return if skip_self { None } else { f(tp) };
+    }
     // SAFETY: the MRO tuple of a ready type is immutable while the type
-    // lives, and holds its items.
+    // lives, and holds its items; the pointer is read with a relaxed atomic
+    // load (CPython replaces it on `__bases__` assignment).
     #[cfg(not(Py_LIMITED_API))]
     unsafe {
-        let tuple = (*tp).tp_mro;
+        let at = core::ptr::addr_of!((*tp).tp_mro).cast::<core::sync::atomic::AtomicPtr<PyObject>>();
+        let tuple = (*at).load(core::sync::atomic::Ordering::Relaxed);
         if tuple.is_null() {
             return if skip_self { None } else { f(tp) };
         }
