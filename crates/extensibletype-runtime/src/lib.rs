@@ -50,6 +50,7 @@ mod api;
 mod cache;
 mod convert;
 mod error;
+mod interpreters;
 mod layout;
 mod metaclass;
 #[doc(hidden)]

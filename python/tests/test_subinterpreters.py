@@ -1,0 +1,258 @@
+"""Subinterpreters (docs/spec.md §7 and §11): the process-wide type cache never
+gives one interpreter's class another interpreter's answer, even though
+CPython 3.12+ assigns heap-type version tags per interpreter and fresh
+interpreters reuse the same values; one metaclass per process whatever the
+interpreter that imports first; isolated interpreters (own GIL) are refused
+with an ImportError that says why.
+
+Every scenario runs in a fresh process (the cache and the runtime are
+process-wide, so the order of events must be under control). Legacy
+subinterpreters come from ``_xxsubinterpreters`` (3.11, 3.12) or
+``_interpreters`` (3.13+); an interpreter without either skips with a reason.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import cbuild
+
+pytestmark = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _have_subinterpreters():
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            __import__(name)
+            return True
+        except ImportError:
+            pass
+    return False
+
+
+needs_subinterpreters = pytest.mark.skipif(
+    not _have_subinterpreters(), reason="this interpreter has neither _interpreters nor _xxsubinterpreters"
+)
+
+# Put in front of every scenario: legacy subinterpreters on 3.11 - 3.15.
+HELPERS = """
+import gc, os, sys
+sys.path[:0] = [C_DIR]
+if sys.version_info >= (3, 13):
+    import _interpreters as _interp
+    def new_legacy():
+        return _interp.create("legacy")
+    def new_isolated():
+        return _interp.create("isolated")
+    def run(i, code):
+        err = _interp.run_string(i, code)
+        if err is not None:
+            raise RuntimeError("in subinterpreter %s: %s" % (i, err.formatted))
+else:
+    import _xxsubinterpreters as _interp
+    def new_legacy():
+        return _interp.create(isolated=False)
+    def new_isolated():
+        return _interp.create(isolated=True)
+    def run(i, code):
+        _interp.run_string(i, code)
+def destroy(i):
+    _interp.destroy(i)
+"""
+
+
+@pytest.fixture(scope="module")
+def c_dir():
+    """Directory holding the C helper (ExtType_Find from C)."""
+    import extensibletype
+
+    path = cbuild.build(
+        "subinterp_find",
+        [os.path.join(HERE, "c", "subinterp_find.c")],
+        include_dirs=[cbuild.INCLUDE],
+        cflags=cbuild.STRICT,
+    )
+    assert extensibletype
+    return str(path.parent)
+
+
+def scenario(code, c_dir, extra_path=(), timeout=300):
+    """Run HELPERS + `code` in a fresh interpreter; return its stdout."""
+    src = f"C_DIR = {c_dir!r}\n" + HELPERS + textwrap.dedent(code)
+    env = dict(os.environ)
+    # Subinterpreters start from PYTHONPATH too.
+    env["PYTHONPATH"] = os.pathsep.join([*extra_path, c_dir, HERE, env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", src],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"scenario failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+# One task in an interpreter: make a class, use it, look a slot up from
+# Python and from C, write "<who> <python answer> <C answer>", let it die.
+TASK_SETUP = """
+import gc, sys
+import extensibletype as et
+import subinterp_find as cf
+KEY = "tests.subinterp.v1:slot"
+ID = et.prehash(KEY)
+OUT = open(OUT_PATH, "a")
+def report(who, obj):
+    OUT.write("%s %s %s %s\\n" % (who, et.lookup(obj, KEY), cf.find(obj, ID), cf.find_in_type(type(obj), ID)))
+    OUT.flush()
+"""
+BUF_TASK = """
+class Buf(bytearray):
+    pass
+b = Buf(b"x")
+b.append(1)
+report("buf", b)
+del b, Buf
+gc.collect()
+"""
+PLAIN_TASK = """
+class Plain:
+    def method(self):
+        return 1
+p = Plain()
+p.method()
+report("plain", p)
+del p, Plain
+gc.collect()
+"""
+
+
+def tally(out_path):
+    """(tasks, wrong answers) from the report lines."""
+    want = {"buf": str(0x1234), "plain": "None"}
+    tasks = wrong = 0
+    with open(out_path) as f:
+        for line in f:
+            who, *answers = line.split()
+            tasks += 1
+            wrong += any(a != want[who] for a in answers)
+    return tasks, wrong
+
+
+@needs_subinterpreters
+def test_pool_taking_turns_never_answers_for_another_interpreters_class(c_dir, tmp_path):
+    """Two long-lived legacy subinterpreters take turns: one subclasses a
+    foreign-registered type, the other makes a plain class. Each class dies
+    after its task, so the next one (in the other interpreter) often gets its
+    address and, tags being per interpreter, its version tag."""
+    out = tmp_path / "answers.txt"
+    scenario(
+        f"""
+        OUT_PATH = {str(out)!r}
+        import extensibletype as et
+        et.set_slots(bytearray, {{"tests.subinterp.v1:slot": 0x1234}})
+        a, b = new_legacy(), new_legacy()
+        for i in (a, b):
+            run(i, "OUT_PATH = %r\\n" % OUT_PATH + {TASK_SETUP!r})
+        for _ in range(200):
+            run(a, {BUF_TASK!r})
+            run(b, {PLAIN_TASK!r})
+        destroy(a)
+        destroy(b)
+        """,
+        c_dir,
+    )
+    tasks, wrong = tally(out)
+    assert tasks == 400
+    assert wrong == 0, f"{wrong}/{tasks} tasks got another interpreter's answer"
+
+
+@needs_subinterpreters
+def test_dying_interpreters_and_reused_tags(c_dir, tmp_path):
+    """Interpreters that die and fresh ones that start their tag counter
+    again: the main interpreter first fills the cache for classes that die,
+    then each short-lived interpreter makes one class and dies."""
+    out = tmp_path / "answers.txt"
+    scenario(
+        f"""
+        OUT_PATH = {str(out)!r}
+        exec({TASK_SETUP!r})
+        et.set_slots(bytearray, {{KEY: 0x1234}})
+        # The main interpreter fills entries for classes that die.
+        for _ in range(50):
+            exec({BUF_TASK!r})
+        for n in range(60):
+            i = new_legacy()
+            run(i, "OUT_PATH = %r\\n" % OUT_PATH + {TASK_SETUP!r})
+            run(i, {PLAIN_TASK!r} if n % 2 else {BUF_TASK!r})
+            destroy(i)
+            exec({PLAIN_TASK!r})
+        """,
+        c_dir,
+    )
+    tasks, wrong = tally(out)
+    assert tasks == 50 + 120
+    assert wrong == 0, f"{wrong}/{tasks} tasks got another interpreter's answer"
+
+
+# `cached(tp)`: is there a live type-cache entry for `tp` (read with ctypes
+# from the API struct, docs/spec.md §8 and §11)?
+CACHE_PROBE = """
+import ctypes
+from extensibletype import _core
+def cached(tp):
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    api = get(_core._C_API, b"extensibletype._C_API")
+    entries = ctypes.c_void_p.from_address(api + 112).value
+    bits = ctypes.c_uint32.from_address(api + 120).value
+    off = ctypes.c_int32.from_address(api + 124).value
+    index = ((id(tp) * 0x9E3779B97F4A7C15) % 2**64) >> (64 - bits)
+    e = entries + 32 * index
+    tag = ctypes.c_uint32.from_address(id(tp) + off).value
+    return (ctypes.c_void_p.from_address(e + 8).value == id(tp)
+            and ctypes.c_uint32.from_address(e + 4).value == tag != 0)
+"""
+
+
+@needs_subinterpreters
+def test_cache_still_serves_process_wide_tags_with_subinterpreters(c_dir):
+    """Types whose version tags are process-wide (static and immutable
+    types) stay cached once several interpreters exist; plain classes (tags
+    per interpreter on 3.12+) are answered by the slow path, correctly."""
+    out = scenario(
+        CACHE_PROBE
+        + textwrap.dedent(
+            """
+        import extensibletype as et
+        KEY = "tests.subinterp.v1:slot"
+        et.set_slots(bytearray, {KEY: 0x1234})
+        class Before:
+            pass
+        assert et.lookup(Before(), KEY) is None
+        assert cached(Before), "a plain class is cached while one interpreter exists"
+        i = new_legacy()
+        run(i, "import extensibletype")
+        class Plain:
+            pass
+        for _ in range(3):
+            assert et.lookup(bytearray(), KEY) == 0x1234
+            assert et.lookup(Plain(), KEY) is None
+            assert et.lookup(Before(), KEY) is None
+        assert cached(bytearray)
+        per_interpreter_tags = sys.version_info >= (3, 12)
+        assert cached(Plain) != per_interpreter_tags, cached(Plain)
+        assert cached(Before) != per_interpreter_tags, cached(Before)
+        destroy(i)
+        print("OK")
+        """
+        ),
+        c_dir,
+    )
+    assert "OK" in out
