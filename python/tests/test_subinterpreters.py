@@ -256,3 +256,106 @@ def test_cache_still_serves_process_wide_tags_with_subinterpreters(c_dir):
         c_dir,
     )
     assert "OK" in out
+
+
+# --- one metaclass per process, whatever imports first where -----------------
+
+from test_two_runtimes import module_dir  # noqa: E402,F401  (fixture: builds examples/second_runtime)
+
+# After both runtimes are imported in the running interpreter: one metaclass,
+# classes of both copies mix, lookups from Python, Rust and C agree.
+MIXED_CHECKS = """
+import extensibletype as et, second_runtime as sr, subinterp_find as cf, sys
+assert sr.metaclass() is et.ExtensibleType, (sr.metaclass(), et.ExtensibleType)
+assert sys.modules["_extensibletype"].ExtensibleType_v1 is et.ExtensibleType
+T = sr.make_type("Thing")
+assert type(T) is et.ExtensibleType
+class E(metaclass=et.ExtensibleType):
+    __cslots__ = {"tests.subinterp.v1:e": 0xE0}
+class Mixed(E, T):
+    pass
+m = Mixed()
+answer = et.lookup(m, sr.ANSWER_KEY)
+assert answer is not None
+assert sr.find(m, sr.ANSWER_KEY) == answer
+assert cf.find(m, et.prehash(sr.ANSWER_KEY)) == answer
+assert et.lookup(m, "tests.subinterp.v1:e") == 0xE0
+assert sr.find(m, "tests.subinterp.v1:e") == 0xE0
+assert cf.find(m, et.prehash("tests.subinterp.v1:e")) == 0xE0
+assert cf.find_in_type(Mixed, et.prehash("tests.subinterp.v1:e")) == 0xE0
+"""
+
+
+@needs_subinterpreters
+def test_second_runtime_first_in_a_subinterpreter(c_dir, module_dir, tmp_path):
+    """The second copy creates the runtime in a legacy subinterpreter; the
+    package imported later in the main interpreter (and in another
+    subinterpreter) uses that metaclass; it outlives the subinterpreter."""
+    out = scenario(
+        f"""
+        checks = {MIXED_CHECKS!r}
+        first = new_legacy()
+        run(first, "import sys\\n"
+                   "assert 'extensibletype' not in sys.modules\\n"
+                   "import second_runtime as sr\\n"
+                   "T0 = sr.make_type('Early')\\n"
+                   "assert sr.find(T0(), sr.ANSWER_KEY) is not None\\n")
+        assert "second_runtime" not in sys.modules and "_extensibletype" not in sys.modules
+        import extensibletype as et
+        run(first, "import extensibletype as et\\n"
+                   "assert type(T0) is et.ExtensibleType\\n"
+                   "assert et.lookup(T0(), sr.ANSWER_KEY) is not None\\n" + checks)
+        exec(checks)
+        other = new_legacy()
+        run(other, checks)
+        destroy(first)
+        destroy(other)
+        # The metaclass made in the dead interpreter still serves.
+        exec(checks)
+        print("OK")
+        """,
+        c_dir,
+        extra_path=[str(module_dir)],
+    )
+    assert "OK" in out
+
+
+def test_second_runtime_after_sys_modules_surgery(c_dir, module_dir):
+    """`del sys.modules["_extensibletype"]` does not make a second metaclass:
+    the copies meet process-wide; the entry is republished."""
+    out = scenario(
+        f"""
+        import sys
+        import extensibletype as et
+        meta = et.ExtensibleType
+        del sys.modules["_extensibletype"]
+        import second_runtime as sr
+        assert sr.metaclass() is meta
+        assert sys.modules["_extensibletype"].ExtensibleType_v1 is meta
+        exec({MIXED_CHECKS!r})
+        print("OK")
+        """,
+        c_dir,
+        extra_path=[str(module_dir)],
+    )
+    assert "OK" in out
+
+
+def test_second_runtime_first_then_sys_modules_surgery(c_dir, module_dir):
+    """The other order: the second copy first, the entry deleted, then the
+    package."""
+    out = scenario(
+        f"""
+        import sys
+        import second_runtime as sr
+        meta = sr.metaclass()
+        del sys.modules["_extensibletype"]
+        import extensibletype as et
+        assert et.ExtensibleType is meta
+        exec({MIXED_CHECKS!r})
+        print("OK")
+        """,
+        c_dir,
+        extra_path=[str(module_dir)],
+    )
+    assert "OK" in out
