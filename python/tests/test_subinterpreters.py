@@ -359,3 +359,80 @@ def test_second_runtime_first_then_sys_modules_surgery(c_dir, module_dir):
         extra_path=[str(module_dir)],
     )
     assert "OK" in out
+
+
+# --- isolated interpreters (own GIL) are refused, with the reason -------------
+
+REFUSAL_WORDS = ("own GIL", "legacy subinterpreters", "threads")
+
+
+# Run in an isolated interpreter: both imports refused, the package's saying why.
+ISOLATED_IMPORT = """
+try:
+    import extensibletype
+except ImportError as e:
+    msg = str(e)
+else:
+    raise AssertionError("imported in an isolated interpreter")
+for word in REFUSAL_WORDS:
+    assert word in msg, msg
+try:
+    import subinterp_find  # a C consumer: its ExtType_Import() is refused too
+except ImportError:
+    pass
+else:
+    raise AssertionError("C consumer imported in an isolated interpreter")
+"""
+
+
+@needs_subinterpreters
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist since CPython 3.12")
+def test_isolated_interpreter_import_is_an_import_error_that_says_why(c_dir):
+    out = scenario(
+        f"""
+        import extensibletype  # the main interpreter has it: the refusal is per interpreter
+        i = new_isolated()
+        run(i, "REFUSAL_WORDS = %r\\n" % ({REFUSAL_WORDS!r},) + {ISOLATED_IMPORT!r})
+        destroy(i)
+        # Legacy subinterpreters still work after the refusal.
+        j = new_legacy()
+        run(j, "import extensibletype")
+        destroy(j)
+        print("OK")
+        """,
+        c_dir,
+    )
+    assert "OK" in out
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="concurrent.interpreters is new in CPython 3.14")
+def test_concurrent_interpreters_and_pool_executor_refuse_with_the_reason(c_dir):
+    out = scenario(
+        """
+        from concurrent import interpreters
+        from concurrent.futures import InterpreterPoolExecutor
+        interp = interpreters.create()
+        try:
+            interp.exec("import extensibletype")
+        except interpreters.ExecutionFailed as e:
+            msg = str(e)
+        else:
+            raise AssertionError("imported in concurrent.interpreters")
+        assert "own GIL" in msg, msg
+        interp.close()
+        def task():
+            import extensibletype
+            return extensibletype.ABI_VERSION
+        with InterpreterPoolExecutor(max_workers=2) as pool:
+            try:
+                pool.submit(task).result()
+            except Exception as e:
+                msg = repr(e) + str(getattr(e, "__cause__", ""))
+            else:
+                raise AssertionError("imported in InterpreterPoolExecutor")
+        assert "own GIL" in msg, msg
+        print("OK")
+        """,
+        c_dir,
+    )
+    assert "OK" in out
