@@ -23,7 +23,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Kinds by seed: the parent names a crashed case without importing anything.
-KINDS = ["prehash", "keys", "set_slots", "hierarchy", "metaclass", "arrays", "hierarchy", "arrays", "set_slots"]
+KINDS = ["prehash", "keys", "set_slots", "hierarchy", "metaclass", "arrays", "hierarchy", "arrays", "set_slots"] * 2 + ["subinterpreters"]
 
 
 def kind_of(seed: int) -> str:
