@@ -191,6 +191,11 @@ def test_dying_interpreters_and_reused_tags(c_dir, tmp_path):
             i = new_legacy()
             run(i, "OUT_PATH = %r\\n" % OUT_PATH + {TASK_SETUP!r})
             run(i, {PLAIN_TASK!r} if n % 2 else {BUF_TASK!r})
+            # A plain class registered in the interpreter and left there:
+            # the registry keeps it past the interpreter's death.
+            run(i, "class Kept:\\n    pass\\n"
+                   "et.set_slots(Kept, {{'tests.subinterp.v1:kept': 0x7777}})\\n"
+                   "assert cf.find(Kept(), et.prehash('tests.subinterp.v1:kept')) == 0x7777\\n")
             destroy(i)
             exec({PLAIN_TASK!r})
         """,
@@ -199,6 +204,32 @@ def test_dying_interpreters_and_reused_tags(c_dir, tmp_path):
     tasks, wrong = tally(out)
     assert tasks == 50 + 120
     assert wrong == 0, f"{wrong}/{tasks} tasks got another interpreter's answer"
+
+
+@needs_subinterpreters
+@pytest.mark.xfail(
+    strict=True,
+    reason="convert.rs caches ctypes.cast and the ctypes types of the first interpreter that "
+    "converts a ctypes value; once that interpreter is gone (or in another one) set_slots with "
+    "a ctypes value fails ('NoneType' object is not callable)",
+)
+def test_ctypes_values_after_the_first_converting_interpreter_died(c_dir):
+    scenario(
+        """
+        i = new_legacy()
+        run(i, "import ctypes, extensibletype as et\\n"
+               "class K:\\n    pass\\n"
+               "et.set_slots(K, {'tests.subinterp.v1:c': ctypes.CFUNCTYPE(ctypes.c_int)(lambda: 7)})\\n")
+        destroy(i)
+        import ctypes, extensibletype as et
+        class K2:
+            pass
+        f = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: 7)
+        et.set_slots(K2, {"tests.subinterp.v1:c": f})
+        assert et.lookup(K2(), "tests.subinterp.v1:c") == ctypes.cast(f, ctypes.c_void_p).value
+        """,
+        c_dir,
+    )
 
 
 # `cached(tp)`: is there a live type-cache entry for `tp` (read with ctypes
