@@ -378,7 +378,12 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
     unsafe {
         note_interpreters();
         let mut tag = layout::version_tag(tp, off);
-        if tag == 0 {
+        // With several interpreters a per-interpreter tag is never cached, so
+        // giving one is useless; and under the limited API the "does this
+        // thread hold the GIL?" check is void then (CPython disables
+        // PyGILState_Check when it creates a subinterpreter): give none.
+        let many = MANY_INTERPRETERS.load(Ordering::Acquire);
+        if tag == 0 && !(many && (cfg!(Py_LIMITED_API) || !interpreters::tag_is_process_wide(tp))) {
             assign_tag(tp);
             tag = layout::version_tag(tp, off);
         }
