@@ -13,7 +13,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use core::ffi::{c_int, c_void, CStr};
+use core::ffi::{c_int, CStr};
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
@@ -107,7 +107,7 @@ pub unsafe extern "C" fn PyInit__core() -> *mut PyObject {
         .get_or_init(|| {
             let exec_fn: unsafe extern "C" fn(*mut PyObject) -> c_int = exec;
             let slots = vec![
-                PyModuleDef_Slot { slot: Py_mod_exec, value: exec_fn as *mut c_void },
+                PyModuleDef_Slot { slot: Py_mod_exec, value: exec_fn as *mut core::ffi::c_void },
                 #[cfg(Py_3_12)]
                 PyModuleDef_Slot { slot: Py_mod_multiple_interpreters, value: Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED },
                 #[cfg(Py_3_13)]
