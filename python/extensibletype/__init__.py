@@ -11,17 +11,33 @@ Rust (the ``extensibletype`` crate) or Python (:func:`lookup`).
 '0x1000'
 """
 
-from ._core import (
-    ABI_VERSION,
-    TABLE_OFFSET,
-    ExtensibleType,
-    _C_API,
-    get_slots,
-    lookup,
-    prehash,
-    set_slots,
-    table_info,
-)
+try:
+    from ._core import (
+        ABI_VERSION,
+        TABLE_OFFSET,
+        ExtensibleType,
+        _C_API,
+        get_slots,
+        lookup,
+        prehash,
+        set_slots,
+        table_info,
+    )
+except ImportError as _refused:
+    # CPython refuses the extension in an interpreter with its own GIL (it
+    # declares multiple-interpreter support, not per-interpreter-GIL
+    # support): say why and what to use instead (docs/spec.md §7).
+    if "does not support loading in subinterpreters" not in str(_refused):
+        raise
+    raise ImportError(
+        "extensibletype cannot be imported in an isolated subinterpreter (one with its own GIL, "
+        "as made by concurrent.interpreters and InterpreterPoolExecutor): its runtime is "
+        "process-wide (one ExtensibleType metaclass, one slot registry and one type cache for "
+        "every interpreter, holding references to objects of the interpreters that made them), "
+        "which only interpreters sharing a GIL may do safely. Use legacy subinterpreters (shared "
+        "GIL: _interpreters.create('legacy') or Py_NewInterpreter), threads, or processes.",
+        name=__name__,
+    ) from _refused
 
 #: The package version (the same as the crates'; a test checks the three agree).
 __version__ = "0.1.0"

@@ -33,6 +33,14 @@
 //! registry table (never freed), the static empty table, or an interned
 //! merged table (never freed).
 //!
+//! Several interpreters (CPython 3.12+): a mutable heap type's tag comes
+//! from a counter of its interpreter, and fresh interpreters start from the
+//! same values, so (address, tag) of a dead class can recur in another
+//! interpreter. Once a second interpreter exists ([`note_interpreters`]), the
+//! cache is cleared and keeps only types whose tags are process-wide
+//! (static and immutable types: `crate::interpreters`); the others take the
+//! slow path, which is always correct.
+//!
 //! Under the limited API the runtime cannot name `tp_version_tag`: [`init`]
 //! proves a candidate offset on the running interpreter (see [`prove`]);
 //! without proof the tag offset stays 0 and no entry is ever filled (every
@@ -41,13 +49,13 @@
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{fence, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
 use super::layout::{self, TypeData, TypeDataExt};
-use super::state;
+use super::{interpreters, state};
 use crate::table::{RawEntry, RawTable, Table, HEADER_SIZE};
 
 mod tags;
@@ -95,6 +103,23 @@ static VIEW: View = View {
 
 /// Bumped (under [`LOCK`]) by every change that can change an answer.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Set (for good) once a second interpreter has existed: from then on only
+/// types whose version tags are process-wide get entries (module doc).
+static MANY_INTERPRETERS: AtomicBool = AtomicBool::new(false);
+
+/// Look whether a second interpreter exists; the first time one does, stop
+/// caching types whose tags are per interpreter and forget every entry
+/// (before anything could look a class of that interpreter up: the runtime
+/// calls this from every slow path and from module execution in each
+/// interpreter). Needs no GIL.
+pub(crate) fn note_interpreters() {
+    if !MANY_INTERPRETERS.load(Ordering::Acquire) && interpreters::another_exists() {
+        MANY_INTERPRETERS.store(true, Ordering::Release);
+        // Fillers re-check the flag under LOCK after this bump.
+        invalidate_all();
+    }
+}
 
 /// Merged tables by content (sorted `(id, ptr)` pairs); never freed.
 type Interned = HashMap<Vec<(u64, usize)>, Table>;
@@ -347,8 +372,14 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
     // SAFETY: `tp` is a live, ready type (the caller's contract) and `off`
     // the proven tag offset (non-zero here); the entries live forever.
     unsafe {
+        note_interpreters();
         let mut tag = layout::version_tag(tp, off);
-        if tag == 0 {
+        // With several interpreters a per-interpreter tag is never cached, so
+        // giving one is useless; and under the limited API the "does this
+        // thread hold the GIL?" check is void then (CPython disables
+        // PyGILState_Check when it creates a subinterpreter): give none.
+        let many = MANY_INTERPRETERS.load(Ordering::Acquire);
+        if tag == 0 && !(many && (cfg!(Py_LIMITED_API) || !interpreters::tag_is_process_wide(tp))) {
             assign_tag(tp);
             tag = layout::version_tag(tp, off);
         }
@@ -357,7 +388,12 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
         let table = effective_table(tp)?;
         if tag != 0 {
             if let Ok(mut guard) = LOCK.try_lock() {
-                if GENERATION.load(Ordering::Relaxed) == generation && layout::version_tag(tp, off) == tag {
+                // With several interpreters, only process-wide tags (checked
+                // before the tag is read again: see tag_is_process_wide).
+                if GENERATION.load(Ordering::Relaxed) == generation
+                    && (!MANY_INTERPRETERS.load(Ordering::Relaxed) || interpreters::tag_is_process_wide(tp))
+                    && layout::version_tag(tp, off) == tag
+                {
                     let entries = VIEW.entries.load(Ordering::Relaxed);
                     let i = index(tp);
                     write(&*entries.add(i), tp, tag, table);

@@ -7,10 +7,12 @@
 //! the version (re-exported here as [`pyo3_ffi`]).
 //!
 //! One runtime per process (docs/spec.md §7): the first copy of this crate that calls
-//! [`import`] creates the metaclass and publishes its [`Api`] struct in
-//! `sys.modules["_extensibletype"]`; every later copy (another extension
-//! linking this crate) finds it there and goes through that struct, exactly
-//! like a C consumer of `extensibletype.h`.
+//! [`import`] creates the metaclass and publishes its [`Api`] struct
+//! process-wide (a rendezvous found through the dynamic loader, see
+//! `bootstrap.rs`) and in every interpreter's `sys.modules["_extensibletype"]`;
+//! every later copy (another extension linking this crate), in any
+//! interpreter, finds it and goes through that struct, exactly like a C
+//! consumer of `extensibletype.h`.
 //!
 //! ```no_run
 //! use core::ffi::c_void;
@@ -34,10 +36,9 @@
 // its contract (clippy; per crate until the whole workspace is clean, then
 // [workspace.lints.clippy] in Cargo.toml).
 
-use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
@@ -47,10 +48,12 @@ pub use pyo3_ffi;
 pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_ENTRIES};
 
 mod api;
+mod bootstrap;
 mod cache;
 mod convert;
 mod error;
 mod foreign;
+mod interpreters;
 mod layout;
 mod metaclass;
 #[doc(hidden)]
@@ -138,175 +141,15 @@ fn api_field_types(a: &Api) {
     let _: i32 = a.version_tag_offset;
 }
 
-static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
-static INIT: Mutex<()> = Mutex::new(());
-
 pub(crate) use pyutil::guard;
 
-/// Load (or create) the process's runtime. Needs the GIL; on failure returns
-/// [`PyErrSet`]: a Python exception is set (`ImportError` on an ABI
-/// mismatch).
-///
-/// Idempotent and cheap after the first call.
-pub fn import() -> Result<&'static Api, PyErrSet> {
-    let api = API.load(Ordering::Acquire);
-    if !api.is_null() {
-        // SAFETY: published APIs are leaked, immutable and live forever.
-        return Ok(unsafe { &*api });
-    }
-    // SAFETY: GIL held (the caller's contract).
-    guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
-}
-
-/// The first [`import`] of this copy: find the process's runtime in `sys.modules['_extensibletype']`, or create and publish it.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state).
-unsafe fn import_slow() -> Result<&'static Api, Error> {
-    let _init = registry::lock_detached(&INIT);
-    // SAFETY: published APIs are leaked, immutable and live forever.
-    if let Some(api) = unsafe { API.load(Ordering::Acquire).as_ref() } {
-        return Ok(api);
-    }
-    // SAFETY: the caller holds the GIL, and INIT serialises this copy's
-    // imports; every object made here is owned by an `Owned` or published.
-    unsafe {
-        let shared = shared_module()?;
-        let existing = shared_attribute(shared, c"api_v1")?;
-        let existing_meta = shared_attribute(shared, c"ExtensibleType_v1")?;
-        let api: &'static Api = match existing {
-            None => {
-                if let Some(meta) = existing_meta {
-                    // Never replace another runtime's entry, even a broken one.
-                    return Err(Error::Import(format!(
-                        "extensibletype: sys.modules['_extensibletype'] has an ExtensibleType_v1 ({}) \
-                         but no api_v1 capsule; refusing to replace another runtime's entry",
-                        pyutil::type_name(meta.0)
-                    )));
-                }
-                let (meta, offset) = metaclass::create()?;
-                cache::init();
-                let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
-                layout::set_fast_path(meta, offset, api.foreign_registry);
-                let capsule = pyutil::Owned::new(PyCapsule_New(
-                    (api as *const Api).cast_mut().cast(),
-                    CAPSULE_NAME.as_ptr(),
-                    None,
-                ))?;
-                if PyObject_SetAttrString(shared, c"api_v1".as_ptr(), capsule.0) < 0
-                    || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), meta.cast()) < 0
-                {
-                    return Err(Error::Python);
-                }
-                api
-            }
-            Some(capsule) => {
-                if PyCapsule_IsValid(capsule.0, CAPSULE_NAME.as_ptr()) == 0 {
-                    return Err(Error::Import(format!(
-                        "extensibletype: sys.modules['_extensibletype'].api_v1 is not a capsule named {:?} \
-                         (found {}); another runtime's entry is corrupt",
-                        CAPSULE_NAME,
-                        pyutil::type_name(capsule.0)
-                    )));
-                }
-                let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
-                if api.is_null() {
-                    return Err(Error::Python);
-                }
-                check_abi(&*api)?;
-                match existing_meta {
-                    Some(meta) if meta.0 == (*api).metaclass.cast() => {}
-                    other => {
-                        return Err(Error::Import(format!(
-                            "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
-                             not the metaclass of its api_v1 capsule; another runtime's entry is corrupt",
-                            other.map_or_else(|| "missing".to_owned(), |m| format!("a {}", pyutil::type_name(m.0)))
-                        )))
-                    }
-                }
-                layout::set_fast_path((*api).metaclass, (*api).table_offset, (*api).foreign_registry);
-                cache::set_view((*api).type_cache, (*api).version_tag_offset as isize);
-                &*api
-            }
-        };
-        API.store((api as *const Api).cast_mut(), Ordering::Release);
-        Ok(api)
-    }
-}
-
-/// Refuse a runtime whose ABI differs from ours.
-fn check_abi(api: &Api) -> Result<(), Error> {
-    let need = core::mem::size_of::<Api>() as u32;
-    if api.abi_version != ABI_VERSION || api.struct_size < need {
-        return Err(Error::Import(format!(
-            "extensibletype: the runtime loaded in this process has ABI version {} (API struct of {} bytes), \
-             but this extension needs ABI version {ABI_VERSION} (at least {need} bytes)",
-            api.abi_version, api.struct_size
-        )));
-    }
-    Ok(())
-}
-
-/// `attr` of the shared module: `None` when absent; any other error (a
-/// module `__getattr__` that raises) is an `ImportError` naming the module.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state); `shared` is a
-/// live object (the shared module).
-unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
-    // SAFETY: GIL held; shared is a live module.
-    unsafe {
-        let value = PyObject_GetAttrString(shared, attr.as_ptr());
-        if !value.is_null() {
-            return Ok(Some(pyutil::Owned(value)));
-        }
-        if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
-            PyErr_Clear();
-            return Ok(None);
-        }
-        let why = pyutil::fetch_message();
-        Err(Error::Import(format!(
-            "extensibletype: reading sys.modules['_extensibletype'].{} failed: {why}",
-            attr.to_string_lossy()
-        )))
-    }
-}
-
-/// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
-/// Anything there that is not a module is an `ImportError`, left in place.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state).
-unsafe fn shared_module() -> Result<*mut PyObject, Error> {
-    // SAFETY: the caller holds the GIL; `sys.modules` is a live dict for the
-    // interpreter's life and its items are borrowed while it holds them.
-    unsafe {
-        let modules = PyImport_GetModuleDict();
-        let name = c"_extensibletype";
-        let existing = PyDict_GetItemString(modules, name.as_ptr());
-        if !existing.is_null() {
-            if PyModule_Check(existing) == 0 {
-                return Err(Error::Import(format!(
-                    "extensibletype: sys.modules['_extensibletype'] is a {}, not a module; \
-                     refusing to replace another runtime's entry",
-                    pyutil::type_name(existing)
-                )));
-            }
-            return Ok(existing);
-        }
-        let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;
-        if PyDict_SetItemString(modules, name.as_ptr(), module.0) < 0 {
-            return Err(Error::Python);
-        }
-        Ok(PyDict_GetItemString(modules, name.as_ptr()))
-    }
-}
+pub use bootstrap::import;
 
 /// The runtime's API struct; [`import`] must have succeeded.
 #[inline]
 fn api() -> &'static Api {
     // SAFETY: set once by import() and never changed; callers have imported.
-    unsafe { API.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
+    unsafe { bootstrap::API.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
 }
 
 /// The `ExtensibleType` metaclass (borrowed). [`import`] must have succeeded.

@@ -14,6 +14,7 @@ import ctypes
 import gc
 import hashlib
 import math
+import os
 import random
 import struct
 import weakref
@@ -769,6 +770,138 @@ def case_arrays(rng, seed):
         check(xa.sum(arr) == min(old, math.prod(new)), f"resize contents: sum {xa.sum(arr)}")
 
 
+# --- subinterpreters ---------------------------------------------------------
+#
+# A pool of legacy subinterpreters kept across seeds (created lazily, one
+# destroyed and replaced now and then): each case runs a few tasks in random
+# interpreters; a task makes a class of a random kind, looks its slots up and
+# compares with the model, then lets the class die, so addresses (and, on
+# 3.12+, per-interpreter version tags) are reused across interpreters.
+
+SUB_KEYS = ["fuzz.sub.v1:%d" % i for i in range(4)]
+# Slots of the foreign type every interpreter subclasses (set once, in the
+# main interpreter: the registry is process-wide).
+SUB_FOREIGN = {SUB_KEYS[0]: 0xF000, SUB_KEYS[1]: 0xF001}
+_SUB_POOL: list = []
+
+SUB_TASK = """
+import ctypes, gc, os, random
+import extensibletype as et
+from extensibletype import _core
+rng = random.Random(SEED)
+K = %r
+FOREIGN = %r
+OFF = _core._VERSION_TAG_OFFSET
+def tag(t):
+    return ctypes.c_uint32.from_address(id(t) + OFF).value if OFF else 0
+# Adversarial: bring this interpreter's tag counter up to the tag of the class
+# that just died in another interpreter (3.12+: counters are per
+# interpreter), so that the class made next may get its address and its tag.
+if TARGET and OFF:
+    for _ in range(300):
+        d = type("D", (), {})
+        getattr(d, "no_such_attribute", None)
+        t = tag(d)
+        del d
+        gc.collect()
+        if t == 0 or t >= TARGET - 1:
+            break
+vals = {k: rng.randrange(1, 1 << 40) for k in rng.sample(K, rng.randrange(0, len(K) + 1))}
+kind = rng.choice(["plain", "plain_registered", "foreign", "extensible", "extensible_sub", "foreign_extensible"])
+def m(self):
+    return 1
+if kind in ("plain", "plain_registered"):
+    C = type("C", (), {"m": m})
+    want = {}
+    if kind == "plain_registered":
+        et.set_slots(C, vals)
+        want = vals
+elif kind == "foreign":
+    C = type("C", (bytearray,), {"m": m})
+    want = dict(FOREIGN)
+elif kind == "extensible":
+    C = et.ExtensibleType("C", (), {"m": m, "__cslots__": vals})
+    want = vals
+elif kind == "extensible_sub":
+    B = et.ExtensibleType("B", (), {"__cslots__": vals})
+    C = type(B)("C", (B,), {"m": m})
+    want = vals
+else:
+    C = et.ExtensibleType("C", (bytearray,), {"m": m, "__cslots__": vals})
+    want = dict(FOREIGN)
+    want.update(vals)
+o = C()
+o.m()
+for _ in range(rng.randrange(1, 3)):
+    for k in K:
+        got = et.lookup(o, k)
+        assert got == want.get(k), (SEED, kind, k, got, want.get(k))
+if kind == "plain_registered" and vals:
+    et.set_slots(C, {k: None for k in vals})
+os.write(FD, b"%%d\\n" %% tag(C))
+del o, C
+B = None
+gc.collect()
+"""
+
+
+def _new_legacy_interpreter():
+    import sys
+
+    if sys.version_info >= (3, 13):
+        import _interpreters as interp
+
+        return interp, interp.create("legacy")
+    import _xxsubinterpreters as interp
+
+    return interp, interp.create(isolated=False)
+
+
+def _run_in(interp, i, code):
+    err = interp.run_string(i, code)
+    if err is not None:  # 3.13+: the exception as data
+        raise Wrong(f"in subinterpreter: {err.formatted}")
+
+
+def case_subinterpreters(rng, seed):
+    import importlib
+    import sys
+
+    try:
+        importlib.import_module("_interpreters" if sys.version_info >= (3, 13) else "_xxsubinterpreters")
+    except ImportError:
+        return  # no subinterpreters on this interpreter
+    if not _SUB_POOL:
+        et.set_slots(bytearray, SUB_FOREIGN)
+    while len(_SUB_POOL) < 3:
+        interp, i = _new_legacy_interpreter()
+        _run_in(interp, i, "import extensibletype")
+        _SUB_POOL.append((interp, i))
+    if rng.random() < 0.05:  # an interpreter dies; a fresh one restarts its tag counter
+        interp, i = _SUB_POOL.pop(rng.randrange(len(_SUB_POOL)))
+        interp.destroy(i)
+        return
+    r, w = os.pipe()
+    target = 0
+    try:
+        for n in range(rng.randrange(1, 4)):
+            where = rng.randrange(len(_SUB_POOL) + 1)
+            code = f"SEED = {seed * 8 + n}\nTARGET = {target}\nFD = {w}\n" + SUB_TASK % (SUB_KEYS, SUB_FOREIGN)
+            if where == len(_SUB_POOL):
+                exec(code, {"__name__": "fuzz_sub_main"})  # the main interpreter takes a turn
+            else:
+                interp, i = _SUB_POOL[where]
+                try:
+                    _run_in(interp, i, code)
+                except Wrong:
+                    raise
+                except Exception as e:  # 3.11/3.12 raise RunFailedError
+                    raise Wrong(f"in subinterpreter: {e}") from None
+            target = int(os.read(r, 64).split()[-1])
+    finally:
+        os.close(r)
+        os.close(w)
+
 CASES = {
     "prehash": case_prehash,
     "keys": case_keys,
@@ -778,6 +911,7 @@ CASES = {
     "arrays": case_arrays,
     "foreign_churn": case_foreign_churn,
     "memory_bound": case_memory_bound,
+    "subinterpreters": case_subinterpreters,
 }
 
 

@@ -23,7 +23,8 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Kinds by seed: the parent names a crashed case without importing anything.
-KINDS = ["prehash", "keys", "set_slots", "hierarchy", "metaclass", "arrays", "hierarchy", "arrays", "set_slots", "foreign_churn", "memory_bound"]
+KINDS = ["prehash", "keys", "set_slots", "hierarchy", "metaclass", "arrays", "hierarchy", "arrays", "set_slots",
+         "foreign_churn", "memory_bound"] * 2 + ["subinterpreters"]
 
 
 def kind_of(seed: int) -> str:

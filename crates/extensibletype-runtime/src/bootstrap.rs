@@ -1,0 +1,528 @@
+//! Loading (or creating) the process's runtime: one metaclass per process
+//! (docs/spec.md §7), whatever the order in which copies of this crate are
+//! imported, in whichever interpreter, and whatever happened to
+//! `sys.modules`.
+//!
+//! **The process-wide rendezvous.** Every copy exports one small static,
+//! [`extensibletype_rendezvous_v1`], holding the owner's [`Api`] address
+//! once a runtime exists. A copy finds the others through the dynamic
+//! loader (Linux: `dl_iterate_phdr` lists the loaded objects, `dlopen` with
+//! `RTLD_NOLOAD` + `dlsym` finds the symbol in each, even in libraries
+//! loaded `RTLD_LOCAL` as CPython loads extensions). The rendezvous of the
+//! *first loaded* copy is the process's ballot box (load order never
+//! changes: extension modules are never unloaded); the first copy that
+//! claims it creates the runtime and publishes it there. Why this is safe:
+//! - nothing is dereferenced unless the loader names it: a symbol of that
+//!   exact (versioned) name, in a library mapped now, whose `magic`, `abi`
+//!   and `size` match; its `state` is written only by this code, with a
+//!   leaked, immutable API struct (whose own `abi_version`/`struct_size` are
+//!   checked like a capsule's);
+//! - `exec` starts a fresh process: the statics are zero again, no address
+//!   survives in the environment or on disk;
+//! - `fork` copies the memory: the API struct and the metaclass exist in the
+//!   child at the same addresses. A claim in progress in the parent (state
+//!   `busy` with the parent's pid) is taken over by the child.
+//!
+//! Elsewhere (no `dl_iterate_phdr`) only this copy's own rendezvous is seen,
+//! and copies meet in `sys.modules` as before.
+//!
+//! **Per interpreter.** `sys.modules` is per interpreter: the runtime is
+//! republished there (`sys.modules["_extensibletype"]`, attributes `api_v1`
+//! and `ExtensibleType_v1`) the first time [`import`] runs in each
+//! interpreter, for copies of older versions that only look there, and an
+//! entry an older copy left there is adopted when no rendezvous holds a
+//! runtime yet.
+
+use core::ffi::{c_void, CStr};
+use core::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pyo3_ffi::*;
+
+use crate::error::Error;
+use crate::{api, cache, guard, interpreters, layout, metaclass, pyutil, registry, Api, PyErrSet};
+use extensibletype_core::abi::{ABI_VERSION, CAPSULE_NAME};
+
+/// This copy's runtime (the process's), once [`import`] succeeded.
+pub(crate) static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
+/// Serialises this copy's first imports.
+static INIT: Mutex<()> = Mutex::new(());
+/// Did this copy create the process's runtime (and so own the type cache)?
+static OWNER: AtomicBool = AtomicBool::new(false);
+/// The interpreter of the last [`import`] (only compared).
+static LAST_INTERPRETER: AtomicPtr<PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
+
+/// `b"ExtTypeR"`, little-endian: marks a rendezvous.
+const MAGIC: u64 = u64::from_le_bytes(*b"ExtTypeR");
+/// How long a claim may wait for another copy that is creating the runtime.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One copy's rendezvous (`#[repr(C)]`, layout fixed for this symbol name).
+#[repr(C)]
+pub struct Rendezvous {
+    magic: u64,
+    abi_version: u32,
+    size: u32,
+    /// 0: no runtime yet; odd: `(pid << 1) | 1`, a copy in process `pid` is
+    /// creating it; otherwise the address of the runtime's [`Api`].
+    state: AtomicUsize,
+}
+
+/// This copy's rendezvous, found by other copies through the dynamic loader
+/// (module doc). Not an API: the name carries the layout version.
+#[no_mangle]
+#[used]
+#[allow(non_upper_case_globals)]
+#[doc(hidden)]
+pub static extensibletype_rendezvous_v1: Rendezvous = Rendezvous {
+    magic: MAGIC,
+    abi_version: ABI_VERSION,
+    size: core::mem::size_of::<Rendezvous>() as u32,
+    state: AtomicUsize::new(0),
+};
+
+impl Rendezvous {
+    /// Is this a rendezvous of our layout (read only through a validated
+    /// symbol address)?
+    fn valid(&self) -> bool {
+        self.magic == MAGIC && self.abi_version == ABI_VERSION && self.size as usize == core::mem::size_of::<Self>()
+    }
+}
+
+/// The symbol's name, for the loader.
+#[cfg(target_os = "linux")]
+const SYMBOL: &CStr = c"extensibletype_rendezvous_v1";
+
+#[cfg(target_os = "linux")]
+mod loader {
+    use super::*;
+    use core::ffi::{c_char, c_int};
+
+    /// The leading fields of glibc's/musl's `struct dl_phdr_info`.
+    #[repr(C)]
+    struct DlPhdrInfo {
+        addr: usize,
+        name: *const c_char,
+    }
+
+    extern "C" {
+        fn dl_iterate_phdr(
+            callback: Option<unsafe extern "C" fn(*mut DlPhdrInfo, usize, *mut c_void) -> c_int>,
+            data: *mut c_void,
+        ) -> c_int;
+        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        fn dlclose(handle: *mut c_void) -> c_int;
+    }
+
+    const RTLD_LAZY: c_int = 1;
+    const RTLD_NOLOAD: c_int = 4;
+
+    /// `dl_iterate_phdr` callback: collect the names of loaded objects.
+    ///
+    /// # Safety
+    /// Called by the loader with a valid `info` of `size` bytes and our
+    /// `data` (a `Vec<CString>`).
+    unsafe extern "C" fn collect(info: *mut DlPhdrInfo, size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: see the contract; `name` is NUL-terminated or NULL.
+        unsafe {
+            if size >= core::mem::size_of::<DlPhdrInfo>() {
+                let name = (*info).name;
+                if !name.is_null() && *name != 0 {
+                    (*data.cast::<Vec<std::ffi::CString>>()).push(CStr::from_ptr(name).to_owned());
+                }
+            }
+        }
+        0
+    }
+
+    /// The rendezvous of every loaded copy, in load order (each library
+    /// that holds one stays pinned: its handle is never closed).
+    pub(super) fn all() -> Vec<&'static Rendezvous> {
+        let mut names: Vec<std::ffi::CString> = Vec::new();
+        // SAFETY: `collect` matches the callback's signature; `names` lives
+        // across the call. No loader function is called inside the callback.
+        unsafe { dl_iterate_phdr(Some(collect), (&mut names as *mut Vec<std::ffi::CString>).cast()) };
+        let mut found: Vec<&'static Rendezvous> = Vec::new();
+        for name in names {
+            // SAFETY: `name` is NUL-terminated; RTLD_NOLOAD never loads a
+            // library, it only returns a handle to one already mapped.
+            let handle = unsafe { dlopen(name.as_ptr(), RTLD_LAZY | RTLD_NOLOAD) };
+            if handle.is_null() {
+                continue;
+            }
+            // SAFETY: a live handle and a NUL-terminated name.
+            let sym = unsafe { dlsym(handle, SYMBOL.as_ptr()) }.cast::<Rendezvous>();
+            let mut usable = !sym.is_null() && sym.is_aligned() && !found.iter().any(|r| ptr::eq(*r, sym));
+            if usable {
+                // SAFETY: the loader names a symbol of this exact name in a
+                // mapped library (kept mapped by `handle`): our static.
+                usable = unsafe { (*sym).valid() };
+            }
+            if usable {
+                // SAFETY: validated above; the handle is kept open, so the
+                // library (and the static) stays mapped for the process.
+                found.push(unsafe { &*sym });
+            } else {
+                // SAFETY: the handle came from dlopen above.
+                unsafe { dlclose(handle) };
+            }
+        }
+        found
+    }
+}
+
+/// The process's ballot box: the rendezvous of the first loaded copy (this
+/// copy's own where the loader cannot be asked).
+fn ballot_box() -> &'static Rendezvous {
+    #[cfg(target_os = "linux")]
+    if let Some(first) = loader::all().into_iter().next() {
+        return first;
+    }
+    &extensibletype_rendezvous_v1
+}
+
+/// Load (or create) the process's runtime. Needs the GIL; on failure returns
+/// [`PyErrSet`]: a Python exception is set (`ImportError` on an ABI
+/// mismatch).
+///
+/// Cheap after the first call; the first call in each interpreter also
+/// republishes the runtime in that interpreter's `sys.modules`.
+pub fn import() -> Result<&'static Api, PyErrSet> {
+    let api = API.load(Ordering::Acquire);
+    if !api.is_null() {
+        // SAFETY: the caller holds the GIL, so its interpreter is live.
+        let here = unsafe { PyInterpreterState_Get() };
+        if here == LAST_INTERPRETER.load(Ordering::Relaxed) {
+            // SAFETY: published APIs are leaked, immutable and live forever.
+            return Ok(unsafe { &*api });
+        }
+    }
+    // SAFETY: GIL held (the caller's contract).
+    guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
+}
+
+/// The first [`import`] of this copy, or the first in an interpreter.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
+unsafe fn import_slow() -> Result<&'static Api, Error> {
+    let _init = registry::lock_detached(&INIT);
+    // SAFETY: the caller holds the GIL; INIT serialises this copy's imports.
+    unsafe {
+        // SAFETY: published APIs are leaked, immutable and live forever.
+        let api: &'static Api = match API.load(Ordering::Acquire).as_ref() {
+            Some(api) => api,
+            None => {
+                let api = find_or_create()?;
+                API.store((api as *const Api).cast_mut(), Ordering::Release);
+                api
+            }
+        };
+        publish_here(api)?;
+        note_interpreters(api);
+        LAST_INTERPRETER.store(PyInterpreterState_Get(), Ordering::Relaxed);
+        Ok(api)
+    }
+}
+
+/// Tell the runtime that owns the type cache to look at the interpreters
+/// (docs/spec.md §11): it stops caching per-interpreter tags once a second
+/// interpreter exists. Another copy's runtime is asked through its slow path,
+/// which looks every time.
+///
+/// # Safety
+/// GIL held; `api` is the process's runtime.
+unsafe fn note_interpreters(api: &'static Api) {
+    if OWNER.load(Ordering::Acquire) {
+        cache::note_interpreters();
+    } else if interpreters::another_exists() {
+        // SAFETY: find_slow accepts any live type (`type` is static).
+        unsafe { (api.find_slow)(ptr::addr_of_mut!(PyType_Type), 1) };
+    }
+}
+
+/// What a claim on the ballot box found.
+enum Claim {
+    /// A runtime exists (validated).
+    Found(&'static Api),
+    /// Ours to create: publish or release.
+    Won,
+    /// Another copy is creating it.
+    Busy,
+}
+
+/// Try to claim `ballot` for this process.
+fn claim(ballot: &'static Rendezvous) -> Result<Claim, Error> {
+    let mine = ((std::process::id() as usize) << 1) | 1;
+    let mut seen = ballot.state.load(Ordering::Acquire);
+    loop {
+        if seen == 0 || ((seen & 1) == 1 && seen != mine) {
+            // Free, or claimed in a parent process before fork: take it.
+            match ballot.state.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(Claim::Won),
+                Err(now) => {
+                    seen = now;
+                    continue;
+                }
+            }
+        }
+        if (seen & 1) == 1 {
+            return Ok(Claim::Busy);
+        }
+        // SAFETY: only this code stores an even non-zero state: the address
+        // of a leaked, immutable API struct.
+        let api = unsafe { &*(seen as *const Api) };
+        check_abi(api)?;
+        return Ok(Claim::Found(api));
+    }
+}
+
+/// Find the process's runtime (ballot box, then this interpreter's
+/// `sys.modules` for older copies) or create it, and publish it in the
+/// ballot box.
+///
+/// # Safety
+/// GIL held; INIT held.
+unsafe fn find_or_create() -> Result<&'static Api, Error> {
+    let ballot = ballot_box();
+    let start = Instant::now();
+    loop {
+        match claim(ballot)? {
+            Claim::Found(api) => {
+                // SAFETY: GIL held; `api` is a validated runtime.
+                unsafe { adopt(api) };
+                return Ok(api);
+            }
+            Claim::Busy => {
+                if start.elapsed() > CLAIM_TIMEOUT {
+                    return Err(Error::Import(
+                        "extensibletype: timed out waiting for another copy of the runtime to finish creating it"
+                            .to_owned(),
+                    ));
+                }
+                // SAFETY: GIL held; detached while sleeping so that the
+                // creating copy (another thread) can run.
+                unsafe {
+                    let ts = PyEval_SaveThread();
+                    std::thread::sleep(Duration::from_millis(1));
+                    PyEval_RestoreThread(ts);
+                }
+            }
+            Claim::Won => {
+                // SAFETY: GIL held; on error the claim is released.
+                let made = unsafe { from_sys_modules() }.and_then(|found| match found {
+                    Some(api) => Ok(api),
+                    // SAFETY: GIL held.
+                    None => unsafe { create() },
+                });
+                match made {
+                    Ok(api) => {
+                        ballot.state.store(api as *const Api as usize, Ordering::Release);
+                        extensibletype_rendezvous_v1.state.store(api as *const Api as usize, Ordering::Release);
+                        return Ok(api);
+                    }
+                    Err(e) => {
+                        ballot.state.store(0, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Use another copy's runtime: its fast-path constants and type cache.
+///
+/// # Safety
+/// `api` is a live runtime whose ABI was checked.
+unsafe fn adopt(api: &'static Api) {
+    layout::set_fast_path(api.metaclass, api.table_offset, api.foreign_registry);
+    cache::set_view(api.type_cache, api.version_tag_offset as isize);
+}
+
+/// Create the runtime (this copy becomes the owner).
+///
+/// # Safety
+/// GIL held; INIT held and the ballot box claimed.
+unsafe fn create() -> Result<&'static Api, Error> {
+    // SAFETY: see the contract; the metaclass is kept by the API struct.
+    unsafe {
+        let (meta, offset) = metaclass::create()?;
+        cache::init();
+        let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
+        layout::set_fast_path(meta, offset, api.foreign_registry);
+        OWNER.store(true, Ordering::Release);
+        Ok(api)
+    }
+}
+
+/// A runtime an older copy published in this interpreter's `sys.modules`
+/// (`None` when there is none); a corrupt entry is an `ImportError`.
+///
+/// # Safety
+/// GIL held.
+unsafe fn from_sys_modules() -> Result<Option<&'static Api>, Error> {
+    // SAFETY: GIL held.
+    unsafe {
+        let shared = shared_module()?;
+        let Some(api) = published_api(shared)? else {
+            return Ok(None);
+        };
+        adopt(api);
+        Ok(Some(api))
+    }
+}
+
+/// The runtime published on `shared` (`None` when neither attribute is
+/// there); anything inconsistent is an `ImportError` naming the entry.
+///
+/// # Safety
+/// GIL held; `shared` is the live shared module.
+unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, Error> {
+    // SAFETY: GIL held; attributes are owned by `Owned`.
+    unsafe {
+        let existing = shared_attribute(shared, c"api_v1")?;
+        let existing_meta = shared_attribute(shared, c"ExtensibleType_v1")?;
+        let Some(capsule) = existing else {
+            if let Some(meta) = existing_meta {
+                // Never replace another runtime's entry, even a broken one.
+                return Err(Error::Import(format!(
+                    "extensibletype: sys.modules['_extensibletype'] has an ExtensibleType_v1 ({}) \
+                     but no api_v1 capsule; refusing to replace another runtime's entry",
+                    pyutil::type_name(meta.0)
+                )));
+            }
+            return Ok(None);
+        };
+        if PyCapsule_IsValid(capsule.0, CAPSULE_NAME.as_ptr()) == 0 {
+            return Err(Error::Import(format!(
+                "extensibletype: sys.modules['_extensibletype'].api_v1 is not a capsule named {:?} \
+                 (found {}); another runtime's entry is corrupt",
+                CAPSULE_NAME,
+                pyutil::type_name(capsule.0)
+            )));
+        }
+        let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
+        if api.is_null() {
+            return Err(Error::Python);
+        }
+        check_abi(&*api)?;
+        match existing_meta {
+            Some(meta) if meta.0 == (*api).metaclass.cast() => {}
+            other => {
+                return Err(Error::Import(format!(
+                    "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
+                     not the metaclass of its api_v1 capsule; another runtime's entry is corrupt",
+                    other.map_or_else(|| "missing".to_owned(), |m| format!("a {}", pyutil::type_name(m.0)))
+                )))
+            }
+        }
+        Ok(Some(&*api))
+    }
+}
+
+/// Make `sys.modules["_extensibletype"]` of this interpreter name `api`
+/// (compatibility with copies that look only there). An entry naming
+/// another runtime is an `ImportError`: two runtimes in one process.
+///
+/// # Safety
+/// GIL held; `api` is the process's runtime.
+unsafe fn publish_here(api: &'static Api) -> Result<(), Error> {
+    // SAFETY: GIL held; every object made here is owned by an `Owned`.
+    unsafe {
+        let shared = shared_module()?;
+        match published_api(shared)? {
+            Some(found) if ptr::eq(found, api) => Ok(()),
+            Some(found) => Err(Error::Import(format!(
+                "extensibletype: sys.modules['_extensibletype'] names another runtime (metaclass at {:p}) \
+                 than the process's (at {:p}): a copy of an older extensibletype created its own; \
+                 import extensibletype (or any up-to-date copy) first",
+                found.metaclass, api.metaclass
+            ))),
+            None => {
+                let capsule = pyutil::Owned::new(PyCapsule_New(
+                    (api as *const Api).cast_mut().cast(),
+                    CAPSULE_NAME.as_ptr(),
+                    None,
+                ))?;
+                if PyObject_SetAttrString(shared, c"api_v1".as_ptr(), capsule.0) < 0
+                    || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), api.metaclass.cast()) < 0
+                {
+                    return Err(Error::Python);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Refuse a runtime whose ABI differs from ours.
+fn check_abi(api: &Api) -> Result<(), Error> {
+    let need = core::mem::size_of::<Api>() as u32;
+    if api.abi_version != ABI_VERSION || api.struct_size < need {
+        return Err(Error::Import(format!(
+            "extensibletype: the runtime loaded in this process has ABI version {} (API struct of {} bytes), \
+             but this extension needs ABI version {ABI_VERSION} (at least {need} bytes)",
+            api.abi_version, api.struct_size
+        )));
+    }
+    Ok(())
+}
+
+/// `attr` of the shared module: `None` when absent; any other error (a
+/// module `__getattr__` that raises) is an `ImportError` naming the module.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `shared` is a
+/// live object (the shared module).
+unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
+    // SAFETY: GIL held; shared is a live module.
+    unsafe {
+        let value = PyObject_GetAttrString(shared, attr.as_ptr());
+        if !value.is_null() {
+            return Ok(Some(pyutil::Owned(value)));
+        }
+        if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
+            PyErr_Clear();
+            return Ok(None);
+        }
+        let why = pyutil::fetch_message();
+        Err(Error::Import(format!(
+            "extensibletype: reading sys.modules['_extensibletype'].{} failed: {why}",
+            attr.to_string_lossy()
+        )))
+    }
+}
+
+/// `sys.modules["_extensibletype"]`, created empty if absent (borrowed).
+/// Anything there that is not a module is an `ImportError`, left in place.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state).
+unsafe fn shared_module() -> Result<*mut PyObject, Error> {
+    // SAFETY: the caller holds the GIL; `sys.modules` is a live dict for the
+    // interpreter's life and its items are borrowed while it holds them.
+    unsafe {
+        let modules = PyImport_GetModuleDict();
+        let name = c"_extensibletype";
+        let existing = PyDict_GetItemString(modules, name.as_ptr());
+        if !existing.is_null() {
+            if PyModule_Check(existing) == 0 {
+                return Err(Error::Import(format!(
+                    "extensibletype: sys.modules['_extensibletype'] is a {}, not a module; \
+                     refusing to replace another runtime's entry",
+                    pyutil::type_name(existing)
+                )));
+            }
+            return Ok(existing);
+        }
+        let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;
+        if PyDict_SetItemString(modules, name.as_ptr(), module.0) < 0 {
+            return Err(Error::Python);
+        }
+        Ok(PyDict_GetItemString(modules, name.as_ptr()))
+    }
+}
