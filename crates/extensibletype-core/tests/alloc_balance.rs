@@ -65,7 +65,10 @@ unsafe impl GlobalAlloc for Counting {
             note(layout, -1);
             // SAFETY: `new_size` is a valid size for this alignment (the
             // caller's contract of realloc).
-            note(unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) }, 1);
+            note(
+                unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) },
+                1,
+            );
         }
         p
     }
@@ -84,7 +87,12 @@ fn live_tables() -> isize {
 
 fn entries(n: usize, salt: u64) -> Vec<(u64, *const c_void)> {
     (1..=n as u64)
-        .map(|k| (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt | 1, (0x1000 + 16 * k) as *const c_void))
+        .map(|k| {
+            (
+                k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt | 1,
+                (0x1000 + 16 * k) as *const c_void,
+            )
+        })
         .collect()
 }
 
@@ -108,7 +116,11 @@ fn a_table_is_one_block_returned_on_drop() {
     let other = Table::build(&entries(5000, 8)).unwrap();
     assert_eq!(live_tables(), before + 2);
     drop(table);
-    assert_eq!(live_tables(), before + 1, "dropping a table frees its block");
+    assert_eq!(
+        live_tables(),
+        before + 1,
+        "dropping a table frees its block"
+    );
     drop(other);
     assert_eq!(live_tables(), before);
 }
@@ -121,7 +133,11 @@ fn building_and_dropping_tables_leaves_nothing_behind() {
     let warm = live();
     for _ in 0..3 {
         build_and_drop_all();
-        assert_eq!(live(), warm, "(blocks, bytes) live after building and dropping tables");
+        assert_eq!(
+            live(),
+            warm,
+            "(blocks, bytes) live after building and dropping tables"
+        );
     }
 }
 
@@ -130,18 +146,29 @@ fn a_builder_and_its_tables_leave_nothing_behind() {
     let start = live();
     {
         let mut builder = Builder::new();
-        let tables: Vec<Table> = SIZES.iter().map(|&n| builder.build(&entries(n, 3)).unwrap()).collect();
+        let tables: Vec<Table> = SIZES
+            .iter()
+            .map(|&n| builder.build(&entries(n, 3)).unwrap())
+            .collect();
         assert!(live().0 > start.0);
         drop(tables);
     }
-    assert_eq!(live(), start, "(blocks, bytes) live after dropping a builder and its tables");
+    assert_eq!(
+        live(),
+        start,
+        "(blocks, bytes) live after dropping a builder and its tables"
+    );
 }
 
 #[test]
 fn into_raw_keeps_the_block_and_from_raw_frees_it() {
     let before = live_tables();
     let raw = Table::build(&entries(40, 1)).unwrap().into_raw();
-    assert_eq!(live_tables(), before + 1, "into_raw gives up ownership without freeing");
+    assert_eq!(
+        live_tables(),
+        before + 1,
+        "into_raw gives up ownership without freeing"
+    );
     // SAFETY: `raw` comes from into_raw and is taken back once.
     let table = unsafe { Table::from_raw(raw) };
     assert_eq!(table.len(), 40);
