@@ -17,6 +17,8 @@ thread_local! {
     static LIVE: Cell<(isize, isize)> = const { Cell::new((0, 0)) };
     /// Live blocks with the table alignment (64): only tables use it here.
     static LIVE_ALIGNED_64: Cell<isize> = const { Cell::new(0) };
+    /// Allocations (and reallocations) this thread made, ever.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note(layout: Layout, sign: isize) {
@@ -25,6 +27,9 @@ fn note(layout: Layout, sign: isize) {
         let (blocks, bytes) = c.get();
         c.set((blocks + sign, bytes + sign * layout.size() as isize));
     });
+    if sign > 0 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+    }
     if layout.align() == 64 {
         let _ = LIVE_ALIGNED_64.try_with(|c| c.set(c.get() + sign));
     }
@@ -190,4 +195,41 @@ fn failed_builds_leave_nothing_behind() {
     assert_eq!(live_tables(), tables, "a failed build allocates no table");
     drop(builder);
     assert_eq!(live(), start);
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn a_repeated_small_build_allocates_only_its_table() {
+    // Table::build reuses a per-thread builder for small sets: once warm,
+    // a build makes exactly one allocation, the table (no scratch, no heap
+    // buffer for a bin's slots).
+    std::thread::spawn(|| {
+        for n in [1usize, 3, 40, 1000, 4096] {
+            let input = entries(n, 11);
+            drop(Table::build(&input).unwrap());
+            let before = allocations();
+            let table = Table::build(&input).unwrap();
+            assert_eq!(allocations() - before, 1, "n {n}: allocations of a warm build");
+            drop(table);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_large_build_keeps_no_scratch_in_the_thread() {
+    // Large sets get a fresh builder, dropped with the build: a thread that
+    // built one big table holds nothing afterwards.
+    std::thread::spawn(|| {
+        let start = live();
+        let table = Table::build(&entries(20_000, 12)).unwrap();
+        drop(table);
+        assert_eq!(live(), start, "(blocks, bytes) a large build left behind in its thread");
+    })
+    .join()
+    .unwrap();
 }
