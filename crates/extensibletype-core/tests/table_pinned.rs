@@ -117,6 +117,14 @@ fn fingerprint_sets() -> Vec<(&'static str, Vec<u64>)> {
         ("k << 32, 300", seq(300, &|k| k << 32)),
         ("k << 40, 3", seq(3, &|k| k << 40)),
         ("k * 3 << 20, 2000", seq(2000, &|k| (k * 3) << 20)),
+        // A set whose first bin multiplier needs more than its 4 slot
+        // multipliers (a slot collision each time), and one whose bins sit
+        // exactly at the crowding limit.
+        (
+            "random 48, 5th slot multiplier",
+            seq(48, &|k| mix(k + (7 << 32) + (48 << 48)) | 1),
+        ),
+        ("k << 56 + 7, 8", seq(8, &|k| (k << 56) + 7)),
     ]
 }
 
@@ -139,6 +147,8 @@ const FINGERPRINTS: &[(u64, usize, usize, u64)] = &[
     (1393, 512, 512, 0x810afed0b65694d5),    // k << 32, 300
     (14, 4, 8, 0xed9d55e445020fa4),          // k << 40, 3
     (6358, 2048, 2048, 0x7f1fd88a41e4f825),  // k * 3 << 20, 2000
+    (719, 64, 64, 0x517e0461b38af8c1),       // random 48, 5th slot multiplier
+    (113, 8, 16, 0x2dd157b254659e76),        // k << 56 + 7, 8
 ];
 
 #[test]
