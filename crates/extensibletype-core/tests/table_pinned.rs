@@ -125,6 +125,11 @@ fn fingerprint_sets() -> Vec<(&'static str, Vec<u64>)> {
             seq(48, &|k| mix(k + (7 << 32) + (48 << 48)) | 1),
         ),
         ("k << 56 + 7, 8", seq(8, &|k| (k << 56) + 7)),
+        // Displacements of 64 and more (the occupancy bitmap's word index).
+        (
+            "random 500, large displacements",
+            seq(500, &|k| mix(k + (3 << 32) + (500 << 48)) | 1),
+        ),
     ]
 }
 
@@ -149,6 +154,7 @@ const FINGERPRINTS: &[(u64, usize, usize, u64)] = &[
     (6358, 2048, 2048, 0x7f1fd88a41e4f825),  // k * 3 << 20, 2000
     (719, 64, 64, 0x517e0461b38af8c1),       // random 48, 5th slot multiplier
     (113, 8, 16, 0x2dd157b254659e76),        // k << 56 + 7, 8
+    (2210, 512, 512, 0x4b5b0b0a882e20a2),    // random 500, large displacements
 ];
 
 #[test]
