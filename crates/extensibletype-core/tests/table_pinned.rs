@@ -88,9 +88,9 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Id sets that reach every rung of the bounded ladder: random sets, and
-/// lattices (`k << s`, `k * c`, aligned addresses) whose first multipliers
-/// crowd the bins or stall placement.
+/// Id sets for the bounded pass's decisions: random sets, and lattices
+/// (`k << s`, `k * c`, aligned addresses) whose first multipliers crowd the
+/// bins or stall placement.
 fn fingerprint_sets() -> Vec<(&'static str, Vec<u64>)> {
     let seq = |n: u64, f: &dyn Fn(u64) -> u64| (1..=n).map(f).collect::<Vec<u64>>();
     vec![
