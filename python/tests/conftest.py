@@ -91,7 +91,15 @@ def _skip_without_array_type(items):
             item.add_marker(skip_numpy)
 
 
+# An exception that escapes a thread (a failed assert in a worker) fails the
+# test it ran in, instead of only warning: pytest reports it as a
+# PytestUnhandledThreadExceptionWarning, made an error here for every test.
+FAIL_ON_THREAD_EXCEPTION = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(FAIL_ON_THREAD_EXCEPTION)
     _skip_without_array_type(items)
     if os.environ.get("EXTENSIBLETYPE_ASAN") == "1":
         reason = "RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)"

@@ -582,12 +582,9 @@ def test_threads_share_views():
     errors = []
 
     def reader():
-        try:
-            for _ in range(30):
-                assert xa.sum(shared) == 50_000.0
-                assert xa.dot(shared, shared) == 50_000.0
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+        for _ in range(30):
+            assert xa.sum(shared) == 50_000.0
+            assert xa.dot(shared, shared) == 50_000.0
 
     def resizer():
         for _ in range(200):
@@ -602,12 +599,24 @@ def test_threads_share_views():
             xa.axpy(1.0, shared, y)
         assert y[0] == 30.0
 
-    threads = [threading.Thread(target=f) for f in (reader, reader, resizer, writer)]
+    def reporting(fn):
+        # A failed assert (or any exception) in a thread is re-raised below,
+        # not only printed by threading.excepthook.
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                errors.append(e)
+
+        return run
+
+    threads = [threading.Thread(target=reporting(f)) for f in (reader, reader, resizer, writer)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    if errors:
+        raise errors[0]
     assert shared._exports == 0
     assert xa.sum(shared) == 50_000.0
 

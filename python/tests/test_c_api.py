@@ -343,13 +343,18 @@ def _stress(consumer, tp, obj, key, values, seconds=0.5, nthreads=2):
     # window right after it).
     et.set_slots(tp, {key: values[0]})
 
+    failed = []
+
     def writer():
         i = 1
-        while not stop.is_set():
-            choice = values[i % len(values)] if i % 7 else None  # sometimes removed
-            other = {"tests.c_api.v1:noise.%d" % (i % 3): 0x10 + i % 5}  # resize the table too
-            et.set_slots(tp, {key: choice, **other})
-            i += 1
+        try:
+            while not stop.is_set():
+                choice = values[i % len(values)] if i % 7 else None  # sometimes removed
+                other = {"tests.c_api.v1:noise.%d" % (i % 3): 0x10 + i % 5}  # resize the table too
+                et.set_slots(tp, {key: choice, **other})
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            failed.append(e)
         writes[0] = i
 
     t = threading.Thread(target=writer)
@@ -367,6 +372,8 @@ def _stress(consumer, tp, obj, key, values, seconds=0.5, nthreads=2):
     finally:
         stop.set()
         t.join()
+    if failed:
+        raise failed[0]
     assert totals["bad"] == 0, f"a lookup returned {first_bad:#x}, not one of the published pointers"
     assert writes[0] > 10
     assert totals["hits"] > 0

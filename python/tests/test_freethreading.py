@@ -73,11 +73,23 @@ def test_stress_lookups_writers_and_class_churn():
         if seen == 0:
             errors.append("a reader never ran")
 
+    def reporting(fn):
+        # An exception in a thread fails the test (threading.excepthook only prints it).
+        def run(*args):
+            try:
+                fn(*args)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(f"{fn.__name__} raised {e!r}")
+
+        return run
+
+    @reporting
     def writer(offset):
         for i in range(WRITES_PER_WRITER):
             value = 0x2000 + 16 * ((i + offset) % 64)
             et.set_slots(Shared, {KEY: None if i % 7 == 0 else value, OTHER: value})
 
+    @reporting
     def churn(done):
         for _ in range(CHURN_ROUNDS):
             for i in range(50):

@@ -1,0 +1,349 @@
+//! The header's inline lookup as `abi::Api` implements it (`table_of`,
+//! `cached_table`, `find_in_type`), driven without Python: fake type objects
+//! (a version tag and a `TypeData` at offsets the fake API names), a type
+//! cache, a foreign registry and a counting slow path.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::cell::Cell;
+
+use extensibletype_core::abi::{
+    Api, CacheEntry, OpaqueObject, OpaqueSpec, OpaqueType, SlotDef, TypeData, ABI_VERSION,
+    TYPE_CACHE_HASH_MULT,
+};
+use extensibletype_core::{RawTable, Table};
+
+/// A fake type object: an object header, a version tag, the metaclass's data.
+#[repr(C)]
+struct FakeType {
+    header: [usize; 2],
+    tag: AtomicU32,
+    data: TypeData,
+}
+
+const TAG_OFFSET: i32 = core::mem::offset_of!(FakeType, tag) as i32;
+const DATA_OFFSET: isize = core::mem::offset_of!(FakeType, data) as isize;
+
+impl FakeType {
+    fn new(tag: u32, table: *const RawTable) -> Box<FakeType> {
+        Box::new(FakeType {
+            header: [0; 2],
+            tag: AtomicU32::new(tag),
+            data: TypeData {
+                table: AtomicPtr::new(table.cast_mut()),
+                state: AtomicPtr::new(ptr::null_mut()),
+                own_table: AtomicPtr::new(ptr::null_mut()),
+            },
+        })
+    }
+
+    fn tp(&self) -> *mut OpaqueType {
+        (self as *const FakeType).cast_mut().cast()
+    }
+}
+
+thread_local! {
+    /// Calls of the slow path on this thread, and what it last was asked.
+    static SLOW_CALLS: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// What the fake slow path answers.
+const SLOW_ANSWER: usize = 0x5107;
+
+unsafe extern "C" fn find_slow(_tp: *mut OpaqueType, id: u64) -> *const c_void {
+    SLOW_CALLS.with(|c| c.set((c.get().0 + 1, id)));
+    SLOW_ANSWER as *const c_void
+}
+
+fn slow_calls() -> usize {
+    SLOW_CALLS.with(|c| c.get().0)
+}
+
+unsafe extern "C" fn prehash(_key: *const c_char, _len: usize) -> u64 {
+    unreachable!()
+}
+unsafe extern "C" fn set_slots(_tp: *mut OpaqueObject, _defs: *const SlotDef, _n: isize) -> c_int {
+    unreachable!()
+}
+unsafe extern "C" fn from_spec(
+    _m: *mut OpaqueObject,
+    _s: *mut OpaqueSpec,
+    _b: *mut OpaqueObject,
+    _d: *const SlotDef,
+    _n: isize,
+) -> *mut OpaqueObject {
+    unreachable!()
+}
+unsafe extern "C" fn py_set_slots(_tp: *mut OpaqueObject, _m: *mut OpaqueObject) -> c_int {
+    unreachable!()
+}
+unsafe extern "C" fn py_one(_o: *mut OpaqueObject) -> *mut OpaqueObject {
+    unreachable!()
+}
+unsafe extern "C" fn py_lookup(_o: *mut OpaqueObject, _k: *mut OpaqueObject) -> *mut OpaqueObject {
+    unreachable!()
+}
+unsafe extern "C" fn bind_key(_k: *const c_char, _id: u64) -> c_int {
+    unreachable!()
+}
+
+const BITS: u32 = 6;
+
+/// A fake runtime: the metaclass, a cache of `1 << BITS` entries, a
+/// registry slot.
+struct Runtime {
+    metaclass: Box<FakeType>,
+    cache: Vec<CacheEntry>,
+    registry: Box<AtomicPtr<RawTable>>,
+}
+
+fn empty_entry() -> CacheEntry {
+    CacheEntry {
+        seq: AtomicU32::new(0),
+        tag: AtomicU32::new(0),
+        tp: AtomicPtr::new(ptr::null_mut()),
+        table: AtomicPtr::new(ptr::null_mut()),
+        reserved: 0,
+    }
+}
+
+impl Runtime {
+    fn new() -> Runtime {
+        Runtime {
+            metaclass: FakeType::new(1, ptr::null()),
+            cache: (0..1 << BITS).map(|_| empty_entry()).collect(),
+            registry: Box::new(AtomicPtr::new(ptr::null_mut())),
+        }
+    }
+
+    fn api(&self) -> Api {
+        Api {
+            abi_version: ABI_VERSION,
+            struct_size: core::mem::size_of::<Api>() as u32,
+            metaclass: self.metaclass.tp(),
+            table_offset: DATA_OFFSET,
+            find_slow,
+            prehash,
+            set_slots,
+            from_spec,
+            py_set_slots,
+            py_get_slots: py_one,
+            py_table_info: py_one,
+            py_lookup,
+            bind_key,
+            foreign_registry: &*self.registry,
+            ob_type_offset: 0,
+            type_cache: self.cache.as_ptr(),
+            type_cache_bits: BITS,
+            version_tag_offset: TAG_OFFSET,
+        }
+    }
+
+    fn entry(&self, tp: *mut OpaqueType) -> &CacheEntry {
+        &self.cache[((tp as u64).wrapping_mul(TYPE_CACHE_HASH_MULT) >> (64 - BITS)) as usize]
+    }
+
+    fn fill(&self, tp: &FakeType, tag: u32, table: &Table) {
+        let e = self.entry(tp.tp());
+        e.seq.store(2, Ordering::Relaxed);
+        e.tag.store(tag, Ordering::Relaxed);
+        e.tp.store(tp.tp().cast(), Ordering::Relaxed);
+        e.table.store(table.as_raw().cast_mut(), Ordering::Relaxed);
+    }
+}
+
+const ID: u64 = 0x1234_5678_9abc_def1;
+
+fn table(value: usize) -> Table {
+    Table::build(&[(ID, value as *const c_void), (7, 0x70 as *const c_void)]).unwrap()
+}
+
+fn find(api: &Api, tp: &FakeType, meta: *mut OpaqueType, id: u64) -> usize {
+    // SAFETY: the fake runtime outlives the call; tp is a live fake type.
+    unsafe { api.find_in_type(tp.tp(), meta, id) as usize }
+}
+
+#[test]
+fn compatibility_needs_the_same_version_and_a_large_enough_struct() {
+    let rt = Runtime::new();
+    let mut api = rt.api();
+    assert!(api.is_compatible());
+    api.struct_size += 8; // a newer runtime with appended fields
+    assert!(api.is_compatible());
+    api.struct_size -= 9;
+    assert!(!api.is_compatible(), "a smaller struct lacks fields");
+    api.struct_size += 1;
+    api.abi_version = ABI_VERSION + 1;
+    assert!(!api.is_compatible(), "another ABI version");
+    api.abi_version = ABI_VERSION - 1;
+    assert!(!api.is_compatible());
+}
+
+#[test]
+fn a_class_of_the_metaclass_uses_its_own_table() {
+    let rt = Runtime::new();
+    let api = rt.api();
+    let own = table(0xA0);
+    let tp = FakeType::new(5, own.as_raw());
+    let before = slow_calls();
+    assert_eq!(find(&api, &tp, rt.metaclass.tp(), ID), 0xA0);
+    assert_eq!(find(&api, &tp, rt.metaclass.tp(), 7), 0x70);
+    assert_eq!(
+        find(&api, &tp, rt.metaclass.tp(), 99),
+        0,
+        "a miss in the own table is final"
+    );
+    assert_eq!(
+        slow_calls(),
+        before,
+        "no slow path when the own table answers"
+    );
+    // SAFETY: as find().
+    let probed = unsafe { api.table_of(tp.tp(), rt.metaclass.tp()) };
+    assert_eq!(probed, own.as_raw());
+}
+
+#[test]
+fn another_metaclass_never_reads_type_data() {
+    // The same bytes at table_offset are not a table unless the metaclass
+    // is the runtime's: the lookup goes to the cache / registry / slow path.
+    let rt = Runtime::new();
+    let api = rt.api();
+    let own = table(0xA0);
+    let tp = FakeType::new(5, own.as_raw());
+    let other_meta = FakeType::new(1, ptr::null());
+    let before = slow_calls();
+    assert_eq!(find(&api, &tp, other_meta.tp(), ID), SLOW_ANSWER);
+    assert_eq!(slow_calls(), before + 1);
+    assert_eq!(
+        SLOW_CALLS.with(|c| c.get().1),
+        ID,
+        "the slow path gets the id"
+    );
+    // SAFETY: as find().
+    assert!(unsafe { api.table_of(tp.tp(), other_meta.tp()) }.is_null());
+}
+
+#[test]
+fn an_empty_class_of_the_metaclass_falls_back() {
+    let rt = Runtime::new();
+    let api = rt.api();
+    let tp = FakeType::new(5, ptr::null());
+    let before = slow_calls();
+    assert_eq!(find(&api, &tp, rt.metaclass.tp(), ID), SLOW_ANSWER);
+    assert_eq!(slow_calls(), before + 1);
+    // ... to the cache first.
+    let cached = table(0xC0);
+    rt.fill(&tp, 5, &cached);
+    assert_eq!(find(&api, &tp, rt.metaclass.tp(), ID), 0xC0);
+    assert_eq!(slow_calls(), before + 1);
+}
+
+#[test]
+fn the_cache_answers_only_for_its_type_and_tag() {
+    let rt = Runtime::new();
+    let api = rt.api();
+    let meta = FakeType::new(1, ptr::null());
+    let cached = table(0xC0);
+    let tp = FakeType::new(9, ptr::null());
+    rt.fill(&tp, 9, &cached);
+    // SAFETY: the fake runtime and types are live (all probes below).
+    unsafe {
+        assert_eq!(api.cached_table(tp.tp()), cached.as_raw());
+        assert_eq!(api.find_in_type(tp.tp(), meta.tp(), ID) as usize, 0xC0);
+        // The type was modified: CPython reset (or changed) its tag.
+        tp.tag.store(0, Ordering::Relaxed);
+        assert!(api.cached_table(tp.tp()).is_null(), "tag 0 must miss");
+        tp.tag.store(10, Ordering::Relaxed);
+        assert!(api.cached_table(tp.tp()).is_null(), "another tag must miss");
+        tp.tag.store(9, Ordering::Relaxed);
+        assert_eq!(api.cached_table(tp.tp()), cached.as_raw());
+        // A writer is inside the entry: odd seq.
+        rt.entry(tp.tp()).seq.store(3, Ordering::Relaxed);
+        assert!(api.cached_table(tp.tp()).is_null(), "odd seq must miss");
+        rt.entry(tp.tp()).seq.store(4, Ordering::Relaxed);
+        assert_eq!(api.cached_table(tp.tp()), cached.as_raw());
+        // Another type in the same entry (same index, other address).
+        let e = rt.entry(tp.tp());
+        let other = FakeType::new(9, ptr::null());
+        e.tp.store(other.tp(), Ordering::Relaxed);
+        assert!(
+            api.cached_table(tp.tp()).is_null(),
+            "another type's entry must miss"
+        );
+    }
+}
+
+#[test]
+fn a_cache_without_entries_or_with_bad_bits_is_never_read() {
+    let rt = Runtime::new();
+    let cached = table(0xC0);
+    let tp = FakeType::new(9, ptr::null());
+    rt.fill(&tp, 9, &cached);
+    let mut api = rt.api();
+    // SAFETY: the fake runtime and types are live (all probes below); a
+    // cache the API struct does not describe validly is never indexed.
+    unsafe {
+        assert_eq!(api.cached_table(tp.tp()), cached.as_raw());
+        api.type_cache = ptr::null();
+        assert!(api.cached_table(tp.tp()).is_null());
+        let mut api = rt.api();
+        api.type_cache_bits = 0;
+        assert!(api.cached_table(tp.tp()).is_null());
+        api.type_cache_bits = 33;
+        assert!(api.cached_table(tp.tp()).is_null());
+    }
+}
+
+#[test]
+fn foreign_types_use_the_registry_after_the_cache() {
+    let rt = Runtime::new();
+    let meta = FakeType::new(1, ptr::null());
+    let tp = FakeType::new(9, ptr::null());
+    let effective = table(0xF0);
+    let registry = Table::build(&[(tp.tp() as u64, effective.as_raw().cast())]).unwrap();
+    let mut api = rt.api();
+    let before = slow_calls();
+    // No registry published yet: slow path.
+    assert_eq!(find(&api, &tp, meta.tp(), ID), SLOW_ANSWER);
+    rt.registry
+        .store(registry.as_raw().cast_mut(), Ordering::Release);
+    assert_eq!(find(&api, &tp, meta.tp(), ID), 0xF0);
+    assert_eq!(
+        find(&api, &tp, meta.tp(), 99),
+        0,
+        "a miss in the registered table is final"
+    );
+    let unregistered = FakeType::new(9, ptr::null());
+    assert_eq!(find(&api, &unregistered, meta.tp(), ID), SLOW_ANSWER);
+    assert_eq!(slow_calls(), before + 2);
+    // The cache comes first.
+    let cached = table(0xC0);
+    rt.fill(&tp, 9, &cached);
+    assert_eq!(find(&api, &tp, meta.tp(), ID), 0xC0);
+    // A runtime without a registry pointer.
+    api.foreign_registry = ptr::null();
+    assert_eq!(find(&api, &unregistered, meta.tp(), ID), SLOW_ANSWER);
+    assert_eq!(slow_calls(), before + 3);
+}
+
+#[test]
+fn null_type_and_id_zero_miss_without_the_slow_path() {
+    let rt = Runtime::new();
+    let api = rt.api();
+    let tp = FakeType::new(9, table(0xA0).into_raw());
+    let before = slow_calls();
+    // SAFETY: a NULL tp is allowed; tp is a live fake type.
+    unsafe {
+        assert!(api
+            .find_in_type(ptr::null_mut(), rt.metaclass.tp(), ID)
+            .is_null());
+        assert!(api.find_in_type(tp.tp(), rt.metaclass.tp(), 0).is_null());
+        let other_meta = FakeType::new(1, ptr::null());
+        assert!(api.find_in_type(tp.tp(), other_meta.tp(), 0).is_null());
+    }
+    assert_eq!(slow_calls(), before);
+    // SAFETY: the table came from into_raw above and is taken back once.
+    drop(unsafe { Table::from_raw(tp.data.table.load(Ordering::Relaxed)) });
+}
