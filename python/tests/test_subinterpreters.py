@@ -207,13 +207,9 @@ def test_dying_interpreters_and_reused_tags(c_dir, tmp_path):
 
 
 @needs_subinterpreters
-@pytest.mark.xfail(
-    strict=True,
-    reason="convert.rs caches ctypes.cast and the ctypes types of the first interpreter that "
-    "converts a ctypes value; once that interpreter is gone (or in another one) set_slots with "
-    "a ctypes value fails ('NoneType' object is not callable)",
-)
 def test_ctypes_values_after_the_first_converting_interpreter_died(c_dir):
+    """ctypes values convert in any interpreter, also after the first one that
+    converted one died (nothing of an interpreter's ctypes is kept)."""
     scenario(
         """
         i = new_legacy()

@@ -5,7 +5,6 @@
 use core::ffi::{c_void, CStr};
 use core::ptr;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
@@ -289,45 +288,69 @@ unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
     }
 }
 
-static CTYPES_POINTERS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
-static CTYPES_ADDRESS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
-
 /// The address held by a ctypes function pointer, `c_void_p` or pointer
-/// instance (`ctypes.cast(value, c_void_p).value`), or `None` for other
-/// objects. Imports ctypes on first use.
+/// instance (what `ctypes.cast(value, c_void_p).value` gives), or `None` for
+/// other objects.
+///
+/// Nothing is cached across calls: ctypes' classes belong to the calling
+/// interpreter (an object kept from one interpreter stops working when that
+/// interpreter dies), so they are looked up in this interpreter's
+/// `sys.modules` each time (no import: without `ctypes` imported there is no
+/// ctypes value). The address is the object's own buffer (ctypes pointer
+/// instances expose the pointer's bytes), read without calling Python code.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
 unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
-    // SAFETY: GIL held; cached objects are immortal for our purposes (never
-    // released once stored).
+    // SAFETY: GIL held; every reference taken here is owned and released.
     unsafe {
-        if CTYPES_POINTERS.load(Ordering::Acquire).is_null() {
-            let ctypes = Owned::new(PyImport_ImportModule(c"ctypes".as_ptr()))?;
-            let get = |name: &CStr| Owned::new(PyObject_GetAttrString(ctypes.0, name.as_ptr()));
-            let (cfunc, voidp, pointer) = (get(c"_CFuncPtr")?, get(c"c_void_p")?, get(c"_Pointer")?);
-            let kinds = Owned::new(PyTuple_Pack(3, cfunc.0, voidp.0, pointer.0))?;
-            let cast = get(c"cast")?;
-            let convert = Owned::new(PyTuple_Pack(2, cast.0, voidp.0))?;
-            CTYPES_ADDRESS.store(convert.into_ptr(), Ordering::Release);
-            CTYPES_POINTERS.store(kinds.into_ptr(), Ordering::Release);
+        let name = Owned::new(PyUnicode_FromString(c"ctypes".as_ptr()))?;
+        let ctypes = PyImport_GetModule(name.0);
+        if ctypes.is_null() {
+            return if PyErr_Occurred().is_null() { Ok(None) } else { Err(Error::Python) };
         }
-        let kinds = CTYPES_POINTERS.load(Ordering::Acquire);
-        match PyObject_IsInstance(value, kinds) {
-            -1 => return Err(Error::Python),
-            0 => return Ok(None),
-            _ => {}
+        let ctypes = Owned(ctypes);
+        let mut pointer_like = false;
+        for kind in [c"_CFuncPtr", c"c_void_p", c"_Pointer"] {
+            let kind = Owned::new(PyObject_GetAttrString(ctypes.0, kind.as_ptr()))?;
+            match PyObject_IsInstance(value, kind.0) {
+                -1 => return Err(Error::Python),
+                0 => {}
+                _ => {
+                    pointer_like = true;
+                    break;
+                }
+            }
         }
-        let convert = CTYPES_ADDRESS.load(Ordering::Acquire);
-        let (cast, voidp) = (PyTuple_GetItem(convert, 0), PyTuple_GetItem(convert, 1));
-        let as_voidp = Owned::new(PyObject_CallFunctionObjArgs(cast, value, voidp, ptr::null_mut::<PyObject>()))?;
-        let address = Owned::new(PyObject_GetAttrString(as_voidp.0, c"value".as_ptr()))?;
-        if address.0 == Py_None() {
-            return Ok(Some(0));
+        if !pointer_like {
+            return Ok(None);
         }
-        u64_of(address.0, "ctypes address").map(Some)
+        Ok(Some(pointer_bytes(value)?))
     }
+}
+
+/// The pointer a ctypes pointer-like instance holds: its buffer, exactly one
+/// pointer wide.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live object.
+unsafe fn pointer_bytes(value: *mut PyObject) -> Result<u64, Error> {
+    let mut view = core::mem::MaybeUninit::<Py_buffer>::zeroed();
+    // SAFETY: GIL held; `view` is released below whenever GetBuffer succeeded.
+    if unsafe { PyObject_GetBuffer(value, view.as_mut_ptr(), PyBUF_SIMPLE) } < 0 {
+        return Err(Error::Python);
+    }
+    // SAFETY: PyObject_GetBuffer succeeded, so `view` is initialised.
+    let view = unsafe { view.assume_init_mut() };
+    let address = (view.len as usize == core::mem::size_of::<usize>() && !view.buf.is_null()).then(|| {
+        // SAFETY: the buffer holds `len` = one pointer's bytes.
+        unsafe { core::ptr::read_unaligned(view.buf.cast::<usize>()) as u64 }
+    });
+    // SAFETY: `view` came from a successful PyObject_GetBuffer.
+    unsafe { PyBuffer_Release(view) };
+    address.ok_or_else(|| Error::value_error("a ctypes pointer value whose buffer is not one pointer wide".into()))
 }
 
 /// `repr(obj)`, for messages (never fails: falls back to the type name).
