@@ -10,7 +10,9 @@
 # 2. The extension built with RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=thread
 #    from the pyo3-ffi 0.28 tree (free-threaded 3.13 needs it). Only our
 #    crates are instrumented: -Zbuild-std (an instrumented std) needs the
-#    rust-src component, which this toolchain does not have; the standard
+#    rust-src component, which this toolchain does not have, and rustc
+#    refuses to mix instrumented crates with the uninstrumented std unless
+#    told -Cunsafe-allow-abi-mismatch=sanitizer (used here); the standard
 #    library's own synchronisation (std::sync::Mutex internals) is invisible
 #    to TSan, so a report whose racing accesses are both inside std, or that
 #    is ordered only by a std Mutex, may be a false positive. The C test
@@ -56,7 +58,7 @@ vpy="$venv/bin/python"
 log "tsan: build the extension (-Zsanitizer=thread, pyo3-ffi $PYO3_FT313)"
 src=$(tree_with_pyo3 "$PYO3_FT313") || { echo "tsan: 0 passed, 1 failed (pyo3-ffi $PYO3_FT313 tree)"; exit 1; }
 build_log=/tmp/extensibletype-tsan-build.log
-if ! (cd "$src" && env RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" PYO3_PYTHON="$vpy" \
+if ! (cd "$src" && env RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" PYO3_PYTHON="$vpy" \
     cargo rustc -p extensibletype-module --release --lib --features extension-module,hooks --target "$TRIPLE") >"$build_log" 2>&1; then
     tail -30 "$build_log" >&2
     echo "tsan: 0 passed, 1 failed (extension build failed)"
