@@ -204,9 +204,10 @@ typedef struct ExtType_API {
     PyObject *(*py_lookup)(PyObject *obj, PyObject *key);       /* internal */
     int (*bind_key)(const char *key, uint64_t id);              /* internal */
     /* ---- Public again. ---- */
-    /* Where the foreign registry's table is published (type address ->
-       that type's effective table): acquire-load *foreign_registry. A miss
-       means "not registered itself" (find_slow walks the MRO). */
+    /* Kept for the ABI: runtimes up to 0.1 published a table here (type
+       address -> effective table). Since the foreign registry became an
+       index (docs/spec.md §5) *foreign_registry is always NULL, which every
+       consumer reads as "ask the type cache / find_slow". */
     ExtType_Table **foreign_registry;
     /* ---- Appended fields: read each only when struct_size covers it
        (runtimes before it have a shorter struct; ExtType_Import() does). ---- */

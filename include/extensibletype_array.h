@@ -236,20 +236,19 @@ static inline void ExtType_ArraySetContiguity(ExtType_ArrayView *view)
    ExtType_Import(), else what the provider raised. Both slots are found
    with one table lookup when the type is on a fast path. */
 /* Internal: the effective table of `tp` when one of the lookup's fast paths
-   has it (exact metaclass with a published table; a type registered in the
-   foreign registry), else NULL (then ask ExtType_FindInType). Lets
+   has it (exact metaclass with a published table; any other type whose
+   type-cache entry is filled: foreign types, NumPy's, their subclasses),
+   else NULL (then ask ExtType_FindInType, which fills the entry). Lets
    ExtType_ArrayGetView probe one table for both of its slots. */
 static inline const ExtType_Table *ExtType__ArrayFastTable(PyTypeObject *tp)
 {
-    const ExtType_Table *registry;
     if (ExtType__TypeOf((PyObject *)tp) == EXTTYPE__CACHE.metaclass) {
         return ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
     }
     if (EXTTYPE__CACHE.api == NULL) {
         return NULL;
     }
-    registry = EXTTYPE__LOAD_ACQUIRE(EXTTYPE__CACHE.foreign_registry);
-    return registry == NULL ? NULL : (const ExtType_Table *)ExtType_TableFind(registry, (uint64_t)(uintptr_t)tp);
+    return ExtType__CachedTable(tp);
 }
 
 static inline int ExtType_ArrayGetView(PyObject *obj, int request, ExtType_ArrayView *view,

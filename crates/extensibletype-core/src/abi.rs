@@ -134,10 +134,11 @@ pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     pub py_lookup: unsafe extern "C" fn(*mut O, *mut O) -> *mut O,
     /// Internal: bind a key string to an id allocated elsewhere (interner only).
     pub bind_key: unsafe extern "C" fn(*const c_char, u64) -> c_int,
-    /// Where the foreign registry's table is published (type address →
-    /// that type's effective table; acquire-load it). Consumers probe it
-    /// inline for types whose metaclass is not `metaclass`; a miss means
-    /// "not registered itself": ask `find_slow`, which walks the MRO.
+    /// Kept for the ABI: where runtimes up to 0.1 published the foreign
+    /// registry's table (type address → effective table). The registry is
+    /// an index now (docs/spec.md §5) and `*foreign_registry` is always
+    /// NULL, which every reader treats as a miss: ask the type cache, then
+    /// `find_slow`.
     pub foreign_registry: *const AtomicPtr<RawTable>,
     /// Appended (still ABI v1; read it only when `struct_size` covers it):
     /// the byte offset of `ob_type` in every object of this interpreter,

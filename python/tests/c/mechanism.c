@@ -51,17 +51,18 @@ static size_t table_bytes(const ExtType_Table *t)
     return (size_t)t->entries_offset + (size_t)t->size * sizeof(ExtType_Entry);
 }
 
-/* The table a lookup on `tp` probes now: its own (metaclass fast path) or
-   its entry in the foreign registry; NULL when neither has one. */
+/* The table a lookup on `tp` probes now: its own (metaclass fast path) or,
+   for any other type, the one the type cache holds for it once a lookup
+   (with the GIL: the type gets a version tag) has filled its entry; NULL
+   when neither has one. */
 static const ExtType_Table *current_table(PyTypeObject *tp)
 {
     const ExtType_API *api = ExtType_GetAPI();
     if (Py_TYPE((PyObject *)tp) == ExtType_Metaclass()) {
         return ExtType_LoadTable(tp, api->table_offset);
-    } else {
-        ExtType_Table *registry = __atomic_load_n(api->foreign_registry, __ATOMIC_ACQUIRE);
-        return registry == NULL ? NULL : (const ExtType_Table *)ExtType_TableFind(registry, (uint64_t)(uintptr_t)tp);
     }
+    (void)ExtType_FindInType(tp, 1); /* fills the cache entry of tp */
+    return ExtType__CachedTable(tp);
 }
 
 /* hold(type) -> handle */
