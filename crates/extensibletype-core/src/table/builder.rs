@@ -126,11 +126,7 @@ impl Builder {
         // safety net that no tested id set has reached.
         for bounds in [Some(Bounds::for_keys(n)), None] {
             for log_s in first_log_s..=LOG2_MAX_SIZE {
-                // Small tables start at B = 2S: half the in-bin slot collisions
-                // (fewer retries) for a few bytes of displacements.
-                let narrowest_b = if log_s <= SMALL_LOG2_SIZE { log_s + 1 } else { log_s };
-                let widest_b = if log_s == LOG2_MAX_SIZE { log_s + 2 } else { log_s + 1 };
-                for log_b in narrowest_b..=widest_b {
+                for log_b in log_b_ladder(log_s) {
                     // Bounded: if the first bin multiplier fails, the least
                     // crowded of the next few go first (for ids on a lattice
                     // some are near-perfect). Random sets rarely get there.
@@ -376,6 +372,17 @@ impl Builder {
     }
 }
 
+/// The bin counts (log2) the ladder tries for a table of `2^log_s` slots:
+/// small tables start at B = 2S (half the in-bin slot collisions, so fewer
+/// retries, for a few bytes of displacements), larger ones at B = S; each
+/// size also tries the next B, and the largest size, which cannot grow
+/// further, goes on to B = 4S.
+fn log_b_ladder(log_s: u32) -> core::ops::RangeInclusive<u32> {
+    let narrowest = if log_s <= SMALL_LOG2_SIZE { log_s + 1 } else { log_s };
+    let widest = if log_s == LOG2_MAX_SIZE { log_s + 2 } else { log_s + 1 };
+    narrowest..=widest
+}
+
 /// SplitMix64's finaliser: a bijective mix of all 64 bits.
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -389,4 +396,20 @@ fn splitmix64(x: u64) -> u64 {
 fn multiplier(seed: u64, log_s: u32, log_b: u32, bin_attempt: u32, slot_attempt: u32) -> u64 {
     let position = u64::from(log_s) << 56 | u64::from(log_b) << 48 | u64::from(bin_attempt) << 32 | u64::from(slot_attempt);
     splitmix64(splitmix64(seed ^ position)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ladder's shape, rung by rung: no id set tested reaches the B = 4S
+    /// rung of the largest size, so only this pins it.
+    #[test]
+    fn bin_ladder_per_size() {
+        assert_eq!(log_b_ladder(1), 2..=2);
+        assert_eq!(log_b_ladder(SMALL_LOG2_SIZE), SMALL_LOG2_SIZE + 1..=SMALL_LOG2_SIZE + 1);
+        assert_eq!(log_b_ladder(SMALL_LOG2_SIZE + 1), SMALL_LOG2_SIZE + 1..=SMALL_LOG2_SIZE + 2);
+        assert_eq!(log_b_ladder(LOG2_MAX_SIZE - 1), LOG2_MAX_SIZE - 1..=LOG2_MAX_SIZE);
+        assert_eq!(log_b_ladder(LOG2_MAX_SIZE), LOG2_MAX_SIZE..=LOG2_MAX_SIZE + 2);
+    }
 }
