@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: `bash scripts/test.sh` (what README and .ci/run call).
 #
-# 1. cargo test: the Rust crate (key hashing, tables: unit, property and
-#    adversarial tests; doc tests).
+# 1. cargo test --workspace: every crate's tests (key hashing, tables: unit,
+#    property and adversarial tests; doc tests; the runtime's own tests,
+#    which embed CPython: the foreign-registry index, interning, bad input).
 # 2. For each interpreter: CPython 3.11 (the machine's python3), the pyenv
 #    3.12 / 3.13 interpreters when present, and a free-threaded 3.13t built by
 #    scripts/cpython.sh (cached under ~/.cache): a venv under .venv/<tag>,
@@ -29,8 +30,8 @@ total_passed=0
 total_failed=0
 
 # --- 1. Rust ----------------------------------------------------------------
-log "cargo test (release)"
-if cargo test --release 2>&1 | tee /tmp/extensibletype-cargo-test.log | grep -E '^test result|FAILED|panicked' >&2; then :; fi
+log "cargo test --workspace (release)"
+if cargo test --workspace --release 2>&1 | tee /tmp/extensibletype-cargo-test.log | grep -E '^test result|FAILED|panicked' >&2; then :; fi
 cargo_passed=$(grep -Eo '[0-9]+ passed' /tmp/extensibletype-cargo-test.log | awk '{s+=$1} END {print s+0}')
 cargo_failed=$(grep -Eo '[0-9]+ failed' /tmp/extensibletype-cargo-test.log | awk '{s+=$1} END {print s+0}')
 if ! grep -q '^test result' /tmp/extensibletype-cargo-test.log; then
