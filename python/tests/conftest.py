@@ -110,7 +110,8 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=reason)
     # Tests that need a dead type's address to be reused: AddressSanitizer
     # keeps freed memory in quarantine, so under it that never happens.
-    reuse = {"test_dead_type_address_reuse_never_answers_stale", "test_dead_extensible_sub_metaclass_class_address_reuse"}
+    reuse = {"test_dead_type_address_reuse_never_answers_stale", "test_dead_extensible_sub_metaclass_class_address_reuse",
+             "test_reused_address_never_sees_an_unregistered_table"}
     skip_reuse = pytest.mark.skip(reason="address-reuse test: AddressSanitizer quarantines freed memory (scripts/asan.sh)")
     for item in items:
         if item.originalname in RSS_TESTS or item.name in RSS_TESTS:
