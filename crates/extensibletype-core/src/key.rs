@@ -36,6 +36,27 @@ pub fn prehash_bytes(key: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
+/// The method name of a *typed* key (`"<interface>:<method>#<signature>"`,
+/// docs/spec.md §9): the text between the last `:` before the first `#` and
+/// that `#`, when it is an identifier (`[A-Za-z_][A-Za-z0-9_]*`). `None` for
+/// an untyped key (no `#`), which is never masked by a Python override.
+///
+/// Only the method name is extracted here; the signature is not validated.
+///
+/// ```
+/// use extensibletype_core::key::typed_method_name;
+/// assert_eq!(typed_method_name("geom.Shape.v1:area#f64(O)"), Some("area"));
+/// assert_eq!(typed_method_name("geom.Shape.v1:area"), None);
+/// ```
+pub fn typed_method_name(key: &str) -> Option<&str> {
+    let (head, _signature) = key.split_once('#')?;
+    let method = &head[head.rfind(':')? + 1..];
+    let mut chars = method.chars();
+    let first = chars.next()?;
+    let ident = (first == '_' || first.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
+    ident.then_some(method)
+}
+
 /// [`prehash`] as a `const fn`, for ids computed at compile time.
 ///
 /// Same result as [`prehash`] for every input (checked by property tests);
@@ -175,6 +196,17 @@ const fn md5_const_parts(parts: &[&[u8]]) -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_method_names() {
+        use super::typed_method_name as m;
+        assert_eq!(m("geom.Shape.v1:area#f64(O)"), Some("area"));
+        assert_eq!(m("a.b.v1:_x9#v(O,f64)!e"), Some("_x9"));
+        assert_eq!(m("ns:outer:inner#f64(O)"), Some("inner"));
+        for untyped in ["geom.Shape.v1:area", "nocolon#f64(O)", "ns:#f64(O)", "ns:9a#f64(O)", "ns:a-b#f64(O)", ""] {
+            assert_eq!(m(untyped), None, "{untyped:?}");
+        }
+    }
+
     use super::*;
 
     /// The test vectors of docs/spec.md §1.

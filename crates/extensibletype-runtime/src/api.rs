@@ -217,7 +217,7 @@ unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyT
             return match super::layout::state_of(tp) {
                 Some(state) => View::Published((*state).current()),
                 None => View::Inherited(
-                    registry::inherited_slots(reg, mro).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
+                    registry::inherited_slots(reg, mro).into_iter().map(|(id, (s, _))| (id, s.ptr)).collect(),
                 ),
             };
         }
@@ -225,13 +225,17 @@ unsafe fn view<'a>(reg: &'a mut Registry, tp: *mut PyTypeObject, mro: &[*mut PyT
             Some(state) => View::Published(state.current()),
             // A plain subclass of registered types: what lookups see.
             None => View::Inherited(
-                registry::inherited_slots(reg, mro).into_iter().map(|(id, s)| (id, s.ptr)).collect(),
+                registry::inherited_slots(reg, mro).into_iter().map(|(id, (s, _))| (id, s.ptr)).collect(),
             ),
         }
     }
 }
 
 /// `extensibletype.get_slots(tp)`: a new dict, or NULL with an exception set.
+///
+/// What a lookup on `tp` finds: the own slots merged along the current MRO,
+/// first definition wins, without the typed entries a Python override masks
+/// (`crate::mask`; `table_info` describes the stored table instead).
 ///
 /// # Safety
 /// Called through the [`Api`] struct, with the GIL held (an attached thread
@@ -242,23 +246,20 @@ unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
         unsafe {
             let tp = as_type(tp, "get_slots")?;
             let mro = layout::mro(tp);
-            let named: Vec<(u64, Option<String>, *const c_void)> = {
+            let (mut provided, names): (Vec<super::mask::Provided>, std::collections::HashMap<u64, String>) = {
                 let mut locked = Locked::get();
                 let reg = locked.registry();
-                let entries: Vec<(u64, *const c_void)> = match view(reg, tp, &mro) {
-                    View::Published(table) => table.map(|t| t.iter().collect()).unwrap_or_default(),
-                    View::Inherited(entries) => entries,
-                };
-                let mut named: Vec<_> = entries
-                    .into_iter()
-                    .map(|(id, p)| (id, registry::name_of(reg, id).map(str::to_owned), p))
-                    .collect();
-                named.sort_by_key(|e| e.0);
-                named
+                let provided: Vec<_> =
+                    registry::inherited_slots(reg, &mro).into_iter().map(|(id, (s, at))| (id, s.ptr, at)).collect();
+                let names =
+                    provided.iter().filter_map(|e| registry::name_of(reg, e.0).map(|n| (e.0, n.to_owned()))).collect();
+                (provided, names)
             };
+            // The GIL is held: the mask is exact.
+            super::mask::filter(&mro, &mut provided);
             let dict = Owned::new(PyDict_New())?;
-            for (id, name, p) in named {
-                let key = match name {
+            for (id, p, _) in provided {
+                let key = match names.get(&id) {
                     Some(name) => PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as isize),
                     None => PyLong_FromUnsignedLongLong(id),
                 };

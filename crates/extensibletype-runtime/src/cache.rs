@@ -256,7 +256,7 @@ pub(crate) fn invalidate_all() {
 ///
 /// # Safety
 /// `table` must be a live table.
-unsafe fn entries_of<'a>(table: *const RawTable) -> &'a [RawEntry] {
+pub(crate) unsafe fn entries_of<'a>(table: *const RawTable) -> &'a [RawEntry] {
     // SAFETY: a table holds `size` entries at `entries_offset`.
     unsafe {
         let base = table.cast::<u8>().add((*table).entries_offset as usize).cast::<RawEntry>();
@@ -265,70 +265,81 @@ unsafe fn entries_of<'a>(table: *const RawTable) -> &'a [RawEntry] {
 }
 
 /// The table a lookup on `tp` probes, computed from the published tables
-/// (no GIL): `None` when it would need a new merged table and the cache is
-/// busy (the caller then walks the MRO itself).
+/// (no GIL), and whether it may be cached: `None` when it would need a new
+/// merged table and the cache is busy (the caller then walks the MRO
+/// itself).
+///
+/// Python overrides (`crate::mask`): a table published in an extensible
+/// type's data is exact (its publisher masked it and republishes on every
+/// change a hook sees). A foreign record's effective table is used only
+/// when it holds no typed id (its classes' namespaces change without any
+/// hook); otherwise, and for every type without a table, the own tables
+/// are merged along the MRO and masked here: exactly with an attached
+/// thread state, conservatively (not cacheable) without.
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
-unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<*const RawTable> {
+/// `tp` must be a live, ready type; a thread without an attached thread
+/// state is inside a `threads::Section`.
+unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<(*const RawTable, bool)> {
     // SAFETY: see the contract; published tables are immutable and live as
     // long as their type (registry tables forever).
     unsafe {
         if layout::is_extensible(tp) {
             let table = TypeData::load(tp);
             if !table.is_null() {
-                return Some(table);
+                return Some((table, true));
             }
-            if layout::state_of(tp).is_some() {
-                // Initialised: writers publish the table before the state.
-                let table = TypeData::load(tp);
-                return Some(if table.is_null() { empty_table() } else { table });
-            }
-        } else {
-            if let Some(record) = state::foreign_record(tp) {
-                let table = record.effective.load(Ordering::Acquire);
-                if !table.is_null() && mro_unchanged(record, tp) {
-                    return Some(table);
-                }
+            // Initialised with an empty table, or a class whose mask
+            // depends on a class no hook watches (published NULL), or
+            // never initialised: merge below.
+        } else if let Some(record) = state::foreign_record(tp) {
+            let table = record.effective.load(Ordering::Acquire);
+            if !table.is_null() && mro_unchanged(record, tp) && !crate::mask::has_typed(table) {
+                return Some((table, true));
             }
         }
-        // Never initialised / not registered / registered but its MRO
-        // changed since its table was published (`__bases__` assignment):
-        // merge the own slots along the current MRO, first definition wins
-        // (what a published table would hold).
-        let mut owns: Vec<*const RawTable> = Vec::new();
+        // Merge the own slots along the current MRO, first definition wins
+        // (what a published table would hold), then mask.
+        let mut mro: Vec<*mut PyTypeObject> = Vec::new();
+        let mut owns: Vec<(*const RawTable, usize)> = Vec::new();
         layout::find_in_mro(tp, false, |t| {
             let own = layout::own_table_of(t);
             if !own.is_null() {
-                owns.push(own);
+                owns.push((own, mro.len()));
             }
+            mro.push(t);
             None::<()>
         });
         match owns.len() {
-            0 => Some(empty_table()),
-            1 => Some(owns[0]),
-            _ => {
-                let mut merged: BTreeMap<u64, usize> = BTreeMap::new();
-                for &own in &owns {
-                    for e in entries_of(own) {
-                        if e.id != 0 {
-                            merged.entry(e.id).or_insert(e.ptr as usize);
-                        }
-                    }
+            0 => return Some((empty_table(), true)),
+            1 if owns[0].1 == 0 || !crate::mask::has_typed(owns[0].0) => return Some((owns[0].0, true)),
+            _ => {}
+        }
+        let mut merged: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+        for &(own, at) in &owns {
+            for e in entries_of(own) {
+                if e.id != 0 {
+                    merged.entry(e.id).or_insert((e.ptr as usize, at));
                 }
-                let key: Vec<(u64, usize)> = merged.into_iter().collect();
-                let mut guard = LOCK.try_lock().ok()?;
-                let interned = guard.interned.get_or_insert_with(HashMap::new);
-                if let Some(t) = interned.get(&key) {
-                    return Some(t.as_raw());
-                }
-                let entries: Vec<(u64, *const c_void)> = key.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
-                let table = Table::build(&entries).ok()?;
-                let raw = table.as_raw();
-                interned.insert(key, table);
-                Some(raw)
             }
         }
+        let mut provided: Vec<crate::mask::Provided> =
+            merged.into_iter().map(|(id, (p, at))| (id, p as *const c_void, at)).collect();
+        let exact = crate::mask::filter(&mro, &mut provided);
+        if provided.is_empty() {
+            return Some((empty_table(), exact));
+        }
+        let key: Vec<(u64, usize)> = provided.iter().map(|&(id, p, _)| (id, p as usize)).collect();
+        let mut guard = LOCK.try_lock().ok()?;
+        let interned = guard.interned.get_or_insert_with(HashMap::new);
+        if let Some(t) = interned.get(&key) {
+            return Some((t.as_raw(), exact));
+        }
+        let entries: Vec<(u64, *const c_void)> = key.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
+        let table = Table::build(&entries).ok()?;
+        let raw = table.as_raw();
+        interned.insert(key, table);
+        Some((raw, exact))
     }
 }
 
@@ -385,8 +396,8 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
         }
         // The generation before any table is read: see the module doc.
         let generation = GENERATION.load(Ordering::Acquire);
-        let table = effective_table(tp)?;
-        if tag != 0 {
+        let (table, cacheable) = effective_table(tp)?;
+        if tag != 0 && cacheable {
             if let Ok(mut guard) = LOCK.try_lock() {
                 // With several interpreters, only process-wide tags (checked
                 // before the tag is read again: see tag_is_process_wide).

@@ -126,9 +126,10 @@ pub(crate) unsafe fn state_of(tp: *mut PyTypeObject) -> Option<*mut TypeState> {
 }
 
 /// Install `table` (and its owners) as the current table of an extensible
-/// type, creating its state if needed, and publish it. A new state is stored
-/// after the table, so a GIL-free reader that sees the state also sees the
-/// table.
+/// type, creating its state if needed, and publish it (`direct`; else NULL
+/// is published in the type data, and lookups take the type cache, see
+/// `crate::mask`). A new state is stored after the table, so a GIL-free
+/// reader that sees the state also sees the table.
 ///
 /// # Safety
 /// `tp` must be a live extensible type and the registry mutex held.
@@ -137,6 +138,7 @@ pub(crate) unsafe fn install(
     table: Prepared,
     owners: &[*mut PyObject],
     own: Option<(OwnSlots, OwnTable)>,
+    direct: bool,
 ) {
     // SAFETY: the caller holds the mutex, so no other writer races us; the
     // state lives until the type's dealloc takes it.
@@ -149,7 +151,8 @@ pub(crate) unsafe fn install(
             let own_raw = (*state).set_own(slots, own_table);
             (*data(tp)).own_table.store(own_raw.cast_mut(), Ordering::Release);
         }
-        TypeData::publish(tp, raw);
+        (*state).indirect = !direct;
+        TypeData::publish(tp, if direct { raw } else { ptr::null() });
         if existing.is_null() {
             slot.store(state.cast(), Ordering::Release);
         }
@@ -345,6 +348,48 @@ pub(crate) unsafe fn own_attribute(tp: *mut PyTypeObject, name: &CStr) -> Result
         }
         Ok(Some(value))
     }
+}
+
+/// The own namespace of `tp` (a new reference: its dict, or under the
+/// limited API its `__dict__` mapping proxy), NULL with an exception set on
+/// failure. Works for static builtin types too (3.12+ keeps their dict per
+/// interpreter: `PyType_GetDict`). Needs an attached thread state.
+///
+/// # Safety
+/// `tp` must be a live, ready type; the calling thread has an attached
+/// thread state.
+pub(crate) unsafe fn own_dict(tp: *mut PyTypeObject) -> *mut PyObject {
+    // SAFETY: the caller's contract (live type, attached thread state).
+    unsafe {
+        #[cfg(all(not(Py_LIMITED_API), Py_3_12))]
+        {
+            PyType_GetDict(tp)
+        }
+        #[cfg(all(not(Py_LIMITED_API), not(Py_3_12)))]
+        {
+            let dict = (*tp).tp_dict;
+            if dict.is_null() {
+                PyErr_SetString(PyExc_SystemError, c"type has no __dict__".as_ptr());
+                return ptr::null_mut();
+            }
+            Py_NewRef(dict)
+        }
+        #[cfg(Py_LIMITED_API)]
+        {
+            PyObject_GetAttrString(tp.cast(), c"__dict__".as_ptr())
+        }
+    }
+}
+
+/// Is `tp` immutable (`Py_TPFLAGS_IMMUTABLETYPE`: static types and heap
+/// types made so)? Then `type.__setattr__` refuses it and its own
+/// namespace never changes. GIL-free.
+///
+/// # Safety
+/// `tp` must be a live type.
+pub(crate) unsafe fn is_immutable(tp: *mut PyTypeObject) -> bool {
+    // SAFETY: PyType_GetFlags reads the flags of a live type.
+    unsafe { PyType_GetFlags(tp) & Py_TPFLAGS_IMMUTABLETYPE != 0 }
 }
 
 /// The byte offset of `ob_type` in this interpreter's object header, as

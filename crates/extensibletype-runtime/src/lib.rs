@@ -55,6 +55,7 @@ mod error;
 mod foreign;
 mod interpreters;
 mod layout;
+mod mask;
 mod metaclass;
 #[doc(hidden)]
 pub mod pyutil;

@@ -75,22 +75,24 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
     }
 }
 
-/// `ExtensibleType.__setattr__(cls, name, value)`: `type`'s own, then, when
-/// `__bases__` was assigned, the effective tables of `cls` and of every
-/// subclass are rebuilt from the new MROs before the assignment returns
-/// (docs/spec.md §4). Costs one `__subclasses__()` walk and one table build per
-/// affected class on `__bases__` assignment only; any other attribute costs
-/// one pointer compare and a string compare on top of `type.__setattr__`.
+/// `ExtensibleType.__setattr__(cls, name, value)` (and `__delattr__`):
+/// `type`'s own, then, when `__bases__` was assigned, or when `name` is the
+/// method name of a known typed key (Python overrides win, `crate::mask`),
+/// the effective tables of `cls` and of every subclass are rebuilt before
+/// the assignment returns (docs/spec.md §4, §9). Costs one
+/// `__subclasses__()` walk and one table build per affected class then;
+/// any other attribute costs a pointer compare, a string compare and one
+/// hash-set probe (only once typed keys exist) on top of `type.__setattr__`.
 ///
 /// If the tables cannot be rebuilt (more than 65,536 merged entries, no
-/// memory), the old `__bases__` is put back and the error raised: the
+/// memory), the old value is put back and the error raised: the
 /// assignment then changes nothing.
 ///
-/// No route around this hook changes `__bases__`: `type.__setattr__(cls, ..)`
-/// and `object.__setattr__(cls, ..)` are refused by CPython itself ("can't
-/// apply this __setattr__": it rejects calls that jump over a C-level
-/// `tp_setattro` override), and a Python sub-metaclass's `__setattr__` can
-/// only reach `type`'s through ours.
+/// No route around this hook changes `cls`'s namespace or `__bases__`:
+/// `type.__setattr__(cls, ..)` and `object.__setattr__(cls, ..)` are refused
+/// by CPython itself ("can't apply this __setattr__": it rejects calls that
+/// jump over a C-level `tp_setattro` override), and a Python
+/// sub-metaclass's `__setattr__` can only reach `type`'s through ours.
 ///
 /// # Safety
 /// Called by CPython as `tp_setattro` of a class whose metaclass derives from
@@ -102,26 +104,50 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
         // name and value; cls is a live type whose metaclass derives from ours.
         unsafe {
             let type_setattro: setattrofunc = core::mem::transmute(layout::type_slot(Py_tp_setattro));
-            let is_bases = !value.is_null()
-                && !layout::metaclass().is_null()
-                && PyUnicode_Check(name) != 0
-                && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0;
-            if !is_bases {
+            let ready = !layout::metaclass().is_null() && PyUnicode_Check(name) != 0;
+            let is_bases =
+                ready && !value.is_null() && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0;
+            let typed = ready
+                && !is_bases
+                && super::mask::any_typed()
+                && super::pyutil::utf8(name).is_some_and(super::mask::is_method_name);
+            if !is_bases && !typed {
                 return type_setattro(cls, name, value);
             }
-            let Ok(old) = Owned::new(PyObject_GetAttr(cls, name)) else { return -1 };
+            // The value to put back if republishing fails (NULL: absent).
+            let old = if is_bases {
+                let Ok(old) = Owned::new(PyObject_GetAttr(cls, name)) else { return -1 };
+                Some(old)
+            } else {
+                match own_value(cls.cast(), name) {
+                    Ok(old) => old,
+                    Err(()) => return -1,
+                }
+            };
             if type_setattro(cls, name, value) < 0 {
                 return -1;
+            }
+            if typed {
+                // Masks gathered before this point are stale.
+                super::mask::note_dict_change();
             }
             match publish(cls.cast(), &Changes::default(), false) {
                 Ok(()) => 0,
                 Err(e) => {
-                    // Put the old bases back (their tables are still the
-                    // published ones), then raise the rebuild's error.
+                    // Put the old value back (the published tables are
+                    // still those of the old value), then raise the
+                    // rebuild's error.
                     e.raise(());
                     let first = PendingError::take();
-                    if type_setattro(cls, name, old.0) < 0 || publish(cls.cast(), &Changes::default(), false).is_err() {
+                    let back = old.as_ref().map_or(ptr::null_mut(), |o| o.0);
+                    if type_setattro(cls, name, back) < 0 {
                         PyErr_Clear(); // restoring failed too: report the first error
+                    }
+                    if typed {
+                        super::mask::note_dict_change();
+                    }
+                    if publish(cls.cast(), &Changes::default(), false).is_err() {
+                        PyErr_Clear();
                     }
                     first.restore();
                     -1
@@ -129,6 +155,27 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
             }
         }
     })
+}
+
+/// `cls.__dict__[name]` (a new reference), None when absent, Err with an
+/// exception set.
+///
+/// # Safety
+/// GIL held; `cls` is a live, ready type and `name` a live str.
+unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Option<Owned>, ()> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let dict = Owned::new(layout::own_dict(cls))?;
+        let value = PyObject_GetItem(dict.0, name);
+        if value.is_null() {
+            if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
+                PyErr_Clear();
+                return Ok(None);
+            }
+            return Err(());
+        }
+        Ok(Some(Owned(value)))
+    }
 }
 
 /// PEP 697: where `PyObject_GetTypeData` puts our data in a created class.
@@ -392,27 +439,34 @@ pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *co
             return crate::table::raw_lookup(table, id);
         }
         if layout::is_extensible(tp) {
+            // A published table is exact (masked by its publisher).
             let table = TypeData::load(tp);
             if !table.is_null() {
                 return crate::table::raw_lookup(table, id);
             }
-            if layout::state_of(tp).is_some() {
-                // Initialised: writers publish the table before the state,
-                // so a table published meanwhile is visible now.
-                let table = TypeData::load(tp);
-                return if table.is_null() { ptr::null() } else { crate::table::raw_lookup(table, id) };
-            }
-        } else {
+        } else if !super::mask::is_typed(id) {
+            // A registry table answers untyped ids only (a typed one may be
+            // masked by a namespace no hook watches).
             let table = super::state::foreign_table(tp);
             if !table.is_null() {
                 return crate::table::raw_lookup(table, id);
             }
         }
-        layout::find_in_mro(tp, true, |t| {
+        let mut before: Vec<*mut PyTypeObject> = Vec::new();
+        let found = layout::find_in_mro(tp, false, |t| {
             let own = layout::own_table_of(t);
             let found = if own.is_null() { ptr::null() } else { crate::table::raw_lookup(own, id) };
-            (!found.is_null()).then_some(found)
-        })
-        .unwrap_or(ptr::null())
+            if found.is_null() {
+                before.push(t);
+                None
+            } else {
+                Some(found)
+            }
+        });
+        let Some(found) = found else { return ptr::null() };
+        // Python overrides win: masked by a class before the provider?
+        let mut entry = vec![(id, found, before.len())];
+        super::mask::filter(&before, &mut entry);
+        entry.first().map_or(ptr::null(), |e| e.1)
     }
 }

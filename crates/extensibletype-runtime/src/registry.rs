@@ -185,7 +185,8 @@ fn registered(reg: &Registry, tp: *mut PyTypeObject) -> Option<&ForeignType> {
 }
 
 /// Merge own slots along `mro`: first definition wins. `override_own`
-/// replaces the own slots of one type (the one being changed).
+/// replaces the own slots of one type (the one being changed). Each slot
+/// comes with the index in `mro` of the class that provides it.
 ///
 /// # Safety
 /// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
@@ -195,9 +196,9 @@ unsafe fn effective(
     mro: &[*mut PyTypeObject],
     changed: *mut PyTypeObject,
     new_own: &BTreeMap<u64, Slot>,
-) -> BTreeMap<u64, Slot> {
+) -> BTreeMap<u64, (Slot, usize)> {
     let mut merged = BTreeMap::new();
-    for &tp in mro {
+    for (at, &tp) in mro.iter().enumerate() {
         let own = if tp == changed {
             Some(new_own)
         } else {
@@ -205,15 +206,110 @@ unsafe fn effective(
             unsafe { own_of(reg, tp) }
         };
         for (&id, &slot) in own.into_iter().flatten() {
-            merged.entry(id).or_insert(slot);
+            merged.entry(id).or_insert((slot, at));
         }
     }
     merged
 }
 
+/// The method name of `id` if its key (registered, or `pending` in this
+/// change) is a typed key.
+fn typed_name<'a>(reg: &'a Registry, pending: &'a HashMap<u64, &str>, id: u64) -> Option<&'a str> {
+    let key = reg.names.get(&id).map(|b| &**b).or_else(|| pending.get(&id).copied())?;
+    crate::key::typed_method_name(key)
+}
+
+/// Python overrides win (`crate::mask`): drop from `merged` (along `mro`)
+/// the typed entries a class before their provider overrides, per `facts`.
+/// Returns the masked slots and whether they may be published directly (no
+/// class before the provider of a typed entry is a mutable class whose
+/// assignments no hook of ours sees); pairs `facts` lacks go to `missing`.
+///
+/// # Safety
+/// Every type in `mro` is alive; `reg` is the locked registry; GIL held.
+unsafe fn masked(
+    reg: &mut Registry,
+    pending: &HashMap<u64, &str>,
+    mro: &[*mut PyTypeObject],
+    merged: BTreeMap<u64, (Slot, usize)>,
+    facts: &crate::mask::Facts,
+    missing: &mut Vec<(*mut PyTypeObject, Box<str>)>,
+) -> (BTreeMap<u64, Slot>, bool) {
+    let mut direct = true;
+    let mut unhooked: Vec<Option<bool>> = vec![None; mro.len()];
+    let mut out = BTreeMap::new();
+    for (id, (slot, provider)) in merged {
+        let name = if provider == 0 { None } else { typed_name(reg, pending, id).map(Box::<str>::from) };
+        let Some(name) = name else {
+            out.insert(id, slot);
+            continue;
+        };
+        let mut hidden = false;
+        for (j, &tp) in mro[..provider].iter().enumerate() {
+            if direct {
+                let unwatched = *unhooked[j].get_or_insert_with(|| {
+                    // SAFETY: tp is alive (in `mro`); runs no Python code.
+                    unsafe { !(is_extensible_metaclass(reg, Py_TYPE(tp.cast())) || layout::is_immutable(tp)) }
+                });
+                direct = !unwatched;
+            }
+            match facts.get(tp, &name) {
+                Some(true) => hidden = true,
+                Some(false) => {}
+                None => missing.push((tp, name.clone())),
+            }
+        }
+        if !hidden {
+            out.insert(id, slot);
+        }
+    }
+    (out, direct)
+}
+
+/// The (class, method name) pairs a publish of `target` and `affected`
+/// will most likely ask about (own tables as published now, plus
+/// `changes`), to gather before the mutex; whatever this misses the
+/// publish asks for in a second round.
+///
+/// # Safety
+/// GIL held; the types of every MRO are alive.
+unsafe fn guess_pairs(target: &Target, affected: &[Target], changes: &[Change]) -> Vec<(*mut PyTypeObject, Box<str>)> {
+    let mut out = Vec::new();
+    if !crate::mask::any_typed() && !changes.iter().any(|c| c.name.as_deref().and_then(crate::key::typed_method_name).is_some()) {
+        return out;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in core::iter::once(target).chain(affected) {
+        for (p, &tp) in t.mro.iter().enumerate().skip(1) {
+            let mut names: Vec<Box<str>> = Vec::new();
+            if tp == target.tp {
+                names.extend(changes.iter().filter_map(|c| c.name.as_deref().and_then(crate::key::typed_method_name)).map(Box::from));
+            }
+            // SAFETY: tp is alive; published own tables live as long as it.
+            let own = unsafe { layout::own_table_of(tp) };
+            if !own.is_null() {
+                // SAFETY: a live table.
+                for e in unsafe { crate::cache::entries_of(own) } {
+                    if e.id != 0 {
+                        names.extend(crate::mask::method_of(e.id));
+                    }
+                }
+            }
+            for name in names {
+                for &before in &t.mro[..p] {
+                    if seen.insert((before as usize, name.clone())) {
+                        out.push((before, name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Does `tp` already publish exactly `merged`? (Then republishing would only
 /// retire an identical table.)
-fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTreeMap<u64, Slot>) -> bool {
+fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTreeMap<u64, Slot>, direct: bool) -> bool {
     let state = if is_ext {
         // SAFETY: tp is a live extensible type; the mutex is held.
         unsafe { layout::state_of(tp).map(|s| &*s) }
@@ -221,6 +317,9 @@ fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTree
         registered(reg, tp).map(|f| &f.state)
     };
     let Some(state) = state else { return false };
+    if state.indirect == direct {
+        return false;
+    }
     match state.current() {
         None => merged.is_empty(),
         Some(table) => table.len() == merged.len() && merged.iter().all(|(&id, s)| table.get(id) == Some(s.ptr)),
@@ -269,10 +368,30 @@ pub(crate) unsafe fn apply(
     changes: &[Change],
     reset_own: bool,
 ) -> Result<(), Error> {
-    let released = {
-        let mut locked = Locked::get();
-        // SAFETY: forwarded (the caller's contract); the mutex is held.
-        unsafe { apply_locked(locked.registry(), target, affected, changes, reset_own)? }
+    // What the own namespaces hold, for the masks (read with the GIL, before
+    // the mutex: nothing under it runs Python code). A publish that finds a
+    // fact missing, or facts made stale by an own-namespace change of an
+    // extensible class meanwhile, gathers again and retries.
+    let mut facts = crate::mask::Facts::default();
+    facts.reset();
+    // SAFETY: GIL held; the types of every MRO are alive (the caller's contract).
+    unsafe { facts.gather(guess_pairs(target, affected, changes))? };
+    let released = loop {
+        let outcome = {
+            let mut locked = Locked::get();
+            // SAFETY: forwarded (the caller's contract); the mutex is held.
+            unsafe { apply_locked(locked.registry(), target, affected, changes, reset_own, &facts)? }
+        };
+        match outcome {
+            Outcome::Done(released) => break released,
+            Outcome::Stale => {
+                facts.reset();
+                // SAFETY: as above.
+                unsafe { facts.gather(guess_pairs(target, affected, changes))? };
+            }
+            // SAFETY: as above.
+            Outcome::Missing(pairs) => unsafe { facts.gather(pairs)? },
+        }
     };
     // Foreign types whose own slots were all removed: the registry's
     // reference goes (outside the mutex: a dealloc may run Python code).
@@ -282,6 +401,17 @@ pub(crate) unsafe fn apply(
         unsafe { Py_DECREF(tp.cast()) };
     }
     Ok(())
+}
+
+/// What [`apply_locked`] did.
+enum Outcome {
+    /// Published; the types the registry let go of.
+    Done(Vec<*mut PyTypeObject>),
+    /// Nothing changed: an own namespace changed since the facts were
+    /// gathered.
+    Stale,
+    /// Nothing changed: these facts are needed first.
+    Missing(Vec<(*mut PyTypeObject, Box<str>)>),
 }
 
 /// [`apply`] under the mutex; returns the types the registry let go of.
@@ -294,7 +424,11 @@ unsafe fn apply_locked(
     affected: &[Target],
     changes: &[Change],
     reset_own: bool,
-) -> Result<Vec<*mut PyTypeObject>, Error> {
+    facts: &crate::mask::Facts,
+) -> Result<Outcome, Error> {
+    if crate::mask::dict_generation() != facts.generation {
+        return Ok(Outcome::Stale);
+    }
     // 1. Names: a different key string with a known id is a collision.
     let mut new_names: HashMap<u64, &str> = HashMap::new();
     for change in changes {
@@ -330,6 +464,7 @@ unsafe fn apply_locked(
     let mut built = Vec::with_capacity(1 + affected.len());
     let mut own_table = None;
     let mut unregister = false;
+    let mut missing = Vec::new();
     for t in core::iter::once(target).chain(affected) {
         // SAFETY: t.tp is live (held by the caller), so is its metaclass.
         let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
@@ -342,8 +477,19 @@ unsafe fn apply_locked(
             continue; // nothing to publish: lookups walk the MRO
         }
         // SAFETY: every type in these MROs is alive (held by t.tp).
-        let merged = unsafe { effective(reg, &t.mro, target.tp, &own) };
-        if t.tp != target.tp && unchanged(reg, t.tp, is_ext, &merged) {
+        let provided = unsafe { effective(reg, &t.mro, target.tp, &own) };
+        // Extensible types publish masked tables; a foreign record keeps
+        // the merge unmasked (readers mask it: no hook sees its namespaces).
+        let (merged, direct) = if is_ext {
+            // SAFETY: as above; GIL held, no Python code runs.
+            unsafe { masked(reg, &new_names, &t.mro, provided, facts, &mut missing) }
+        } else {
+            (provided.into_iter().map(|(id, (slot, _))| (id, slot)).collect(), true)
+        };
+        if !missing.is_empty() {
+            continue; // asked for below, before anything is built
+        }
+        if t.tp != target.tp && unchanged(reg, t.tp, is_ext, &merged, direct) {
             continue; // e.g. a subclass overriding every changed key: keep its table
         }
         let state = state_for(reg, t.tp, is_ext);
@@ -355,23 +501,27 @@ unsafe fn apply_locked(
             });
         }
         let (table, owners) = prepare(state, &merged)?;
-        built.push((t.tp, is_ext, table, owners, &t.mro));
+        built.push((t.tp, is_ext, table, owners, &t.mro, direct));
+    }
+    if !missing.is_empty() {
+        return Ok(Outcome::Missing(missing));
     }
 
     // 4. Commit: names, own slots, tables.
     for (id, name) in new_names {
+        crate::mask::note_key(id, name);
         reg.names.entry(id).or_insert_with(|| name.into());
     }
     let mut released = Vec::new();
     if unregister {
         released.extend(unregister_foreign(reg, target.tp));
     }
-    for (tp, is_ext, table, owners, mro) in built {
+    for (tp, is_ext, table, owners, mro, direct) in built {
         let new_own = if tp == target.tp { own_table.take().map(|t| (core::mem::take(&mut own), t)) } else { None };
         if is_ext {
             // SAFETY: tp is extensible and live; we hold the mutex, the only
             // writer of type states.
-            unsafe { layout::install(tp, table, &owners, new_own) };
+            unsafe { layout::install(tp, table, &owners, new_own, direct) };
         } else {
             let entry = reg.foreign.entry(tp as usize).or_default();
             if entry.tp.is_null() {
@@ -394,7 +544,7 @@ unsafe fn apply_locked(
     }
     // Every answer the type cache holds may have changed.
     super::cache::invalidate_all();
-    Ok(released)
+    Ok(Outcome::Done(released))
 }
 
 /// Unpublish the foreign type at `tp`'s address (its own slots are all
@@ -426,7 +576,7 @@ pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&Ty
 /// # Safety
 /// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
 /// the locked registry.
-pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, Slot> {
+pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, (Slot, usize)> {
     // SAFETY: every type in `mro` is alive (held by the type it belongs to).
     unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
 }
@@ -444,6 +594,7 @@ pub(crate) fn bind_name(reg: &mut Registry, id: u64, name: &str) -> Result<(), E
         }
         Some(_) => Ok(()),
         None => {
+            crate::mask::note_key(id, name);
             reg.names.insert(id, name.into());
             Ok(())
         }

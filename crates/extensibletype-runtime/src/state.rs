@@ -176,6 +176,10 @@ pub(crate) struct TypeState {
     /// Strong references to every owner used by any of `tables`, sorted by
     /// address (no duplicates).
     owners: Vec<*mut PyObject>,
+    /// An extensible type whose current table is *not* in its type data
+    /// (a class no hook watches stands before the provider of a typed
+    /// entry: readers take the version-tag-checked type cache). Writers only.
+    pub indirect: bool,
 }
 
 impl TypeState {
