@@ -236,7 +236,7 @@ static inline void ExtType_ArraySetContiguity(ExtType_ArrayView *view)
    be adopted, RuntimeError when called before ExtType_Import(), else what
    the provider raised. Both slots are found with one table lookup when the
    type is on a fast path.
-   Without registration (docs/spec.md section 10): on a miss, a type that
+   Without registration (docs/spec.md section 12.3): on a miss, a type that
    exposes DLPack (__dlpack_c_exchange_api__, the older
    __c_dlpack_exchange_api__, or __dlpack__) is adopted as a provider by
    extensibletype.arrays (imported then if it was not), once; later lookups

@@ -1,4 +1,4 @@
-"""Arrays without registration (docs/spec.md section 10): any DLPack exporter
+"""Arrays without registration (docs/spec.md section 12.3): any DLPack exporter
 type is adopted as an array.v1 provider on its first miss, from Python (the
 kernels), C (ExtType_ArrayGetView) and Rust (with_view, test_pyo3_ext.py);
 later lookups are ordinary registry hits. Also: abstract bases, refusals

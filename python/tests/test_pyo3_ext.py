@@ -103,7 +103,7 @@ def test_sum_bad_input(ext):
 
 def test_with_view_adopts_an_unregistered_dlpack_type(ext):
     """Rust's with_view takes the same slow path as the kernels (docs/spec.md
-    section 10): a DLPack exporter type is adopted on its first miss."""
+    section 12.3): a DLPack exporter type is adopted on its first miss."""
     np = pytest.importorskip("numpy")
     if not hasattr(xa._impl, "_adopt"):
         pytest.skip("this build has no DLPack layer (abi3t)")

@@ -319,7 +319,7 @@ impl Provider {
     }
 
     /// [`Provider::of`]; on a miss, the consumers' one slow path (docs/spec.md
-    /// §10): a type exposing DLPack (`__dlpack_c_exchange_api__`, the older
+    /// §12.3): a type exposing DLPack (`__dlpack_c_exchange_api__`, the older
     /// `__c_dlpack_exchange_api__`, or `__dlpack__`) is adopted as a provider
     /// (once: later lookups are ordinary hits). Otherwise a `TypeError`
     /// naming the missing key and the DLPack names looked for.

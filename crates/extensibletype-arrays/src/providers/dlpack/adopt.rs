@@ -1,4 +1,4 @@
-//! Arrays without registration (docs/spec.md §10): the one slow path every
+//! Arrays without registration (docs/spec.md §12.3): the one slow path every
 //! array.v1 consumer takes when `type(obj)` has no acquire slot.
 //!
 //! [`crate::abi::Provider::of_or_raise`] (behind `with_view`, the kernels,

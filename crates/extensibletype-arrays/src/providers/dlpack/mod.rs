@@ -12,7 +12,7 @@
 //! `__c_dlpack_exchange_api__`) or `__dlpack__` (the Python path),
 //! acquire/release slots that hold one managed tensor per view and call its
 //! deleter on release. Without registration, `adopt.rs` does the same on a
-//! type's first array.v1 miss (docs/spec.md §10).
+//! type's first array.v1 miss (docs/spec.md §12.3).
 //!
 //! Every deleter made here takes the GIL itself (it releases an array.v1
 //! view and a reference) and does nothing once the interpreter is gone.
