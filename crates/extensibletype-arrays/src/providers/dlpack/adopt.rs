@@ -118,7 +118,12 @@ pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> 
         defs.push(SlotDef { key: KEY_EXCHANGE_API.as_ptr(), id: 0, ptr: a.cast() });
     }
     // SAFETY: GIL held; the keys are NUL-terminated statics.
-    Ok(unsafe { runtime::set_slots(tp, &defs) }?)
+    unsafe { runtime::set_slots(tp, &defs) }?;
+    if !first {
+        // Adopted for good (up front, or settled): no first use pending.
+        drop(PROVISIONAL.take(|t| t == tp as usize));
+    }
+    Ok(())
 }
 
 use crate::abi::AcquireFn;
