@@ -389,3 +389,23 @@ def test_deleter_in_python_keeps_our_exception(consumer):
         sys.unraisablehook = old_hook
     assert P.deleted == 2 and unraisable == []
     et.set_slots(P, ALL_KEYS)
+
+
+def test_non_cpu_device_and_bad_major_tensor(prod):
+    """A (fake) CUDA tensor: the export worked, the type is adopted, CPU
+    kernels refuse it. A versioned tensor of major version 2 from the first
+    export: not adopted."""
+    Dev = type("Dev", (), {"__init__": lambda self, t: setattr(self, "t", t), "__dlpack__": lambda self, **kw: self.t.__dlpack__(**kw)})
+    with pytest.raises(TypeError, match="host memory"):
+        xa.sum(Dev(prod.Tensor(3, device_type=2)))
+    assert et.lookup(Dev(None), K) is not None
+    assert xa.view_info(Dev(prod.Tensor(3, device_type=2)))["device"] == (2, 0)
+    Maj = type("Maj", (), {"__init__": lambda self, t: setattr(self, "t", t), "__dlpack__": lambda self, **kw: self.t.__dlpack__(**kw)})
+    made, deleted = prod.made(), prod.deleted()
+    with pytest.raises(BufferError, match="major version 2"):
+        xa.sum(Maj(prod.Tensor(3, major=2)))
+    assert et.lookup(Maj(None), K) is None
+    with pytest.raises(TypeError, match="failed on first use"):
+        xa.sum(Maj(prod.Tensor(3)))
+    gc.collect()
+    assert prod.made() - made == prod.deleted() - deleted == 1

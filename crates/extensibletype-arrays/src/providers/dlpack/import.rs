@@ -93,8 +93,9 @@ impl Managed {
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 /// The caller owns `m`; it is consumed on every path.
-/// `stage` becomes [`Stage::Exported`] once the tensor has been read
-/// (the producer's part worked; what may fail after that is the request).
+/// `stage` becomes [`Stage::Exported`] once the producer handed over a
+/// tensor of our major version (what may fail after that is this object's
+/// content, such as a sub-byte dtype, or the request).
 pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str, stage: &mut Stage) -> Result<(), ()> {
     // SAFETY: the caller owns m.
     unsafe {
@@ -112,9 +113,9 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &
             }
             Managed::Legacy(mt) => (&(*mt).dl_tensor, 0),
         };
+        *stage = Stage::Exported;
         let mut heap = Vec::new();
         let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| {
-            *stage = Stage::Exported;
             abi::check_request(request, v.flags).or_else(|why| raise(util::buffer_error(), &format!("{who}: {why}")))
         });
         if r.is_err() {
@@ -153,9 +154,11 @@ pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), ()> {
 pub(crate) enum Stage {
     /// Refused before the producer was asked (bad view size or request flags).
     Untried,
-    /// The producer was asked and failed (raised, returned garbage, major version).
+    /// The producer was asked and failed (raised, returned no DLPack
+    /// capsule, a tensor of another major version).
     Failed,
-    /// The producer's tensor was read (a refused request may still follow).
+    /// The producer handed over a tensor of our major version (its content
+    /// or the request may still be refused).
     Exported,
 }
 
