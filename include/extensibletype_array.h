@@ -231,10 +231,17 @@ static inline void ExtType_ArraySetContiguity(ExtType_ArrayView *view)
    Needs the GIL and ExtType_Import(); `obj` is borrowed and must stay alive
    until `*release` has been called. Initialises *view (size) itself.
    Returns 0 and sets *release (call it exactly once: (*release)(obj, view)),
-   or -1 with an exception set: TypeError naming the key when type(obj) has
-   no acquire/release slot, RuntimeError when called before
-   ExtType_Import(), else what the provider raised. Both slots are found
-   with one table lookup when the type is on a fast path. */
+   or -1 with an exception set: TypeError naming the key (and the DLPack
+   names looked for) when type(obj) has no acquire/release slot and cannot
+   be adopted, RuntimeError when called before ExtType_Import(), else what
+   the provider raised. Both slots are found with one table lookup when the
+   type is on a fast path.
+   Without registration (docs/spec.md section 12.3): on a miss, a type that
+   exposes DLPack (__dlpack_c_exchange_api__, the older
+   __c_dlpack_exchange_api__, or __dlpack__) is adopted as a provider by
+   extensibletype.arrays (imported then if it was not), once; later lookups
+   are ordinary hits. Only this function adopts: ExtType_Find and
+   ExtType_FindInType never run Python code and just miss. */
 /* Internal: the effective table of `tp` when one of the lookup's fast paths
    has it (exact metaclass with a published table; any other type whose
    type-cache entry is filled: foreign types, NumPy's, their subclasses),
@@ -251,9 +258,45 @@ static inline const ExtType_Table *ExtType__ArrayFastTable(PyTypeObject *tp)
     return ExtType__CachedTable(tp);
 }
 
+/* Internal: the slow path of a miss. Asks extensibletype.arrays._adopt(obj)
+   to adopt type(obj) if it exposes DLPack. 1: adopted (look up again);
+   -1 with an exception set (the TypeError naming the key and DLPack, or
+   what adoption raised); 0 with no exception: nothing in this process can
+   adopt (extensibletype.arrays not importable, or a build without DLPack).
+   Runs Python code: GIL held, no exception set. */
+static inline int ExtType__ArrayAdopt(PyObject *obj)
+{
+    PyObject *mod, *adopt, *done;
+    int ok;
+    mod = PyImport_ImportModule("extensibletype.arrays");
+    if (mod == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    adopt = PyObject_GetAttrString(mod, "_adopt");
+    Py_DECREF(mod);
+    if (adopt == NULL || adopt == Py_None) {
+        Py_XDECREF(adopt);
+        PyErr_Clear();
+        return 0;
+    }
+    done = PyObject_CallFunctionObjArgs(adopt, obj, NULL);
+    Py_DECREF(adopt);
+    if (done == NULL) {
+        return -1;
+    }
+    ok = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    return ok < 0 ? -1 : ok;
+}
+
 static inline int ExtType_ArrayGetView(PyObject *obj, int request, ExtType_ArrayView *view,
                                        ExtType_ArrayReleaseFn *release)
 {
+    int adopted = 0;
     PyTypeObject *tp;
     const ExtType_Table *table;
     void *a, *r;
@@ -264,9 +307,20 @@ static inline int ExtType_ArrayGetView(PyObject *obj, int request, ExtType_Array
         return -1;
     }
     tp = ExtType__TypeOf(obj);
+again:
     table = ExtType__ArrayFastTable(tp);
     a = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_ACQUIRE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_ACQUIRE);
     r = table != NULL ? ExtType_TableFind(table, EXTTYPE_ARRAY_ID_RELEASE) : ExtType_FindInType(tp, EXTTYPE_ARRAY_ID_RELEASE);
+    if (a == NULL && !adopted) {
+        adopted = ExtType__ArrayAdopt(obj);
+        if (adopted < 0) {
+            return -1;
+        }
+        if (adopted) {
+            goto again;
+        }
+        adopted = 1; /* nothing can adopt: raise below */
+    }
     /* Slots hold data pointers; POSIX (and every platform CPython runs on)
        gives function pointers the same representation. memcpy keeps ISO C
        pedantic mode quiet. */

@@ -24,9 +24,12 @@ Consumers, generic over every provider and any strides:
 
 DLPack 1.3, both ways: :class:`Array` implements ``__dlpack__`` /
 ``__dlpack_device__`` and its type carries ``__dlpack_c_exchange_api__``;
-:func:`to_dlpack` exports any array.v1 provider as a DLPack capsule;
-:func:`register_dlpack_type` makes any DLPack exporter type an array.v1
-provider (through its C exchange table when it has one).
+:func:`to_dlpack` exports any array.v1 provider as a DLPack capsule.
+Any DLPack exporter (a type with ``__dlpack_c_exchange_api__``, the older
+``__c_dlpack_exchange_api__``, or ``__dlpack__``) is an array.v1 provider
+without registration: its type is adopted on its first use by a consumer
+(these functions, ``ExtType_ArrayGetView`` in C, ``with_view`` in Rust);
+:func:`register_dlpack_type` adopts a type up front.
 
 >>> import extensibletype.arrays as xa
 >>> a = xa.Array((2, 3)); a.fill(1.5)
@@ -65,6 +68,9 @@ def _not_in_this_build(name):
 
 
 to_dlpack = getattr(_impl, "to_dlpack", None) or _not_in_this_build("to_dlpack")
+# The miss path of ExtType_ArrayGetView (include/extensibletype_array.h)
+# calls this; None in the abi3t build (no DLPack layer to adopt with).
+_adopt = getattr(_impl, "_adopt", None)
 
 # DLPack 1.3; the flags are DLPack's DLPACK_FLAG_BITMASK_READ_ONLY / _IS_COPIED.
 DLPACK_VERSION = (getattr(_impl, "DLPACK_MAJOR", 1), getattr(_impl, "DLPACK_MINOR", 3))
@@ -122,15 +128,26 @@ def register_buffer_type(tp: type) -> None:
 
 
 def register_dlpack_type(tp: type) -> str:
-    """Make ``tp``, a DLPack exporter type, an array.v1 provider; subclasses
-    inherit it. Returns the path taken:
+    """Make ``tp``, a DLPack exporter type, an array.v1 provider now;
+    subclasses inherit it. (Without this call a DLPack exporter type is
+    adopted on its first use by a consumer; registering up front skips the
+    first-use check, so a type whose export fails stays a provider.)
+    Returns the path taken:
 
     - ``"c"``: ``tp.__dlpack_c_exchange_api__`` is a DLPack 1.x exchange
       table (a PyCapsule named ``"dlpack_exchange_api"``); each view holds a
       tensor from ``managed_tensor_from_py_object_no_sync`` (so the memory
       stays pinned) until release, which calls its deleter;
     - ``"python"``: each view calls ``obj.__dlpack__(max_version=(1, 3))``
-      (``obj.__dlpack__()`` if that raises TypeError) and consumes the capsule.
+      (``obj.__dlpack__()`` if that raises TypeError) and consumes the capsule;
+    - ``"subclasses"``: ``tp`` exposes no DLPack itself but is an abstract
+      base (an ``abc.ABCMeta`` instance, like ``jax.Array``) or has
+      subclasses: its current subclasses that expose DLPack are adopted now,
+      later and ``register``-ed (virtual) ones when first met.
+
+    The older ``__c_dlpack_exchange_api__`` (a capsule, or the table's
+    address as an int) counts as the exchange table when the DLPack 1.3 name
+    is absent.
 
     Views report the tensor's device; CPU consumers (:func:`sum`, ...)
     raise TypeError for other devices. TypeError when ``tp`` has neither;
@@ -224,6 +241,8 @@ def _unregister_providers() -> None:
     a test suite can leave the foreign registry as it found it)."""
     while _REGISTERED:
         _core.set_slots(_REGISTERED.pop(), {KEY_ACQUIRE: None, KEY_RELEASE: None, _KEY_DLPACK_API: None})
+    if hasattr(_impl, "_forget_adopted"):
+        _impl._forget_adopted()  # types adopted on a miss, abstract bases, refusals
 
 
 _register_providers()

@@ -36,6 +36,19 @@ for i in range(int(sys.argv[1]) if len(sys.argv) > 1 else 200):
         except (ValueError, BufferError, TypeError):
             pass
     m.exercise(type(a).__dlpack_c_exchange_api__, a)
+    # Without registration (adoption on a miss): a good type adopted once,
+    # a failing one refused (its first export's tensor deleted), then
+    # forgotten so the next round adopts and refuses again.
+    U = type("U", (), {"__init__": W.__init__, "__dlpack__": W.__dlpack__})  # not a subclass of W
+    UBad = type("UBad", (), {"__init__": W.__init__, "__dlpack__": W.__dlpack__})
+
+    xa.sum(U(m.Tensor(4))); xa.sum(U(m.Tensor(4, legacy=1)))
+    for _ in range(2):
+        try: xa.sum(UBad(m.Tensor(3, major=2)))
+        except (BufferError, TypeError):
+            pass
+    assert U in xa._impl._adopted()[1] and UBad not in xa._impl._adopted()[1]
+    xa._impl._forget_adopted()
 gc.collect()
 print("made", m.made(), "deleted", m.deleted())
 sys.exit(0 if m.made() == m.deleted() else 1)

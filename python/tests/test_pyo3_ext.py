@@ -99,3 +99,25 @@ def test_sum_bad_input(ext):
         ext.sum(bytearray(b"abc"))  # uint8 view
     with pytest.raises(TypeError, match="array provider"):
         ext.sum(object())
+
+
+def test_with_view_adopts_an_unregistered_dlpack_type(ext):
+    """Rust's with_view takes the same slow path as the kernels (docs/spec.md
+    section 12.3): a DLPack exporter type is adopted on its first miss."""
+    np = pytest.importorskip("numpy")
+    if not hasattr(xa._impl, "_adopt"):
+        pytest.skip("this build has no DLPack layer (abi3t)")
+
+    class Wrap:
+        def __init__(self, a):
+            self.a = a
+
+        def __dlpack__(self, **kw):
+            return self.a.__dlpack__(**kw)
+
+    assert et.lookup(Wrap(None), xa.KEY_ACQUIRE) is None
+    assert ext.sum(Wrap(np.arange(5.0))) == 10.0
+    assert et.lookup(Wrap(None), xa.KEY_ACQUIRE) is not None
+    with pytest.raises(TypeError, match="__dlpack__"):
+        ext.sum(object())
+    et.set_slots(Wrap, {xa.KEY_ACQUIRE: None, xa.KEY_RELEASE: None})

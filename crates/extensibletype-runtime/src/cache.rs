@@ -368,6 +368,29 @@ unsafe fn mro_unchanged(record: &state::Record, tp: *mut PyTypeObject) -> bool {
     }
 }
 
+/// `tp`'s version tag as the type cache reads it (CPython's
+/// `tp_version_tag`), giving it one first when it has none and the calling
+/// thread has an attached thread state; 0 when there is none or the cache
+/// is off (no proven offset). No GIL needed.
+///
+/// # Safety
+/// `tp` must be a live, ready type.
+pub(crate) unsafe fn version_of(tp: *mut PyTypeObject) -> u32 {
+    let off = tag_offset();
+    if off == 0 {
+        return 0;
+    }
+    // SAFETY: the caller's contract; `off` is the proven (non-zero) offset.
+    unsafe {
+        let tag = layout::version_tag(tp, off);
+        if tag != 0 {
+            return tag;
+        }
+        assign_tag(tp);
+        layout::version_tag(tp, off)
+    }
+}
+
 /// The slow path's answer for `tp` through the cache: the table a lookup on
 /// `tp` probes (and the entry filled when `tp` has a version tag), or `None`
 /// (cache off or busy: the caller walks the MRO). No GIL needed; with an

@@ -243,6 +243,24 @@ pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
     unsafe { find_in_type(Py_TYPE(obj), id) }
 }
 
+/// A token for "this state of `tp`", for callers that remember something
+/// about a type (for example a negative answer of their own slow path) and
+/// must forget it when the type changes: CPython's version tag of `tp`
+/// (given one now if it has none and the calling thread has an attached
+/// thread state). Non-zero values change whenever `tp` or one of its bases
+/// is modified (attribute or `__bases__` assignment), and a tag is not
+/// reused for another type of the same interpreter; pair it with the
+/// interpreter's id to compare across interpreters. 0 means unknown (no tag
+/// available, or the runtime could not locate the field under the limited
+/// API): remember nothing then. No GIL needed.
+///
+/// # Safety
+/// [`import`] must have succeeded and `tp` must be a live, ready type.
+pub unsafe fn type_version(tp: *mut PyTypeObject) -> u32 {
+    // SAFETY: forwarded.
+    unsafe { cache::version_of(tp) }
+}
+
 /// Set slots on `tp` (any type: extensible types get their own table,
 /// others go to the foreign registry). Needs the GIL. On error returns
 /// [`PyErrSet`] (a Python exception is set), and nothing changed.

@@ -111,6 +111,10 @@ pub const NAME_USED_VERSIONED: &CStr = c"used_dltensor_versioned";
 pub const NAME_EXCHANGE_API: &CStr = c"dlpack_exchange_api";
 /// Attribute of the type holding that capsule.
 pub const ATTR_EXCHANGE_API: &CStr = c"__dlpack_c_exchange_api__";
+/// The attribute's name before DLPack 1.3 fixed it (PyTorch 2.9, PaddlePaddle
+/// 3.2, TVM FFI 0.1.0–0.1.4): the same capsule, or the table's address as an
+/// int.
+pub const ATTR_EXCHANGE_API_OLD: &CStr = c"__c_dlpack_exchange_api__";
 
 /// `DLPackVersion`.
 #[repr(C)]

@@ -318,20 +318,41 @@ impl Provider {
         }
     }
 
-    /// [`Provider::of`], or a `TypeError` naming the missing key.
+    /// [`Provider::of`]; on a miss, the consumers' one slow path (docs/spec.md
+    /// §12.3): a type exposing DLPack (`__dlpack_c_exchange_api__`, the older
+    /// `__c_dlpack_exchange_api__`, or `__dlpack__`) is adopted as a provider
+    /// (once: later lookups are ordinary hits). Otherwise a `TypeError`
+    /// naming the missing key and the DLPack names looked for.
+    ///
+    /// Adoption runs Python code (attribute lookups, `set_slots`): call this
+    /// holding no lock that such code could need.
     ///
     /// # Safety
-    /// As [`Provider::of`]; the GIL is held.
+    /// As [`Provider::of`]; the GIL is held (an attached thread state).
     pub unsafe fn of_or_raise(obj: *mut PyObject) -> Result<Provider, runtime::PyErrSet> {
-        // SAFETY: forwarded; GIL held for the error.
+        // SAFETY: forwarded; GIL held for the error and the adoption.
         unsafe {
             if let Some(p) = Provider::of(obj) {
                 return Ok(p);
             }
+            #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+            if runtime::find(obj, ID_ACQUIRE).is_null() {
+                crate::providers::dlpack::adopt_on_miss(obj).map_err(|()| runtime::PyErrSet)?;
+                if let Some(p) = Provider::of(obj) {
+                    return Ok(p);
+                }
+            }
             let missing = if runtime::find(obj, ID_ACQUIRE).is_null() { KEY_ACQUIRE } else { KEY_RELEASE };
+            // Only a type with an acquire and no release slot gets here, or
+            // any type in the abi3t build (no DLPack layer to adopt with).
             PyErr_Format(
                 PyExc_TypeError,
+                #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
                 c"%R object does not provide \"%s\" (not an array provider)".as_ptr(),
+                #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+                c"%R object does not provide \"%s\" (not an array provider; this build does not adopt DLPack \
+                  exporters: __dlpack__, __dlpack_c_exchange_api__)"
+                    .as_ptr(),
                 Py_TYPE(obj).cast::<PyObject>(),
                 missing.as_ptr(),
             );

@@ -62,7 +62,8 @@ pub(super) unsafe extern "C" fn xapi_to_py(tensor: *mut DLManagedTensorVersioned
     })
 }
 
-/// Call a versioned tensor's deleter (if any).
+/// Call a versioned tensor's deleter (if any), with no exception set
+/// ([`run_deleter`]).
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
@@ -71,7 +72,29 @@ pub(super) unsafe fn delete_versioned(mt: *mut DLManagedTensorVersioned) {
     // SAFETY: the caller owns mt.
     unsafe {
         if let Some(d) = (*mt).deleter {
-            d(mt);
+            run_deleter(|| d(mt));
+        }
+    }
+}
+
+/// Run a producer's deleter with no exception set: ours (a `BufferError`
+/// on an error path, say) is taken before and put back after, so a deleter
+/// that runs Python code (a ctypes callback) neither loses it nor fails
+/// with `SystemError`. An exception the deleter itself leaves behind is
+/// reported as unraisable (a deleter cannot fail).
+///
+/// # Safety
+/// The GIL is held; `call` calls one deleter on a tensor the caller owns.
+pub(super) unsafe fn run_deleter(call: impl FnOnce()) {
+    // SAFETY: GIL held (the caller's contract).
+    unsafe {
+        let pending = (!PyErr_Occurred().is_null()).then(|| crate::runtime::pyutil::PendingError::take());
+        call();
+        if !PyErr_Occurred().is_null() {
+            PyErr_WriteUnraisable(ptr::null_mut());
+        }
+        if let Some(p) = pending {
+            p.restore();
         }
     }
 }

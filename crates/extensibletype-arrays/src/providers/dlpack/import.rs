@@ -78,7 +78,7 @@ impl Managed {
                 Managed::Versioned(mt) => delete_versioned(mt),
                 Managed::Legacy(mt) => {
                     if let Some(d) = (*mt).deleter {
-                        d(mt);
+                        run_deleter(|| d(mt));
                     }
                 }
             }
@@ -93,7 +93,10 @@ impl Managed {
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 /// The caller owns `m`; it is consumed on every path.
-pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str) -> Result<(), ()> {
+/// `stage` becomes [`Stage::Exported`] once the producer handed over a
+/// tensor of our major version (what may fail after that is this object's
+/// content, such as a sub-byte dtype, or the request).
+pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str, stage: &mut Stage) -> Result<(), ()> {
     // SAFETY: the caller owns m.
     unsafe {
         let (t, flags) = match m {
@@ -110,6 +113,7 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &
             }
             Managed::Legacy(mt) => (&(*mt).dl_tensor, 0),
         };
+        *stage = Stage::Exported;
         let mut heap = Vec::new();
         let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| {
             abi::check_request(request, v.flags).or_else(|why| raise(util::buffer_error(), &format!("{who}: {why}")))
@@ -144,34 +148,53 @@ pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), ()> {
     Ok(())
 }
 
+/// How far an acquire got, for the first acquire of a type adopted on a
+/// miss ([`super::adopt`]): did the producer's export work?
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Stage {
+    /// Refused before the producer was asked (bad view size or request flags).
+    Untried,
+    /// The producer was asked and failed (raised, returned no DLPack
+    /// capsule, a tensor of another major version).
+    Failed,
+    /// The producer handed over a tensor of our major version (its content
+    /// or the request may still be refused).
+    Exported,
+}
+
 /// acquire through the type's DLPack C exchange table.
 pub(crate) unsafe extern "C" fn dl_c_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
     guard(-1, || {
-        // SAFETY: the array.v1 contract (GIL held, obj alive, view
-        // writable); the table was registered with these slots and is static.
-        unsafe {
-            let v = &mut *view;
-            if check_view(v, request).is_err() {
-                return -1;
-            }
-            let api = runtime::find(obj, ID_EXCHANGE_API).cast::<DLPackExchangeAPI>();
-            let Some(from_py) = api.as_ref().and_then(|a| a.managed_tensor_from_py_object_no_sync) else {
-                return raise(util::type_error(), "DLPack exchange table missing").unwrap_or(-1);
-            };
-            let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
-            if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
-                if PyErr_Occurred().is_null() {
-                    let _ = raise::<()>(util::buffer_error(), "managed_tensor_from_py_object_no_sync failed without an error");
-                }
-                return -1;
-            }
-            let who = util::type_name(obj);
-            match adopt(Managed::Versioned(mt), request, v, &who) {
-                Ok(()) => 0,
-                Err(()) => -1,
-            }
-        }
+        // SAFETY: the array.v1 contract (GIL held, obj alive, view writable).
+        unsafe { c_acquire(obj, request, &mut *view, &mut Stage::Untried).map_or(-1, |()| 0) }
     })
+}
+
+/// The body of [`dl_c_acquire`]; `stage` says how far it got.
+///
+/// # Safety
+/// The array.v1 contract: GIL held, `obj` alive, `v` writable; the type's
+/// table holds the exchange table next to this acquire.
+pub(crate) unsafe fn c_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), ()> {
+    // SAFETY: the caller's contract; the exchange table was registered with
+    // these slots and is static.
+    unsafe {
+        check_view(v, request)?;
+        let api = runtime::find(obj, ID_EXCHANGE_API).cast::<DLPackExchangeAPI>();
+        let Some(from_py) = api.as_ref().and_then(|a| a.managed_tensor_from_py_object_no_sync) else {
+            return raise(util::type_error(), "DLPack exchange table missing");
+        };
+        *stage = Stage::Failed;
+        let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
+        if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
+            if PyErr_Occurred().is_null() {
+                let _ = raise::<()>(util::buffer_error(), "managed_tensor_from_py_object_no_sync failed without an error");
+            }
+            return Err(());
+        }
+        let who = util::type_name(obj);
+        adopt(Managed::Versioned(mt), request, v, &who, stage)
+    }
 }
 
 /// Take the tensor out of a `__dlpack__` capsule, renaming it "used_...".
@@ -272,19 +295,22 @@ pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
 pub(crate) unsafe extern "C" fn dl_py_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
     guard(-1, || {
         // SAFETY: the array.v1 contract.
-        unsafe {
-            let v = &mut *view;
-            if check_view(v, request).is_err() {
-                return -1;
-            }
-            let who = util::type_name(obj);
-            let r = call_dunder(obj).and_then(|cap| consume_capsule(cap.0, &who)).and_then(|m| adopt(m, request, v, &who));
-            match r {
-                Ok(()) => 0,
-                Err(()) => -1,
-            }
-        }
+        unsafe { py_acquire(obj, request, &mut *view, &mut Stage::Untried).map_or(-1, |()| 0) }
     })
+}
+
+/// The body of [`dl_py_acquire`]; `stage` says how far it got.
+///
+/// # Safety
+/// The array.v1 contract: GIL held, `obj` alive, `v` writable.
+pub(crate) unsafe fn py_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), ()> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        check_view(v, request)?;
+        *stage = Stage::Failed;
+        let who = util::type_name(obj);
+        call_dunder(obj).and_then(|cap| consume_capsule(cap.0, &who)).and_then(|m| adopt(m, request, v, &who, stage))
+    }
 }
 
 /// release of both paths: the tensor's deleter, the heap dims.
@@ -311,38 +337,56 @@ pub(crate) unsafe extern "C" fn dl_release(_obj: *mut PyObject, view: *mut Array
     })
 }
 
-/// The exchange table on `tp` (a type), if it has a usable one: `Ok(None)`
-/// when the attribute is absent; `Err` for a wrong capsule name.
+/// The exchange table on `tp` (a type), if it has one: DLPack 1.3's
+/// `__dlpack_c_exchange_api__` (a `"dlpack_exchange_api"` capsule), else
+/// the older `__c_dlpack_exchange_api__` of pre-1.3 producers (the same
+/// capsule, or the table's address as an int). `Ok(None)` when neither
+/// attribute exists; `Err` for an attribute of the wrong kind or a capsule
+/// of another name.
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const DLPackExchangeAPI>, ()> {
     // SAFETY: GIL held.
     unsafe {
-        let attr = PyObject_GetAttrString(tp, ATTR_EXCHANGE_API.as_ptr());
-        if attr.is_null() {
-            if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
-                PyErr_Clear();
-                return Ok(None);
+        for (name, int_ok) in [(ATTR_EXCHANGE_API, false), (ATTR_EXCHANGE_API_OLD, true)] {
+            let attr = PyObject_GetAttrString(tp, name.as_ptr());
+            if attr.is_null() {
+                if PyErr_ExceptionMatches(PyExc_AttributeError) != 0 {
+                    PyErr_Clear();
+                    continue;
+                }
+                return Err(());
             }
-            return Err(());
+            let attr = Owned(attr);
+            if int_ok && PyLong_Check(attr.0) != 0 {
+                let api = PyLong_AsVoidPtr(attr.0).cast::<DLPackExchangeAPI>();
+                if api.is_null() {
+                    if PyErr_Occurred().is_null() {
+                        return raise(util::value_error(), &format!("{name:?} is a NULL address"));
+                    }
+                    return Err(());
+                }
+                return Ok(Some(api));
+            }
+            if PyCapsule_CheckExact(attr.0) == 0 {
+                return raise(
+                    util::type_error(),
+                    &format!("{name:?} must be a PyCapsule named \"dlpack_exchange_api\""),
+                );
+            }
+            let api = PyCapsule_GetPointer(attr.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
+            if api.is_null() {
+                return Err(()); // ValueError from PyCapsule_GetPointer: wrong name
+            }
+            return Ok(Some(api));
         }
-        let attr = Owned(attr);
-        if PyCapsule_CheckExact(attr.0) == 0 {
-            return raise(
-                util::type_error(),
-                &format!("{ATTR_EXCHANGE_API:?} must be a PyCapsule named \"dlpack_exchange_api\""),
-            );
-        }
-        let api = PyCapsule_GetPointer(attr.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
-        if api.is_null() {
-            return Err(()); // ValueError from PyCapsule_GetPointer: wrong name
-        }
-        Ok(Some(api))
+        Ok(None)
     }
 }
 
-/// `register_dlpack_type(tp) -> str`: "c" (exchange table) or "python".
+/// `register_dlpack_type(tp) -> str`: "c" (exchange table), "python", or
+/// "subclasses" (an abstract base: its DLPack subclasses are adopted).
 pub(super) unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; runtime imported at module init.
@@ -361,42 +405,27 @@ pub(super) unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, (
             let name = util::type_name(tp);
             return raise(util::type_error(), &format!("register_dlpack_type() argument must be a type, not {name}"));
         }
-        let api = exchange_api_of(tp)?;
-        let usable = api.filter(|&a| {
-            let a = &*a;
-            a.header.version.major == MAJOR && a.managed_tensor_from_py_object_no_sync.is_some()
-        });
-        let mode = if let Some(a) = usable {
-            let defs = [
-                SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: dl_c_acquire as *const c_void },
-                SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: dl_release as *const c_void },
-                SlotDef { key: KEY_EXCHANGE_API.as_ptr(), id: 0, ptr: a.cast() },
-            ];
-            runtime::set_slots(tp, &defs)?;
-            c"c"
-        } else if PyObject_HasAttrString(tp, c"__dlpack__".as_ptr()) != 0 {
-            let defs = [
-                SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: dl_py_acquire as *const c_void },
-                SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: dl_release as *const c_void },
-            ];
-            runtime::set_slots(tp, &defs)?;
-            c"python"
-        } else if let Some(a) = api {
-            let v = (*a).header.version;
-            return raise(
-                util::type_error(),
-                &format!(
-                    "register_dlpack_type(): {} has a DLPack {}.{} exchange table this consumer cannot use and no __dlpack__",
-                    util::type_name(tp),
-                    v.major,
-                    v.minor
-                ),
-            );
-        } else {
-            return raise(
-                util::type_error(),
-                "register_dlpack_type(): the type has neither __dlpack_c_exchange_api__ nor __dlpack__",
-            );
+        let mode = match super::adopt::probe(tp)? {
+            Ok(export) => {
+                super::adopt::publish(tp, export, false)?;
+                match export {
+                    super::adopt::Export::C(_) => c"c",
+                    super::adopt::Export::Python => c"python",
+                }
+            }
+            Err(why) => {
+                if super::adopt::add_base(tp)? {
+                    c"subclasses"
+                } else if why.no_dlpack {
+                    return raise(
+                        util::type_error(),
+                        "register_dlpack_type(): the type has neither __dlpack_c_exchange_api__ (nor the older \
+                         __c_dlpack_exchange_api__) nor __dlpack__, and is not an abstract base",
+                    );
+                } else {
+                    return raise(util::type_error(), &format!("register_dlpack_type(): {}", why.text));
+                }
+            }
         };
         Ok(Owned::new(PyUnicode_FromString(mode.as_ptr()))?.into_ptr())
     }

@@ -8,15 +8,18 @@
 //! `Array`'s type carries `__dlpack_c_exchange_api__` ([`EXCHANGE_API`]).
 //!
 //! **Into array.v1**: [`py_register_dlpack_type`] registers, on any type
-//! with `__dlpack_c_exchange_api__` (the C path) or `__dlpack__` (the Python
-//! path), acquire/release slots that hold one managed tensor per view and
-//! call its deleter on release.
+//! with `__dlpack_c_exchange_api__` (the C path; also the older
+//! `__c_dlpack_exchange_api__`) or `__dlpack__` (the Python path),
+//! acquire/release slots that hold one managed tensor per view and call its
+//! deleter on release. Without registration, `adopt.rs` does the same on a
+//! type's first array.v1 miss (docs/spec.md §12.3).
 //!
 //! Every deleter made here takes the GIL itself (it releases an array.v1
 //! view and a reference) and does nothing once the interpreter is gone.
 //!
 //! Files: `export.rs` (array.v1 -> DLPack), `exchange.rs` (Array's
-//! `DLPackExchangeAPI`), `import.rs` (DLPack -> array.v1), `bench.rs`
+//! `DLPackExchangeAPI`), `import.rs` (DLPack -> array.v1), `adopt.rs`
+//! (import without registration, on a miss), `bench.rs`
 //! (`_bench_dlpack_cost`, feature `hooks`); this file holds the shared
 //! keys and helpers and adds the Python names ([`add_to_module`]).
 
@@ -32,6 +35,7 @@ use crate::util::{self, guard, raise, ret, Owned};
 use crate::runtime::{self, SlotDef};
 use crate::id;
 
+mod adopt;
 mod exchange;
 mod export;
 mod import;
@@ -41,6 +45,7 @@ mod bench;
 pub(crate) use exchange::*;
 pub(crate) use export::*;
 pub(crate) use import::*;
+pub(crate) use adopt::adopt_on_miss;
 
 /// Private slot key: the exchange table of a type registered through the
 /// C path (the acquire slot finds it in the same table as itself).
@@ -80,8 +85,17 @@ pub(crate) fn add_to_module(m: *mut PyObject) -> Result<(), ()> {
               \"dltensor_versioned\" with it). The export holds a view (and so the provider's pin) until its deleter runs."),
         crate::runtime::pyutil::py_method!(c"register_dlpack_type", PyCFunction, py_register_dlpack_type, METH_O,
             c"register_dlpack_type(tp) -> str\n--\n\n\
-              Make a DLPack exporter type an array.v1 provider: through its __dlpack_c_exchange_api__ table\n\
-              (returns 'c') or its __dlpack__ method (returns 'python')."),
+              Make a DLPack exporter type an array.v1 provider now: through its __dlpack_c_exchange_api__ table\n\
+              (returns 'c') or its __dlpack__ method (returns 'python'); for an abstract base without DLPack,\n\
+              its DLPack subclasses as they are met (returns 'subclasses')."),
+        crate::runtime::pyutil::py_method!(c"_adopt", PyCFunction, adopt::py_adopt, METH_O,
+            c"_adopt(obj) -> True\n--\n\n\
+              True once type(obj) provides array.v1 (already, or adopted now as a DLPack exporter); else the\n\
+              consumer's TypeError. ExtType_ArrayGetView calls it on a miss."),
+        crate::runtime::pyutil::py_method!(c"_adopted", PyCFunction, adopt::py_adopted, METH_NOARGS,
+            c"_adopted() -> (int, list)\n--\n\nAdoptions on a miss so far, and the types so adopted."),
+        crate::runtime::pyutil::py_method!(c"_forget_adopted", PyCFunction, adopt::py_forget_adopted, METH_NOARGS,
+            c"_forget_adopted()\n--\n\nRemove the slots of the types adopted on a miss; forget bases and refusals."),
         #[cfg(feature = "hooks")]
         crate::runtime::pyutil::py_method!(c"_bench_dlpack_cost", PyCFunctionFast, bench::py_bench, METH_FASTCALL,
             c"_bench_dlpack_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per DLPack call from C:\n\
