@@ -9,6 +9,9 @@ log() { printf '[extensibletype] %s\n' "$*" >&2; }
 # Python packages every venv gets (maturin builds the wheel; the rest are
 # what the tests and the demo use).
 PY_DEPS=(maturin pytest cython numpy setuptools)
+# Only for the 3.11 venv (binary wheels for cp311 linux x86_64): numba, whose
+# @cfunc objects set_slots accepts under typed keys (tests importorskip it).
+PY_DEPS_311=(numba)
 
 # A digest of everything that goes into the wheel: reinstall only on change.
 # EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).
@@ -81,7 +84,9 @@ prepare_venv() {
         "$py" -m venv "$venv" >&2 || { log "venv creation failed for $tag"; return 1; }
     fi
     local vpy="$venv/bin/python"
-    for dep in "${PY_DEPS[@]}"; do
+    local deps=("${PY_DEPS[@]}")
+    [ "$tag" = 3.11 ] && deps+=("${PY_DEPS_311[@]}")
+    for dep in "${deps[@]}"; do
         "$vpy" -m pip show -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
     done
     if [ ${#missing[@]} -gt 0 ]; then

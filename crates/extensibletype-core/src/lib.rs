@@ -6,6 +6,8 @@
 //! - [`key`] — key hashing ([`prehash`], [`prehash_const`], [`id!`]).
 //! - [`table`] — perfect-hash table construction ([`Table`], [`Builder`])
 //!   and the inline probe over raw pointers ([`table::raw_lookup`]).
+//! - [`signature`] — typed method keys (docs/spec.md, typed methods):
+//!   [`parse_signature`], [`parse_typed_key`], [`method_key`].
 //! - [`abi`] — the `#[repr(C)]` structs of `include/extensibletype.h`
 //!   (type data, slot definitions, the API struct with its Python pointers
 //!   typed opaquely) and the header's inline lookup over them.
@@ -23,7 +25,9 @@
 
 pub mod abi;
 pub mod key;
+pub mod signature;
 pub mod table;
 
 pub use key::{prehash, prehash_bytes, prehash_const};
 pub use table::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
+pub use signature::{method_key, method_name_of, parse_signature, parse_typed_key, Signature, SignatureError, TypedKey};

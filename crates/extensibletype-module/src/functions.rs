@@ -1,6 +1,6 @@
 //! The runtime's Python functions on `extensibletype._core` (`prehash`,
-//! `set_slots`, `get_slots`, `lookup`, `table_info`, `_bind_key`): thin
-//! argument parsing over the runtime's [`Api`].
+//! `set_slots`, `get_slots`, `lookup`, `table_info`, `_bind_key`, `method_key`,
+//! `_parse_typed_key`): thin argument parsing over the runtime's [`Api`].
 
 use core::ffi::{c_char, CStr};
 use core::ptr;
@@ -105,6 +105,111 @@ unsafe extern "C" fn bind_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs
     }
 }
 
+/// `obj` as UTF-8 text, or NULL with TypeError naming `what`.
+///
+/// # Safety
+/// GIL held; `obj` is a live object. The text borrows `obj`.
+unsafe fn str_arg<'a>(obj: *mut PyObject, func: &CStr, what: &CStr) -> Option<&'a str> {
+    // SAFETY: GIL held; obj is live; the UTF-8 buffer lives as long as obj.
+    unsafe {
+        if PyUnicode_Check(obj) == 0 {
+            PyErr_Format(PyExc_TypeError, c"%s() argument '%s' must be str, not %S".as_ptr(), func.as_ptr(), what.as_ptr(), Py_TYPE(obj));
+            return None;
+        }
+        let mut len: Py_ssize_t = 0;
+        let p = PyUnicode_AsUTF8AndSize(obj, &mut len);
+        if p.is_null() {
+            return None;
+        }
+        core::str::from_utf8(core::slice::from_raw_parts(p.cast::<u8>(), len as usize)).ok()
+    }
+}
+
+/// Raise ValueError with `msg`; NULL.
+///
+/// # Safety
+/// GIL held.
+unsafe fn value_error(msg: &str) -> *mut PyObject {
+    // SAFETY: GIL held; the message is a valid (length-given) UTF-8 buffer.
+    unsafe {
+        let text = PyUnicode_FromStringAndSize(msg.as_ptr().cast(), msg.len() as Py_ssize_t);
+        if !text.is_null() {
+            PyErr_SetObject(PyExc_ValueError, text);
+            Py_DECREF(text);
+        }
+    }
+    ptr::null_mut()
+}
+
+/// A new `str` from Rust text (NULL with an exception set on failure).
+///
+/// # Safety
+/// GIL held.
+unsafe fn new_str(s: &str) -> *mut PyObject {
+    // SAFETY: GIL held; s is valid UTF-8 of the given length.
+    unsafe { PyUnicode_FromStringAndSize(s.as_ptr().cast(), s.len() as Py_ssize_t) }
+}
+
+unsafe extern "C" fn method_key(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
+    // SAFETY: GIL held; CPython passes nargs arguments.
+    unsafe {
+        if !nargs_ok(c"method_key", nargs, 2) {
+            return ptr::null_mut();
+        }
+        let Some(name) = str_arg(*args, c"method_key", c"name") else { return ptr::null_mut() };
+        let Some(sig) = str_arg(*args.add(1), c"method_key", c"signature") else { return ptr::null_mut() };
+        match extensibletype_core::signature::method_key(name, sig) {
+            Ok(key) => new_str(&key),
+            Err(e) => value_error(e.message()),
+        }
+    }
+}
+
+unsafe extern "C" fn parse_typed_key(_m: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+    // SAFETY: GIL held; every new reference is stolen by the tuple or released.
+    unsafe {
+        let Some(text) = str_arg(key, c"_parse_typed_key", c"key") else { return ptr::null_mut() };
+        let k = match extensibletype_core::signature::parse_typed_key(text) {
+            Ok(k) => k,
+            Err(e) => return value_error(e.message()),
+        };
+        let sig = &k.signature;
+        let args = PyTuple_New(sig.args.len() as Py_ssize_t);
+        if args.is_null() {
+            return ptr::null_mut();
+        }
+        for (i, arg) in sig.args.iter().enumerate() {
+            let item = new_str(&arg.to_string());
+            if item.is_null() {
+                Py_DECREF(args);
+                return ptr::null_mut();
+            }
+            // Steals item; cannot fail for an index in range of a new tuple.
+            PyTuple_SetItem(args, i as Py_ssize_t, item);
+        }
+        let items = [
+            new_str(k.interface),
+            new_str(k.method),
+            new_str(&sig.ret.to_string()),
+            args,
+            new_str(sig.flag.letter()),
+        ];
+        let out = if items.iter().any(|p| p.is_null()) { ptr::null_mut() } else { PyTuple_New(5) };
+        if out.is_null() {
+            for item in items {
+                if !item.is_null() {
+                    Py_DECREF(item);
+                }
+            }
+            return ptr::null_mut();
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            PyTuple_SetItem(out, i as Py_ssize_t, item);
+        }
+        out
+    }
+}
+
 /// The runtime's functions, then `_bench_lookup` (the array ends with
 /// `PyMethodDef::zeroed()`).
 pub(crate) fn methods() -> Vec<PyMethodDef> {
@@ -122,6 +227,12 @@ pub(crate) fn methods() -> Vec<PyMethodDef> {
             c"table_info($module, tp, /)\n--\n\nA dict: size, bins, count, bytes and kind of the type's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key($module, key, id, /)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
+        py_method!(c"method_key", PyCFunctionFast, method_key, METH_FASTCALL,
+            c"method_key($module, name, signature, /)\n--\n\nThe canonical typed key name#signature for a method name \
+              '<interface>:<method>' and a signature such as 'f64(O)'; ValueError naming the problem otherwise."),
+        py_method!(c"_parse_typed_key", PyCFunction, parse_typed_key, METH_O,
+            c"_parse_typed_key($module, key, /)\n--\n\nSplit a canonical typed key into (interface, method, ret, args, flag): \
+              codes as canonical strings ('f64', '*f64', 'O+'), args a tuple, flag '', 't' or 'e'. ValueError otherwise."),
         crate::bench::method(),
         PyMethodDef::zeroed(),
     ]

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use pyo3_ffi::*;
 
 use super::pyutil::{type_name, utf8, Owned};
+use crate::signature::{parse_typed_key, Base, Flag, Signature, Type};
 use super::state::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
@@ -44,7 +45,9 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
     }
 }
 
-/// The prehash of a key name, refusing the reserved id 0.
+/// The prehash of a key name, refusing the reserved id 0 and, for a typed
+/// key (one with `#`), anything but a canonical typed key (docs/spec.md,
+/// typed methods): ValueError naming the problem.
 ///
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
 /// is several times cheaper than md5. The memo is bounded (cleared when full).
@@ -56,6 +59,7 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
     let id = match cached {
         Some(id) => id,
         None => {
+            check_typed_key(name)?;
             let id = prehash_bytes(name.as_bytes());
             if let Ok(mut memo) = MEMO.lock() {
                 let memo = memo.get_or_insert_with(HashMap::new);
@@ -73,14 +77,31 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
     }
 }
 
+/// A key with `#` must be a canonical typed key; its signature, or `None`
+/// for an untyped key.
+pub(crate) fn check_typed_key(name: &str) -> Result<Option<Signature>, Error> {
+    if !name.contains('#') {
+        return Ok(None);
+    }
+    match parse_typed_key(name) {
+        Ok(key) => Ok(Some(key.signature)),
+        Err(e) => Err(Error::value_error(format!("slot key {name:?} is not a canonical typed key: {}", e.message()))),
+    }
+}
+
 /// A value: `None` removes; otherwise an `int` address, a ctypes function
 /// pointer / `c_void_p` / pointer instance, or a `PyCapsule`.
-/// Address 0 is refused: NULL means "absent" to consumers.
+/// A numba `@cfunc` is accepted too (its `.address`; the object is kept
+/// alive). Address 0 is refused: NULL means "absent" to consumers.
+///
+/// Under a typed key (`name` has `#`), a value whose signature is known (a
+/// ctypes function pointer with `argtypes`, a numba cfunc) must have the C
+/// signature the key spells, else ValueError naming both.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>) -> Result<Option<Slot>, Error> {
+pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>, name: Option<&str>) -> Result<Option<Slot>, Error> {
     // SAFETY: value is live; the GIL is held.
     unsafe {
         if value == Py_None() {
@@ -95,12 +116,27 @@ pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>) -
                 return Err(Error::Python);
             }
             (p as u64, value)
-        } else if let Some(address) = ctypes_address(value)? {
+        } else if is_numba_cfunc(value) {
+            let address = Owned::new(PyObject_GetAttrString(value, c"address".as_ptr()))?;
+            if PyLong_Check(address.0) == 0 {
+                return Err(Error::type_error("numba cfunc .address is not an int".into()));
+            }
+            let address = u64_of(address.0, "numba cfunc address")?;
+            if let Some(name) = name {
+                check_prototype(name, &numba_prototype(value)?)?;
+            }
+            (address, value)
+        } else if let Some((address, funcptr)) = ctypes_address(value)? {
+            if let (Some(name), Some(ctypes)) = (name, funcptr) {
+                if let Some(proto) = ctypes_prototype(value, ctypes.0)? {
+                    check_prototype(name, &proto)?;
+                }
+            }
             (address, value)
         } else {
             return Err(Error::type_error(format!(
                 "slot value must be an int address, a ctypes function pointer or c_void_p, \
-                 a PyCapsule, or None to remove the slot; not {}",
+                 a PyCapsule, a numba cfunc, or None to remove the slot; not {}",
                 type_name(value)
             )));
         };
@@ -136,7 +172,7 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
         let mut changes = Changes::default();
         let add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), Error> {
             let (id, name) = key_from_py(key)?;
-            let value = slot_from_py(value, &mut changes.keep)?;
+            let value = slot_from_py(value, &mut changes.keep, name.as_deref())?;
             changes.list.push(Change { id, name, value });
             Ok(())
         };
@@ -290,7 +326,8 @@ unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
 
 /// The address held by a ctypes function pointer, `c_void_p` or pointer
 /// instance (what `ctypes.cast(value, c_void_p).value` gives), or `None` for
-/// other objects.
+/// other objects; with it, for a function pointer, this interpreter's
+/// `ctypes` module (to read its prototype).
 ///
 /// Nothing is cached across calls: ctypes' classes belong to the calling
 /// interpreter (an object kept from one interpreter stops working when that
@@ -302,7 +339,7 @@ unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
+unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<(u64, Option<Owned>)>, Error> {
     // SAFETY: GIL held; every reference taken here is owned and released.
     unsafe {
         let name = Owned::new(PyUnicode_FromString(c"ctypes".as_ptr()))?;
@@ -311,22 +348,20 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<u64>, Error> {
             return if PyErr_Occurred().is_null() { Ok(None) } else { Err(Error::Python) };
         }
         let ctypes = Owned(ctypes);
-        let mut pointer_like = false;
-        for kind in [c"_CFuncPtr", c"c_void_p", c"_Pointer"] {
+        let mut pointer_like = None;
+        for (i, kind) in [c"_CFuncPtr", c"c_void_p", c"_Pointer"].into_iter().enumerate() {
             let kind = Owned::new(PyObject_GetAttrString(ctypes.0, kind.as_ptr()))?;
             match PyObject_IsInstance(value, kind.0) {
                 -1 => return Err(Error::Python),
                 0 => {}
                 _ => {
-                    pointer_like = true;
+                    pointer_like = Some(i == 0);
                     break;
                 }
             }
         }
-        if !pointer_like {
-            return Ok(None);
-        }
-        Ok(Some(pointer_bytes(value)?))
+        let Some(funcptr) = pointer_like else { return Ok(None) };
+        Ok(Some((pointer_bytes(value)?, funcptr.then_some(ctypes))))
     }
 }
 
@@ -371,6 +406,246 @@ pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
         match utf8(r.0) {
             Some(text) => text.to_owned(),
             None => format!("<{}>", type_name(obj)),
+        }
+    }
+}
+
+/// A C signature a value declares (a ctypes prototype, a numba cfunc), as
+/// the C function sees it: codes of docs/spec.md's grammar (`O` for a
+/// `PyObject *` either way, `v` for void), or `?<name>` for a type with no
+/// code; plus how the value spells it, for messages.
+struct Prototype {
+    ret: String,
+    args: Vec<String>,
+    what: String,
+}
+
+impl Prototype {
+    fn render(&self) -> String {
+        format!("{}({})", self.ret, self.args.join(","))
+    }
+}
+
+/// The C function a signature stands for: `!e` returns `i32` and writes a
+/// non-`v` result through a trailing out-pointer (`O+`: returned directly).
+fn c_function(sig: &Signature) -> (String, Vec<String>) {
+    let mut args: Vec<String> = sig.args.iter().map(Type::to_string).collect();
+    let ret = match (sig.flag, sig.ret.base) {
+        (Flag::Raises, Base::NewRef) => "O+".to_owned(),
+        (Flag::Raises, Base::Void) => "i32".to_owned(),
+        (Flag::Raises, _) => {
+            args.push(sig.ret.pointer().to_string());
+            "i32".to_owned()
+        }
+        _ => sig.ret.to_string(),
+    };
+    (ret, args)
+}
+
+/// ValueError naming both signatures unless `proto` is the C function of
+/// typed key `name`'s signature. A `PyObject *` (`O`, `O+`) matches a
+/// ctypes `py_object`; an `O` argument also matches a plain pointer
+/// (`c_void_p`, numba's `voidptr`).
+fn check_prototype(name: &str, proto: &Prototype) -> Result<(), Error> {
+    let Some(sig) = check_typed_key(name)? else { return Ok(()) };
+    let (ret, args) = c_function(&sig);
+    let ret_ok = ret == proto.ret || (ret == "O+" && proto.ret == "O");
+    let args_ok = args.len() == proto.args.len()
+        && args.iter().zip(&proto.args).all(|(want, got)| want == got || (want == "O" && got == "p"));
+    if ret_ok && args_ok {
+        return Ok(());
+    }
+    let c = format!("{ret}({})", args.join(","));
+    let spelled = if c == sig.to_string() { String::new() } else { format!(" (the C function {c})") };
+    Err(Error::value_error(format!(
+        "slot {name:?}: the key's signature is {sig}{spelled}, but the value's is {} ({})",
+        proto.render(),
+        proto.what
+    )))
+}
+
+/// Whether `value` is a numba `@cfunc` (`numba.*.CFunc`), found without
+/// importing numba.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live object.
+unsafe fn is_numba_cfunc(value: *mut PyObject) -> bool {
+    // SAFETY: GIL held; value is live; references are owned and released.
+    unsafe {
+        let tp = Py_TYPE(value).cast::<PyObject>();
+        let (Ok(module), Ok(name)) = (
+            Owned::new(PyObject_GetAttrString(tp, c"__module__".as_ptr())),
+            Owned::new(PyObject_GetAttrString(tp, c"__name__".as_ptr())),
+        ) else {
+            PyErr_Clear();
+            return false;
+        };
+        matches!((utf8(module.0), utf8(name.0)), (Some(m), Some("CFunc")) if m.starts_with("numba."))
+    }
+}
+
+/// The code of a numba type from its name (`float64`, `int64` for `intp`,
+/// `bool`, `void*`, `float64*`, `none`); `?<name>` otherwise.
+fn numba_code(name: &str) -> String {
+    let base = name.trim_end_matches('*');
+    let depth = name.len() - base.len();
+    let star = |n: usize| "*".repeat(n);
+    match base {
+        "void" if depth >= 1 => format!("{}p", star(depth - 1)),
+        "none" if depth == 0 => "v".into(),
+        "bool" | "boolean" => format!("{}b", star(depth)),
+        "complex64" => format!("{}c64", star(depth)),
+        "complex128" => format!("{}c128", star(depth)),
+        "float32" | "float64" | "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64" => {
+            let code = base.replace("float", "f").replace("uint", "u").replace("int", "i");
+            format!("{}{code}", star(depth))
+        }
+        _ => format!("?{name}"),
+    }
+}
+
+/// The prototype of a numba cfunc, from its signature (`_sig`: `args`,
+/// `return_type`).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live numba cfunc.
+unsafe fn numba_prototype(value: *mut PyObject) -> Result<Prototype, Error> {
+    // SAFETY: GIL held; references are owned and released.
+    unsafe {
+        let sig = Owned::new(PyObject_GetAttrString(value, c"_sig".as_ptr()))?;
+        let ret = Owned::new(PyObject_GetAttrString(sig.0, c"return_type".as_ptr()))?;
+        let args = Owned::new(PyObject_GetAttrString(sig.0, c"args".as_ptr()))?;
+        let args = Owned::new(PySequence_Tuple(args.0))?;
+        let mut codes = Vec::new();
+        for i in 0..PyTuple_Size(args.0) {
+            codes.push(numba_code(&str_of(PyTuple_GetItem(args.0, i))?));
+        }
+        let ret_name = str_of(ret.0)?;
+        let what = format!("numba cfunc {}", str_of(sig.0)?);
+        Ok(Prototype { ret: numba_code(&ret_name), args: codes, what })
+    }
+}
+
+/// `str(obj)`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `obj` is a
+/// live object (or NULL with an exception set).
+unsafe fn str_of(obj: *mut PyObject) -> Result<String, Error> {
+    if obj.is_null() {
+        return Err(Error::Python);
+    }
+    // SAFETY: GIL held; obj is live; the result is owned and released.
+    unsafe {
+        let s = Owned::new(PyObject_Str(obj))?;
+        utf8(s.0).map(str::to_owned).ok_or(Error::Python)
+    }
+}
+
+/// The prototype a ctypes function pointer declares (`argtypes` and
+/// `restype`, the instance's or its type's), or `None` when it declares no
+/// `argtypes` (a foreign function whose signature ctypes does not know).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live ctypes function pointer and `ctypes` this interpreter's module.
+unsafe fn ctypes_prototype(value: *mut PyObject, ctypes: *mut PyObject) -> Result<Option<Prototype>, Error> {
+    // SAFETY: GIL held; references are owned and released.
+    unsafe {
+        let argtypes = Owned::new(PyObject_GetAttrString(value, c"argtypes".as_ptr()))?;
+        if argtypes.0 == Py_None() || PyTuple_Check(argtypes.0) == 0 {
+            return Ok(None);
+        }
+        let restype = Owned::new(PyObject_GetAttrString(value, c"restype".as_ptr()))?;
+        let pointer = Owned::new(PyObject_GetAttrString(ctypes, c"_Pointer".as_ptr()))?;
+        let mut args = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..PyTuple_Size(argtypes.0) {
+            let t = PyTuple_GetItem(argtypes.0, i);
+            args.push(ctypes_code(t, pointer.0, 0)?);
+            names.push(ctypes_name(t));
+        }
+        let ret = if restype.0 == Py_None() { "v".to_owned() } else { ctypes_code(restype.0, pointer.0, 0)? };
+        let what = format!(
+            "ctypes restype {}, argtypes ({})",
+            if restype.0 == Py_None() { "None".to_owned() } else { ctypes_name(restype.0) },
+            names.join(", ")
+        );
+        Ok(Some(Prototype { ret, args, what }))
+    }
+}
+
+/// A ctypes type's `__name__` (for messages).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `t` is live.
+unsafe fn ctypes_name(t: *mut PyObject) -> String {
+    // SAFETY: GIL held; the attribute is owned and released.
+    unsafe {
+        match Owned::new(PyObject_GetAttrString(t, c"__name__".as_ptr())) {
+            Ok(name) => utf8(name.0).map_or_else(|| repr_of(t), str::to_owned),
+            Err(_) => {
+                PyErr_Clear();
+                repr_of(t)
+            }
+        }
+    }
+}
+
+/// The code of a ctypes type: simple types by their `_type_` letter and the
+/// width it has on this target (`c_long` is `i64` on LP64), `POINTER(T)` as
+/// `*` + T's code, `py_object` as `O`; `?<name>` for anything else.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `t` is live
+/// and `pointer` is `ctypes._Pointer`.
+unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) -> Result<String, Error> {
+    use core::ffi::{c_int, c_long, c_short};
+    use core::mem::size_of;
+    // SAFETY: GIL held; references are owned and released.
+    unsafe {
+        let unknown = || format!("?{}", ctypes_name(t));
+        if depth > 16 || PyType_Check(t) == 0 {
+            return Ok(unknown());
+        }
+        let Ok(kind) = Owned::new(PyObject_GetAttrString(t, c"_type_".as_ptr())) else {
+            PyErr_Clear();
+            return Ok(unknown());
+        };
+        if PyUnicode_Check(kind.0) != 0 {
+            let int = |signed: bool, bytes: usize| format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8);
+            let code = match utf8(kind.0) {
+                Some("b") => int(true, 1),
+                Some("B") => int(false, 1),
+                Some("h") => int(true, size_of::<c_short>()),
+                Some("H") => int(false, size_of::<c_short>()),
+                Some("i") => int(true, size_of::<c_int>()),
+                Some("I") => int(false, size_of::<c_int>()),
+                Some("l") => int(true, size_of::<c_long>()),
+                Some("L") => int(false, size_of::<c_long>()),
+                Some("q") => int(true, 8),
+                Some("Q") => int(false, 8),
+                Some("f") => "f32".into(),
+                Some("d") => "f64".into(),
+                Some("F") => "c64".into(),
+                Some("D") => "c128".into(),
+                Some("?") => "b".into(),
+                Some("P") => "p".into(),
+                Some("O") => "O".into(),
+                _ => unknown(),
+            };
+            return Ok(code);
+        }
+        match PyObject_IsSubclass(t, pointer) {
+            -1 => Err(Error::Python),
+            0 => Ok(unknown()),
+            _ => {
+                let inner = ctypes_code(kind.0, pointer, depth + 1)?;
+                let pointee_ok = !inner.starts_with('?') && inner != "O";
+                Ok(if pointee_ok { format!("*{inner}") } else { unknown() })
+            }
         }
     }
 }

@@ -45,7 +45,7 @@ use pyo3_ffi::*;
 /// The pyo3-ffi this runtime was built against (the one in your build).
 pub use pyo3_ffi;
 
-pub(crate) use extensibletype_core::{key, prehash_bytes, table, BuildError, MAX_ENTRIES};
+pub(crate) use extensibletype_core::{key, prehash_bytes, signature, table, BuildError, MAX_ENTRIES};
 
 mod api;
 mod bootstrap;
