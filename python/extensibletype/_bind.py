@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import re
 import sys
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -64,15 +63,11 @@ __all__ = ["bind"]
 _MAX_KEYS = 1024  # parsed keys kept
 _MAX_ADDRESSES = 64  # function objects kept per key
 
-# --- the signature grammar (docs/spec.md, "Typed methods") --------------------
+# --- signature codes -> ctypes ------------------------------------------------
 #
-# signature := RET "(" ARG ("," ARG)* ")" [ "!t" | "!e" ]
-# RET := VALUE | "v" | "O+";  ARG := VALUE | "O" (the first ARG is "O")
-# VALUE := SCALAR | "p" | "*"{1,8} (SCALAR | "p")
-#
-# The runtime's validator (extensibletype.method_key, when present) decides
-# what is canonical; this one only parses what it accepted, and stands in for
-# it in a build that has none.
+# The runtime parses and validates typed keys (_core._parse_typed_key: the
+# grammar method_key checks, one validator for every surface); this module
+# only maps the codes it returns to ctypes types.
 
 _SCALARS = {
     "i8": ctypes.c_int8,
@@ -88,11 +83,6 @@ _SCALARS = {
     "b": ctypes.c_bool,
     "p": ctypes.c_void_p,
 }
-_MAX_POINTER_DEPTH = 8
-_VALUE = r"\*{0,8}(?:i8|i16|i32|i64|u8|u16|u32|u64|f32|f64|c64|c128|b|p)"
-_SIGNATURE = re.compile(rf"({_VALUE}|v|O\+)\((O(?:,(?:{_VALUE}|O))*)\)(!t|!e)?")
-_NAME = re.compile(r"[^#\s\x00-\x1f\x7f]+:[A-Za-z_][A-Za-z0-9_]*")
-
 
 class _Complex128(ctypes.Structure):
     """``double _Complex`` as ctypes sees it (see the module docstring)."""
@@ -160,32 +150,13 @@ class _Parsed(NamedTuple):
     flag: str  # "", "t" or "e"
 
 
-def _parse_signature(key: str, signature: str) -> _Parsed:
-    m = _SIGNATURE.fullmatch(signature)
-    if m is None:
-        raise ValueError(f"{key!r} is not a canonical typed key: bad signature {signature!r}")
-    ret, args, flag = m.group(1), tuple(m.group(2).split(",")), (m.group(3) or "")[1:]
-    if ret == "O+" and not flag:
-        raise ValueError(f"{key!r} is not a canonical typed key: O+ (a new reference) needs a flag, !t or !e")
-    return _Parsed(ret, args, flag)
-
-
 def _parse_key(key: str) -> _Parsed:
-    """Validate ``key`` as a canonical typed key (ValueError otherwise, the
-    runtime's own when it has ``method_key``) and parse its signature."""
+    """Validate ``key`` as a canonical typed key (the runtime's ValueError,
+    naming the problem, otherwise) and parse its signature."""
     if not isinstance(key, str):
         raise TypeError(f"bind() key must be str, not {type(key).__name__}")
-    name, hash_sign, signature = key.partition("#")
-    method_key = getattr(_core, "method_key", None)
-    if method_key is not None:
-        canonical = method_key(name, signature)  # the runtime's ValueError
-        if not hash_sign or canonical != key:
-            raise ValueError(f"{key!r} is not a canonical typed key (canonical: {canonical!r})")
-    elif not hash_sign:
-        raise ValueError(f"{key!r} is not a typed key '<interface>:<method>#<signature>' (no '#')")
-    elif _NAME.fullmatch(name) is None:
-        raise ValueError(f"{key!r} is not a typed key: the name {name!r} is not '<interface>:<method>'")
-    return _parse_signature(key, signature)
+    _interface, _method, ret, args, flag = _core._parse_typed_key(key)
+    return _Parsed(ret, tuple(args), flag)
 
 
 # --- prototypes and callables --------------------------------------------------

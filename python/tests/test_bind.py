@@ -14,7 +14,7 @@ import pytest
 
 import cbuild
 import extensibletype as et
-from extensibletype import _bind
+from extensibletype import _bind, _core
 
 pytestmark = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler (cc)")
 
@@ -247,14 +247,18 @@ def test_python_provider_via_ctypes_callback():
 def test_bad_keys_raise_value_error(Shape, bad):
     with pytest.raises(ValueError):
         et.bind(Shape(), bad)
-    if hasattr(et, "method_key") and "#" in bad:
-        # the same ValueError as method_key's
+    if "#" in bad:
+        # the same ValueError as method_key's (which bind's message starts
+        # with, then names the key) and as the runtime's parser's
         name, _, sig = bad.partition("#")
         with pytest.raises(ValueError) as expected:
             et.method_key(name, sig)
         with pytest.raises(ValueError) as got:
             et.bind(Shape(), bad)
-        assert str(got.value) == str(expected.value)
+        assert str(got.value).startswith(str(expected.value))
+        with pytest.raises(ValueError) as parsed:
+            _core._parse_typed_key(bad)
+        assert str(got.value) == str(parsed.value)
     assert bad not in _bind._keys
 
 
