@@ -109,7 +109,7 @@ static PyObject *total_area(PyObject *module, PyObject *objs)
         PyErr_SetString(PyExc_TypeError, "total_area(objs: tuple)");
         return NULL;
     }
-    n = PyTuple_GET_SIZE(objs);
+    n = PyTuple_Size(objs); /* the functions, not the macros: limited API too */
     items = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *));
     missed = PyMem_Calloc((size_t)(n ? n : 1), 1);
     if (items == NULL || missed == NULL) {
@@ -118,7 +118,7 @@ static PyObject *total_area(PyObject *module, PyObject *objs)
         return PyErr_NoMemory();
     }
     for (i = 0; i < n; i++) {
-        items[i] = PyTuple_GET_ITEM(objs, i);
+        items[i] = PyTuple_GetItem(objs, i);
     }
     Py_BEGIN_ALLOW_THREADS
     for (i = 0; i < n; i++) {

@@ -98,9 +98,10 @@ PyObject *total_area(PyObject *, PyObject *objs)
         PyErr_SetString(PyExc_TypeError, "total_area(objs: tuple)");
         return nullptr;
     }
-    std::vector<PyObject *> items(static_cast<size_t>(PyTuple_GET_SIZE(objs)));
+    // PyTuple_GetItem (not the macro): the example builds with the limited API too.
+    std::vector<PyObject *> items(static_cast<size_t>(PyTuple_Size(objs)));
     for (size_t i = 0; i < items.size(); i++) {
-        items[i] = PyTuple_GET_ITEM(objs, static_cast<Py_ssize_t>(i));
+        items[i] = PyTuple_GetItem(objs, static_cast<Py_ssize_t>(i));
     }
     std::vector<PyObject *> missed;
     missed.reserve(items.size());  // no allocation (nor exception) without the GIL

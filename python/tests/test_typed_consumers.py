@@ -122,3 +122,24 @@ def test_bind_on_the_provider(provider):
     assert et.bind(c, DESCRIBE)() == "Circle(3.0)"
     assert et.bind(PyShape(1.0), AREA) is None
     assert et.bind(c, "geom.Shape.v1:area#f32(O)") is None
+
+
+@pytest.mark.parametrize("std", ["-std=c++17", "-std=c++20"])
+@pytest.mark.parametrize("limited", [False, True], ids=["full", "limited"])
+def test_examples_compile_warning_free(tmp_path, std, limited):
+    """geom_cpp.cpp as C++17 and C++20 (-Wpedantic), geom_consumer.c as C11,
+    with the full and the limited API."""
+    import subprocess
+    import sysconfig
+
+    if limited and sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("the limited API is not supported by free-threaded CPython 3.13")
+    defs = ["-DPy_LIMITED_API=0x030c0000"] if limited else []
+    incs = [f"-I{cbuild.PY_INCLUDE}", f"-I{cbuild.INCLUDE}", f"-I{cbuild.EXAMPLES_C}"]
+    for compiler, flags, src in [
+        (cbuild.cxx(), [std, "-Wpedantic"], cbuild.EXAMPLES_C / "geom_cpp.cpp"),
+        (cbuild.cc(), ["-std=c11"], cbuild.EXAMPLES_C / "geom_consumer.c"),
+    ]:
+        cmd = [*compiler, *flags, *cbuild.STRICT, *defs, *incs, "-fsyntax-only", str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
