@@ -609,3 +609,40 @@ def test_get_include_ships_the_cpp_header():
     shipped = Path(et.get_include()) / "extensibletype.hpp"
     assert shipped.is_file(), f"{shipped} missing: the C++ header must ship in the package"
     assert shipped.read_bytes() == HPP.read_bytes()
+
+
+GOLDEN_TYPED = ROOT / "tests" / "golden" / "typed_keys.txt"
+
+
+def golden_typed_keys():
+    """(key, id) of every line of tests/golden/typed_keys.txt that holds a
+    quoted typed key and a 0x id (other lines: comments, rejected spellings)."""
+    out = []
+    for line in GOLDEN_TYPED.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        ident = re.search(r"\b0x([0-9a-fA-F]{16})\b", line)
+        quoted = re.search(r'"((?:[^"\\]|\\.)*)"', line)
+        if ident and quoted:
+            key = re.sub(r"\\(.)", r"\1", quoted.group(1))
+            if "#" in key:
+                out.append((key, int(ident.group(1), 16)))
+    return out
+
+
+@pytest.mark.skipif(not GOLDEN_TYPED.exists(), reason="tests/golden/typed_keys.txt not in this tree yet")
+@pytest.mark.parametrize("std", CXX_STDS)
+def test_cpp_golden_typed_keys(tmp_path, std):
+    """Every golden typed key: method_id<Sig, Flag>(name), with Sig and Flag
+    spelled from the key's signature, equals the golden id (static_assert)."""
+    vectors = golden_typed_keys()
+    assert vectors, f"no typed keys found in {GOLDEN_TYPED}"
+    body = ""
+    for key, ident in vectors:
+        assert et.prehash(key) == ident, key
+        name, _, signature = key.partition("#")
+        cpp, flag = cpp_sig_of(signature)
+        lit = json.dumps(name)  # a C string literal for ASCII names
+        body += f'static_assert(et::method_id<{cpp}, {flag}>({lit}) == UINT64_C(0x{ident:016x}), {json.dumps(key)});\n'
+        body += f'static_assert(et::signature<{cpp}, {flag}>() == {json.dumps(signature)});\n'
+    compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), [std, *CXX_WARN])
