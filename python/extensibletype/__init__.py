@@ -40,12 +40,15 @@ except ImportError as _refused:
         name=__name__,
     ) from _refused
 
+from ._bind import bind
+
 #: The package version (the same as the crates'; a test checks the three agree).
 __version__ = "0.1.0"
 
 __all__ = [
     "ABI_VERSION",
     "ExtensibleType",
+    "bind",
     "get_include",
     "get_slots",
     "lookup",

@@ -61,7 +61,7 @@ def _headers(dirs: Iterable[Path]) -> list:
     for d in dirs:
         d = Path(d)
         if d.is_dir() and str(d) != PY_INCLUDE:
-            for h in sorted(d.glob("*.h")):
+            for h in sorted([*d.glob("*.h"), *d.glob("*.hpp")]):
                 out.append(str(h).encode() + b"\0" + h.read_bytes())
     return out
 

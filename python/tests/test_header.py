@@ -454,3 +454,195 @@ def test_get_include_ships_the_header():
     shipped = Path(et.get_include()) / "extensibletype.h"
     assert shipped.is_file(), f"{shipped} missing: the header must ship in the package"
     assert shipped.read_bytes() == HEADER.read_bytes()
+
+
+# --- C++: include/extensibletype.hpp -----------------------------------------
+
+HPP = cbuild.INCLUDE / "extensibletype.hpp"
+CXX_STDS = ["-std=c++17", "-std=c++20"]
+CXX_WARN = [*WARN, "-Wpedantic", "-Wconversion", "-Wsign-conversion", "-Wshadow"]
+# The spec's canonical signatures (docs/spec.md, "Typed methods") and the
+# C++ (Sig, Flag) that spell them.
+CANONICAL_CPP = [
+    ("f64(O)", "double(PyObject *)", "et::no_flag"),
+    ("v(O,f64)", "void(PyObject *, double)", "et::no_flag"),
+    ("i64(O,*f64,i64)", "std::int64_t(PyObject *, double *, Py_ssize_t)", "et::no_flag"),
+    ("O+(O)!t", "PyObject *(PyObject *)", "et::needs_thread"),
+    ("f64(O,f64)!e", "double(PyObject *, double)", "et::may_raise"),
+    ("v(O)!e", "void(PyObject *)", "et::may_raise"),
+    ("b(O,p)", "bool(PyObject *, void *)", "et::no_flag"),
+    ("c128(O,c128)", "std::complex<double>(PyObject *, std::complex<double>)", "et::no_flag"),
+]
+# By width, never by C name: the type on the left is spelled by the code.
+CPP_WIDTHS = [
+    ("long", "i64" if ctypes.sizeof(ctypes.c_long) == 8 else "i32"),
+    ("long long", "i64"),
+    ("Py_ssize_t", "i64" if ctypes.sizeof(ctypes.c_ssize_t) == 8 else "i32"),
+    ("size_t", "u64" if ctypes.sizeof(ctypes.c_size_t) == 8 else "u32"),
+    ("unsigned", "u32"),
+    ("short", "i16"),
+    ("std::uint16_t", "u16"),
+    ("signed char", "i8"),
+    ("unsigned char", "u8"),
+    ("std::int32_t", "i32"),
+    ("float", "f32"),
+    ("std::complex<float>", "c64"),
+    ("const double *", "*f64"),
+    ("double **", "**f64"),
+    ("void **", "*p"),
+    ("const void *", "p"),
+    ("bool *", "*b"),
+]
+
+# C codes -> C++ types (the inverse mapping, for signatures read from files).
+_CPP_SCALARS = {
+    "i8": "std::int8_t", "i16": "std::int16_t", "i32": "std::int32_t", "i64": "std::int64_t",
+    "u8": "std::uint8_t", "u16": "std::uint16_t", "u32": "std::uint32_t", "u64": "std::uint64_t",
+    "f32": "float", "f64": "double", "c64": "std::complex<float>", "c128": "std::complex<double>",
+    "b": "bool", "p": "void *", "O": "PyObject *", "O+": "PyObject *", "v": "void",
+}
+_CPP_FLAGS = {"": "et::no_flag", "!t": "et::needs_thread", "!e": "et::may_raise"}
+
+
+def cpp_type_of(code):
+    stars = len(code) - len(code.lstrip("*"))
+    base = _CPP_SCALARS[code[stars:]]
+    return base + (" " if stars and not base.endswith("*") else "") + "*" * stars
+
+
+def cpp_sig_of(signature):
+    """A canonical signature -> (C++ function type, flag type)."""
+    m = re.fullmatch(r"([^()]+)\(([^()]*)\)(!t|!e)?", signature)
+    assert m, signature
+    ret, args, flag = m.group(1), m.group(2).split(","), m.group(3) or ""
+    return f"{cpp_type_of(ret)}({', '.join(map(cpp_type_of, args))})", _CPP_FLAGS[flag]
+
+
+def cpp_tu(body):
+    return (
+        "#include <Python.h>\n#include \"extensibletype.hpp\"\n#include <cstdint>\n#include <complex>\n"
+        "namespace et = extensibletype;\n" + body
+    )
+
+
+def prehash_asserts(keys):
+    return "".join(f'static_assert(et::prehash("{k}") == UINT64_C(0x{et.prehash(k):016x}));\n' for k in keys)
+
+
+def test_cpp_prehash_vectors_are_cpp_literals():
+    keys = ["", "a", "extensibletype.array.v1:data", "numpy.ndarray.shape"]
+    assert [et.prehash(k) for k in keys] == [0x04B2008FD98C1DD4, 0xA8B6F1C0B975C10C, 0xB598A1668C53AFD9, 0x7780A86E9080477A]
+
+
+@pytest.mark.parametrize("std", CXX_STDS)
+@pytest.mark.parametrize("limited", [False, True], ids=["full", "limited"])
+def test_cpp_header_static_asserts(tmp_path, std, limited):
+    """prehash, signature, method_id and c_function_t checked by the compiler
+    (static_assert), warning-free as C++17 and C++20, with the full and the
+    limited API; find_method instantiated for every canonical signature."""
+    if limited and FREE_THREADED:
+        pytest.skip("the limited API is not supported by free-threaded CPython 3.13")
+    # md5 block boundaries (55/56/63/64/65 bytes) and non-ASCII UTF-8.
+    keys = ["", "a", "extensibletype.array.v1:data", "numpy.ndarray.shape", "geom.Shape.v1:area#f64(O)"]
+    keys += ["k" * n for n in (55, 56, 63, 64, 65, 119, 120, 128, 200)]
+    body = prehash_asserts(keys)
+    body += 'static_assert(et::prehash("\\xc3\\xbc") == UINT64_C(0x%016x));\n' % et.prehash("ü")
+    body += (
+        'static_assert(et::method_id<double(PyObject *)>("geom.Shape.v1:area") == '
+        'et::prehash("geom.Shape.v1:area#f64(O)"));\n'
+    )
+    for i, (sig, cpp, flag) in enumerate(CANONICAL_CPP):
+        key = f"geom.Shape.v1:m{i}#{sig}"
+        body += f'static_assert(et::signature<{cpp}, {flag}>() == "{sig}");\n'
+        body += f'static_assert(et::method_id<{cpp}, {flag}>("geom.Shape.v1:m{i}") == UINT64_C(0x{et.prehash(key):016x}));\n'
+        body += f'static_assert(et::typed_method<{cpp}, {flag}>("geom.Shape.v1:m{i}").id == et::prehash("{key}"));\n'
+        body += f"void *use{i}(PyObject *o) {{ return reinterpret_cast<void *>(et::find_method<{cpp}, {flag}>(o, 1)); }}\n"
+    for cpp, code in CPP_WIDTHS:
+        body += f'static_assert(et::signature<void(PyObject *, {cpp})>() == "v(O,{code})");\n'
+    body += 'static_assert(et::signature<double(PyObject *) noexcept>() == "f64(O)");\n'
+    body += 'static_assert(et::signature<PyObject *(PyObject *, PyObject *), et::may_raise>() == "O+(O,O)!e");\n'
+    # !e: R(O, A...) is int32_t(O, A..., R *out); void and O+ keep their shape.
+    body += (
+        "static_assert(std::is_same_v<et::c_function_t<double(PyObject *, double), et::may_raise>,"
+        " std::int32_t(PyObject *, double, double *)>);\n"
+        "static_assert(std::is_same_v<et::c_function_t<void(PyObject *), et::may_raise>, std::int32_t(PyObject *)>);\n"
+        "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::may_raise>, PyObject *(PyObject *)>);\n"
+        "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::needs_thread>, PyObject *(PyObject *)>);\n"
+        "static_assert(std::is_same_v<decltype(et::find_method<double(PyObject *)>(nullptr, 1)), double (*)(PyObject *)>);\n"
+    )
+    # Not "<interface>:<method>": id 0, which no lookup finds.
+    for bad in ["area", ":area", "geom.Shape.v1:", "geom.Shape.v1:2d", "geom.Shape.v1:a-b", "geom#x:area", "ge om:area"]:
+        body += f'static_assert(et::method_id<double(PyObject *)>("{bad}") == 0);\n'
+    flags = [std, *CXX_WARN] + (["-DPy_LIMITED_API=0x030c0000"] if limited else [])
+    compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), flags)
+
+
+@pytest.mark.parametrize(
+    "decl, message",
+    [
+        ("et::method_id<PyObject *(PyObject *)>", "needs a flag"),
+        ("et::method_id<double(double)>", "first argument is PyObject"),
+        ("et::method_id<double(PyObject *, long double)>", "no signature code"),
+        ("et::method_id<double(PyObject *, PyObject **)>", "never \\*O"),
+        ("et::method_id<double(PyObject *, double *********)>", "at most 8 levels"),
+        ("et::method_id<double(PyObject *), int>", "the flag is"),
+    ],
+)
+def test_cpp_header_refuses_unspellable_signatures(tmp_path, decl, message):
+    src = tmp_path / "bad.cpp"
+    src.write_text(cpp_tu(f'constexpr std::uint64_t id = {decl}("geom.Shape.v1:m");\n'))
+    proc = subprocess.run([*cbuild.cxx(), "-std=c++17", f"-I{cbuild.PY_INCLUDE}", f"-I{cbuild.INCLUDE}",
+                           "-fsyntax-only", str(src)], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_cpp_header_wants_cpp17(tmp_path):
+    src = tmp_path / "old.cpp"
+    src.write_text(cpp_tu(""))
+    proc = subprocess.run([*cbuild.cxx(), "-std=c++14", f"-I{cbuild.PY_INCLUDE}", f"-I{cbuild.INCLUDE}",
+                           "-fsyntax-only", str(src)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "needs C++17" in proc.stderr
+
+
+def test_get_include_ships_the_cpp_header():
+    shipped = Path(et.get_include()) / "extensibletype.hpp"
+    assert shipped.is_file(), f"{shipped} missing: the C++ header must ship in the package"
+    assert shipped.read_bytes() == HPP.read_bytes()
+
+
+GOLDEN_TYPED = ROOT / "tests" / "golden" / "typed_keys.txt"
+
+
+def golden_typed_keys():
+    """(key, id) of every line of tests/golden/typed_keys.txt that holds a
+    quoted typed key and a 0x id (other lines: comments, rejected spellings)."""
+    out = []
+    for line in GOLDEN_TYPED.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        ident = re.search(r"\b0x([0-9a-fA-F]{16})\b", line)
+        quoted = re.search(r'"((?:[^"\\]|\\.)*)"', line)
+        if ident and quoted:
+            key = re.sub(r"\\(.)", r"\1", quoted.group(1))
+            if "#" in key:
+                out.append((key, int(ident.group(1), 16)))
+    return out
+
+
+@pytest.mark.skipif(not GOLDEN_TYPED.exists(), reason="tests/golden/typed_keys.txt not in this tree yet")
+@pytest.mark.parametrize("std", CXX_STDS)
+def test_cpp_golden_typed_keys(tmp_path, std):
+    """Every golden typed key: method_id<Sig, Flag>(name), with Sig and Flag
+    spelled from the key's signature, equals the golden id (static_assert)."""
+    vectors = golden_typed_keys()
+    assert vectors, f"no typed keys found in {GOLDEN_TYPED}"
+    body = ""
+    for key, ident in vectors:
+        assert et.prehash(key) == ident, key
+        name, _, signature = key.partition("#")
+        cpp, flag = cpp_sig_of(signature)
+        lit = json.dumps(name)  # a C string literal for ASCII names
+        body += f'static_assert(et::method_id<{cpp}, {flag}>({lit}) == UINT64_C(0x{ident:016x}), {json.dumps(key)});\n'
+        body += f'static_assert(et::signature<{cpp}, {flag}>() == {json.dumps(signature)});\n'
+    compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), [std, *CXX_WARN])

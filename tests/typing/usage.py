@@ -4,6 +4,7 @@ package's stubs. Each `# type: ignore[...]` line is a call the stubs must
 refuse (an unused ignore is an error). Never imported by the test suite."""
 
 import ctypes
+from typing import Any
 
 import extensibletype as et
 import extensibletype.arrays as xa
@@ -35,6 +36,14 @@ def slots() -> None:
     et.prehash(3)  # type: ignore[arg-type]
     et.set_slots("not a type", {})  # type: ignore[arg-type]
     et.lookup(Meters(), 1.5)  # type: ignore[arg-type]
+
+
+def typed_methods() -> None:
+    area = et.bind(Meters(), "geom.Shape.v1:area#f64(O)")
+    if area is not None:
+        value: Any = area()
+        print(value)
+    et.bind(Meters(), 0x1234)  # type: ignore[arg-type]
 
 
 def arrays() -> None:

@@ -1,0 +1,9 @@
+"""Type stubs for ``extensibletype._bind``: calling typed methods
+(docs/spec.md, "Typed methods") from Python."""
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["bind"]
+
+def bind(obj: object, key: str, /) -> Callable[..., Any] | None: ...
