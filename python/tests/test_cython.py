@@ -1,5 +1,5 @@
-"""The Cython surface: python/extensibletype/extensibletype.pxd (shipped in
-the package) and the Cython consumer example (examples/cython/shapes_cy.pyx),
+"""The Cython surface: python/extensibletype/__init__.pxd (shipped in the
+package, so that `cimport extensibletype` works) and the Cython consumer example (examples/cython/shapes_cy.pyx),
 against the C provider and a Python provider."""
 
 import sys
@@ -28,9 +28,58 @@ def provider():
 
 
 def test_pxd_ships_in_the_package():
-    pxd = Path(et.__file__).with_name("extensibletype.pxd")
-    assert pxd.is_file()
+    for name in ("__init__.pxd", "extensibletype.pxd"):
+        assert Path(et.__file__).with_name(name).is_file()
     assert (Path(et.get_include()) / "extensibletype.h").is_file()
+
+
+CIMPORT_STYLES = """
+# cython: language_level=3
+from libc.stdint cimport uint64_t
+from cpython.object cimport PyObject
+cimport extensibletype
+from extensibletype cimport ExtType_FindInType, ExtType_SlotDef
+from extensibletype.extensibletype cimport ExtType_Find as old_find
+
+extensibletype.ExtType_Import()
+
+def find3(obj, bytes key):
+    cdef uint64_t id = extensibletype.ExtType_Prehash(key)
+    cdef void *a = extensibletype.ExtType_Find(<PyObject *>obj, id)
+    cdef void *b
+    cdef void *c
+    with nogil:
+        b = ExtType_FindInType(<extensibletype.PyTypeObject *>(<PyObject *>obj).ob_type, id)
+        c = old_find(<PyObject *>obj, id)
+    return [None if a is NULL else <size_t>a, None if b is NULL else <size_t>b, None if c is NULL else <size_t>c]
+
+def set_one(cls, bytes key, size_t value):
+    cdef ExtType_SlotDef d
+    d.key = key
+    d.id = 0
+    d.ptr = <void *>value
+    return extensibletype.ExtType_SetSlots(cls, &d, 1)
+"""
+
+
+def test_cimport_extensibletype(tmp_path):
+    """`cimport extensibletype` (SPEC: like `cimport numpy`), `from
+    extensibletype cimport ...` and the older `extensibletype.extensibletype`
+    path all declare the same C API."""
+    pyx = tmp_path / "cimport_styles.pyx"
+    pyx.write_text(CIMPORT_STYLES)
+    mod = cbuild.cython_extension(pyx)
+
+    class Plain:
+        pass
+
+    key = b"test.cimport.v1:slot"
+    assert mod.find3(Plain(), key) == [None, None, None]
+    assert mod.set_one(Plain, key, 0x5000) == 0
+    assert mod.find3(Plain(), key) == [0x5000] * 3
+    assert et.lookup(Plain(), key.decode()) == 0x5000
+    with pytest.raises(TypeError):
+        mod.set_one(3, key, 1)
 
 
 def test_cython_consumer_c_provider(cy, provider):
