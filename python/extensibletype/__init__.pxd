@@ -23,6 +23,7 @@ the GIL and raise on error.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 
 cdef extern from "Python.h":
@@ -97,3 +98,32 @@ cdef extern from "extensibletype.h":
 cdef inline void *exttype_find(object obj, uint64_t id) noexcept:
     """ExtType_Find for a Python object (holds the reference for the call)."""
     return ExtType_Find(<PyObject *>obj, id)
+
+
+cdef inline int publish_methods(type cls, dict methods) except -1:
+    """Publish the typed methods of ``cls`` (a ``cdef class``) in one call:
+    ``methods`` maps each typed key (``str``, e.g. ``"geom.Shape.v1:area#f64(O)"``)
+    to the address of the ``cdef`` method implementing it, taken as
+    ``<size_t><void *>Circle._area`` (no thunk: a ``cdef`` method's C
+    function takes ``self`` first, as the ``O`` of a typed signature does).
+    The C types must match the signatures (docs/spec.md, typed methods):
+    ``f64(O)`` is ``cdef double _area(self) noexcept nogil``. Call it once at
+    module level, after the class statement and ``ExtType_Import()``; the
+    Python-level method of the same name (``def area(self)``) keeps working,
+    and a Python subclass that overrides it masks the typed slot. Raises (and
+    changes nothing) on a bad key, a duplicate or a signature mismatch."""
+    cdef Py_ssize_t n = len(methods), i = 0
+    cdef ExtType_SlotDef *defs = <ExtType_SlotDef *>PyMem_Malloc(max(n, 1) * sizeof(ExtType_SlotDef))
+    if defs is NULL:
+        raise MemoryError()
+    keys = []  # the UTF-8 bytes stay alive until ExtType_SetSlots returns
+    try:
+        for key, address in methods.items():
+            keys.append(key.encode() if isinstance(key, str) else bytes(key))
+            defs[i].key = keys[i]
+            defs[i].id = 0
+            defs[i].ptr = <void *><size_t>address
+            i += 1
+        return ExtType_SetSlots(cls, defs, n)
+    finally:
+        PyMem_Free(defs)

@@ -2,6 +2,8 @@
 package, so that `cimport extensibletype` works) and the Cython consumer example (examples/cython/shapes_cy.pyx),
 against the C provider and a Python provider."""
 
+import math
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -117,3 +119,63 @@ def test_cython_consumer_missing(cy):
 @pytest.mark.skipif(not sysconfig.get_config_var("Py_GIL_DISABLED"), reason="not a free-threaded build")
 def test_cython_module_keeps_the_gil_disabled(cy):
     assert sys._is_gil_enabled() is False  # freethreading_compatible=True
+
+
+# --- typed methods: a Cython provider and a Cython consumer ------------------
+
+GEOM = cbuild.EXAMPLES_CYTHON
+
+
+@pytest.fixture(scope="module")
+def geom(tmp_path_factory):
+    """(provider, consumer): examples/cython/geom_provider.pyx and
+    geom_consumer.pyx, the consumer's ids generated from geom_keys.txt by the
+    header command, as its docstring says."""
+    inc = tmp_path_factory.mktemp("geom_ids")
+    subprocess.run(
+        [sys.executable, "-m", "extensibletype", "header", str(GEOM / "geom_keys.txt"), "-o", str(inc / "geom_ids.h")],
+        check=True,
+    )
+    provider = cbuild.cython_extension(GEOM / "geom_provider.pyx")
+    consumer = cbuild.cython_extension(GEOM / "geom_consumer.pyx", include_dirs=[inc])
+    return provider, consumer
+
+
+def test_cython_provider_publishes_typed_methods(geom):
+    provider, consumer = geom
+    c, s = provider.Circle(2.0), provider.Square(3.0)
+    assert consumer.found(c) == consumer.found(s) == (True, True)
+    assert et.lookup(c, "geom.Shape.v1:area#f64(O)") is not None
+    assert et.lookup(c, "geom.Shape.v1:area#f64(O,f64)") is None  # another signature: a miss
+    assert consumer.total_area([c, s]) == pytest.approx(math.pi * 4 + 9.0)
+    assert consumer.scaled(s, 2.0) == 36.0
+    with pytest.raises(ValueError, match="scale factor must be >= 0, not -1.0"):
+        consumer.scaled(c, -1.0)
+    # The Python-level methods keep working.
+    assert (c.area(), s.scaled(2.0)) == (pytest.approx(math.pi * 4), 36.0)
+
+
+def test_cython_consumer_falls_back_to_python(geom):
+    provider, consumer = geom
+
+    class Plain:  # no typed slots at all: the Python methods
+        def area(self):
+            return 5.0
+
+        def scaled(self, f):
+            return 5.0 * f * f
+
+    class Tiny(provider.Square):  # inherits the typed slots
+        pass
+
+    class Overriding(provider.Square):  # overrides `area`: its typed slot is masked
+        def area(self):
+            return 100.0
+
+    t, o = Tiny(1.0), Overriding(1.0)
+    assert consumer.found(Plain()) == (False, False)
+    assert consumer.found(t) == (True, True)
+    assert consumer.found(o) == (False, True)
+    assert consumer.total_area([Plain(), t, o]) == 5.0 + 1.0 + 100.0
+    assert consumer.scaled(Plain(), 2.0) == 20.0
+    assert consumer.scaled(o, 3.0) == 9.0
