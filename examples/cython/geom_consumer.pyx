@@ -23,8 +23,8 @@ cimport extensibletype
 
 cdef extern from "geom_ids.h":
     # Compile-time ids (generated from geom_keys.txt).
-    uint64_t AREA_ID "EXTTYPE_ID_GEOM_SHAPE_V1__AREA_F64_O"
-    uint64_t SCALED_ID "EXTTYPE_ID_GEOM_SHAPE_V1__SCALED_F64_O_F64_E"
+    uint64_t AREA_ID "EXTTYPE_ID_GEOM_SHAPE_V1__AREA__F64__O"
+    uint64_t SCALED_ID "EXTTYPE_ID_GEOM_SHAPE_V1__SCALED__F64__O_F64__E"
 
 # The C types the signatures stand for.
 ctypedef double (*area_fn)(PyObject *self) noexcept nogil
