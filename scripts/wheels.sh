@@ -4,13 +4,19 @@
 #   extensibletype-<v>-cp312-abi3-manylinux_2_28_x86_64.whl   CPython 3.12 and later
 #                                                              (feature abi3: limited API 3.12)
 #   extensibletype-<v>-cp311-cp311-manylinux_2_28_x86_64.whl  CPython 3.11 (abi3 needs 3.12)
-#   extensibletype-<v>-cp313-cp313t-manylinux_2_28_x86_64.whl free-threaded 3.13t, when
-#                                                              scripts/cpython.sh has it cached
+#   extensibletype-<v>-cp313-cp313t-manylinux_2_28_x86_64.whl free-threaded 3.13t: only with
+#                                                              --only cp313t (builds CPython 3.13t
+#                                                              first, ~10 min, cached), or when
+#                                                              that build is already cached
 #   extensibletype-<v>.tar.gz                                  the sdist
 #
-# abi3t (PEP 803) is not built yet: it needs pyo3-ffi's `abi3t` feature
-# (0.30), newer than the pyo3-ffi this crate builds against. Add its line to
-# BUILDS below when the crate can.
+# Wheels are stripped (`strip = true` in pyproject.toml: the abi3 `.so` is
+# about 1.2 MB instead of 8 MB with debug info); `cargo build --release`
+# keeps symbols for profiling.
+#
+# The abi3t wheel (PEP 803, one binary for 3.15 and 3.15t) needs a CPython
+# 3.15 to build against; scripts/test-forky.sh builds and tests it in the
+# Debian forky chroot (scripts/lib.sh install_abi3t), not here.
 #
 # Wheels are linked with zig (`maturin build --zig --compatibility
 # manylinux_2_28`), so they run on glibc 2.28+ systems (RHEL 8, Debian 10)
@@ -55,7 +61,12 @@ export PATH="$BVENV/bin:$PATH" # maturin finds zig (python -m ziglang) through i
 # --- what to build -------------------------------------------------------------
 # name|interpreter|extra maturin arguments
 py312=$(ls -d "$HOME"/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V | tail -1 || true)
-ft=$(bash scripts/cpython.sh 2>/dev/null | tail -1 || true)
+# Building CPython 3.13t takes minutes: only when asked for, else if cached.
+ft_cached="$HOME/.cache/extensibletype/cpython-3.13t" # scripts/cpython.sh CACHE_ROOT
+ft=""
+if [ "$ONLY" = cp313t ] || [ -f "$ft_cached/.extensibletype-build-complete" ]; then
+    ft=$(bash scripts/cpython.sh 2>/dev/null | tail -1 || true)
+fi
 BUILDS=()
 BUILDS+=("abi3|${py312:-$host_py}|--features abi3")
 if [ -n "$py311" ]; then
@@ -66,7 +77,7 @@ fi
 if [ -n "$ft" ] && [ -x "$ft" ]; then
     BUILDS+=("cp313t|$ft|")
 else
-    log "no free-threaded 3.13t interpreter (scripts/cpython.sh): skipping the cp313t wheel"
+    log "no free-threaded 3.13t interpreter cached: skipping the cp313t wheel (--only cp313t builds one)"
 fi
 
 mkdir -p "$OUT"

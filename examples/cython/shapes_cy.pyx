@@ -6,7 +6,7 @@ slots "extensibletype.example.v1:scale" and ":vtable" on any object and call
 them; ``total_scale`` does its lookups and calls without the GIL.
 
 Build (see docs/c-api.md):
-    cython -3 shapes_cy.pyx            # finds extensibletype/extensibletype.pxd on sys.path
+    cython -3 shapes_cy.pyx            # finds extensibletype/__init__.pxd on sys.path
     cc -shared -fPIC -O2 $(python3-config --includes) \
        -I$(python -m extensibletype include) -I../c shapes_cy.c -o shapes_cy$(python3-config --extension-suffix)
 """
@@ -14,7 +14,7 @@ Build (see docs/c-api.md):
 from libc.stdint cimport uint64_t
 from cpython.object cimport PyObject
 
-from extensibletype.extensibletype cimport ExtType_Find, ExtType_Import, ExtType_Prehash, exttype_find
+from extensibletype cimport ExtType_Find, ExtType_Import, ExtType_Prehash, exttype_find
 
 
 cdef extern from "shapes.h" nogil:

@@ -165,9 +165,9 @@ def cython_extension(pyx: Path, name: Optional[str] = None, include_dirs: Sequen
     import Cython
     import extensibletype
 
-    pxd = Path(extensibletype.__file__).with_name("extensibletype.pxd")
+    pxds = sorted(Path(extensibletype.__file__).parent.glob("*.pxd"))
     key = _digest(
-        [pyx.read_bytes(), pxd.read_bytes() if pxd.exists() else b"", Cython.__version__.encode(), sys.version.encode()]
+        [pyx.read_bytes(), *(p.read_bytes() for p in pxds), Cython.__version__.encode(), sys.version.encode()]
         + [str(d).encode() for d in include_dirs]
     )
     c_dir = build_root() / f"cython-{name}-{key}"
