@@ -263,3 +263,23 @@ def test_numba_like_cfunc_without_signature():
     cls = type("CFunc", (), {"__module__": "numba.core.ccallback", "address": 0x4000})
     with pytest.raises(TypeError, match="cannot read the signature of numba cfunc"):
         et.set_slots(fresh(), {"geom.Shape.v1:area#f64(O)": cls()})
+
+
+def test_random_signatures_never_crash():
+    """Strings over the grammar's alphabet: ValueError or a canonical key that
+    re-renders identically, never another exception."""
+    import random
+
+    rng = random.Random(18)
+    alphabet = list("iufcbpvO+*(),!te0123468 #xé") + ["f64", "i64", "c128", "O+", "(O", ",O"]
+    accepted = 0
+    for _ in range(3000):
+        sig = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 10)))
+        try:
+            key = et.method_key("demo.fuzz.v1:m", sig)
+        except ValueError:
+            continue
+        accepted += 1
+        _, _, ret, args, flag = _core._parse_typed_key(key)
+        assert f"{ret}({','.join(args)})" + (f"!{flag}" if flag else "") == sig
+    assert accepted > 0
