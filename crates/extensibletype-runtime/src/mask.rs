@@ -339,3 +339,37 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
     });
     exact
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Typed keys are recognised by name, untyped ones never; a method name
+    /// shared by several signatures is one name.
+    #[test]
+    fn typed_keys_by_id_and_name() {
+        let (a, b, u) = ("test.mask.v1:area#f64(O)", "test.mask.v1:area#f64(O,f64)", "test.mask.v1:perimeter");
+        let (ia, ib, iu) = (crate::prehash_bytes(a.as_bytes()), crate::prehash_bytes(b.as_bytes()), 0x55);
+        note_key(ia, a);
+        note_key(ib, b);
+        note_key(iu, u);
+        assert!(any_typed());
+        assert_eq!(method_of(ia).as_deref(), Some("area"));
+        assert_eq!(method_of(ib).as_deref(), Some("area"));
+        assert!(is_typed(ia) && is_typed(ib) && !is_typed(iu));
+        assert!(is_method_name("area") && !is_method_name("perimeter"));
+        let mut seen = Vec::new();
+        for_each_method([ia, iu, ib], |id, m| seen.push((id, m.to_string())));
+        assert_eq!(seen, vec![(ia, "area".to_string()), (ib, "area".to_string())]);
+    }
+
+    /// The hasher spreads nearby addresses and distinguishes short strings.
+    #[test]
+    fn fx_hasher_spreads() {
+        use core::hash::BuildHasher;
+        let build = FxBuild::default();
+        let hashes: HashSet<u64> = (0..1000usize).map(|i| build.hash_one(0x7f00_0000_0000usize + 16 * i)).collect();
+        assert_eq!(hashes.len(), 1000);
+        assert_ne!(build.hash_one("area"), build.hash_one("aera"));
+    }
+}
