@@ -213,9 +213,7 @@ pub(crate) struct Wanted {
 impl Wanted {
     /// Ask about `name` (the method name of `id`) in `tp`'s namespace.
     pub fn add(&mut self, tp: *mut PyTypeObject, id: u64, name: &Arc<str>) {
-        if !self.names.contains_key(&id) {
-            self.names.insert(id, name.clone());
-        }
+        self.names.entry(id).or_insert_with(|| name.clone());
         self.pairs.push((tp, id));
     }
 
@@ -258,9 +256,7 @@ impl Facts {
                 continue;
             }
             let Some(name) = wanted.names.get(&id) else { continue };
-            if !self.names.contains_key(&id) {
-                self.names.insert(id, name.clone());
-            }
+            self.names.entry(id).or_insert_with(|| name.clone());
             // SAFETY: forwarded; errors are raised (the publish fails).
             let present = unsafe {
                 if dict.as_ref().is_none_or(|d| d.0 != key.0) {
