@@ -1,4 +1,4 @@
-//! Python overrides win (docs/spec.md §9): a typed slot `…:m#…` found on a
+//! Python overrides win (docs/spec.md §4.1): a typed slot `…:m#…` found on a
 //! class of `type(obj).__mro__` misses when a class *before* that provider
 //! has `m` in its own `__dict__`.
 //!
