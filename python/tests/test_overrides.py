@@ -544,3 +544,33 @@ def test_racing_nostate_readers_never_see_a_settled_mask_broken(c):
         lookups, checked, bad = c.race_stop()
     assert bad == 0, (lookups, checked, bad)
     assert checked > 0, (lookups, checked)
+
+
+def test_registered_foreign_mixin_before_an_extensible_provider(c):
+    K, _, V = keys()
+
+    class Base(metaclass=et.ExtensibleType):
+        __cslots__ = {K: 0x1000}
+
+    F = type("F", (), {})
+    et.set_slots(F, {V: 0x3000})  # registered, and no hook sees F.area = ...
+
+    class E(F, Base):
+        pass
+
+    class G(E):
+        pass
+
+    for obj in (E(), G()):
+        assert found(c, obj, K) == 0x1000
+        assert found(c, obj, V) == 0x3000
+    F.area = None
+    for obj in (E(), G()):
+        assert found(c, obj, K) is None
+        assert nostate(c, obj, K) is None
+        assert found(c, obj, V) == 0x3000
+    del F.area
+    assert found(c, G(), K) == 0x1000
+    G.area = 1  # an extensible class: the hook republishes
+    assert found(c, G(), K) is None
+    assert found(c, E(), K) == 0x1000
