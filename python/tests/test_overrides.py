@@ -574,3 +574,29 @@ def test_registered_foreign_mixin_before_an_extensible_provider(c):
     G.area = 1  # an extensible class: the hook republishes
     assert found(c, G(), K) is None
     assert found(c, E(), K) == 0x1000
+
+
+def test_bases_assignment_brings_an_override_in_and_out(c):
+    K, _, _ = keys()
+
+    class Base(metaclass=et.ExtensibleType):
+        __cslots__ = {K: 0x1000}
+
+    class Mixin:
+        area = None
+
+    class Other:
+        pass
+
+    class E(Other, Base):
+        pass
+
+    assert found(c, E(), K) == 0x1000
+    E.__bases__ = (Mixin, Base)
+    assert found(c, E(), K) is None
+    del Mixin.area
+    assert found(c, E(), K) == 0x1000
+    Mixin.area = 1
+    E.__bases__ = (Other, Base)
+    assert found(c, E(), K) == 0x1000
+    assert nostate(c, E(), K) == 0x1000  # direct again: the type data answers
