@@ -11,6 +11,7 @@ and a pthread with no thread state (which may miss, but never returns a
 masked pointer)."""
 
 import itertools
+import time
 
 import pytest
 
@@ -450,3 +451,152 @@ def test_many_nostate_lookups_never_return_a_masked_pointer(c):
         assert nostate(c, obj, K, times=2000) is None
         et.lookup(obj, K)  # with the GIL: fills the cache (masked answer)
         assert nostate(c, obj, K, times=2000) is None
+
+
+# --- Cython cdef classes ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cy():
+    pytest.importorskip("Cython", reason="Cython is not installed for this interpreter")
+    return cbuild.cython_extension(cbuild.ROOT / "python" / "tests" / "c" / "overrides_cy.pyx")
+
+
+def test_cython_cdef_classes(c, cy):
+    K, U, _ = keys()
+    et.set_slots(cy.Shape, {K: 0x1000, U: 0x2000})
+    try:
+        assert found(c, cy.Shape(), K) == 0x1000  # the provider's own cpdef area
+        assert found(c, cy.Square(), K) is None  # a cdef subclass overriding area
+        assert found(c, cy.Square(), U) == 0x2000
+        assert found(c, cy.Plain(), K) == 0x1000
+
+        class PyShape(cy.Plain):
+            def area(self):
+                return 3.0
+
+        class PyPlain(cy.Plain):
+            pass
+
+        assert found(c, PyShape(), K) is None
+        assert found(c, PyPlain(), K) == 0x1000
+        PyPlain.area = None
+        assert found(c, PyPlain(), K) is None
+        assert nostate(c, PyPlain(), K) is None
+    finally:
+        et.set_slots(cy.Shape, {K: None, U: None})
+
+
+# --- racing readers without a thread state -------------------------------------
+
+
+def test_racing_nostate_readers_never_see_a_settled_mask_broken(c):
+    """Pthreads with no thread state look up while the test assigns and
+    deletes overrides on an extensible subclass, a mixin, a foreign
+    subclass and a grandchild: once an assignment returned (and before the
+    next change began), a masked slot never hits."""
+    K, _, _ = keys()
+
+    class Base(metaclass=et.ExtensibleType):
+        __cslots__ = {K: 0x1000}
+
+    class Sub(Base):
+        pass
+
+    class Mixin:
+        pass
+
+    class M(Mixin, Base):
+        pass
+
+    P = type("P", (), {})
+    et.set_slots(P, {K: 0x1000})
+
+    class Q(P):
+        pass
+
+    class R(Q):
+        pass
+
+    kid = et.prehash(K)
+    # (class whose attribute changes, objects watched under it)
+    plan = [(Sub, [Sub()]), (Mixin, [M()]), (Q, [Q(), R()])]
+    index = [[c.race_watch(obj, kid, False) for obj in objs] for _, objs in plan]
+    c.race_start(2)
+    deadline = time.monotonic() + 0.5  # readers need a moment to start
+    try:
+        for round_ in itertools.count():
+            if round_ >= 300 and time.monotonic() > deadline:
+                break
+            for (cls, objs), idx in zip(plan, index):
+                mask = round_ % 2 == 0
+                for i in idx:
+                    c.race_begin(i)
+                if mask:
+                    setattr(cls, "area", None if round_ % 4 == 0 else (lambda self: 1.0))
+                else:
+                    delattr(cls, "area")
+                for obj in objs:  # with the GIL: fills the cache sometimes
+                    assert (et.lookup(obj, K) is None) == mask
+                for i in idx:
+                    c.race_end(i, mask)
+    finally:
+        lookups, checked, bad = c.race_stop()
+    assert bad == 0, (lookups, checked, bad)
+    assert checked > 0, (lookups, checked)
+
+
+def test_registered_foreign_mixin_before_an_extensible_provider(c):
+    K, _, V = keys()
+
+    class Base(metaclass=et.ExtensibleType):
+        __cslots__ = {K: 0x1000}
+
+    F = type("F", (), {})
+    et.set_slots(F, {V: 0x3000})  # registered, and no hook sees F.area = ...
+
+    class E(F, Base):
+        pass
+
+    class G(E):
+        pass
+
+    for obj in (E(), G()):
+        assert found(c, obj, K) == 0x1000
+        assert found(c, obj, V) == 0x3000
+    F.area = None
+    for obj in (E(), G()):
+        assert found(c, obj, K) is None
+        assert nostate(c, obj, K) is None
+        assert found(c, obj, V) == 0x3000
+    del F.area
+    assert found(c, G(), K) == 0x1000
+    G.area = 1  # an extensible class: the hook republishes
+    assert found(c, G(), K) is None
+    assert found(c, E(), K) == 0x1000
+
+
+def test_bases_assignment_brings_an_override_in_and_out(c):
+    K, _, _ = keys()
+
+    class Base(metaclass=et.ExtensibleType):
+        __cslots__ = {K: 0x1000}
+
+    class Mixin:
+        area = None
+
+    class Other:
+        pass
+
+    class E(Other, Base):
+        pass
+
+    assert found(c, E(), K) == 0x1000
+    E.__bases__ = (Mixin, Base)
+    assert found(c, E(), K) is None
+    del Mixin.area
+    assert found(c, E(), K) == 0x1000
+    Mixin.area = 1
+    E.__bases__ = (Other, Base)
+    assert found(c, E(), K) == 0x1000
+    assert nostate(c, E(), K) == 0x1000  # direct again: the type data answers

@@ -33,6 +33,11 @@
 //! registry table (never freed), the static empty table, or an interned
 //! merged table (never freed).
 //!
+//! Python overrides (docs/spec.md §4.1): the table an entry names is masked
+//! like every published table; an answer masked without an attached
+//! thread state (conservatively: the namespaces cannot be read) is given
+//! but never inserted.
+//!
 //! Several interpreters (CPython 3.12+): a mutable heap type's tag comes
 //! from a counter of its interpreter, and fresh interpreters start from the
 //! same values, so (address, tag) of a dead class can recur in another

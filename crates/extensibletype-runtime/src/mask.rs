@@ -1,4 +1,4 @@
-//! Python overrides win (docs/spec.md §9): a typed slot `…:m#…` found on a
+//! Python overrides win (docs/spec.md §4.1): a typed slot `…:m#…` found on a
 //! class of `type(obj).__mro__` misses when a class *before* that provider
 //! has `m` in its own `__dict__`.
 //!
@@ -27,9 +27,10 @@
 //! and never masked.
 
 use core::ffi::c_void;
+use core::hash::{BuildHasherDefault, Hasher};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use pyo3_ffi::*;
 
@@ -39,10 +40,40 @@ use crate::pyutil::{Owned, PendingError};
 use crate::table::RawTable;
 use crate::Error;
 
+/// A fast multiplicative hasher (FxHash's step) for the small maps below:
+/// their keys are ids (md5-derived), type addresses and method names, and
+/// SipHash was most of the mask's cost per class statement.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `HashMap`/`HashSet` hasher of this module.
+pub(crate) type FxBuild = BuildHasherDefault<Fx>;
+
 /// Typed ids and their method names, for every reader (GIL-free too).
 struct Typed {
-    by_id: HashMap<u64, Box<str>>,
-    names: HashSet<Box<str>>,
+    by_id: HashMap<u64, Arc<str>, FxBuild>,
+    names: HashSet<Arc<str>, FxBuild>,
 }
 
 static TYPED: RwLock<Option<Typed>> = RwLock::new(None);
@@ -57,11 +88,10 @@ static DICT_GENERATION: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn note_key(id: u64, key: &str) {
     let Some(method) = typed_method_name(key) else { return };
     let mut guard = TYPED.write().unwrap_or_else(|p| p.into_inner());
-    let typed = guard.get_or_insert_with(|| Typed { by_id: HashMap::new(), names: HashSet::new() });
-    typed.by_id.entry(id).or_insert_with(|| method.into());
-    if !typed.names.contains(method) {
-        typed.names.insert(method.into());
-    }
+    let typed = guard.get_or_insert_with(|| Typed { by_id: HashMap::default(), names: HashSet::default() });
+    let method: Arc<str> = typed.names.get(method).cloned().unwrap_or_else(|| method.into());
+    typed.names.insert(method.clone());
+    typed.by_id.entry(id).or_insert(method);
     ANY.store(true, Ordering::Release);
 }
 
@@ -72,12 +102,27 @@ pub(crate) fn any_typed() -> bool {
 }
 
 /// The method name of typed id `id`, if known. GIL-free.
-pub(crate) fn method_of(id: u64) -> Option<Box<str>> {
+pub(crate) fn method_of(id: u64) -> Option<Arc<str>> {
     if !any_typed() {
         return None;
     }
     let guard = TYPED.read().unwrap_or_else(|p| p.into_inner());
     guard.as_ref()?.by_id.get(&id).cloned()
+}
+
+/// Call `f(id, method)` for each known typed id among `ids` (one read
+/// lock for all). GIL-free.
+pub(crate) fn for_each_method(ids: impl IntoIterator<Item = u64>, mut f: impl FnMut(u64, &Arc<str>)) {
+    if !any_typed() {
+        return;
+    }
+    let guard = TYPED.read().unwrap_or_else(|p| p.into_inner());
+    let Some(typed) = guard.as_ref() else { return };
+    for id in ids {
+        if let Some(name) = typed.by_id.get(&id) {
+            f(id, name);
+        }
+    }
 }
 
 /// Is `id` a known typed id? GIL-free.
@@ -147,12 +192,35 @@ pub(crate) unsafe fn own_dict_has(tp: *mut PyTypeObject, name: &str) -> Result<b
 
 /// What the own namespaces of some classes hold, gathered with the GIL
 /// before the registry mutex is taken (nothing under it runs Python code):
-/// `(class address, method name) -> present`.
+/// `(class address, typed id) -> its method name is present`.
 #[derive(Default)]
 pub(crate) struct Facts {
-    known: HashMap<(usize, Box<str>), bool>,
+    known: HashMap<(usize, u64), bool, FxBuild>,
+    /// Method names of the typed ids asked about.
+    names: HashMap<u64, Arc<str>, FxBuild>,
     /// [`dict_generation`] when gathering began.
     pub generation: u64,
+}
+
+/// Facts to gather: is the method name of typed id `id` in the own
+/// namespace of `tp`? (Each name stored once.)
+#[derive(Default)]
+pub(crate) struct Wanted {
+    pairs: Vec<(*mut PyTypeObject, u64)>,
+    names: HashMap<u64, Arc<str>, FxBuild>,
+}
+
+impl Wanted {
+    /// Ask about `name` (the method name of `id`) in `tp`'s namespace.
+    pub fn add(&mut self, tp: *mut PyTypeObject, id: u64, name: &Arc<str>) {
+        self.names.entry(id).or_insert_with(|| name.clone());
+        self.pairs.push((tp, id));
+    }
+
+    /// Nothing asked?
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
 }
 
 impl Facts {
@@ -162,28 +230,48 @@ impl Facts {
         self.generation = dict_generation();
     }
 
-    /// Is `name` in `tp`'s own namespace? None: not gathered.
-    pub fn get(&self, tp: *mut PyTypeObject, name: &str) -> Option<bool> {
-        // A borrowed-key lookup would need a custom Borrow; these maps are small.
-        self.known.get(&(tp as usize, Box::from(name))).copied()
+    /// The method name of typed id `id`, if a fact about it was gathered.
+    pub fn name_of(&self, id: u64) -> Option<&Arc<str>> {
+        self.names.get(&id)
     }
 
-    /// Gather `pairs` (skipping known ones).
+    /// Is the method name of `id` in `tp`'s own namespace? None: not gathered.
+    pub fn get(&self, tp: *mut PyTypeObject, id: u64) -> Option<bool> {
+        self.known.get(&(tp as usize, id)).copied()
+    }
+
+    /// Gather `wanted` (skipping known facts).
     ///
     /// # Safety
     /// The calling thread has an attached thread state; every type in
-    /// `pairs` is alive (held by the caller).
-    pub unsafe fn gather(&mut self, pairs: impl IntoIterator<Item = (*mut PyTypeObject, Box<str>)>) -> Result<(), Error> {
-        for (tp, name) in pairs {
-            let key = (tp as usize, name);
+    /// `wanted` is alive (held by the caller).
+    pub unsafe fn gather(&mut self, wanted: &Wanted) -> Result<(), Error> {
+        // One str per name; the namespace of the last class asked about.
+        let mut strs: Vec<(u64, Owned)> = Vec::new();
+        let mut dict: Option<(usize, Owned)> = None;
+        self.known.reserve(wanted.pairs.len());
+        for &(tp, id) in &wanted.pairs {
+            let key = (tp as usize, id);
             if self.known.contains_key(&key) {
                 continue;
             }
+            let Some(name) = wanted.names.get(&id) else { continue };
+            self.names.entry(id).or_insert_with(|| name.clone());
             // SAFETY: forwarded; errors are raised (the publish fails).
             let present = unsafe {
-                let dict = Owned::new(layout::own_dict(tp))?;
-                let k = Owned::new(PyUnicode_FromStringAndSize(key.1.as_ptr().cast(), key.1.len() as isize))?;
-                match PySequence_Contains(dict.0, k.0) {
+                if dict.as_ref().is_none_or(|d| d.0 != key.0) {
+                    dict = Some((key.0, Owned::new(layout::own_dict(tp))?));
+                }
+                // Few names per publish: a linear scan beats hashing.
+                let at = match strs.iter().position(|s| s.0 == id) {
+                    Some(at) => at,
+                    None => {
+                        let s = Owned::new(PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as isize))?;
+                        strs.push((id, s));
+                        strs.len() - 1
+                    }
+                };
+                match PySequence_Contains(dict.as_ref().map_or(core::ptr::null_mut(), |d| d.1 .0), strs[at].1 .0) {
                     0 => false,
                     1 => true,
                     _ => return Err(Error::Python),
@@ -213,7 +301,7 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
     }
     let attached = crate::threads::attached();
     let mut exact = true;
-    let mut memo: HashMap<(usize, Box<str>), bool> = HashMap::new();
+    let mut memo: HashMap<(usize, u64), bool, FxBuild> = HashMap::default();
     entries.retain(|&(id, _, provider)| {
         if provider == 0 {
             return true;
@@ -224,7 +312,7 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
             return false;
         }
         for &tp in &mro[..provider.min(mro.len())] {
-            let key = (tp as usize, name.clone());
+            let key = (tp as usize, id);
             let present = match memo.get(&key) {
                 Some(&p) => Ok(p),
                 // SAFETY: attached thread state; tp is alive (in `mro`).
@@ -246,4 +334,38 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
         true
     });
     exact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Typed keys are recognised by name, untyped ones never; a method name
+    /// shared by several signatures is one name.
+    #[test]
+    fn typed_keys_by_id_and_name() {
+        let (a, b, u) = ("test.mask.v1:area#f64(O)", "test.mask.v1:area#f64(O,f64)", "test.mask.v1:perimeter");
+        let (ia, ib, iu) = (crate::prehash_bytes(a.as_bytes()), crate::prehash_bytes(b.as_bytes()), 0x55);
+        note_key(ia, a);
+        note_key(ib, b);
+        note_key(iu, u);
+        assert!(any_typed());
+        assert_eq!(method_of(ia).as_deref(), Some("area"));
+        assert_eq!(method_of(ib).as_deref(), Some("area"));
+        assert!(is_typed(ia) && is_typed(ib) && !is_typed(iu));
+        assert!(is_method_name("area") && !is_method_name("perimeter"));
+        let mut seen = Vec::new();
+        for_each_method([ia, iu, ib], |id, m| seen.push((id, m.to_string())));
+        assert_eq!(seen, vec![(ia, "area".to_string()), (ib, "area".to_string())]);
+    }
+
+    /// The hasher spreads nearby addresses and distinguishes short strings.
+    #[test]
+    fn fx_hasher_spreads() {
+        use core::hash::BuildHasher;
+        let build = FxBuild::default();
+        let hashes: HashSet<u64> = (0..1000usize).map(|i| build.hash_one(0x7f00_0000_0000usize + 16 * i)).collect();
+        assert_eq!(hashes.len(), 1000);
+        assert_ne!(build.hash_one("area"), build.hash_one("aera"));
+    }
 }

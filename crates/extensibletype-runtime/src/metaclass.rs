@@ -410,12 +410,17 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
 /// GIL-free slow path of a lookup (`ExtType_API.find_slow`): everything the
 /// inline path ([`super::table_of`]) does not answer.
 ///
-/// - An extensible type with a table (sub-metaclasses): probe it.
-/// - An initialised extensible type without one: its effective slots are empty.
-/// - A registered foreign type: its effective table.
-/// - Otherwise (a type never initialised, a plain subclass of registered
-///   types): the own slots of each class in the MRO, first definition wins —
-///   exactly the merge a published table would hold (docs/spec.md §4, §5).
+/// - Through the type cache (`cache::table_for`: fills the entry).
+/// - An extensible type with a table (sub-metaclasses): probe it (published
+///   tables are masked by their publisher, docs/spec.md §4.1).
+/// - A registered foreign type, for an untyped id: its effective table.
+/// - Otherwise (a type never initialised, an extensible type whose table is
+///   not in its type data, a plain subclass of registered types, a typed id
+///   on a foreign type): the own slots of each class in the MRO, first
+///   definition wins — exactly the merge a published table would hold
+///   (docs/spec.md §4, §5) — then the Python-override mask
+///   (`crate::mask::filter`: exact with an attached thread state, a miss
+///   for a maskable typed entry without one).
 ///
 /// Any thread, with or without a thread state: it calls into CPython only
 /// with an attached thread state of the calling thread, and a thread without

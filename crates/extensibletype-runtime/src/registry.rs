@@ -233,13 +233,16 @@ unsafe fn masked(
     mro: &[*mut PyTypeObject],
     merged: BTreeMap<u64, (Slot, usize)>,
     facts: &crate::mask::Facts,
-    missing: &mut Vec<(*mut PyTypeObject, Box<str>)>,
+    missing: &mut crate::mask::Wanted,
 ) -> (BTreeMap<u64, Slot>, bool) {
     let mut direct = true;
     let mut unhooked: Vec<Option<bool>> = vec![None; mro.len()];
     let mut out = BTreeMap::new();
     for (id, (slot, provider)) in merged {
-        let name = if provider == 0 { None } else { typed_name(reg, pending, id).map(Box::<str>::from) };
+        let name = match provider {
+            0 => None,
+            _ => facts.name_of(id).cloned().or_else(|| typed_name(reg, pending, id).map(std::sync::Arc::<str>::from)),
+        };
         let Some(name) = name else {
             out.insert(id, slot);
             continue;
@@ -253,10 +256,10 @@ unsafe fn masked(
                 });
                 direct = !unwatched;
             }
-            match facts.get(tp, &name) {
+            match facts.get(tp, id) {
                 Some(true) => hidden = true,
                 Some(false) => {}
-                None => missing.push((tp, name.clone())),
+                None => missing.add(tp, id, &name),
             }
         }
         if !hidden {
@@ -273,33 +276,32 @@ unsafe fn masked(
 ///
 /// # Safety
 /// GIL held; the types of every MRO are alive.
-unsafe fn guess_pairs(target: &Target, affected: &[Target], changes: &[Change]) -> Vec<(*mut PyTypeObject, Box<str>)> {
-    let mut out = Vec::new();
-    if !crate::mask::any_typed() && !changes.iter().any(|c| c.name.as_deref().and_then(crate::key::typed_method_name).is_some()) {
+unsafe fn guess_pairs(target: &Target, affected: &[Target], changes: &[Change]) -> crate::mask::Wanted {
+    let mut out = crate::mask::Wanted::default();
+    let typed_change =
+        |c: &Change| c.name.as_deref().and_then(crate::key::typed_method_name).map(|m| (c.id, std::sync::Arc::<str>::from(m)));
+    if !crate::mask::any_typed() && !changes.iter().any(|c| typed_change(c).is_some()) {
         return out;
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut names: Vec<(u64, std::sync::Arc<str>)> = Vec::new();
     for t in core::iter::once(target).chain(affected) {
         for (p, &tp) in t.mro.iter().enumerate().skip(1) {
-            let mut names: Vec<Box<str>> = Vec::new();
+            names.clear();
             if tp == target.tp {
-                names.extend(changes.iter().filter_map(|c| c.name.as_deref().and_then(crate::key::typed_method_name)).map(Box::from));
+                names.extend(changes.iter().filter_map(typed_change));
             }
             // SAFETY: tp is alive; published own tables live as long as it.
             let own = unsafe { layout::own_table_of(tp) };
             if !own.is_null() {
                 // SAFETY: a live table.
-                for e in unsafe { crate::cache::entries_of(own) } {
-                    if e.id != 0 {
-                        names.extend(crate::mask::method_of(e.id));
-                    }
-                }
+                let entries = unsafe { crate::cache::entries_of(own) };
+                crate::mask::for_each_method(entries.iter().map(|e| e.id).filter(|&id| id != 0), |id, m| {
+                    names.push((id, m.clone()))
+                });
             }
-            for name in names {
-                for &before in &t.mro[..p] {
-                    if seen.insert((before as usize, name.clone())) {
-                        out.push((before, name.clone()));
-                    }
+            for &before in &t.mro[..p] {
+                for (id, name) in &names {
+                    out.add(before, *id, name);
                 }
             }
         }
@@ -375,7 +377,7 @@ pub(crate) unsafe fn apply(
     let mut facts = crate::mask::Facts::default();
     facts.reset();
     // SAFETY: GIL held; the types of every MRO are alive (the caller's contract).
-    unsafe { facts.gather(guess_pairs(target, affected, changes))? };
+    unsafe { facts.gather(&guess_pairs(target, affected, changes))? };
     let released = loop {
         let outcome = {
             let mut locked = Locked::get();
@@ -387,10 +389,10 @@ pub(crate) unsafe fn apply(
             Outcome::Stale => {
                 facts.reset();
                 // SAFETY: as above.
-                unsafe { facts.gather(guess_pairs(target, affected, changes))? };
+                unsafe { facts.gather(&guess_pairs(target, affected, changes))? };
             }
             // SAFETY: as above.
-            Outcome::Missing(pairs) => unsafe { facts.gather(pairs)? },
+            Outcome::Missing(wanted) => unsafe { facts.gather(&wanted)? },
         }
     };
     // Foreign types whose own slots were all removed: the registry's
@@ -411,7 +413,7 @@ enum Outcome {
     /// gathered.
     Stale,
     /// Nothing changed: these facts are needed first.
-    Missing(Vec<(*mut PyTypeObject, Box<str>)>),
+    Missing(crate::mask::Wanted),
 }
 
 /// [`apply`] under the mutex; returns the types the registry let go of.
@@ -464,7 +466,7 @@ unsafe fn apply_locked(
     let mut built = Vec::with_capacity(1 + affected.len());
     let mut own_table = None;
     let mut unregister = false;
-    let mut missing = Vec::new();
+    let mut missing = crate::mask::Wanted::default();
     for t in core::iter::once(target).chain(affected) {
         // SAFETY: t.tp is live (held by the caller), so is its metaclass.
         let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
@@ -509,8 +511,10 @@ unsafe fn apply_locked(
 
     // 4. Commit: names, own slots, tables.
     for (id, name) in new_names {
-        crate::mask::note_key(id, name);
-        reg.names.entry(id).or_insert_with(|| name.into());
+        reg.names.entry(id).or_insert_with(|| {
+            crate::mask::note_key(id, name);
+            name.into()
+        });
     }
     let mut released = Vec::new();
     if unregister {
