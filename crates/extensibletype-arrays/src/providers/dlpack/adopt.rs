@@ -121,7 +121,8 @@ pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> 
     unsafe { runtime::set_slots(tp, &defs) }?;
     if !first {
         // Adopted for good (up front, or settled): no first use pending.
-        drop(PROVISIONAL.take(|t| t == tp as usize));
+        // SAFETY: GIL held (the caller's contract).
+        drop(unsafe { PROVISIONAL.take(|t| t == tp as usize) });
     }
     Ok(())
 }
@@ -130,15 +131,27 @@ use crate::abi::AcquireFn;
 
 // ---- type lists (strong references, GIL-free bookkeeping) ----------------------
 
-/// A list of types, each held by a strong reference taken by [`TypeList::push`].
-struct TypeList(Mutex<Vec<usize>>);
+/// A list of types, each held by a strong reference taken by
+/// [`TypeList::push`], with the id of the interpreter it belongs to: every
+/// read below sees only the calling interpreter's entries (a type is never
+/// compared with, handed to or released by another interpreter).
+struct TypeList(Mutex<Vec<(usize, i64)>>);
+
+/// The calling thread's interpreter id.
+///
+/// # Safety
+/// An attached thread state.
+unsafe fn interpreter() -> i64 {
+    // SAFETY: the caller's contract.
+    unsafe { PyInterpreterState_GetID(PyInterpreterState_Get()) }
+}
 
 impl TypeList {
     const fn new() -> TypeList {
         TypeList(Mutex::new(Vec::new()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(usize, i64)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -147,34 +160,61 @@ impl TypeList {
     /// # Safety
     /// The GIL is held; `tp` is live.
     unsafe fn push(&self, tp: *mut PyObject) {
+        // SAFETY: GIL held.
+        let here = unsafe { interpreter() };
         let mut list = self.lock();
-        if !list.contains(&(tp as usize)) {
+        if !list.contains(&(tp as usize, here)) {
             // SAFETY: GIL held; tp is live; the reference is the list's.
             unsafe { Py_INCREF(tp) };
-            list.push(tp as usize);
+            list.push((tp as usize, here));
         }
     }
 
-    /// Take the first type `pick` accepts out of the list (its reference
-    /// goes to the caller). `pick` must run no Python code.
-    fn take(&self, mut pick: impl FnMut(usize) -> bool) -> Option<Owned> {
+    /// Take the first type of this interpreter that `pick` accepts out of
+    /// the list (its reference goes to the caller). `pick` must run no
+    /// Python code.
+    ///
+    /// # Safety
+    /// The GIL is held.
+    unsafe fn take(&self, mut pick: impl FnMut(usize) -> bool) -> Option<Owned> {
+        // SAFETY: GIL held.
+        let here = unsafe { interpreter() };
         let mut list = self.lock();
-        let i = list.iter().position(|&t| pick(t))?;
-        Some(Owned(list.swap_remove(i) as *mut PyObject))
+        let i = list.iter().position(|&(t, i)| i == here && pick(t))?;
+        Some(Owned(list.swap_remove(i).0 as *mut PyObject))
     }
 
-    /// Take every type out (the references go to the caller).
-    fn drain(&self) -> Vec<Owned> {
-        self.lock().drain(..).map(|t| Owned(t as *mut PyObject)).collect()
+    /// Take every type of this interpreter out (the references go to the caller).
+    ///
+    /// # Safety
+    /// The GIL is held.
+    unsafe fn drain(&self) -> Vec<Owned> {
+        // SAFETY: GIL held.
+        let here = unsafe { interpreter() };
+        let mut list = self.lock();
+        let mut out = Vec::new();
+        list.retain(|&(t, i)| {
+            if i == here {
+                out.push(Owned(t as *mut PyObject));
+            }
+            i != here
+        });
+        out
     }
 
-    /// New references to the types.
+    /// New references to this interpreter's types.
     ///
     /// # Safety
     /// The GIL is held.
     unsafe fn snapshot(&self) -> Vec<Owned> {
-        // SAFETY: GIL held; each listed type is alive (the list holds it).
-        self.lock().iter().map(|&t| unsafe { Owned(Py_NewRef(t as *mut PyObject)) }).collect()
+        // SAFETY: GIL held.
+        let here = unsafe { interpreter() };
+        let list = self.lock();
+        list.iter()
+            .filter(|&&(_, i)| i == here)
+            // SAFETY: GIL held; each listed type is alive (the list holds it).
+            .map(|&(t, _)| unsafe { Owned(Py_NewRef(t as *mut PyObject)) })
+            .collect()
     }
 }
 
@@ -216,7 +256,7 @@ unsafe fn state_key(tp: *mut PyObject) -> Option<StateKey> {
     // SAFETY: GIL held (an attached thread state for both calls).
     unsafe {
         let tag = runtime::type_version(tp.cast());
-        (tag != 0).then(|| (tp as usize, tag, PyInterpreterState_GetID(PyInterpreterState_Get())))
+        (tag != 0).then(|| (tp as usize, tag, interpreter()))
     }
 }
 
