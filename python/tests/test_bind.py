@@ -281,7 +281,8 @@ def test_cache_follows_the_slot(tm, addr):
     et.set_slots(A, {k: addr["f64(O)"]})
     f1 = et.bind(a, k)
     assert f1() == 5.0
-    assert et.bind(a, k).func is f1.func  # the function object is cached per address
+    assert et.bind(a, k).__func__ is f1.__func__  # the function object is cached per address
+    assert f1.__self__ is a
     proto = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.py_object)
     cb = proto(lambda self: -self.value)
     et.set_slots(A, {k: cb})
