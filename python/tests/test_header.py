@@ -569,6 +569,8 @@ def test_cpp_header_static_asserts(tmp_path, std, limited):
         "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::may_raise>, PyObject *(PyObject *)>);\n"
         "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::needs_thread>, PyObject *(PyObject *)>);\n"
         "static_assert(std::is_same_v<decltype(et::find_method<double(PyObject *)>(nullptr, 1)), double (*)(PyObject *)>);\n"
+        "static_assert(std::is_same_v<et::c_function_t<float(PyObject *) noexcept, et::may_raise>,"
+        " std::int32_t(PyObject *, float *) noexcept>);\n"
     )
     # Not "<interface>:<method>": id 0, which no lookup finds.
     for bad in ["area", ":area", "geom.Shape.v1:", "geom.Shape.v1:2d", "geom.Shape.v1:a-b", "geom#x:area", "ge om:area"]:
