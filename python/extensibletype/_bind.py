@@ -84,6 +84,7 @@ _SCALARS = {
     "p": ctypes.c_void_p,
 }
 
+
 class _Complex128(ctypes.Structure):
     """``double _Complex`` as ctypes sees it (see the module docstring)."""
 
