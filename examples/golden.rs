@@ -1,6 +1,7 @@
 //! Writes the golden vectors in `tests/golden/` (docs/spec.md sections 1
-//! and 2): `ids.txt` (key → id) and `tables.txt` (exact table bytes for fixed
-//! id sets). Every binding checks them: `tests/golden.rs` (Rust),
+//! and 2, and typed methods): `ids.txt` (key → id), `tables.txt` (exact
+//! table bytes for fixed id sets) and `typed_keys.txt` (typed method keys,
+//! accepted and refused). Every binding checks them: `tests/golden.rs` (Rust),
 //! `python/tests/test_golden.py` (Python, and C through
 //! `tests/golden/golden_c.c`).
 //!
@@ -18,6 +19,7 @@ use core::ffi::c_void;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use extensibletype::signature::{method_key, parse_typed_key, SignatureError};
 use extensibletype::{prehash, Table};
 
 /// The keys of `ids.txt`: the spec's vectors, the array.v1 keys, non-ASCII
@@ -61,6 +63,101 @@ fn sets() -> Vec<(&'static str, Vec<u64>)> {
     ]
 }
 
+/// `(name, signature)` pairs of `typed_keys.txt`: the canonical and refused
+/// cases of docs/spec.md (typed methods) and more.
+fn typed_cases() -> Vec<(&'static str, &'static str)> {
+    let area = "geom.Shape.v1:area";
+    let mut cases = vec![
+        // Canonical (the spec's list).
+        (area, "f64(O)"),
+        ("geom.Shape.v1:scale", "v(O,f64)"),
+        ("geom.Shape.v1:sum", "i64(O,*f64,i64)"),
+        ("geom.Shape.v1:copy", "O+(O)!t"),
+        ("geom.Shape.v1:at", "f64(O,f64)!e"),
+        ("geom.Shape.v1:check", "v(O)!e"),
+        ("geom.Shape.v1:has", "b(O,p)"),
+        ("geom.Shape.v1:rot", "c128(O,c128)"),
+        // More: every scalar, pointers, flags, O+ with !e, odd names.
+        ("demo.all.v1:ints", "i8(O,i16,i32,i64,u8,u16,u32,u64)"),
+        ("demo.all.v1:floats", "f32(O,f64,c64,c128,b,p)"),
+        ("demo.all.v1:ptrs", "**f64(O,*p,***u8,*b)!t"),
+        ("demo.all.v1:make", "O+(O,O,i64)!e"),
+        ("demo.all.v1:out", "*c64(O)!e"),
+        ("demo.all.v1:_priv9", "v(O)!t"),
+        ("demo.ключ.v2:get", "f64(O)"),
+        ("a:b", "v(O)"),
+        // Refused (the spec's list).
+        (area, "f64( O )"),
+        (area, "double(O)"),
+        (area, "f64(O)!t!e"),
+        (area, "f64(O)!e!t"),
+        (area, "F64(O)"),
+        (area, "f64(O,v)"),
+        (area, "f64(O"),
+        (area, "f64(O,O+)"),
+        (area, "O(O)"),
+        (area, "O+(O)"),
+        (area, ""),
+        (area, "f64(O)!x"),
+        (area, "f64(f64)"),
+        // More refused signatures.
+        (area, "f64()"),
+        (area, "f64(O,)"),
+        (area, "f64(O))"),
+        (area, "f64"),
+        (area, "f64(O)!"),
+        (area, "*O(O)"),
+        (area, "v(O,*v)"),
+        (area, "f64(O,*O)"),
+        (area, "f64(O,*********f64)"),
+        (area, "f64(O)#"),
+        (area, "long(O)"),
+        (area, "f64(O,é)"),
+        // Refused names.
+        ("area", "f64(O)"),
+        (":area", "f64(O)"),
+        ("geom.Shape.v1:1area", "f64(O)"),
+        ("geom.Shape.v1:ar-ea", "f64(O)"),
+        ("geom.Shape.v1:", "f64(O)"),
+        ("geom Shape.v1:area", "f64(O)"),
+        ("geom.Shape.v1:area#x", "f64(O)"),
+    ];
+    cases.dedup();
+    cases
+}
+
+/// The macro-name suffix `python -m extensibletype header` gives a typed key
+/// (its module docstring): the name part upper-cased with `:` → `__` and
+/// other non-alphanumeric runs → `_`, then `__RET__ARG_ARG[__T|__E]`.
+fn macro_suffix(name: &str, sig: &extensibletype::Signature) -> String {
+    let part = |s: &str| {
+        let mut out = String::new();
+        let mut gap = false;
+        for c in s.chars() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_uppercase());
+                gap = false;
+            } else if !gap {
+                out.push('_');
+                gap = true;
+            }
+        }
+        out
+    };
+    let token = |t: &extensibletype::signature::Type| {
+        let code = t.base_code();
+        let base = if code == "O+" { "ONEW".to_owned() } else { code.to_ascii_uppercase() };
+        format!("{}{base}", "PTR_".repeat(t.depth as usize))
+    };
+    let mut out: Vec<String> = name.split(':').map(part).collect::<Vec<_>>();
+    out.push(token(&sig.ret));
+    out.push(sig.args.iter().map(token).collect::<Vec<_>>().join("_"));
+    if !sig.flag.letter().is_empty() {
+        out.push(sig.flag.letter().to_ascii_uppercase());
+    }
+    out.join("__")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -96,5 +193,41 @@ fn main() {
         let _ = writeln!(tables, "\n[{name}]\nentries {}\nbytes {}", pairs.join(" "), hex(table.as_bytes()));
     }
     std::fs::write(dir.join("tables.txt"), tables).expect("write tables.txt");
-    println!("wrote {}/ids.txt and tables.txt", dir.display());
+
+    let mut typed = String::from(
+        "# Typed method keys (docs/spec.md, typed methods). Written by `cargo run --example golden`.\n\
+         # One case per line; fields separated by one space; strings double-quoted, UTF-8, with\n\
+         # \\\\ and \\\" escaped (as in ids.txt).\n\
+         # ok 0x<id> \"<name>\" \"<signature>\" \"<key>\" <MACRO>\n\
+         #   accepted: method_key(name, signature) == key (= name#signature), prehash(key) == id,\n\
+         #   and `python -m extensibletype header` names it EXTTYPE_ID_<MACRO>.\n\
+         # bad <kind> \"<name>\" \"<signature>\"\n\
+         #   refused: method_key(name, signature) and the key name#signature are errors\n\
+         #   (Python ValueError); <kind> is the Rust SignatureErrorKind::as_str() of method_key's error.\n",
+    );
+    for (name, sig) in typed_cases() {
+        let key = format!("{name}#{sig}");
+        match method_key(name, sig) {
+            Ok(canonical) => {
+                assert_eq!(canonical, key);
+                let parsed = parse_typed_key(&key).expect("method_key and parse_typed_key agree");
+                let _ = writeln!(
+                    typed,
+                    "ok {:#018x} {} {} {} {}",
+                    prehash(&key),
+                    quote(name),
+                    quote(sig),
+                    quote(&key),
+                    macro_suffix(name, &parsed.signature)
+                );
+            }
+            Err(e) => {
+                let e: SignatureError = e;
+                assert!(parse_typed_key(&key).is_err(), "{key}");
+                let _ = writeln!(typed, "bad {} {} {}", e.kind().as_str(), quote(name), quote(sig));
+            }
+        }
+    }
+    std::fs::write(dir.join("typed_keys.txt"), typed).expect("write typed_keys.txt");
+    println!("wrote {}/ids.txt, tables.txt and typed_keys.txt", dir.display());
 }

@@ -11,7 +11,8 @@
 //!
 //! 1. [`key`], [`table`], [`abi`] — from `extensibletype-core`, no Python:
 //!    key hashing ([`prehash`], [`prehash_const`], [`id!`]), perfect-hash
-//!    tables ([`Table`], [`BuildError`]), the `#[repr(C)]` ABI structs.
+//!    tables ([`Table`], [`BuildError`]), the `#[repr(C)]` ABI structs,
+//!    typed method keys ([`signature`]: [`method_key`], [`parse_typed_key`]).
 //! 2. `runtime` (feature `python`) — from `extensibletype-runtime`: the
 //!    `ExtensibleType` metaclass, the foreign registry and the capsule API,
 //!    on `pyo3-ffi` 0.28 – 0.30 (the version your PyO3 uses).
@@ -30,14 +31,18 @@
 // its contract (clippy; per crate until the whole workspace is clean, then
 // [workspace.lints.clippy] in Cargo.toml).
 
-pub use extensibletype_core::{abi, id, key, table};
+pub use extensibletype_core::{abi, id, key, signature, table};
 pub use extensibletype_core::{prehash, prehash_bytes, prehash_const};
+pub use extensibletype_core::{method_key, method_name_of, parse_signature, parse_typed_key, Signature, SignatureError, TypedKey};
 pub use extensibletype_core::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
 
 /// The CPython runtime (`extensibletype-runtime`): [`import`](runtime::import),
 /// [`find`](runtime::find), [`find_in_type`](runtime::find_in_type),
 /// [`set_slots`](runtime::set_slots), [`SlotDef`](runtime::SlotDef),
-/// [`type_from_spec`](runtime::type_from_spec); fallible calls return
+/// [`type_from_spec`](runtime::type_from_spec); typed methods in
+/// [`runtime::typed`] ([`method_id`](runtime::method_id),
+/// [`TypedId`](runtime::TypedId), [`find_typed`](runtime::find_typed));
+/// fallible calls return
 /// [`PyErrSet`](runtime::PyErrSet) ("a Python exception is set").
 #[cfg(feature = "python")]
 pub use extensibletype_runtime as runtime;

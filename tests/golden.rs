@@ -123,3 +123,58 @@ fn golden_bytes_answer_the_lookup_formula() {
         assert!(unsafe { raw_lookup(base, 0) }.is_null());
     }
 }
+
+/// One line of `typed_keys.txt`, split into fields (quoted strings unquoted).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while !rest.is_empty() {
+        if rest.starts_with('"') {
+            // A quoted field ends at the first unescaped quote.
+            let b = rest.as_bytes();
+            let mut i = 1;
+            while b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            out.push(unquote(&rest[..=i]));
+            rest = rest[i + 1..].trim_start_matches(' ');
+        } else {
+            let (field, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push(field.to_owned());
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[test]
+fn golden_typed_keys() {
+    use extensibletype::{method_key, parse_typed_key};
+    let text = golden("typed_keys.txt");
+    let (mut ok, mut bad) = (0, 0);
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let f = fields(line);
+        match f[0].as_str() {
+            "ok" => {
+                let (id, name, sig, key) = (hex_u64(&f[1]), &f[2], &f[3], &f[4]);
+                assert_eq!(method_key(name, sig).as_deref(), Ok(key.as_str()), "{line}");
+                let parsed = parse_typed_key(key).unwrap_or_else(|e| panic!("{line}: {e}"));
+                assert_eq!(parsed.to_string(), *key);
+                assert_eq!(parsed.signature.to_string(), *sig);
+                assert_eq!(prehash(key), id, "{line}");
+                assert_eq!(prehash_const(key), id, "{line}");
+                ok += 1;
+            }
+            "bad" => {
+                let (kind, name, sig) = (&f[1], &f[2], &f[3]);
+                let err = method_key(name, sig).expect_err(line);
+                assert_eq!(err.kind().as_str(), kind, "{line}: {err}");
+                assert!(!err.to_string().is_empty());
+                assert!(parse_typed_key(&format!("{name}#{sig}")).is_err(), "{line}");
+                bad += 1;
+            }
+            other => panic!("unknown line kind {other:?}: {line}"),
+        }
+    }
+    assert!(ok >= 8 && bad >= 13, "{ok} accepted, {bad} refused");
+}

@@ -18,6 +18,19 @@
     (64-bit prehash collision or the reserved id 0), are refused with an error
     naming the keys: nothing is written. A key listed twice is emitted once.
 
+    Typed keys (``<interface>:<method>#<signature>``, docs/spec.md "Typed
+    methods") must be canonical (else a one-line error naming the problem,
+    exit 2). Their name part is named as above; the signature adds
+    ``__<RET>__<ARG>_<ARG>...`` and, with a flag, ``__T`` or ``__E``, where
+    each type is its code upper-cased (``F64``, ``I64``, ``C128``, ``B``,
+    ``P`` for ``p``, ``O``), ``O+`` is ``ONEW``, ``v`` is ``V`` and each
+    ``*`` is ``PTR_``::
+
+        geom.Shape.v1:area#f64(O)          -> GEOM_SHAPE_V1__AREA__F64__O
+        geom.Shape.v1:sum#i64(O,*f64,i64)  -> GEOM_SHAPE_V1__SUM__I64__O_PTR_F64_I64
+        geom.Shape.v1:new#O+(O)!t          -> GEOM_SHAPE_V1__NEW__ONEW__O__T
+        geom.Shape.v1:scale#v(O,f64)!e     -> GEOM_SHAPE_V1__SCALE__V__O_F64__E
+
 ``include``
     Print the directory holding ``extensibletype.h`` (for ``-I``).
 
@@ -49,8 +62,28 @@ class KeyListError(ValueError):
     """A key list that cannot be turned into a header (message says why)."""
 
 
+class TypedKeyError(KeyListError):
+    """A key with ``#`` that is not a canonical typed key (a usage error: exit 2)."""
+
+
+def _type_token(code: str) -> str:
+    """A signature type code as a macro-name token (see module doc)."""
+    depth = len(code) - len(code.lstrip("*"))
+    base = code[depth:]
+    return "PTR_" * depth + {"O+": "ONEW"}.get(base, base.upper())
+
+
 def macro_suffix(key: str) -> str:
-    """The part of the macro name derived from ``key`` (see module doc)."""
+    """The part of the macro name derived from ``key`` (see module doc).
+
+    Raises ValueError for a key with ``#`` that is not a canonical typed key.
+    """
+    if "#" in key:
+        from ._core import _parse_typed_key  # the runtime's grammar
+
+        interface, method, ret, args, flag = _parse_typed_key(key)
+        sig = "__".join([_type_token(ret), "_".join(_type_token(a) for a in args)] + ([flag.upper()] if flag else []))
+        return macro_suffix(f"{interface}:{method}") + "__" + sig
     parts = [re.sub(r"[^A-Za-z0-9]+", "_", part).upper() for part in key.split(":")]
     return "__".join(parts)
 
@@ -99,7 +132,9 @@ def generate_header(
 ) -> str:
     """The header text for ``keys`` (from :func:`read_keys`).
 
-    Raises :class:`KeyListError` on a name clash, an id collision or id 0.
+    Raises :class:`KeyListError` on a name clash, an id collision or id 0,
+    :class:`TypedKeyError` (one line, the first) for a typed key that is not
+    canonical.
     """
     if prehash is None:
         from . import prehash  # the runtime's, so header and runtime agree
@@ -107,6 +142,13 @@ def generate_header(
         raise KeyListError(f"--id-prefix {id_prefix!r} does not start a C identifier")
     if key_prefix and not _IDENT.match(key_prefix + "X"):
         raise KeyListError(f"--key-prefix {key_prefix!r} does not start a C identifier")
+
+    for key, line in keys:
+        if "#" in key:
+            try:
+                macro_suffix(key)
+            except ValueError as e:
+                raise TypedKeyError(f"{source}:{line}: {e}") from None
 
     names = {}  # macro name -> (key, line)
     ids = {}  # id -> (key, line)
@@ -180,6 +222,9 @@ def _cmd_header(args: argparse.Namespace) -> int:
             id_prefix=args.id_prefix,
             key_prefix=args.key_prefix,
         )
+    except TypedKeyError as e:
+        print(f"error: argument KEYS: {e}", file=sys.stderr)
+        return 2
     except KeyListError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

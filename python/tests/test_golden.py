@@ -102,3 +102,92 @@ def test_c_lookup_on_golden_bytes(golden_c, golden):
         if absent not in present:
             assert golden_c.table_find(golden["bytes"], absent) is None
     assert golden_c.table_find(golden["bytes"], 0) is None
+
+
+# --- typed method keys (tests/golden/typed_keys.txt) --------------------------
+
+
+def _fields(line):
+    out, rest = [], line
+    while rest:
+        if rest.startswith('"'):
+            i = 1
+            while rest[i] != '"':
+                i += 2 if rest[i] == "\\" else 1
+            out.append(unquote(rest[: i + 1]))
+            rest = rest[i + 1 :].lstrip(" ")
+        else:
+            field, _, rest = rest.partition(" ")
+            out.append(field)
+    return out
+
+
+def read_typed():
+    ok, bad = [], []
+    for line in (GOLDEN / "typed_keys.txt").read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        f = _fields(line)
+        if f[0] == "ok":
+            ok.append((int(f[1], 16), f[2], f[3], f[4], f[5]))
+        else:
+            assert f[0] == "bad", line
+            bad.append((f[1], f[2], f[3]))
+    return ok, bad
+
+
+TYPED_OK, TYPED_BAD = read_typed()
+
+
+def test_typed_golden_is_populated():
+    assert len(TYPED_OK) >= 8 and len(TYPED_BAD) >= 13
+
+
+@pytest.mark.parametrize("ident, name, sig, key, macro", TYPED_OK, ids=[k for _, _, _, k, _ in TYPED_OK])
+def test_typed_ok(ident, name, sig, key, macro):
+    assert et.method_key(name, sig) == key
+    assert et.prehash(key) == ident
+    from extensibletype import _core
+
+    interface, method, ret, args, flag = _core._parse_typed_key(key)
+    assert f"{interface}:{method}" == name
+    assert f"{ret}({','.join(args)})" + ("!" + flag if flag else "") == sig
+
+
+@pytest.mark.parametrize("kind, name, sig", TYPED_BAD, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(TYPED_BAD)])
+def test_typed_bad(kind, name, sig):
+    with pytest.raises(ValueError):
+        et.method_key(name, sig)
+    from extensibletype import _core
+
+    with pytest.raises(ValueError):
+        _core._parse_typed_key(f"{name}#{sig}")
+
+    class C(metaclass=et.ExtensibleType):
+        pass
+
+    with pytest.raises(ValueError, match="not a canonical typed key"):
+        et.set_slots(C, {f"{name}#{sig}": 0x1000})
+    assert et.get_slots(C) == {}
+
+
+def test_typed_header(tmp_path):
+    """`python -m extensibletype header` names and hashes the golden typed keys
+    as the file says, and refuses each refused key with a one-line error (exit 2)."""
+    import subprocess
+    import sys
+
+    keys = tmp_path / "typed.txt"
+    keys.write_text("\n".join(k for _, _, _, k, _ in TYPED_OK) + "\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "extensibletype", "header", str(keys)], capture_output=True, text=True, encoding="utf-8")
+    assert proc.returncode == 0, proc.stderr
+    for ident, _, _, key, macro in TYPED_OK:
+        assert f"#define EXTTYPE_ID_{macro} UINT64_C(0x{ident:016x})\n" in proc.stdout, key
+    bad = "\n".join(f"{name}#{sig}".strip() for _, name, sig in TYPED_BAD if f"{name}#{sig}".strip() == f"{name}#{sig}")
+    for line in bad.splitlines():
+        proc = subprocess.run([sys.executable, "-m", "extensibletype", "header", "-"], input=line + "\n",
+                              capture_output=True, text=True, encoding="utf-8")
+        assert proc.returncode == 2, (line, proc.returncode, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stdout == ""

@@ -193,3 +193,10 @@ def test_error_names_the_c_function_of_e_signatures():
     tp = fresh()
     with pytest.raises(ValueError, match=r"f64\(O,f64\)!e \(the C function i32\(O,f64,\*f64\)\)"):
         et.set_slots(tp, {"g.S.v1:m#f64(O,f64)!e": _cb(ctypes.c_double, ctypes.py_object, ctypes.c_double)})
+
+
+def test_lookup_refuses_non_canonical_typed_keys():
+    tp = fresh()
+    with pytest.raises(ValueError, match="not a canonical typed key"):
+        et.lookup(tp(), "geom.Shape.v1:area#f64( O )")
+    assert et.lookup(tp(), "geom.Shape.v1:area#f64(O)") is None

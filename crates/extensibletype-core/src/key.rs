@@ -45,6 +45,14 @@ pub const fn prehash_const(key: &str) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
+/// [`prehash_const`] of the concatenation of `parts` (no buffer needed):
+/// `prehash_const_parts(&[b"geom.Shape.v1:area", b"#", b"f64(O)"])` equals
+/// `prehash_const("geom.Shape.v1:area#f64(O)")`.
+pub const fn prehash_const_parts(parts: &[&[u8]]) -> u64 {
+    let d = md5_const_parts(parts);
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
 /// The compile-time id of a key literal: `id!("ns.iface.v1:member")`.
 #[macro_export]
 macro_rules! id {
@@ -72,11 +80,21 @@ const SINES: [u32; 64] = [
     0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 ];
 
-/// Byte `i` of the MD5-padded message (`msg`, 0x80, zeros, bit length LE).
-const fn padded_byte(msg: &[u8], padded_len: usize, i: usize) -> u8 {
-    let n = msg.len();
+/// Byte `i` of the concatenation of `parts` (`i` < their total length).
+const fn part_byte(parts: &[&[u8]], mut i: usize) -> u8 {
+    let mut p = 0;
+    while i >= parts[p].len() {
+        i -= parts[p].len();
+        p += 1;
+    }
+    parts[p][i]
+}
+
+/// Byte `i` of the MD5-padded message (the concatenation of `parts`, 0x80,
+/// zeros, bit length LE).
+const fn padded_byte(parts: &[&[u8]], n: usize, padded_len: usize, i: usize) -> u8 {
     if i < n {
-        msg[i]
+        part_byte(parts, i)
     } else if i == n {
         0x80
     } else if i >= padded_len - 8 {
@@ -89,7 +107,18 @@ const fn padded_byte(msg: &[u8], padded_len: usize, i: usize) -> u8 {
 
 /// MD5 of `msg` in a `const` context (RFC 1321).
 const fn md5_const(msg: &[u8]) -> [u8; 16] {
-    let padded_len = (msg.len() + 8) / 64 * 64 + 64;
+    md5_const_parts(&[msg])
+}
+
+/// MD5 of the concatenation of `parts` in a `const` context.
+const fn md5_const_parts(parts: &[&[u8]]) -> [u8; 16] {
+    let mut n = 0;
+    let mut p = 0;
+    while p < parts.len() {
+        n += parts[p].len();
+        p += 1;
+    }
+    let padded_len = (n + 8) / 64 * 64 + 64;
     let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
     let mut block = 0;
     while block < padded_len {
@@ -98,10 +127,10 @@ const fn md5_const(msg: &[u8]) -> [u8; 16] {
         while w < 16 {
             let at = block + 4 * w;
             m[w] = u32::from_le_bytes([
-                padded_byte(msg, padded_len, at),
-                padded_byte(msg, padded_len, at + 1),
-                padded_byte(msg, padded_len, at + 2),
-                padded_byte(msg, padded_len, at + 3),
+                padded_byte(parts, n, padded_len, at),
+                padded_byte(parts, n, padded_len, at + 1),
+                padded_byte(parts, n, padded_len, at + 2),
+                padded_byte(parts, n, padded_len, at + 3),
             ]);
             w += 1;
         }
@@ -172,6 +201,17 @@ mod tests {
             let key = &long[..len];
             assert_eq!(prehash_const(key), prehash(key), "length {len}");
         }
+    }
+
+    #[test]
+    fn const_parts_match() {
+        let long = "y".repeat(150);
+        for cut in [0, 1, 55, 56, 64, 100, 150] {
+            let (a, b) = long.split_at(cut);
+            assert_eq!(prehash_const_parts(&[a.as_bytes(), b"", b.as_bytes()]), prehash(&long), "cut {cut}");
+        }
+        const AREA: u64 = prehash_const_parts(&[b"geom.Shape.v1:area", b"#", b"f64(O)"]);
+        assert_eq!(AREA, prehash("geom.Shape.v1:area#f64(O)"));
     }
 
     #[test]

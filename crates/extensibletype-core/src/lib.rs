@@ -28,6 +28,6 @@ pub mod key;
 pub mod signature;
 pub mod table;
 
-pub use key::{prehash, prehash_bytes, prehash_const};
+pub use key::{prehash, prehash_bytes, prehash_const, prehash_const_parts};
 pub use table::{BuildError, Builder, RawEntry, RawTable, Table, MAX_ENTRIES};
 pub use signature::{method_key, method_name_of, parse_signature, parse_typed_key, Signature, SignatureError, TypedKey};

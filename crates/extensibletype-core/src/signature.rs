@@ -776,6 +776,212 @@ pub fn is_typed_key(key: &[u8]) -> bool {
     key.contains(&b'#')
 }
 
+// --- compile time ------------------------------------------------------------
+
+/// The longest signature [`typed_id_const`] can render, in bytes (a method
+/// of about twenty arguments).
+pub const MAX_CONST_SIGNATURE: usize = 256;
+
+/// How a C function type becomes a signature (for ids derived from Rust
+/// `extern "C" fn` types, where the flag and the out-pointer are not part
+/// of the type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Convention {
+    /// No flag: the signature is the function type (`f64(O)` from
+    /// `fn(*mut PyObject) -> f64`).
+    Plain,
+    /// `!t`: the function type, called with a thread state; a
+    /// `*mut PyObject` return is `O+`.
+    Thread,
+    /// `!e` with no out-pointer: an `i32` return gives `v(...)!e`, a
+    /// `*mut PyObject` return `O+(...)!e`.
+    Raises,
+    /// `!e` with a trailing out-pointer: `fn(*mut PyObject, f64, *mut f64) -> i32`
+    /// is `f64(O,f64)!e`.
+    RaisesOut,
+}
+
+const fn same_base(a: Base, b: Base) -> bool {
+    match (a, b) {
+        (Base::Scalar(x), Base::Scalar(y)) => x as u8 == y as u8,
+        (Base::VoidPtr, Base::VoidPtr)
+        | (Base::Object, Base::Object)
+        | (Base::NewRef, Base::NewRef)
+        | (Base::Void, Base::Void) => true,
+        _ => false,
+    }
+}
+
+const fn same_type(a: Type, b: Type) -> bool {
+    a.depth == b.depth && same_base(a.base, b.base)
+}
+
+/// Panic (a compile error in a `const`) unless `name` is `<interface>:<method>`
+/// with a non-empty interface free of `#` and ASCII whitespace, and an
+/// identifier as method.
+pub const fn check_name_const(name: &str) {
+    let b = name.as_bytes();
+    let mut colon = b.len();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b':' => colon = i,
+            b'#' => panic!("a typed method name has no '#': it is '<interface>:<method>'"),
+            b' ' | b'\t' | b'\n' | b'\r' | 0 => panic!("a typed method name has no whitespace"),
+            _ => {}
+        }
+        i += 1;
+    }
+    if colon == b.len() {
+        panic!("a typed method name is '<interface>:<method>' (no ':' found)");
+    }
+    if colon == 0 {
+        panic!("a typed method name needs an interface before ':'");
+    }
+    let mut j = colon + 1;
+    if j == b.len() || b[j].is_ascii_digit() {
+        panic!("the method of a typed method name is an identifier ([A-Za-z_][A-Za-z0-9_]*)");
+    }
+    while j < b.len() {
+        if !(b[j] == b'_' || b[j].is_ascii_alphanumeric()) {
+            panic!("the method of a typed method name is an identifier ([A-Za-z_][A-Za-z0-9_]*)");
+        }
+        j += 1;
+    }
+}
+
+/// Panic (a compile error in a `const`) unless `ret(args)flag` follows the
+/// rules of docs/spec.md (what [`Signature::validate`] checks at run time).
+pub const fn check_signature_const(ret: Type, args: &[Type], flag: Flag) {
+    if ret.depth > MAX_POINTER_DEPTH || (ret.depth > 0 && !matches!(ret.base, Base::Scalar(_) | Base::VoidPtr)) {
+        panic!("the return type is not a valid signature type");
+    }
+    if matches!(ret.base, Base::Object) {
+        panic!("O cannot be returned: a returned object is O+ (*mut PyObject with a flag)");
+    }
+    if matches!(ret.base, Base::NewRef) && matches!(flag, Flag::None) {
+        panic!("O+ (a returned *mut PyObject) needs a flag: use Convention::Thread or Convention::Raises");
+    }
+    if args.is_empty() || !same_type(args[0], Type::of(Base::Object)) {
+        panic!("a method's first argument must be O (*mut PyObject)");
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if a.depth > MAX_POINTER_DEPTH || (a.depth > 0 && !matches!(a.base, Base::Scalar(_) | Base::VoidPtr)) {
+            panic!("an argument type is not a valid signature type");
+        }
+        if matches!(a.base, Base::Void | Base::NewRef) {
+            panic!("v and O+ are return types only");
+        }
+        i += 1;
+    }
+}
+
+/// The signature a C function type (`c_ret`, `c_args`) has under
+/// `convention`: `(ret, number of args, flag)` — the args are the first
+/// `number` of `c_args`. Panics (a compile error in a `const`) when the
+/// function type does not fit the convention.
+pub const fn signature_of_const(c_ret: Type, c_args: &[Type], convention: Convention) -> (Type, usize, Flag) {
+    let n = c_args.len();
+    let i32_ = Type::scalar(Scalar::I32);
+    match convention {
+        Convention::Plain => {
+            if matches!(c_ret.base, Base::NewRef) {
+                panic!("a *mut PyObject return (O+) needs Convention::Thread or Convention::Raises");
+            }
+            (c_ret, n, Flag::None)
+        }
+        Convention::Thread => (c_ret, n, Flag::Thread),
+        Convention::Raises => {
+            if matches!(c_ret.base, Base::NewRef) {
+                (c_ret, n, Flag::Raises)
+            } else if same_type(c_ret, i32_) {
+                (Type::of(Base::Void), n, Flag::Raises)
+            } else {
+                panic!("a !e function returns i32 (0 or -1 with an exception set) or *mut PyObject (O+)");
+            }
+        }
+        Convention::RaisesOut => {
+            if !same_type(c_ret, i32_) {
+                panic!("a !e function with an out-pointer returns i32 (0 or -1 with an exception set)");
+            }
+            if n < 2 || c_args[n - 1].depth == 0 {
+                panic!("Convention::RaisesOut needs a trailing out-pointer argument (*mut T)");
+            }
+            let out = c_args[n - 1];
+            (Type { base: out.base, depth: out.depth - 1 }, n - 1, Flag::Raises)
+        }
+    }
+}
+
+const fn push(mut buf: [u8; MAX_CONST_SIGNATURE], mut len: usize, s: &str) -> ([u8; MAX_CONST_SIGNATURE], usize) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if len == MAX_CONST_SIGNATURE {
+            panic!("signature longer than MAX_CONST_SIGNATURE");
+        }
+        buf[len] = b[i];
+        len += 1;
+        i += 1;
+    }
+    (buf, len)
+}
+
+const fn push_type(buf: [u8; MAX_CONST_SIGNATURE], len: usize, t: Type) -> ([u8; MAX_CONST_SIGNATURE], usize) {
+    let (mut buf, mut len) = (buf, len);
+    let mut d = 0;
+    while d < t.depth {
+        (buf, len) = push(buf, len, "*");
+        d += 1;
+    }
+    push(buf, len, t.base_code())
+}
+
+/// The canonical text of `ret(args)flag` in a fixed buffer: `(bytes, len)`.
+/// Checks it first ([`check_signature_const`]).
+pub const fn render_const(ret: Type, args: &[Type], flag: Flag) -> ([u8; MAX_CONST_SIGNATURE], usize) {
+    check_signature_const(ret, args, flag);
+    let (mut buf, mut len) = push_type([0; MAX_CONST_SIGNATURE], 0, ret);
+    (buf, len) = push(buf, len, "(");
+    let mut i = 0;
+    while i < args.len() {
+        if i > 0 {
+            (buf, len) = push(buf, len, ",");
+        }
+        (buf, len) = push_type(buf, len, args[i]);
+        i += 1;
+    }
+    (buf, len) = push(buf, len, ")");
+    push(buf, len, flag.suffix())
+}
+
+/// The id of the typed key `name#ret(args)flag`, at compile time:
+/// `typed_id_const("geom.Shape.v1:area", Type::scalar(Scalar::F64), &[Type::of(Base::Object)], Flag::None)`
+/// is `prehash("geom.Shape.v1:area#f64(O)")`.
+///
+/// # Panics
+/// (A compile error when evaluated in a `const`.) When `name` is not
+/// `<interface>:<method>` or the signature breaks the rules of docs/spec.md.
+pub const fn typed_id_const(name: &str, ret: Type, args: &[Type], flag: Flag) -> u64 {
+    check_name_const(name);
+    let (buf, len) = render_const(ret, args, flag);
+    let (sig, _) = buf.split_at(len);
+    crate::key::prehash_const_parts(&[name.as_bytes(), b"#", sig])
+}
+
+/// The id of the typed key for a C function type (`c_ret`, `c_args`) under
+/// `convention` ([`signature_of_const`] then [`typed_id_const`]).
+///
+/// # Panics
+/// As [`typed_id_const`] and [`signature_of_const`].
+pub const fn typed_id_of_c_function(name: &str, c_ret: Type, c_args: &[Type], convention: Convention) -> u64 {
+    let (ret, n, flag) = signature_of_const(c_ret, c_args, convention);
+    let (args, _) = c_args.split_at(n);
+    typed_id_const(name, ret, args, flag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,6 +1058,26 @@ mod tests {
         assert_eq!(method_name_of("geom.Shape.v1:area"), None);
         assert_eq!(method_key("a.b.v1:m", "v(O)!e").unwrap(), "a.b.v1:m#v(O)!e");
         assert_eq!(method_key("a.b.v1:m#x", "v(O)").unwrap_err().kind(), SignatureErrorKind::KeyShape);
+    }
+
+    #[test]
+    fn const_ids() {
+        use crate::prehash;
+        const O: Type = Type::of(Base::Object);
+        const F64: Type = Type::scalar(Scalar::F64);
+        const AREA: u64 = typed_id_const("geom.Shape.v1:area", F64, &[O], Flag::None);
+        assert_eq!(AREA, prehash("geom.Shape.v1:area#f64(O)"));
+        const AT: u64 = typed_id_of_c_function("g.S.v1:at", Type::scalar(Scalar::I32), &[O, F64, F64.pointer()], Convention::RaisesOut);
+        assert_eq!(AT, prehash("g.S.v1:at#f64(O,f64)!e"));
+        const CHECK: u64 = typed_id_of_c_function("g.S.v1:check", Type::scalar(Scalar::I32), &[O], Convention::Raises);
+        assert_eq!(CHECK, prehash("g.S.v1:check#v(O)!e"));
+        const NEW: u64 = typed_id_of_c_function("g.S.v1:new", Type::of(Base::NewRef), &[O], Convention::Thread);
+        assert_eq!(NEW, prehash("g.S.v1:new#O+(O)!t"));
+        let (buf, len) = render_const(Type::scalar(Scalar::I64), &[O, F64.pointer(), Type::scalar(Scalar::I64)], Flag::None);
+        assert_eq!(&buf[..len], b"i64(O,*f64,i64)");
+        assert!(std::panic::catch_unwind(|| check_name_const("no-colon")).is_err());
+        assert!(std::panic::catch_unwind(|| check_name_const("a:1x")).is_err());
+        assert!(std::panic::catch_unwind(|| check_signature_const(F64, &[F64], Flag::None)).is_err());
     }
 
     #[test]

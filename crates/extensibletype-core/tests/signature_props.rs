@@ -70,3 +70,18 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The compile-time renderer and id agree with `Display` and `prehash`.
+    #[test]
+    fn const_render_and_id_agree(sig in signature()) {
+        use extensibletype_core::signature::{render_const, typed_id_const};
+        let (buf, len) = render_const(sig.ret, &sig.args, sig.flag);
+        let text = sig.to_string();
+        prop_assert_eq!(&buf[..len], text.as_bytes());
+        let key = format!("demo.props.v1:m#{sig}");
+        prop_assert_eq!(typed_id_const("demo.props.v1:m", sig.ret, &sig.args, sig.flag), extensibletype_core::prehash(&key));
+    }
+}
