@@ -616,35 +616,54 @@ def test_get_include_ships_the_cpp_header():
 GOLDEN_TYPED = ROOT / "tests" / "golden" / "typed_keys.txt"
 
 
+def _golden_strings(line):
+    return [re.sub(r"\\(.)", r"\1", m) for m in re.findall(r'"((?:[^"\\]|\\.)*)"', line)]
+
+
 def golden_typed_keys():
-    """(key, id) of every line of tests/golden/typed_keys.txt that holds a
-    quoted typed key and a 0x id (other lines: comments, rejected spellings)."""
-    out = []
+    """From tests/golden/typed_keys.txt: the accepted cases as (name,
+    signature, key, id), and the names refused as not "<interface>:<method>"
+    (kind `key`, with a valid signature)."""
+    ok, bad_names = [], []
     for line in GOLDEN_TYPED.read_text(encoding="utf-8").splitlines():
-        if line.lstrip().startswith("#"):
-            continue
-        ident = re.search(r"\b0x([0-9a-fA-F]{16})\b", line)
-        quoted = re.search(r'"((?:[^"\\]|\\.)*)"', line)
-        if ident and quoted:
-            key = re.sub(r"\\(.)", r"\1", quoted.group(1))
-            if "#" in key:
-                out.append((key, int(ident.group(1), 16)))
-    return out
+        fields = line.split(" ", 2)
+        if fields[0] == "ok":
+            name, signature, key = _golden_strings(line)
+            ok.append((name, signature, key, int(fields[1], 16)))
+        elif fields[0] == "bad" and fields[1] == "key":
+            name, signature = _golden_strings(line)
+            bad_names.append((name, signature))
+    return ok, bad_names
+
+
+def c_literal(text):
+    """A C/C++ narrow string literal of text's UTF-8 bytes (octal escapes,
+    which never swallow the following characters)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        c = chr(byte)
+        out.append(c if 0x20 <= byte < 0x7F and c not in '"\\?' else "\\%03o" % byte)
+    return '"' + "".join(out) + '"'
 
 
 @pytest.mark.skipif(not GOLDEN_TYPED.exists(), reason="tests/golden/typed_keys.txt not in this tree yet")
 @pytest.mark.parametrize("std", CXX_STDS)
 def test_cpp_golden_typed_keys(tmp_path, std):
-    """Every golden typed key: method_id<Sig, Flag>(name), with Sig and Flag
-    spelled from the key's signature, equals the golden id (static_assert)."""
-    vectors = golden_typed_keys()
-    assert vectors, f"no typed keys found in {GOLDEN_TYPED}"
+    """Every accepted golden typed key: method_id<Sig, Flag>(name), with Sig
+    and Flag spelled from the key's signature, equals the golden id, and
+    signature<Sig, Flag>() the signature (static_assert); every name refused
+    as not "<interface>:<method>" gives id 0."""
+    ok, bad_names = golden_typed_keys()
+    assert ok and bad_names, f"no cases found in {GOLDEN_TYPED}"
     body = ""
-    for key, ident in vectors:
-        assert et.prehash(key) == ident, key
-        name, _, signature = key.partition("#")
+    for name, signature, key, ident in ok:
+        assert key == name + "#" + signature and et.prehash(key) == ident, key
         cpp, flag = cpp_sig_of(signature)
-        lit = json.dumps(name)  # a C string literal for ASCII names
-        body += f'static_assert(et::method_id<{cpp}, {flag}>({lit}) == UINT64_C(0x{ident:016x}), {json.dumps(key)});\n'
-        body += f'static_assert(et::signature<{cpp}, {flag}>() == {json.dumps(signature)});\n'
+        body += (f"static_assert(et::method_id<{cpp}, {flag}>({c_literal(name)}) == UINT64_C(0x{ident:016x}), "
+                 f"{c_literal(key)});\n")
+        body += f"static_assert(et::signature<{cpp}, {flag}>() == {c_literal(signature)});\n"
+        body += f"static_assert(et::prehash({c_literal(key)}) == UINT64_C(0x{ident:016x}));\n"
+    for name, signature in bad_names:
+        cpp, flag = cpp_sig_of(signature)
+        body += f"static_assert(et::method_id<{cpp}, {flag}>({c_literal(name)}) == 0, {c_literal(name)});\n"
     compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), [std, *CXX_WARN])
