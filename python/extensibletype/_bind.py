@@ -1,4 +1,4 @@
-"""``extensibletype.bind``: call a typed method (docs/spec.md, "Typed methods")
+"""``extensibletype.bind``: call a typed method (docs/spec.md §1.1)
 from Python through ctypes.
 
 ``bind(obj, key)`` looks the typed slot ``key`` up on ``type(obj)`` (the

@@ -1,4 +1,4 @@
-"""extensibletype.bind (docs/spec.md, "Typed methods"): typed slots of C
+"""extensibletype.bind (docs/spec.md §1.1): typed slots of C
 providers (python/tests/c/typed_methods.c) registered with set_slots, called
 from Python with the arguments and the result converted per the signature;
 None on a miss; ValueError for keys that are not canonical typed keys; the

@@ -1,6 +1,6 @@
 /*
  * Test harness of python/tests/test_bind.py: C providers of typed methods
- * (docs/spec.md, "Typed methods"), one per canonical signature, on a small
+ * (docs/spec.md §1.1), one per canonical signature, on a small
  * C type `Box` holding a double `value`. The tests register them with
  * set_slots on Python subclasses of Box and call them through
  * extensibletype.bind.
