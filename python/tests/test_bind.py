@@ -125,7 +125,7 @@ def test_o_plus_with_thread_state(Shape):
     s = Shape(1.5)
     info = et.bind(s, K["info"])
     result = info()
-    assert result == (s, 1.5, 1)  # called with the GIL (PyGILState_Check)
+    assert result == (s, 1.5, 1)  # called with the thread state attached (the GIL)
     assert sys.getrefcount(result) == 2  # the new reference is taken over, not leaked
     before = sys.getrefcount(s)
     for _ in range(100):
@@ -134,7 +134,7 @@ def test_o_plus_with_thread_state(Shape):
 
 
 def test_flagless_runs_without_the_gil(Shape):
-    assert et.bind(Shape(), K["gil"])() == 0  # CFUNCTYPE released the GIL
+    assert et.bind(Shape(), K["gil"])() == 0  # CFUNCTYPE detached the thread state (released the GIL)
 
 
 def test_may_raise(Shape):

@@ -25,6 +25,18 @@ typedef struct {
     double value;
 } Box;
 
+/* 1 when the calling thread has an attached thread state (holds the GIL on
+   GIL builds), 0 when the caller detached it. Not PyGILState_Check(): that
+   says 1 always once a subinterpreter was created (3.11, 3.12). */
+static int32_t attached(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked() != NULL;
+#else
+    return _PyThreadState_UncheckedGet() != NULL;
+#endif
+}
+
 static double box_value(PyObject *self)
 {
     return ((Box *)self)->value;
@@ -51,10 +63,10 @@ static int64_t box_fill(PyObject *self, double *out, int64_t n)
     return n;
 }
 
-/* O+(O)!t: a new tuple (self, value, PyGILState_Check()). */
+/* O+(O)!t: a new tuple (self, value, attached()). */
 static PyObject *box_info(PyObject *self)
 {
-    return Py_BuildValue("(Odi)", self, box_value(self), PyGILState_Check());
+    return Py_BuildValue("(Odi)", self, box_value(self), (int)attached());
 }
 
 /* f64(O,f64)!e: value / x; ZeroDivisionError for x == 0. */
@@ -103,11 +115,11 @@ static float _Complex box_cmul64(PyObject *self, float _Complex z)
     return z * ((float)box_value(self) + 1.0f * I);
 }
 
-/* i32(O): PyGILState_Check() (1 when called with the GIL). */
+/* i32(O): attached() (1 when called with the thread state attached). */
 static int32_t box_gil(PyObject *self)
 {
     (void)self;
-    return PyGILState_Check();
+    return attached();
 }
 
 /* u8(O,i8,u16,i32,u32,f32,u64): the sum of the arguments, modulo 256. */
