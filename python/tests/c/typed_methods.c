@@ -288,7 +288,7 @@ static int exec_module(PyObject *m)
 
 static PyModuleDef_Slot slots[] = {
     {Py_mod_exec, (void *)exec_module},
-#ifdef Py_mod_gil
+#ifdef Py_MOD_GIL_NOT_USED /* (3.15 defines Py_mod_gil for a limited API < 3.13 too, not its values) */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},
