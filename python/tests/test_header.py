@@ -535,13 +535,16 @@ def test_cpp_prehash_vectors_are_cpp_literals():
 
 
 @pytest.mark.parametrize("std", CXX_STDS)
-@pytest.mark.parametrize("limited", [False, True], ids=["full", "limited"])
+@pytest.mark.parametrize("limited", [False, True, "abi3t"], ids=["full", "limited", "abi3t"])
 def test_cpp_header_static_asserts(tmp_path, std, limited):
     """prehash, signature, method_id and c_function_t checked by the compiler
     (static_assert), warning-free as C++17 and C++20, with the full and the
-    limited API; find_method instantiated for every canonical signature."""
-    if limited and FREE_THREADED:
+    limited API (and abi3t on CPython 3.15+); find_method instantiated for
+    every canonical signature."""
+    if limited is True and FREE_THREADED:
         pytest.skip("the limited API is not supported by free-threaded CPython 3.13")
+    if limited == "abi3t" and sys.version_info < (3, 15):
+        pytest.skip("abi3t (PEP 803) needs CPython 3.15 headers")
     # md5 block boundaries (55/56/63/64/65 bytes) and non-ASCII UTF-8.
     keys = ["", "a", "extensibletype.array.v1:data", "numpy.ndarray.shape", "geom.Shape.v1:area#f64(O)"]
     keys += ["k" * n for n in (55, 56, 63, 64, 65, 119, 120, 128, 200)]
@@ -575,7 +578,11 @@ def test_cpp_header_static_asserts(tmp_path, std, limited):
     # Not "<interface>:<method>": id 0, which no lookup finds.
     for bad in ["area", ":area", "geom.Shape.v1:", "geom.Shape.v1:2d", "geom.Shape.v1:a-b", "geom#x:area", "ge om:area"]:
         body += f'static_assert(et::method_id<double(PyObject *)>("{bad}") == 0);\n'
-    flags = [std, *CXX_WARN] + (["-DPy_LIMITED_API=0x030c0000"] if limited else [])
+    flags = [std, *CXX_WARN]
+    if limited is True:
+        flags.append("-DPy_LIMITED_API=0x030c0000")
+    elif limited == "abi3t":
+        flags.append("-DPy_TARGET_ABI3T=0x030f0000")
     compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), flags)
 
 
