@@ -458,7 +458,8 @@ def call_found(typingctx: Any, fn: Any, key: Any, obj: Any, *args: Any) -> Any:
 class Method(types.WrapperAddressProtocol):  # type: ignore[misc]
     """A typed method of one object as a numba first-class function: njit
     code takes it as an argument and calls it with the object's address
-    first (``m(m.address, *args)``). Holds a reference to the object, so
+    first (``m(m.address, *args)``); its signature is the key's with ``O``
+    as ``intp``. Holds a reference to the object, so
     ``m.address`` stays valid while ``m`` lives. Flagless and ``!t`` keys
     only (``!t``: call it with the GIL held)."""
 
@@ -468,7 +469,11 @@ class Method(types.WrapperAddressProtocol):  # type: ignore[misc]
         self.address = id(obj)
         self._fn = fn
         k = _Key(key)
-        self._sig = _signature(k.ret, *k.args)
+        _iface, _meth, _ret, codes, _flag = _core._parse_typed_key(key)
+        # ``O`` as intp: an address as njit code holds it (same register as
+        # a pointer in the C calling conventions numba targets).
+        args = [types.intp if c == "O" else t for c, t in zip(codes, k.args)]
+        self._sig = _signature(k.ret, *args)
 
     def __wrapper_address__(self) -> int:
         return self._fn

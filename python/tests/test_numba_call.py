@@ -1,0 +1,432 @@
+"""Typed methods called from numba ``@njit`` code (extensibletype.numba,
+docs/numba.md): providers in C (examples/c/geom_provider.c), Cython
+(examples/cython/geom_provider.pyx) and numba ``@cfunc`` (set_slots); Python
+overrides mask in njit code as everywhere; ``!e`` exceptions propagate; ``!t``
+needs the GIL; ``cache=True`` code loads in a fresh process (ids, not
+addresses, in the cached code)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import struct
+
+import numpy as np
+import pytest
+
+import cbuild
+import extensibletype as et
+
+numba = pytest.importorskip("numba")
+from numba import cfunc, njit, types  # noqa: E402
+from numba.core.errors import TypingError  # noqa: E402
+
+import extensibletype.numba as etn  # noqa: E402
+
+have_cc = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler (cc)")
+
+AREA = "geom.Shape.v1:area#f64(O)"
+SCALED = "geom.Shape.v1:scaled#f64(O,f64)!e"
+DESCRIBE = "geom.Shape.v1:describe#O+(O)!t"
+
+
+@njit
+def find(a):
+    return etn.find_method(a, AREA)
+
+
+@njit
+def has(a):
+    return etn.has_method(a, AREA)
+
+
+@njit
+def area(a):
+    return etn.call_method(a, AREA)
+
+
+@njit
+def scaled(a, k):
+    return etn.call_method(a, SCALED, k)
+
+
+@njit
+def typed_total(addrs):
+    """Sum of the typed areas; the indices that missed (the caller falls
+    back to the Python method)."""
+    s = 0.0
+    missed = []
+    for i in range(addrs.size):
+        f = etn.find_method(addrs[i], AREA)
+        if f != 0:
+            s += etn.call_found(f, AREA, addrs[i])
+        else:
+            missed.append(i)
+    return s, missed
+
+
+def total_area(shapes):
+    addrs = etn.addresses(shapes)  # valid while `shapes` is held
+    s, missed = typed_total(addrs)
+    return s + sum(shapes[i].area() for i in missed), len(missed)
+
+
+@pytest.fixture(scope="module")
+def cprov():
+    if not cbuild.have_compiler():
+        pytest.skip("no C compiler (cc)")
+    return cbuild.example_extension("geom_provider")
+
+
+@pytest.fixture(scope="module")
+def cyprov():
+    pytest.importorskip("Cython")
+    if not cbuild.have_compiler():
+        pytest.skip("no C compiler (cc)")
+    return cbuild.cython_extension(cbuild.EXAMPLES_CYTHON / "geom_provider.pyx")
+
+
+
+
+@cfunc(types.float64(types.voidptr))
+def nb_area(obj):
+    return 7.0
+
+
+@cfunc(types.int32(types.voidptr, types.float64, types.CPointer(types.float64)))
+def nb_scaled(obj, k, out):
+    out[0] = 7.0 * k * k
+    return 0
+
+
+class NumbaShape(metaclass=et.ExtensibleType):
+    """A Python class whose typed methods are numba cfuncs."""
+
+    def area(self):
+        return 7.0
+
+    def scaled(self, k):
+        return 7.0 * k * k
+
+
+et.set_slots(NumbaShape, {AREA: nb_area, SCALED: nb_scaled})
+
+
+def test_import_does_not_import_numba():
+    code = "import sys, extensibletype; assert 'numba' not in sys.modules and 'extensibletype.numba' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_c_provider(cprov):
+    c = cprov.Circle(2.0)
+    a = etn.address(c)
+    assert find(a) == et.lookup(c, AREA) != 0
+    assert has(a) is True
+    assert area(a) == pytest.approx(math.pi * 4)
+    assert scaled(a, 3.0) == pytest.approx(math.pi * 36)
+    assert scaled(a, 3) == pytest.approx(math.pi * 36)  # int -> f64 as numba converts
+
+
+def test_e_exception_propagates(cprov):
+    c = cprov.Circle(2.0)
+    with pytest.raises(ValueError, match="scaled: negative factor"):
+        scaled(etn.address(c), -1.0)
+    assert scaled(etn.address(c), 1.0) == pytest.approx(math.pi * 4)  # no stale error
+
+
+def test_cython_provider(cyprov):
+    c, s = cyprov.Circle(2.0), cyprov.Square(3.0)
+    assert area(etn.address(c)) == pytest.approx(math.pi * 4)
+    assert area(etn.address(s)) == 9.0
+    assert scaled(etn.address(s), 2.0) == 36.0
+    with pytest.raises(ValueError, match="scale factor must be >= 0, not -1.0"):
+        scaled(etn.address(c), -1.0)
+
+
+def test_numba_cfunc_provider():
+    n = NumbaShape()
+    assert find(etn.address(n)) == nb_area.address
+    assert area(etn.address(n)) == 7.0
+    assert scaled(etn.address(n), 2.0) == 28.0
+
+
+def test_override_masks_in_njit(cprov):
+    class Overriding(cprov.Circle):
+        def area(self):
+            return 100.0
+
+    class Plain(cprov.Circle):
+        pass
+
+    class NumbaOverriding(NumbaShape):
+        def area(self):
+            return 1.0
+
+    o, p, no = Overriding(1.0), Plain(1.0), NumbaOverriding()
+    for x in (o, no):
+        assert find(etn.address(x)) == 0 and not has(etn.address(x))
+        with pytest.raises(LookupError, match="no typed method"):
+            area(etn.address(x))
+        assert scaled(etn.address(x), 1.0) > 0  # only `area` is overridden
+    assert area(etn.address(p)) == pytest.approx(math.pi)
+    # Assigning the override later takes effect for njit code too.
+    Plain.area = lambda self: 5.0
+    try:
+        assert not has(etn.address(p))
+    finally:
+        del Plain.area
+    assert has(etn.address(p))
+
+
+def test_miss_on_other_objects():
+    class PyShape:
+        def area(self):
+            return 5.0
+
+    for x in (PyShape(), 1.5, "s", None, object()):
+        assert find(etn.address(x)) == 0
+    assert find(0) == 0  # NULL: a miss, not a crash
+
+
+def test_mixed_list(cprov, cyprov):
+    class Overriding(cyprov.Square):
+        def area(self):
+            return 100.0
+
+    class PyShape:
+        def area(self):
+            return 5.0
+
+    shapes = [cprov.Circle(1.0), cyprov.Square(2.0), cyprov.Circle(1.0), NumbaShape(), Overriding(1.0), PyShape()]
+    total, fallbacks = total_area(shapes)
+    assert total == pytest.approx(2 * math.pi + 4.0 + 7.0 + 100.0 + 5.0)
+    assert fallbacks == 2
+
+
+# --- !t and the GIL; argument types ----------------------------------------------
+
+TWICE = "demo.T.v1:twice#f64(O,f64)!t"
+MIX = et.method_key("demo.T.v1:mix", "b(O,b,i8,u16,*f64,p)")
+NOTHING = "demo.T.v1:nothing#v(O,*f64)"
+VOID_E = "demo.T.v1:check#v(O,f64)!e"
+
+
+@cfunc(types.float64(types.voidptr, types.float64))
+def nb_twice(obj, x):
+    return 2.0 * x
+
+
+@cfunc(types.boolean(types.voidptr, types.boolean, types.int8, types.uint16, types.CPointer(types.float64), types.voidptr))
+def nb_mix(obj, flag, small, medium, ptr, p):
+    return flag and small == -3 and medium == 60000 and ptr[0] == 1.5
+
+
+@cfunc(types.void(types.voidptr, types.CPointer(types.float64)))
+def nb_nothing(obj, ptr):
+    ptr[0] = 42.0
+
+
+@cfunc(types.int32(types.voidptr, types.float64))
+def nb_check(obj, x):
+    return 0 if x >= 0 else -1  # -1 without an exception: numba's SystemError
+
+
+class T(metaclass=et.ExtensibleType):
+    pass
+
+
+et.set_slots(T, {TWICE: nb_twice, MIX: nb_mix, NOTHING: nb_nothing, VOID_E: nb_check})
+
+
+def test_t_flag_needs_the_gil():
+    t = T()
+
+    @njit
+    def with_gil(a, x):
+        return etn.call_method(a, TWICE, x)
+
+    @njit(nogil=True)
+    def without_gil(a, x):
+        return etn.call_method(a, TWICE, x)
+
+    assert with_gil(etn.address(t), 2.0) == 4.0
+    with pytest.raises(RuntimeError, match="needs the GIL"):
+        without_gil(etn.address(t), 2.0)
+
+
+def test_flagless_under_nogil(cprov):
+    c = cprov.Circle(1.0)
+
+    @njit(nogil=True)
+    def nogil_area(a):
+        return etn.call_method(a, AREA)
+
+    assert nogil_area(etn.address(c)) == pytest.approx(math.pi)
+
+
+def test_argument_types():
+    t = T()
+    buf = np.array([1.5])
+
+    @njit
+    def mix(a, flag, small, medium, arr):
+        return etn.call_method(a, MIX, flag, small, medium, arr.ctypes.data, 0)
+
+    assert mix(etn.address(t), True, -3, 60000, buf) is True
+    assert mix(etn.address(t), False, -3, 60000, buf) is False
+    assert mix(etn.address(t), True, -2, 60000, buf) is False
+
+    @njit
+    def nothing(a, arr):
+        return etn.call_method(a, NOTHING, arr.ctypes.data)
+
+    out = np.zeros(1)
+    assert nothing(etn.address(t), out) is None and out[0] == 42.0
+
+
+def test_void_e_status_without_exception_is_an_error():
+    @njit
+    def check(a, x):
+        etn.call_method(a, VOID_E, x)
+        return 1
+
+    assert check(etn.address(T()), 1.0) == 1
+    with pytest.raises(SystemError):
+        check(etn.address(T()), -1.0)
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("etn.call_method(a, key)", "string literal"),
+        ("etn.call_method(a, 'geom.Shape.v1:area#double(O)')", "extensibletype.numba"),
+        ("etn.call_method(a, 'geom.Shape.v1:describe#O+(O)!t')", "O\\+ results"),
+        ("etn.call_method(a, 'geom.Shape.v1:z#c64(O)')", "c64"),
+        ("etn.call_method(a, 'geom.Shape.v1:scaled#f64(O,f64)!e')", "takes 1 argument"),
+        ("etn.call_method(a, 'geom.Shape.v1:scaled#f64(O,f64)!e', 'x')", "argument 1 must be float64"),
+        ("etn.find_method(1.5, 'geom.Shape.v1:area#f64(O)')", "must be an address"),
+    ],
+)
+def test_typing_errors(body, match):
+    ns = {"etn": etn}
+    exec(f"def g(a, key):\n    return {body}\n", ns)
+    with pytest.raises(TypingError, match=match):
+        njit(ns["g"])(1, AREA)
+
+
+# --- first-class functions (WrapperAddressProtocol) --------------------------------
+
+
+def test_method_first_class(cprov):
+    c = cprov.Circle(2.0)
+    m = etn.method(c, AREA)
+    assert m is not None and m.address == id(c)
+    assert m() == pytest.approx(math.pi * 4)  # from Python: bind
+
+    @njit
+    def call(f, a):
+        return f(a)
+
+    assert call(m, m.address) == pytest.approx(math.pi * 4)
+    assert call(etn.method(NumbaShape(), AREA), 0) == 7.0
+    assert etn.method(PyShapeLike(), AREA) is None
+    with pytest.raises(ValueError, match="call_method"):
+        etn.method(c, SCALED)
+
+
+class PyShapeLike:
+    def area(self):
+        return 1.0
+
+
+# --- cache=True across processes -------------------------------------------------
+
+KERNEL = '''
+import numpy as np
+from numba import njit
+import extensibletype.numba as etn
+
+AREA = "geom.Shape.v1:area#f64(O)"
+SCALED = "geom.Shape.v1:scaled#f64(O,f64)!e"
+
+
+@njit(cache=True)
+def kernel(addrs, k):
+    s = 0.0
+    misses = 0
+    for a in addrs:
+        if etn.has_method(a, AREA):
+            s += etn.call_method(a, SCALED, k)
+        else:
+            misses += 1
+    return s, misses
+'''
+
+DRIVER = '''
+import ctypes, importlib.util, json, os, sys
+import extensibletype
+AREA_KEY = "geom.Shape.v1:area#f64(O)"
+junk = [bytearray(int(sys.argv[1]) * 4096)]  # shift the heap between runs
+spec = importlib.util.spec_from_file_location("geom_provider", os.environ["GEOM_PROVIDER"])
+geom = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(geom)
+import extensibletype.numba as etn
+import kern
+
+class Overriding(geom.Circle):
+    def area(self):
+        return 0.0
+
+shapes = [geom.Circle(1.0), geom.Circle(2.0), Overriding(3.0)]
+s, misses = kern.kernel(etn.addresses(shapes), 2.0)
+try:
+    kern.kernel(etn.addresses(shapes[:1]), -1.0)
+    raised = None
+except ValueError as e:
+    raised = str(e)
+print(json.dumps({
+    "s": s, "misses": misses, "raised": raised,
+    "hits": sum(kern.kernel.stats.cache_hits.values()),
+    "misses_cache": sum(kern.kernel.stats.cache_misses.values()),
+    "addresses": [etn._read_capi().find_slow, ctypes.addressof(etn._DATA), extensibletype.lookup(shapes[0], AREA_KEY)],
+}))
+'''
+
+
+@have_cc
+def test_cache_across_processes(tmp_path, cprov):
+    (tmp_path / "kern.py").write_text(KERNEL)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    cache = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache),
+        "GEOM_PROVIDER": cprov.__file__,
+        "PYTHONPATH": str(tmp_path),
+    }
+    runs = []
+    for i in range(2):
+        out = subprocess.run(
+            [sys.executable, str(tmp_path / "driver.py"), str(1 + 97 * i)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    want = math.pi * 4 * (1 + 4)
+    for r in runs:
+        assert r["s"] == pytest.approx(want) and r["misses"] == 1
+        assert r["raised"] == "scaled: negative factor"
+    assert runs[0]["hits"] == 0 and runs[0]["misses_cache"] >= 1
+    assert runs[1]["hits"] >= 1 and runs[1]["misses_cache"] == 0  # loaded from the cache
+    index = list(cache.rglob("*.nbi"))
+    assert index and list(cache.rglob("*.nbc"))
+    # The cached object code names the symbols, never this process's addresses.
+    blobs = b"".join(p.read_bytes() for p in cache.rglob("*.nbc"))
+    assert etn.FIND_SYMBOL.encode() in blobs and etn.API_SYMBOL.encode() in blobs
+    for address in runs[0]["addresses"]:  # runtime, its data, the provider's area
+        assert struct.pack("<Q", address) not in blobs
