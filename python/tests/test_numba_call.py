@@ -255,6 +255,57 @@ def test_t_flag_needs_the_gil():
         without_gil(etn.address(t), 2.0)
 
 
+def test_parallel(cprov):
+    shapes = [cprov.Circle(1.0) for _ in range(64)]
+    addrs = etn.addresses(shapes)
+
+    @njit(parallel=True)
+    def par(addrs, k):
+        s = 0.0
+        for i in numba.prange(addrs.size):
+            s += etn.call_method(addrs[i], AREA) * k
+        return s
+
+    @njit(parallel=True)
+    def par_e(addrs):
+        s = 0.0
+        for i in numba.prange(addrs.size):
+            s += etn.call_method(addrs[i], SCALED, 1.0)
+        return s
+
+    assert par(addrs, 1.0) == pytest.approx(64 * math.pi)  # flagless: in the worker threads
+    try:
+        par_e(addrs)
+    except (RuntimeError, SystemError) as e:  # numba wraps it in SystemError
+        cause = e if isinstance(e, RuntimeError) else e.__cause__
+        assert "needs the GIL" in str(cause)
+    # else: every chunk ran on the calling thread, which holds the GIL
+
+
+def test_e_through_njit_callers_and_try(cprov):
+    @njit
+    def inner(a, k):
+        return etn.call_method(a, SCALED, k)
+
+    @njit
+    def outer(a, k):
+        return inner(a, k) + 1.0
+
+    @njit
+    def catching(a, k):
+        try:
+            return etn.call_method(a, SCALED, k)
+        except Exception:
+            return -5.0
+
+    c = cprov.Circle(1.0)  # held: its address is valid
+    a = etn.address(c)
+    for f in (outer, catching):
+        with pytest.raises(ValueError, match="scaled: negative factor"):
+            f(a, -1.0)
+    assert catching(a, 1.0) == pytest.approx(math.pi)
+
+
 def test_flagless_under_nogil(cprov):
     c = cprov.Circle(1.0)
 
@@ -291,9 +342,10 @@ def test_void_e_status_without_exception_is_an_error():
         etn.call_method(a, VOID_E, x)
         return 1
 
-    assert check(etn.address(T()), 1.0) == 1
+    t = T()
+    assert check(etn.address(t), 1.0) == 1
     with pytest.raises(SystemError):
-        check(etn.address(T()), -1.0)
+        check(etn.address(t), -1.0)
 
 
 @pytest.mark.parametrize(
