@@ -179,6 +179,29 @@ def test_override_masks_in_njit(cprov):
     assert has(etn.address(p))
 
 
+def test_foreign_type_and_its_subclasses():
+    """A type not made with the metaclass (the foreign registry): the
+    runtime's find_slow answers, masking included."""
+
+    class Foreign:
+        def area(self):
+            return 7.0
+
+    class Sub(Foreign):
+        pass
+
+    class Masking(Foreign):
+        def area(self):
+            return 0.0
+
+    et.set_slots(Foreign, {AREA: nb_area})
+    f, s, m = Foreign(), Sub(), Masking()
+    assert area(etn.address(f)) == area(etn.address(s)) == 7.0
+    assert find(etn.address(m)) == 0 == (et.lookup(m, AREA) or 0)
+    et.set_slots(Foreign, {AREA: None})
+    assert find(etn.address(f)) == find(etn.address(s)) == 0
+
+
 def test_miss_on_other_objects():
     class PyShape:
         def area(self):
