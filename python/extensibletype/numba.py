@@ -91,7 +91,8 @@ __all__ = [
 
 #: Symbol of ``void *find_slow(PyTypeObject *, uint64_t)`` (the API struct's).
 FIND_SYMBOL = "extensibletype_numba_find_slow_v1"
-#: Symbol of the data njit code reads: {metaclass, table_offset, ob_type_offset}.
+#: Symbol of the data njit code reads (_NumbaAPI): metaclass, table and
+#: ob_type offsets, the type cache.
 API_SYMBOL = "extensibletype_numba_api_v1"
 
 
@@ -114,17 +115,46 @@ class _CAPI(ctypes.Structure):
         ("bind_key", ctypes.c_void_p),
         ("foreign_registry", ctypes.c_void_p),
         ("ob_type_offset", ctypes.c_ssize_t),
+        ("type_cache", ctypes.c_void_p),
+        ("type_cache_bits", ctypes.c_uint32),
+        ("version_tag_offset", ctypes.c_int32),
+    ]
+
+
+class _CacheEntry(ctypes.Structure):
+    """``ExtType_TypeCacheEntry`` (32 bytes)."""
+
+    _fields_ = [
+        ("seq", ctypes.c_uint32),
+        ("tag", ctypes.c_uint32),
+        ("tp", ctypes.c_void_p),
+        ("table", ctypes.c_void_p),
+        ("reserved", ctypes.c_void_p),
     ]
 
 
 class _NumbaAPI(ctypes.Structure):
-    """What njit code loads through API_SYMBOL (lives for the process)."""
+    """What njit code loads through API_SYMBOL (lives for the process): the
+    fields include/extensibletype.h caches in ExtType_Import()."""
 
     _fields_ = [
         ("metaclass", ctypes.c_void_p),
         ("table_offset", ctypes.c_ssize_t),
         ("ob_type_offset", ctypes.c_ssize_t),
+        ("type_cache", ctypes.c_void_p),
+        ("type_cache_shift", ctypes.c_uint64),
+        ("version_tag_offset", ctypes.c_int64),
     ]
+
+
+# A runtime from before the type cache: two empty entries (their type is
+# NULL, so every probe misses), as include/extensibletype.h does.
+_NO_TYPE_CACHE = (_CacheEntry * 2)()
+
+
+def _has(api: _CAPI, field: str) -> bool:
+    f = getattr(_CAPI, field)
+    return bool(api.struct_size >= f.offset + f.size)
 
 
 def _read_capi() -> _CAPI:
@@ -140,11 +170,16 @@ def _read_capi() -> _CAPI:
 
 def _install() -> _NumbaAPI:
     api = _read_capi()
-    has_offset = api.struct_size >= _CAPI.ob_type_offset.offset + ctypes.sizeof(ctypes.c_ssize_t)
-    ob_type_offset = api.ob_type_offset if has_offset else 0
+    ob_type_offset = api.ob_type_offset if _has(api, "ob_type_offset") else 0
     if ob_type_offset == 0:  # PyObject_HEAD of a GIL build: ob_refcnt, ob_type
         ob_type_offset = ctypes.sizeof(ctypes.c_ssize_t)
-    data = _NumbaAPI(api.metaclass, api.table_offset, ob_type_offset)
+    if _has(api, "version_tag_offset"):
+        if not api.type_cache or not 1 <= api.type_cache_bits <= 32:
+            raise ImportError("extensibletype.numba: the runtime's API struct has no valid type cache")
+        cache = (api.type_cache, 64 - api.type_cache_bits, api.version_tag_offset)
+    else:
+        cache = (ctypes.addressof(_NO_TYPE_CACHE), 63, 0)
+    data = _NumbaAPI(api.metaclass, api.table_offset, ob_type_offset, *cache)
     _llvm.add_symbol(FIND_SYMBOL, api.find_slow)
     _llvm.add_symbol(API_SYMBOL, ctypes.addressof(data))
     return data
@@ -281,11 +316,12 @@ def _load_at(builder: Any, base: Any, offset: Any, llty: Any) -> Any:
 
 
 def _emit_find(context: Any, builder: Any, obj: Any, id_: int) -> Any:
-    """ExtType_Find(obj, id) as i8* (NULL on a miss or when obj is NULL): the
-    inline path of include/extensibletype.h (an ExtensibleType instance with a
-    published table: probe it) and api->find_slow for everything else."""
+    """ExtType_Find(obj, id) as i8* (NULL on a miss or when obj is NULL), as
+    include/extensibletype.h does it: an ExtensibleType instance with a
+    published table, or a type the runtime's type cache names a table for:
+    probe it inline; api->find_slow for everything else."""
     module = builder.module
-    api_ty = ir.LiteralStructType([_I8P, _I64, _I64])
+    api_ty = ir.LiteralStructType([_I8P, _I64, _I64, _I8P, _I64, _I64])
     api = module.globals.get(API_SYMBOL)
     if api is None:
         api = ir.GlobalVariable(module, api_ty, API_SYMBOL)  # external: by name
@@ -304,6 +340,8 @@ def _emit_find(context: Any, builder: Any, obj: Any, id_: int) -> Any:
         with builder.if_then(builder.icmp_unsigned("==", meta, metaclass), likely=True):
             slot = builder.bitcast(builder.gep(tp, [table_offset]), _I8P.as_pointer())
             builder.store(builder.load_atomic(slot, "acquire", 8), table)
+        with builder.if_then(cgutils.is_null(builder, builder.load(table)), likely=False):
+            builder.store(_emit_cached_table(builder, api, tp), table)
         tab = builder.load(table)
         with builder.if_else(cgutils.is_not_null(builder, tab), likely=True) as (fast, slow):
             with fast:  # ExtType_TableFind
@@ -324,6 +362,34 @@ def _emit_find(context: Any, builder: Any, obj: Any, id_: int) -> Any:
             with slow:
                 builder.store(builder.call(find_slow, [tp, ident]), result)
     return builder.load(result)
+
+
+def _emit_cached_table(builder: Any, api: Any, tp: Any) -> Any:
+    """ExtType__CachedTable(tp): the table the runtime's type cache names
+    for ``tp``, or NULL (then find_slow answers and fills the entry). One
+    entry read under its seqlock, plus tp->tp_version_tag."""
+    i32 = ir.IntType(32)
+    cache = builder.load(cgutils.gep_inbounds(builder, api, 0, 3))
+    shift = builder.load(cgutils.gep_inbounds(builder, api, 0, 4))
+    tag_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 5))
+    index = builder.lshr(builder.mul(builder.ptrtoint(tp, _I64), _I64(0x9E3779B97F4A7C15)), shift)
+    entry = builder.gep(cache, [builder.shl(index, _I64(5))])
+
+    def field(offset: int, llty: Any, ordering: str) -> Any:
+        ptr = builder.bitcast(builder.gep(entry, [_I64(offset)]), llty.as_pointer())
+        return builder.load_atomic(ptr, ordering, llty.width // 8 if isinstance(llty, ir.IntType) else 8)
+
+    seq = field(0, i32, "acquire")
+    etype = field(8, _I8P, "monotonic")
+    etag = field(4, i32, "monotonic")
+    table = field(16, _I8P, "monotonic")
+    builder.fence("acquire")
+    tag_ptr = builder.bitcast(builder.gep(tp, [tag_offset]), i32.as_pointer())
+    tag = builder.load_atomic(tag_ptr, "monotonic", 4)
+    seq2 = field(0, i32, "monotonic")
+    bad = builder.or_(builder.or_(builder.xor(seq, seq2), builder.and_(seq, i32(1))), builder.xor(etag, tag))
+    ok = builder.and_(builder.icmp_unsigned("==", bad, i32(0)), builder.icmp_unsigned("==", etype, tp))
+    return builder.select(ok, table, _I8P(None))
 
 
 def _raise_without_gil(context: Any, builder: Any, k: _Key) -> None:

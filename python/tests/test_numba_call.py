@@ -181,7 +181,8 @@ def test_override_masks_in_njit(cprov):
 
 def test_foreign_type_and_its_subclasses():
     """A type not made with the metaclass (the foreign registry): the
-    runtime's find_slow answers, masking included."""
+    runtime's type cache (read inline) or find_slow answers, masking
+    included, also after the cache was filled."""
 
     class Foreign:
         def area(self):
@@ -198,6 +199,12 @@ def test_foreign_type_and_its_subclasses():
     f, s, m = Foreign(), Sub(), Masking()
     assert area(etn.address(f)) == area(etn.address(s)) == 7.0
     assert find(etn.address(m)) == 0 == (et.lookup(m, AREA) or 0)
+    for _ in range(3):  # the type cache now names Sub's table
+        assert find(etn.address(s)) == nb_area.address
+    Sub.area = lambda self: 1.0  # a later override: the cache entry is stale
+    assert find(etn.address(s)) == 0
+    del Sub.area
+    assert find(etn.address(s)) == nb_area.address
     et.set_slots(Foreign, {AREA: None})
     assert find(etn.address(f)) == find(etn.address(s)) == 0
 
