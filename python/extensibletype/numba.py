@@ -89,6 +89,11 @@ __all__ = [
 
 # --- the runtime's lookup, registered by name -----------------------------------
 
+# Code cached by numba (cache=True) names these symbols and reads _NumbaAPI's
+# layout, and numba does not know it depends on this module: the layout behind
+# a name is frozen. A change needs new names (_v2), and the old ones must stay
+# registered for caches made by earlier versions.
+
 #: Symbol of ``void *find_slow(PyTypeObject *, uint64_t)`` (the API struct's).
 FIND_SYMBOL = "extensibletype_numba_find_slow_v1"
 #: Symbol of the data njit code reads (_NumbaAPI): metaclass, table and
