@@ -460,7 +460,23 @@ class Overriding(geom.Circle):
     def area(self):
         return 0.0
 
-shapes = [geom.Circle(1.0), geom.Circle(2.0), Overriding(3.0)]
+from numba import cfunc, types
+
+@cfunc(types.int32(types.voidptr, types.float64, types.CPointer(types.float64)))
+def nb_scaled(obj, k, out):  # compiled in this process: a new address
+    out[0] = 10.0 * k * k
+    return 0
+
+@cfunc(types.float64(types.voidptr))
+def nb_area(obj):
+    return 10.0
+
+class NumbaShape(metaclass=extensibletype.ExtensibleType):
+    def area(self):
+        return 10.0
+
+extensibletype.set_slots(NumbaShape, {AREA_KEY: nb_area, "geom.Shape.v1:scaled#f64(O,f64)!e": nb_scaled})
+shapes = [geom.Circle(1.0), geom.Circle(2.0), Overriding(3.0), NumbaShape()]
 s, misses = kern.kernel(etn.addresses(shapes), 2.0)
 try:
     kern.kernel(etn.addresses(shapes[:1]), -1.0)
@@ -471,7 +487,7 @@ print(json.dumps({
     "s": s, "misses": misses, "raised": raised,
     "hits": sum(kern.kernel.stats.cache_hits.values()),
     "misses_cache": sum(kern.kernel.stats.cache_misses.values()),
-    "addresses": [etn._read_capi().find_slow, ctypes.addressof(etn._DATA), extensibletype.lookup(shapes[0], AREA_KEY)],
+    "addresses": [etn._read_capi().find_slow, ctypes.addressof(etn._DATA), extensibletype.lookup(shapes[0], AREA_KEY), nb_scaled.address],
 }))
 '''
 
@@ -499,7 +515,7 @@ def test_cache_across_processes(tmp_path, cprov):
         )
         assert out.returncode == 0, out.stderr[-3000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    want = math.pi * 4 * (1 + 4)
+    want = math.pi * 4 * (1 + 4) + 40.0
     for r in runs:
         assert r["s"] == pytest.approx(want) and r["misses"] == 1
         assert r["raised"] == "scaled: negative factor"
@@ -510,5 +526,5 @@ def test_cache_across_processes(tmp_path, cprov):
     # The cached object code names the symbols, never this process's addresses.
     blobs = b"".join(p.read_bytes() for p in cache.rglob("*.nbc"))
     assert etn.FIND_SYMBOL.encode() in blobs and etn.API_SYMBOL.encode() in blobs
-    for address in runs[0]["addresses"]:  # runtime, its data, the provider's area
+    for address in runs[0]["addresses"]:  # runtime, its data, the providers' methods
         assert struct.pack("<Q", address) not in blobs
