@@ -116,6 +116,15 @@ et.set_slots(NumbaShape, {AREA: nb_area, SCALED: nb_scaled})
 def test_import_does_not_import_numba():
     code = "import sys, extensibletype; assert 'numba' not in sys.modules and 'extensibletype.numba' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+    # Without numba: the package works, extensibletype.numba is an ImportError.
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import extensibletype as et\n"
+        "assert et.bind(1.0, 'geom.Shape.v1:area#f64(O)') is None\n"
+        "try:\n    import extensibletype.numba\nexcept ImportError as e:\n    print('ImportError', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.startswith("ImportError") and "numba" in out.stdout
 
 
 def test_c_provider(cprov):
