@@ -12,13 +12,13 @@ import subprocess
 import sys
 import struct
 
-import numpy as np
 import pytest
 
 import cbuild
 import extensibletype as et
 
 numba = pytest.importorskip("numba")
+import numpy as np  # noqa: E402  (numba's dependency)
 from numba import cfunc, njit, types  # noqa: E402
 from numba.core.errors import TypingError  # noqa: E402
 
