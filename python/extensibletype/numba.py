@@ -27,9 +27,10 @@ a canonical typed key such as ``"geom.Shape.v1:area#f64(O)"``)::
   (hoist the lookup out of a loop over objects of one type).
 
 The id (md5 of the key) is computed at compile time and is a constant of the
-machine code; the lookup is an inline probe of the type's table plus a call of
-the runtime's ``find_slow`` by *symbol name*. This module registers that
-symbol and a data symbol (metaclass, table offset) with
+machine code; the lookup is ``ExtType_Find`` inline (the type's table, else
+the runtime's type cache entry) plus a call of the runtime's ``find_slow`` by
+*symbol name*. This module registers that symbol and a data symbol
+(metaclass, offsets, the type cache) with
 ``llvmlite.binding.add_symbol`` when imported, so code cached with
 ``cache=True`` holds no address of this process and loads in another one.
 
@@ -50,7 +51,7 @@ Flags: a flagless method is called as is (also under ``nogil=True``). A
 it (``nogil=True``, ``parallel=True`` threads) it is not called and
 ``RuntimeError`` is raised. ``!e``: when the method returns -1 its Python
 exception propagates out of the njit function unchanged (numba's "exception
-already set" status); do not catch it inside njit code.
+already set" status; njit ``try/except`` does not catch it).
 
 ``method(obj, key)`` is the first-class-function alternative: a
 ``numba.types.WrapperAddressProtocol`` object that njit code takes as an
