@@ -452,6 +452,11 @@ def kernel(addrs, k):
         else:
             misses += 1
     return s, misses
+
+
+@njit(cache=True)
+def first_class(f, a):
+    return f(a) * 2.0
 '''
 
 DRIVER = '''
@@ -492,7 +497,10 @@ try:
     raised = None
 except ValueError as e:
     raised = str(e)
+m = etn.method(shapes[3], AREA_KEY)
+fc = kern.first_class(m, m.address)
 print(json.dumps({
+    "fc": fc, "fc_hits": sum(kern.first_class.stats.cache_hits.values()),
     "s": s, "misses": misses, "raised": raised,
     "hits": sum(kern.kernel.stats.cache_hits.values()),
     "misses_cache": sum(kern.kernel.stats.cache_misses.values()),
@@ -528,6 +536,7 @@ def test_cache_across_processes(tmp_path, cprov):
     for r in runs:
         assert r["s"] == pytest.approx(want) and r["misses"] == 1
         assert r["raised"] == "scaled: negative factor"
+    assert [r["fc"] for r in runs] == [20.0, 20.0] and [r["fc_hits"] for r in runs] == [0, 1]
     assert runs[0]["hits"] == 0 and runs[0]["misses_cache"] >= 1
     assert runs[1]["hits"] >= 1 and runs[1]["misses_cache"] == 0  # loaded from the cache
     index = list(cache.rglob("*.nbi"))
