@@ -191,7 +191,10 @@ def _install() -> _NumbaAPI:
     return data
 
 
-_DATA = _install()  # kept alive: njit code reads it by symbol
+# Kept alive for the process, and installed once: code already linked holds
+# its address, so a reload of this module must not free or move it.
+_DATA: _NumbaAPI = getattr(_core, "_numba_api_data", None) or _install()
+_core._numba_api_data = _DATA  # type: ignore[attr-defined]
 
 
 # --- objects as addresses ------------------------------------------------------

@@ -127,6 +127,17 @@ def test_import_does_not_import_numba():
     assert out.stdout.startswith("ImportError") and "numba" in out.stdout
 
 
+def test_reload_keeps_the_linked_data(cprov):
+    import importlib
+
+    c = cprov.Circle(2.0)
+    before = area(etn.address(c))
+    data = etn._DATA
+    importlib.reload(etn)
+    assert etn._DATA is data  # code linked before the reload still reads it
+    assert area(etn.address(c)) == before
+
+
 def test_c_provider(cprov):
     c = cprov.Circle(2.0)
     a = etn.address(c)
