@@ -557,3 +557,109 @@ def test_cache_across_processes(tmp_path, cprov):
     assert etn.FIND_SYMBOL.encode() in blobs and etn.API_SYMBOL.encode() in blobs
     for address in runs[0]["addresses"]:  # runtime, its data, the providers' methods
         assert struct.pack("<Q", address) not in blobs
+
+
+# --- every kind of signature, against a C provider (python/tests/c/typed_methods.c) ---
+
+BOX = "tests.Box.v1"
+BOX_KEYS = {
+    "get": "f64(O)",
+    "set": "v(O,f64)",
+    "fill": "i64(O,*f64,i64)",
+    "div": "f64(O,f64)!e",
+    "check": "v(O)!e",
+    "broken": "v(O)!e",
+    "is_": "b(O,p)",
+    "cmul": "c128(O,c128)",
+    "gil": "i32(O)",
+    "mix": "u8(O,i8,u16,i32,u32,f32,u64)",
+    "echo": "p(O,p)",
+    "next": "*f64(O,*f64)",
+    "twice": "i64(O,i64)!e",
+}
+
+
+@pytest.fixture(scope="module")
+def Box():
+    if not cbuild.have_compiler():
+        pytest.skip("no C compiler (cc)")
+    tm = cbuild.load(cbuild.build("typed_methods", [cbuild.ROOT / "python" / "tests" / "c" / "typed_methods.c"], cflags=cbuild.STRICT))
+    addr = tm.addresses()
+
+    class Box(tm.Box, metaclass=et.ExtensibleType):
+        pass
+
+    slots = {f"{BOX}:{m}#{sig}": addr[sig] for m, sig in BOX_KEYS.items() if m != "broken"}
+    slots[f"{BOX}:broken#v(O)!e"] = addr["v(O)!e broken"]
+    et.set_slots(Box, slots)
+    return Box
+
+
+@njit
+def box_ops(a, buf):
+    etn.call_method(a, "tests.Box.v1:set#v(O,f64)", 2.5)
+    got = etn.call_method(a, "tests.Box.v1:get#f64(O)")
+    n = etn.call_method(a, "tests.Box.v1:fill#i64(O,*f64,i64)", buf.ctypes.data, buf.size)
+    q = etn.call_method(a, "tests.Box.v1:div#f64(O,f64)!e", 2.0)
+    etn.call_method(a, "tests.Box.v1:check#v(O)!e")
+    same = etn.call_method(a, "tests.Box.v1:is_#b(O,p)", a)
+    other = etn.call_method(a, "tests.Box.v1:is_#b(O,p)", a + 8)
+    z = etn.call_method(a, "tests.Box.v1:cmul#c128(O,c128)", 1.0 + 2.0j)
+    gil = etn.call_method(a, "tests.Box.v1:gil#i32(O)")
+    mix = etn.call_method(a, "tests.Box.v1:mix#u8(O,i8,u16,i32,u32,f32,u64)", -1, 300, -40, 7, 2.5, 1000)
+    echo = etn.call_method(a, "tests.Box.v1:echo#p(O,p)", 12345)
+    nxt = etn.call_method(a, "tests.Box.v1:next#*f64(O,*f64)", buf.ctypes.data)[1]  # CPointer: buf[2]
+    twice = etn.call_method(a, "tests.Box.v1:twice#i64(O,i64)!e", 21)
+    return got, n, q, same, other, z, gil, mix, echo, nxt, twice
+
+
+def test_every_kind_of_signature(Box):
+    b = Box(0.0)
+    buf = np.zeros(3)
+    got, n, q, same, other, z, gil, mix, echo, nxt, twice = box_ops(etn.address(b), buf)
+    assert (got, n, q, same, other) == (2.5, 3, 1.25, True, False)
+    assert list(buf) == [2.5, 3.5, 4.5]
+    assert z == (1.0 + 2.0j) * (2.5 + 1j)
+    assert gil == 1  # njit called from Python holds the GIL
+    assert mix == (-1 + 300 - 40 + 7 + 2 + 1000) % 256
+    assert echo == 12345  # voidptr results come back as ints
+    assert nxt == buf[2]
+    assert twice == 42
+    # The same calls through bind agree.
+    assert et.bind(b, f"{BOX}:cmul#c128(O,c128)")(1.0 + 2.0j) == z
+    assert et.bind(b, f"{BOX}:mix#u8(O,i8,u16,i32,u32,f32,u64)")(-1, 300, -40, 7, 2.5, 1000) == mix
+
+
+def test_box_errors_and_nogil(Box):
+    b = Box(-1.0)
+    a = etn.address(b)
+
+    @njit
+    def div(a, x):
+        return etn.call_method(a, "tests.Box.v1:div#f64(O,f64)!e", x)
+
+    @njit
+    def check(a):
+        etn.call_method(a, "tests.Box.v1:check#v(O)!e")
+
+    @njit
+    def broken(a):
+        etn.call_method(a, "tests.Box.v1:broken#v(O)!e")
+
+    @njit
+    def twice(a, x):
+        return etn.call_method(a, "tests.Box.v1:twice#i64(O,i64)!e", x)
+
+    @njit(nogil=True)
+    def gil_nogil(a):
+        return etn.call_method(a, "tests.Box.v1:gil#i32(O)")
+
+    with pytest.raises(ZeroDivisionError, match="box_div"):
+        div(a, 0.0)
+    with pytest.raises(ValueError, match="box_check: negative value"):
+        check(a)
+    with pytest.raises(SystemError):
+        broken(a)
+    with pytest.raises(OverflowError, match="box_twice: negative"):
+        twice(a, -1)
+    assert gil_nogil(a) == 0  # nogil=True: a flagless method runs without the GIL
