@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Type stubs of the Python package, checked against the installed package
 # (CPython 3.11 venv, .venv/3.11; mypy is installed there on first use):
-#   1. mypy.stubtest: python/extensibletype/_core.pyi, arrays.pyi and _bind.pyi match the
+#   1. mypy.stubtest: python/extensibletype/_core.pyi, arrays.pyi, _bind.pyi and numba.pyi
+#      (numba is installed in that venv) match the
 #      runtime modules (names, signatures, metaclasses); allowlist in
 #      tests/typing/stubtest-allowlist.txt.
 #   2. mypy --strict --warn-unused-ignores on tests/typing/usage.py, for
@@ -39,7 +40,7 @@ check() {
 }
 
 check stubtest "$vpy" -m mypy.stubtest --allowlist "$ROOT/tests/typing/stubtest-allowlist.txt" \
-    extensibletype._core extensibletype.arrays extensibletype._bind
+    extensibletype._core extensibletype.arrays extensibletype._bind extensibletype.numba
 for v in 3.11 3.13; do
     check "mypy --strict (python $v)" "$vpy" -m mypy --strict --warn-unused-ignores --no-error-summary \
         --cache-dir "$ROOT/target/mypy-cache" --python-version "$v" "$ROOT/tests/typing/usage.py"

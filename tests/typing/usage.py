@@ -8,6 +8,7 @@ from typing import Any
 
 import extensibletype as et
 import extensibletype.arrays as xa
+import extensibletype.numba as etn
 
 SCALE = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.py_object, ctypes.c_double)
 
@@ -69,3 +70,16 @@ def arrays() -> None:
     a.fill("x")  # type: ignore[arg-type]
     xa.Array()  # type: ignore[call-arg]
     xa.ID_ACQUIRE = 1  # type: ignore[misc]
+
+
+def numba_calls() -> None:
+    m = Meters()
+    addr: int = etn.address(m)
+    addrs = etn.addresses([m, m])
+    bound: etn.Method | None = etn.method(m, "demo.units.v1:scale#f64(O,f64)")
+    if bound is not None:
+        fn: int = bound.__wrapper_address__()
+        print(fn, bound.address)
+    print(addr, addrs.sum(), etn.FIND_SYMBOL)
+    etn.addresses(m)  # type: ignore[arg-type]
+    etn.method(m, 0x1234)  # type: ignore[arg-type]
