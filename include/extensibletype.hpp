@@ -1,6 +1,6 @@
 /*
  * extensibletype.hpp — C++17 layer over extensibletype.h: compile-time ids
- * and typed method lookup (docs/spec.md, "Typed methods"; docs/c-api.md, "C++").
+ * and typed method lookup (docs/spec.md §1.1, typed method keys; docs/c-api.md, "C++").
  *
  *   #include <Python.h>
  *   #include "extensibletype.hpp"       // includes extensibletype.h

@@ -1,5 +1,5 @@
 /*
- * The typed-method example (docs/c-api.md, "Typed methods"): the interface
+ * The typed-method example (docs/c-api.md, "Typed methods: the consumer pattern"): the interface
  * geom.Shape.v1, three methods whose C signatures are part of their keys.
  * Provider: geom_provider.c; consumers: geom_consumer.c (C), geom_cpp.cpp
  * (C++, with extensibletype.hpp).

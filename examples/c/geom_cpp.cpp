@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "extensibletype.hpp"
+#include "geom.h"  // the C interface: keys and C function types
 
 namespace et = extensibletype;
 
@@ -36,6 +37,12 @@ static_assert(area_m.id == et::prehash("geom.Shape.v1:area#f64(O)"));
 static_assert(scaled_m.id == et::prehash("geom.Shape.v1:scaled#f64(O,f64)!e"));
 static_assert(describe_m.id == et::prehash("geom.Shape.v1:describe#O+(O)!t"));
 static_assert(et::method_id<AreaSig>("geom.Shape.v1:area") == area_m.id);
+static_assert(area_m.id == et::prehash(GEOM_KEY_AREA) && scaled_m.id == et::prehash(GEOM_KEY_SCALED) &&
+              describe_m.id == et::prehash(GEOM_KEY_DESCRIBE));
+// ... and find_method returns the C header's function types.
+static_assert(std::is_same_v<decltype(area_m)::function_type *, geom_area_fn>);
+static_assert(std::is_same_v<decltype(scaled_m)::function_type *, geom_scaled_fn>);
+static_assert(std::is_same_v<decltype(describe_m)::function_type *, geom_describe_fn>);
 
 // The area through the typed method, else obj.area(); -1 with an exception
 // set on failure (ok = false).
@@ -150,10 +157,10 @@ int exec_module(PyObject *)
 
 PyModuleDef_Slot slots[] = {
     {Py_mod_exec, reinterpret_cast<void *>(exec_module)},
-#ifdef Py_mod_multiple_interpreters
+#ifdef Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED
     {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
 #endif
-#ifdef Py_mod_gil
+#ifdef Py_MOD_GIL_NOT_USED /* (3.15 defines Py_mod_gil for a limited API < 3.13 too, not its values) */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, nullptr},

@@ -1,5 +1,5 @@
 """Type stubs for ``extensibletype._bind``: calling typed methods
-(docs/spec.md, "Typed methods") from Python."""
+(docs/spec.md §1.1) from Python."""
 
 from collections.abc import Callable
 from typing import Any

@@ -535,13 +535,16 @@ def test_cpp_prehash_vectors_are_cpp_literals():
 
 
 @pytest.mark.parametrize("std", CXX_STDS)
-@pytest.mark.parametrize("limited", [False, True], ids=["full", "limited"])
+@pytest.mark.parametrize("limited", [False, True, "abi3t"], ids=["full", "limited", "abi3t"])
 def test_cpp_header_static_asserts(tmp_path, std, limited):
     """prehash, signature, method_id and c_function_t checked by the compiler
     (static_assert), warning-free as C++17 and C++20, with the full and the
-    limited API; find_method instantiated for every canonical signature."""
-    if limited and FREE_THREADED:
+    limited API (and abi3t on CPython 3.15+); find_method instantiated for
+    every canonical signature."""
+    if limited is True and FREE_THREADED:
         pytest.skip("the limited API is not supported by free-threaded CPython 3.13")
+    if limited == "abi3t" and sys.version_info < (3, 15):
+        pytest.skip("abi3t (PEP 803) needs CPython 3.15 headers")
     # md5 block boundaries (55/56/63/64/65 bytes) and non-ASCII UTF-8.
     keys = ["", "a", "extensibletype.array.v1:data", "numpy.ndarray.shape", "geom.Shape.v1:area#f64(O)"]
     keys += ["k" * n for n in (55, 56, 63, 64, 65, 119, 120, 128, 200)]
@@ -569,11 +572,17 @@ def test_cpp_header_static_asserts(tmp_path, std, limited):
         "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::may_raise>, PyObject *(PyObject *)>);\n"
         "static_assert(std::is_same_v<et::c_function_t<PyObject *(PyObject *), et::needs_thread>, PyObject *(PyObject *)>);\n"
         "static_assert(std::is_same_v<decltype(et::find_method<double(PyObject *)>(nullptr, 1)), double (*)(PyObject *)>);\n"
+        "static_assert(std::is_same_v<et::c_function_t<float(PyObject *) noexcept, et::may_raise>,"
+        " std::int32_t(PyObject *, float *) noexcept>);\n"
     )
     # Not "<interface>:<method>": id 0, which no lookup finds.
     for bad in ["area", ":area", "geom.Shape.v1:", "geom.Shape.v1:2d", "geom.Shape.v1:a-b", "geom#x:area", "ge om:area"]:
         body += f'static_assert(et::method_id<double(PyObject *)>("{bad}") == 0);\n'
-    flags = [std, *CXX_WARN] + (["-DPy_LIMITED_API=0x030c0000"] if limited else [])
+    flags = [std, *CXX_WARN]
+    if limited is True:
+        flags.append("-DPy_LIMITED_API=0x030c0000")
+    elif limited == "abi3t":
+        flags.append("-DPy_TARGET_ABI3T=0x030f0000")
     compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), flags)
 
 
@@ -614,35 +623,54 @@ def test_get_include_ships_the_cpp_header():
 GOLDEN_TYPED = ROOT / "tests" / "golden" / "typed_keys.txt"
 
 
+def _golden_strings(line):
+    return [re.sub(r"\\(.)", r"\1", m) for m in re.findall(r'"((?:[^"\\]|\\.)*)"', line)]
+
+
 def golden_typed_keys():
-    """(key, id) of every line of tests/golden/typed_keys.txt that holds a
-    quoted typed key and a 0x id (other lines: comments, rejected spellings)."""
-    out = []
+    """From tests/golden/typed_keys.txt: the accepted cases as (name,
+    signature, key, id), and the names refused as not "<interface>:<method>"
+    (kind `key`, with a valid signature)."""
+    ok, bad_names = [], []
     for line in GOLDEN_TYPED.read_text(encoding="utf-8").splitlines():
-        if line.lstrip().startswith("#"):
-            continue
-        ident = re.search(r"\b0x([0-9a-fA-F]{16})\b", line)
-        quoted = re.search(r'"((?:[^"\\]|\\.)*)"', line)
-        if ident and quoted:
-            key = re.sub(r"\\(.)", r"\1", quoted.group(1))
-            if "#" in key:
-                out.append((key, int(ident.group(1), 16)))
-    return out
+        fields = line.split(" ", 2)
+        if fields[0] == "ok":
+            name, signature, key = _golden_strings(line)
+            ok.append((name, signature, key, int(fields[1], 16)))
+        elif fields[0] == "bad" and fields[1] == "key":
+            name, signature = _golden_strings(line)
+            bad_names.append((name, signature))
+    return ok, bad_names
+
+
+def c_literal(text):
+    """A C/C++ narrow string literal of text's UTF-8 bytes (octal escapes,
+    which never swallow the following characters)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        c = chr(byte)
+        out.append(c if 0x20 <= byte < 0x7F and c not in '"\\?' else "\\%03o" % byte)
+    return '"' + "".join(out) + '"'
 
 
 @pytest.mark.skipif(not GOLDEN_TYPED.exists(), reason="tests/golden/typed_keys.txt not in this tree yet")
 @pytest.mark.parametrize("std", CXX_STDS)
 def test_cpp_golden_typed_keys(tmp_path, std):
-    """Every golden typed key: method_id<Sig, Flag>(name), with Sig and Flag
-    spelled from the key's signature, equals the golden id (static_assert)."""
-    vectors = golden_typed_keys()
-    assert vectors, f"no typed keys found in {GOLDEN_TYPED}"
+    """Every accepted golden typed key: method_id<Sig, Flag>(name), with Sig
+    and Flag spelled from the key's signature, equals the golden id, and
+    signature<Sig, Flag>() the signature (static_assert); every name refused
+    as not "<interface>:<method>" gives id 0."""
+    ok, bad_names = golden_typed_keys()
+    assert ok and bad_names, f"no cases found in {GOLDEN_TYPED}"
     body = ""
-    for key, ident in vectors:
-        assert et.prehash(key) == ident, key
-        name, _, signature = key.partition("#")
+    for name, signature, key, ident in ok:
+        assert key == name + "#" + signature and et.prehash(key) == ident, key
         cpp, flag = cpp_sig_of(signature)
-        lit = json.dumps(name)  # a C string literal for ASCII names
-        body += f'static_assert(et::method_id<{cpp}, {flag}>({lit}) == UINT64_C(0x{ident:016x}), {json.dumps(key)});\n'
-        body += f'static_assert(et::signature<{cpp}, {flag}>() == {json.dumps(signature)});\n'
+        body += (f"static_assert(et::method_id<{cpp}, {flag}>({c_literal(name)}) == UINT64_C(0x{ident:016x}), "
+                 f"{c_literal(key)});\n")
+        body += f"static_assert(et::signature<{cpp}, {flag}>() == {c_literal(signature)});\n"
+        body += f"static_assert(et::prehash({c_literal(key)}) == UINT64_C(0x{ident:016x}));\n"
+    for name, signature in bad_names:
+        cpp, flag = cpp_sig_of(signature)
+        body += f"static_assert(et::method_id<{cpp}, {flag}>({c_literal(name)}) == 0, {c_literal(name)});\n"
     compile_object(tmp_path, cpp_tu(body), ".cpp", cbuild.cxx(), [std, *CXX_WARN])

@@ -38,6 +38,13 @@ def slots() -> None:
     et.lookup(Meters(), 1.5)  # type: ignore[arg-type]
 
 
+def typed() -> None:
+    key: str = et.method_key("demo.units.v1:scale", "f64(O,f64)")
+    et.set_slots(Meters, {key: SCALE(lambda self, x: x)})
+    et.method_key("demo.units.v1:scale", b"f64(O)")  # type: ignore[arg-type]
+    et.method_key("demo.units.v1:scale")  # type: ignore[call-arg]
+
+
 def typed_methods() -> None:
     area = et.bind(Meters(), "geom.Shape.v1:area#f64(O)")
     if area is not None:

@@ -1,6 +1,6 @@
 /*
  * Test harness of python/tests/test_bind.py: C providers of typed methods
- * (docs/spec.md, "Typed methods"), one per canonical signature, on a small
+ * (docs/spec.md §1.1), one per canonical signature, on a small
  * C type `Box` holding a double `value`. The tests register them with
  * set_slots on Python subclasses of Box and call them through
  * extensibletype.bind.
@@ -24,6 +24,18 @@ typedef struct {
     PyObject_HEAD
     double value;
 } Box;
+
+/* 1 when the calling thread has an attached thread state (holds the GIL on
+   GIL builds), 0 when the caller detached it. Not PyGILState_Check(): that
+   says 1 always once a subinterpreter was created (3.11, 3.12). */
+static int32_t attached(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked() != NULL;
+#else
+    return _PyThreadState_UncheckedGet() != NULL;
+#endif
+}
 
 static double box_value(PyObject *self)
 {
@@ -51,10 +63,10 @@ static int64_t box_fill(PyObject *self, double *out, int64_t n)
     return n;
 }
 
-/* O+(O)!t: a new tuple (self, value, PyGILState_Check()). */
+/* O+(O)!t: a new tuple (self, value, attached()). */
 static PyObject *box_info(PyObject *self)
 {
-    return Py_BuildValue("(Odi)", self, box_value(self), PyGILState_Check());
+    return Py_BuildValue("(Odi)", self, box_value(self), (int)attached());
 }
 
 /* f64(O,f64)!e: value / x; ZeroDivisionError for x == 0. */
@@ -103,11 +115,11 @@ static float _Complex box_cmul64(PyObject *self, float _Complex z)
     return z * ((float)box_value(self) + 1.0f * I);
 }
 
-/* i32(O): PyGILState_Check() (1 when called with the GIL). */
+/* i32(O): attached() (1 when called with the thread state attached). */
 static int32_t box_gil(PyObject *self)
 {
     (void)self;
-    return PyGILState_Check();
+    return attached();
 }
 
 /* u8(O,i8,u16,i32,u32,f32,u64): the sum of the arguments, modulo 256. */
@@ -276,7 +288,7 @@ static int exec_module(PyObject *m)
 
 static PyModuleDef_Slot slots[] = {
     {Py_mod_exec, (void *)exec_module},
-#ifdef Py_mod_gil
+#ifdef Py_MOD_GIL_NOT_USED /* (3.15 defines Py_mod_gil for a limited API < 3.13 too, not its values) */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},
