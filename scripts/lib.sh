@@ -8,10 +8,11 @@ log() { printf '[extensibletype] %s\n' "$*" >&2; }
 
 # Python packages every venv gets (maturin builds the wheel; the rest are
 # what the tests and the demo use).
-PY_DEPS=(maturin pytest cython numpy setuptools)
+PY_DEPS=(maturin pytest cython numpy setuptools wheel)
 # Only for the 3.11 venv (binary wheels for cp311 linux x86_64): numba, whose
-# @cfunc objects set_slots accepts under typed keys (tests importorskip it).
-PY_DEPS_311=(numba)
+# @cfunc objects set_slots accepts under typed keys, and meson-python + ninja
+# for the meson build recipe (tests importorskip them).
+PY_DEPS_311=(numba meson-python ninja)
 
 # A digest of everything that goes into the wheel: reinstall only on change.
 # EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).
@@ -29,7 +30,7 @@ TEST_FEATURES=hooks
 
 # pyo3-ffi that free-threaded CPython 3.13 needs (0.29+ refuse it); the
 # root Cargo.lock holds the newest.
-PYO3_FT313=0.28.3
+PYO3_FT313=$(sed -n 's/^PYO3_FT313 = "\(.*\)"$/\1/p' "$ROOT/build_backend/extensibletype_build.py") # one place: the build backend
 
 # tree_with_pyo3 VERSION: a copy of the tracked tree under
 # target/trees/pyo3-VERSION whose Cargo.lock is moved to pyo3-ffi (and
@@ -102,14 +103,12 @@ prepare_venv() {
             *-abi3) install_abi3 "$vpy" "$digest" ;;
             *-abi3t) install_abi3t "$vpy" "$digest" ;;
             *)
-                local src=$ROOT
-                # Free-threaded 3.13 needs pyo3-ffi 0.28 (a copy of the tree).
-                if [ "$("$vpy" -c 'import sys, sysconfig; print(sys.version_info[:2] == (3, 13) and bool(sysconfig.get_config_var("Py_GIL_DISABLED")))')" = True ]; then
-                    src=$(tree_with_pyo3 "$PYO3_FT313") || return 1
-                fi
-                log "pip install . (python $tag, pyo3-ffi $(grep -A1 '^name = "pyo3-ffi"' "$src/Cargo.lock" | tail -1 | sed -E 's/.*"(.*)"/\1/'))"
+                # Exactly what a user runs: `pip install .` (on free-threaded
+                # 3.13 the build backend moves a copy of the tree to pyo3-ffi
+                # 0.28: build_backend/extensibletype_build.py).
+                log "pip install . (python $tag)"
                 PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" \
-                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$src" >&2
+                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$ROOT" >&2
                 ;;
         esac || { log "build/install failed for $tag"; return 1; }
         echo "$digest" >"$venv/.extensibletype-digest"

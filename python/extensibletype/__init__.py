@@ -40,7 +40,13 @@ except ImportError as _refused:
         name=__name__,
     ) from _refused
 
-from ._bind import bind
+# `bind`: the runtime's register path (no ctypes) where it exists (x86-64
+# System V and AArch64, not abi3t), which hands the signatures it cannot
+# call in registers to the ctypes implementation in `_bind`.
+try:
+    from ._core import bind
+except ImportError:
+    from ._bind import bind
 
 #: The package version (the same as the crates'; a test checks the three agree).
 __version__ = "0.1.0"

@@ -71,7 +71,8 @@ def Shape(tm, addr):
 
 
 def test_bind_is_exported():
-    assert et.bind is _bind.bind and "bind" in et.__all__
+    # The runtime's register path where it exists, else the ctypes one.
+    assert et.bind in (_bind.bind, getattr(et._core, "bind", None)) and "bind" in et.__all__
 
 
 def test_f64_and_v(Shape):
@@ -134,7 +135,11 @@ def test_o_plus_with_thread_state(Shape):
 
 
 def test_flagless_runs_without_the_gil(Shape):
-    assert et.bind(Shape(), K["gil"])() == 0  # CFUNCTYPE detached the thread state (released the GIL)
+    # The ctypes path (CFUNCTYPE) detaches the thread state for a flagless
+    # function; the runtime's register path keeps the GIL, as any C method
+    # call does (a flagless function must work either way).
+    assert _bind.bind(Shape(), K["gil"])() == 0
+    assert et.bind(Shape(), K["gil"])() == (0 if et.bind is _bind.bind else 1)
 
 
 def test_may_raise(Shape):
@@ -299,8 +304,9 @@ def test_cache_follows_the_slot(tm, addr):
     et.set_slots(A, {k: addr["f64(O)"]})
     f1 = et.bind(a, k)
     assert f1() == 5.0
-    assert et.bind(a, k).__func__ is f1.__func__  # the function object is cached per address
     assert f1.__self__ is a
+    f2 = _bind.bind(a, k)
+    assert _bind.bind(a, k).__func__ is f2.__func__  # ctypes: the function object is cached per address
     proto = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.py_object)
     cb = proto(lambda self: -self.value)
     et.set_slots(A, {k: cb})
@@ -335,7 +341,7 @@ def test_caches_are_bounded(Shape, monkeypatch):
     monkeypatch.setattr(_bind, "_MAX_ADDRESSES", 4)
     s = Shape(1.0)
     for i in range(40):
-        assert et.bind(s, key(f"m{i}", "f64(O)")) is None
+        assert _bind.bind(s, key(f"m{i}", "f64(O)")) is None
         assert len(_bind._keys) <= 8
     proto = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.py_object)
     k = key("many", "f64(O)")
@@ -344,7 +350,7 @@ def test_caches_are_bounded(Shape, monkeypatch):
         cb = proto(lambda self, i=i: float(i))
         keep.append(cb)
         et.set_slots(Shape, {k: cb})
-        assert et.bind(s, k)() == float(i)
+        assert _bind.bind(s, k)() == float(i) == et.bind(s, k)()
         assert len(_bind._keys[k].functions) <= 4
 
 

@@ -129,7 +129,7 @@ unsafe fn str_arg<'a>(obj: *mut PyObject, func: &CStr, what: &CStr) -> Option<&'
 ///
 /// # Safety
 /// GIL held.
-unsafe fn value_error(msg: &str) -> *mut PyObject {
+pub(crate) unsafe fn value_error(msg: &str) -> *mut PyObject {
     // SAFETY: GIL held; the message is a valid (length-given) UTF-8 buffer.
     unsafe {
         let text = PyUnicode_FromStringAndSize(msg.as_ptr().cast(), msg.len() as Py_ssize_t);
@@ -233,6 +233,11 @@ pub(crate) fn methods() -> Vec<PyMethodDef> {
         py_method!(c"_parse_typed_key", PyCFunction, parse_typed_key, METH_O,
             c"_parse_typed_key($module, key, /)\n--\n\nSplit a canonical typed key into (interface, method, ret, args, flag): \
               codes as canonical strings ('f64', '*f64', 'O+'), args a tuple, flag '', 't' or 'e'. ValueError otherwise."),
+        #[cfg(all(bind_registers, not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
+        py_method!(c"bind", PyCFunctionFast, crate::bind::bind, METH_FASTCALL,
+            c"bind($module, obj, key, /)\n--\n\nThe typed method key of type(obj) as a callable with obj bound first, \
+              or None when the lookup misses; ValueError for a key that is not a canonical typed key. \
+              Signatures passed in registers are called directly; others through extensibletype._bind (ctypes)."),
         crate::bench::method(),
         PyMethodDef::zeroed(),
     ]

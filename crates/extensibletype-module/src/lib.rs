@@ -22,6 +22,8 @@ use std::sync::OnceLock;
 use pyo3_ffi::*;
 
 mod bench;
+#[cfg(all(bind_registers, not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
+mod bind;
 mod functions;
 
 use extensibletype_arrays as arrays;
