@@ -38,9 +38,11 @@ class BenchArgumentError(ValueError):
 
 def _capsule(address: int):
     """A PyCapsule with name NULL around ``address`` (for the getattr case)."""
-    new = ctypes.pythonapi.PyCapsule_New
-    new.restype = ctypes.py_object
-    new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    # A private prototype (not ctypes.pythonapi's shared function object,
+    # whose argtypes other code in the process relies on).
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(
+        ("PyCapsule_New", ctypes.pythonapi)
+    )
     return new(address, None, None)
 
 

@@ -164,9 +164,11 @@ def _has(api: _CAPI, field: str) -> bool:
 
 
 def _read_capi() -> _CAPI:
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    # A private prototype: setting argtypes on ctypes.pythonapi's shared
+    # function object would change it for every other user in the process.
+    get = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi)
+    )
     pointer = get(_et._C_API, b"extensibletype._C_API")
     api = _CAPI.from_address(pointer)
     if api.abi_version != 1:

@@ -163,3 +163,24 @@ def test_installed_extension_is_stripped():
     assert ".text" in names
     assert not [n for n in names if n.startswith(".debug")], names
     assert so.stat().st_size < 3 * 2**20, so.stat().st_size
+
+
+def test_package_leaves_ctypes_pythonapi_alone():
+    """The package's modules use private ctypes prototypes: ctypes.pythonapi's
+    function objects are shared by the whole process (a test's capsule
+    destructor once broke because a module had retyped PyCapsule_GetPointer)."""
+    code = (
+        "import ctypes, importlib, sys\n"
+        "names = ['PyCapsule_GetPointer', 'PyCapsule_New']\n"
+        "before = {n: (getattr(ctypes.pythonapi, n).argtypes, getattr(ctypes.pythonapi, n).restype) for n in names}\n"
+        "import extensibletype, extensibletype.bench\n"
+        "extensibletype.bench._capsule(0x1000)\n"
+        "try:\n"
+        "    import extensibletype.numba\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "after = {n: (getattr(ctypes.pythonapi, n).argtypes, getattr(ctypes.pythonapi, n).restype) for n in names}\n"
+        "assert before == after, (before, after)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
