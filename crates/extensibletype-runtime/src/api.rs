@@ -65,6 +65,25 @@ unsafe fn as_type(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, Er
     Ok(tp.cast())
 }
 
+/// [`as_type`] for a writer: also refuses `object`, whose slots every type
+/// would inherit (a lookup on any object at all would find them).
+///
+/// # Safety
+/// GIL held; `tp` is NULL or a live object.
+unsafe fn as_target(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, Error> {
+    // SAFETY: forwarded; PyBaseObject_Type is a static type.
+    unsafe {
+        let tp = as_type(tp, func)?;
+        if tp == ptr::addr_of_mut!(PyBaseObject_Type) {
+            return Err(Error::value_error(format!(
+                "{func}() cannot set slots on object: every type inherits them, so every object \
+                 would provide them; set them on the types that implement them"
+            )));
+        }
+        Ok(tp)
+    }
+}
+
 /// `ExtType_API.prehash`: the prehash of `len` bytes at `key` (0 for NULL).
 ///
 /// # Safety
@@ -87,7 +106,7 @@ unsafe extern "C" fn set_slots_c(tp: *mut PyObject, defs: *const SlotDef, n: isi
     entry(-1, || {
         // SAFETY: GIL held; defs/n validated by changes_from_defs.
         unsafe {
-            let tp = as_type(tp, "ExtType_SetSlots")?;
+            let tp = as_target(tp, "ExtType_SetSlots")?;
             let changes = changes_from_defs(defs, n)?;
             publish(tp, &changes, false).map(|()| 0)
         }
@@ -188,7 +207,7 @@ unsafe extern "C" fn py_set_slots(tp: *mut PyObject, slots: *mut PyObject) -> c_
         // SAFETY: CPython calls this with the GIL held and live arguments
         // (`as_type` refuses NULL and non-types before any field is read).
         unsafe {
-            let tp = as_type(tp, "set_slots")?;
+            let tp = as_target(tp, "set_slots")?;
             let changes: Changes = changes_from_mapping(slots, "slots")?;
             publish(tp, &changes, false).map(|()| 0)
         }

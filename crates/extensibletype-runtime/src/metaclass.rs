@@ -105,6 +105,17 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
         unsafe {
             let type_setattro: setattrofunc = core::mem::transmute(layout::type_slot(Py_tp_setattro));
             let ready = !layout::metaclass().is_null() && PyUnicode_Check(name) != 0;
+            if ready && PyUnicode_CompareWithASCIIString(name, c"__cslots__".as_ptr()) == 0 {
+                // `__cslots__` is read once, by the class statement; a later
+                // assignment would change nothing a lookup sees.
+                PyErr_SetString(
+                    PyExc_AttributeError,
+                    c"__cslots__ is read only when the class is created; change slots later with \
+                      extensibletype.set_slots(cls, {key: value, ...}) (None removes a slot)"
+                        .as_ptr(),
+                );
+                return -1;
+            }
             let is_bases =
                 ready && !value.is_null() && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0;
             let typed = ready

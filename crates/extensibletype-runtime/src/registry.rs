@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3_ffi::*;
 
+use crate::BuildError;
 use super::layout;
 use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
 use super::Error;
@@ -346,7 +347,15 @@ fn prepare(state: Option<&TypeState>, slots: &BTreeMap<u64, Slot>) -> Result<(Pr
         Some(state) => state.prepare(slots),
         None => TypeState::default().prepare(slots),
     }
-    .map_err(Error::Build)?;
+    .map_err(|e| match e {
+        // The effective table holds the type's own slots and every slot it
+        // inherits: say so, since the own mapping alone may look small.
+        BuildError::TooMany { count } => Error::value_error(format!(
+            "{e}: the effective table counts the type's own slots and every slot it inherits from \
+             its bases ({count} in all here)"
+        )),
+        e => Error::Build(e),
+    })?;
     let owners = slots.values().map(|s| s.owner).filter(|o| !o.is_null()).collect();
     Ok((prepared, owners))
 }
