@@ -58,7 +58,7 @@ def table_info(tp: type, /) -> dict[str, int | str]:
     """A dict: size, bins, count, bytes and kind of the type's effective table."""
 def _bind_key(key: str, id: int, /) -> None: ...
 def method_key(name: str, signature: str, /) -> str:
-    """The canonical typed key name#signature for a method name '<interface>:<method>'
-    and a signature such as 'f64(O)'; ValueError naming the problem otherwise."""
+    """The canonical typed key name#signature for a method name ``'<interface>:<method>'``
+    and a signature such as ``'f64(O)'``; ValueError naming the problem otherwise."""
 def _parse_typed_key(key: str, /) -> tuple[str, str, str, tuple[str, ...], str]: ...
 def _bench_lookup(method: str, target: object, arg: int | str, n: int, /) -> float | int: ...

@@ -1,7 +1,7 @@
 """The rendered Python API (scripts/docs.sh, mkdocstrings) reads the type
 stubs statically, so ``_core.pyi`` repeats the extension's docstrings: each
 docstring there must be the runtime's ``__doc__`` (text signature aside),
-word for word up to line breaks."""
+word for word up to line breaks and code markup (backquotes)."""
 
 import ast
 import inspect
@@ -24,7 +24,7 @@ def stub_docstrings():
 
 
 def words(text):
-    return " ".join((text or "").split())
+    return " ".join((text or "").replace("`", "").split())
 
 
 def test_stub_docstrings_match_runtime():
