@@ -107,7 +107,7 @@ prepare_venv() {
                 if [ "$("$vpy" -c 'import sys, sysconfig; print(sys.version_info[:2] == (3, 13) and bool(sysconfig.get_config_var("Py_GIL_DISABLED")))')" = True ]; then
                     src=$(tree_with_pyo3 "$PYO3_FT313") || return 1
                 fi
-                log "pip install . (python $tag, pyo3-ffi $(grep -A1 '^name = "pyo3-ffi"' "$src/Cargo.lock" | tail -1 | sed -E 's/.*"(.*)"/\1/'))"
+                log "pip install . (python $tag; the Rust extension built against pyo3-ffi $(grep -A1 '^name = "pyo3-ffi"' "$src/Cargo.lock" | tail -1 | sed -E 's/.*"(.*)"/\1/'))"
                 PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" \
                     "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$src" >&2
                 ;;
