@@ -313,6 +313,14 @@ def section_lookup(path):
 # What the figures mean
 
 
+def compare(a, b, name_a, name_b):
+    """'A and B cost about the same (a vs b ns)' within 15%, else which is cheaper."""
+    if max(a, b) <= 1.15 * min(a, b):
+        return f"{name_a} and {name_b} cost about the same ({a:.1f} vs {b:.1f} ns)"
+    cheap, dear = ((name_a, a), (name_b, b)) if a < b else ((name_b, b), (name_a, a))
+    return f"{cheap[0]} is cheaper ({cheap[1]:.1f} ns vs {dear[1]:.1f} ns for {dear[0]})"
+
+
 def takeaway(cost, dl, ratios, lookups):
     print("## What this run shows\n")
     points = []
@@ -338,13 +346,13 @@ def takeaway(cost, dl, ratios, lookups):
         f"Getting a view of a NumPy array from C: {np_full:.1f} ns through array.v1, slot lookup included "
         f"({np_cached:.1f} ns when the consumer keeps the provider per type), against {np_buf:.1f} ns for the "
         f"buffer protocol ({np_buf / np_full:.1f}x) and {ai:.0f} ns for __array_interface__ (section 2). "
-        f"On extensibletype's own Array both cost about the same ({ar_full:.1f} vs {ar_buf:.1f} ns): "
-        f"Array exports its buffer directly; the gain is on types whose buffer export does work, like NumPy's."
+        f"On extensibletype's own Array, {compare(ar_full, ar_buf, 'array.v1', 'the buffer protocol')}: "
+        f"Array exports its buffer cheaply; the gain is on types whose buffer export does work, like NumPy's."
     )
     points.append(
         f"DLPack from C on the same Array (section 3): array.v1 takes {dl['v1']:.1f} ns against "
         f"{dl['fill_lookup']:.1f} ns for DLPack's C exchange table found through its type attribute; with both "
-        f"looked up once per type they cost the same ({dl['v1_cached']:.1f} vs {dl['fill']:.1f} ns). Calling "
+        f"looked up once per type, {compare(dl['v1_cached'], dl['fill'], 'array.v1', 'the DLPack fill')}. Calling "
         f"__dlpack__() through Python costs {dl['dunder']:.0f} ns, {dl['dunder'] / dl['v1']:.0f}x more: from C, "
         f"use a C-level path."
     )
