@@ -107,10 +107,12 @@ done < <(bash scripts/test-forky.sh)
 # --- 4. Checks with a script each: one summary line "NAME: N passed, N failed"
 #   typecheck  mypy stubtest + mypy --strict on the stubs (scripts/typecheck.sh)
 #   crates     the library crates pack and build from their packages (scripts/crates.sh)
+#   docs       the site (mkdocs build --strict into target/site) and rustdoc
+#              without warnings (scripts/docs.sh)
 #   fuzz       the Python API under hostile input (scripts/fuzz.sh)
 #   asan       Rust tests and the 3.11 suite under AddressSanitizer (scripts/asan.sh)
 #   dlpack-memcheck  valgrind over every DLPack path (scripts/dlpack-memcheck.sh)
-for step in typecheck crates fuzz asan dlpack-memcheck; do
+for step in typecheck crates docs fuzz asan dlpack-memcheck; do
     log "$step (scripts/$step.sh)"
     line=$(bash "scripts/$step.sh" 2>"/tmp/extensibletype-$step.err" | tee "/tmp/extensibletype-$step.out" | tail -1)
     [[ $line =~ ^$step:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]] || line="$step: 0 passed, 1 failed (no summary; see /tmp/extensibletype-$step.err)"

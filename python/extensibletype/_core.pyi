@@ -34,7 +34,9 @@ _Slots: TypeAlias = (
     | Mapping[_SlotKey, _SlotValue | None]
 )
 
+#: The ABI version of the tables and the C API (1; docs/spec.md section 9).
 ABI_VERSION: Final[int]
+#: Offset of the ``ExtType_TypeData`` in every extensible type object (docs/spec.md section 3).
 TABLE_OFFSET: Final[int]
 #: Offset of ``tp_version_tag`` proven at import (0: the type cache is off).
 _VERSION_TAG_OFFSET: Final[int]
@@ -43,18 +45,34 @@ _arrays: ModuleType
 
 @disjoint_base
 class ExtensibleType(type):
-    """Metaclass whose classes carry a table of C implementations keyed by name."""
+    """Metaclass whose classes carry a table of C implementations keyed by name.
 
-def prehash(key: str | bytes, /) -> int: ...
-def set_slots(tp: type, slots: _Slots, /) -> None: ...
-def get_slots(tp: type, /) -> dict[str | int, int]: ...
-def lookup(obj: object, key: _SlotKey, /) -> int | None: ...
-def table_info(tp: type, /) -> dict[str, int | str]: ...
+    A class body may define __cslots__ = {key: value}; see extensibletype.set_slots."""
+
+def prehash(key: str | bytes, /) -> int:
+    """The 64-bit id (int) of a key (str or bytes): the first 8 bytes of md5(key),
+    little-endian."""
+def set_slots(tp: type, slots: _Slots, /) -> None:
+    """Add or override slots of a type ({key: value}; None removes). Extensible types
+    get their own table; other types go to the foreign registry."""
+def get_slots(tp: type, /) -> dict[str | int, int]:
+    """The effective slots of a type: {key or id: address}."""
+def lookup(obj: object, key: _SlotKey, /) -> int | None:
+    """The address (int) registered for key on type(obj), or None, via the same path C
+    consumers use."""
+def table_info(tp: type, /) -> dict[str, int | str]:
+    """A dict: size, bins, count, bytes and kind of the type's effective table."""
 def _bind_key(key: str, id: int, /) -> None: ...
 
 # Absent where the register path is not built (abi3t, other ABIs): then
 # extensibletype.bind is extensibletype._bind.bind.
-def bind(obj: object, key: str, /) -> Callable[..., Any] | None: ...
-def method_key(name: str, signature: str, /) -> str: ...
+def bind(obj: object, key: str, /) -> Callable[..., Any] | None:
+    """The typed method key of type(obj) as a callable with obj bound first, or None
+    when the lookup misses; ValueError for a key that is not a canonical typed key.
+    Signatures passed in registers are called directly; others through
+    extensibletype._bind (ctypes)."""
+def method_key(name: str, signature: str, /) -> str:
+    """The canonical typed key name#signature for a method name ``'<interface>:<method>'``
+    and a signature such as ``'f64(O)'``; ValueError naming the problem otherwise."""
 def _parse_typed_key(key: str, /) -> tuple[str, str, str, tuple[str, ...], str]: ...
 def _bench_lookup(method: str, target: object, arg: int | str, n: int, /) -> float | int: ...

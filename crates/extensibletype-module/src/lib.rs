@@ -1,11 +1,11 @@
 //! The `extensibletype._core` extension module (the cdylib maturin builds):
 //! the one place where the layers are wired together — the runtime's Python
-//! API (thin argument parsing over its [`Api`](runtime::Api)) and the arrays
+//! API (thin argument parsing over its [`Api`]) and the arrays
 //! layer's `_arrays` submodule. The Python package `extensibletype`
 //! re-exports it.
 //!
 //! The composition root: the runtime never names a use; each slot set
-//! registers itself here with one call from [`populate`] (array.v1:
+//! registers itself here with one call from `populate` (array.v1:
 //! `extensibletype_arrays::register`). Files: `functions.rs` (the runtime's
 //! Python functions), `bench.rs` (`_bench_lookup`, product: `python -m
 //! extensibletype bench`), this file (multi-phase module init, run once per
