@@ -39,7 +39,10 @@ pub use extensibletype_core::{BuildError, Builder, RawEntry, RawTable, Table, MA
 /// The CPython runtime (`extensibletype-runtime`): [`import`](runtime::import),
 /// [`find`](runtime::find), [`find_in_type`](runtime::find_in_type),
 /// [`set_slots`](runtime::set_slots), [`SlotDef`](runtime::SlotDef),
-/// [`type_from_spec`](runtime::type_from_spec); fallible calls return
+/// [`type_from_spec`](runtime::type_from_spec); typed methods in
+/// [`runtime::typed`] ([`method_id`](runtime::method_id),
+/// [`TypedId`](runtime::TypedId), [`find_typed`](runtime::find_typed));
+/// fallible calls return
 /// [`PyErrSet`](runtime::PyErrSet) ("a Python exception is set").
 #[cfg(feature = "python")]
 pub use extensibletype_runtime as runtime;

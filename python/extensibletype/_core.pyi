@@ -5,7 +5,7 @@ import ctypes
 import sys
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from _ctypes import CFuncPtr
 from typing_extensions import disjoint_base
@@ -15,9 +15,15 @@ if sys.version_info >= (3, 13):
 else:
     _Capsule: TypeAlias = Any  # types.CapsuleType is new in 3.13
 
+class _CFunc(Protocol):
+    # A numba ``@cfunc`` (numba.core.ccallback.CFunc), structurally.
+    @property
+    def address(self) -> int: ...
+
 #: What a slot may hold: an ``int`` address, a ctypes function pointer or
-#: ``c_void_p``, or a ``PyCapsule`` (kept alive as long as a table uses it).
-_SlotValue: TypeAlias = int | CFuncPtr | ctypes.c_void_p | _Capsule
+#: ``c_void_p``, a ``PyCapsule`` or a numba ``@cfunc`` (kept alive as long
+#: as a table uses it).
+_SlotValue: TypeAlias = int | CFuncPtr | ctypes.c_void_p | _Capsule | _CFunc
 #: A slot's name: a key string (``str`` or UTF-8 ``bytes``) or a raw id.
 _SlotKey: TypeAlias = str | bytes | int
 # Mapping is invariant in its key type: accept dicts keyed by any one of them.

@@ -193,3 +193,73 @@ def test_error_names_the_c_function_of_e_signatures():
     tp = fresh()
     with pytest.raises(ValueError, match=r"f64\(O,f64\)!e \(the C function i32\(O,f64,\*f64\)\)"):
         et.set_slots(tp, {"g.S.v1:m#f64(O,f64)!e": _cb(ctypes.c_double, ctypes.py_object, ctypes.c_double)})
+
+
+def test_lookup_refuses_non_canonical_typed_keys():
+    tp = fresh()
+    with pytest.raises(ValueError, match="not a canonical typed key"):
+        et.lookup(tp(), "geom.Shape.v1:area#f64( O )")
+    assert et.lookup(tp(), "geom.Shape.v1:area#f64(O)") is None
+
+
+# A stand-in for numba's CFunc (detected by module and class name, never by
+# importing numba): the checks run without numba installed.
+class _NbType:
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+class _NbSig:
+    def __init__(self, ret, *args):
+        self.return_type, self.args = _NbType(ret), tuple(_NbType(a) for a in args)
+
+    def __str__(self):
+        return f"({', '.join(map(str, self.args))}) -> {self.return_type}"
+
+
+def _fake_cfunc(sig, address=0x4000, private=True):
+    cls = type("CFunc", (), {"__module__": "numba.core.ccallback"})
+    obj = cls()
+    obj.address = address
+    if private:
+        obj._sig = sig
+    else:
+        obj.nopython_signatures = [sig]
+    return obj
+
+
+@pytest.mark.parametrize("private", [True, False], ids=["_sig", "nopython_signatures"])
+def test_numba_like_cfunc_without_numba(private):
+    tp = fresh()
+    ok = _fake_cfunc(_NbSig("float64", "void*", "int64", "bool", "float64*", "void**", "complex64"), private=private)
+    key = "geom.Shape.v1:m#f64(O,i64,b,*f64,*p,c64)"
+    et.set_slots(tp, {key: ok})
+    assert et.lookup(tp(), key) == 0x4000
+    bad = _fake_cfunc(_NbSig("float32", "void*"), private=private)
+    with pytest.raises(ValueError, match=r"signature is f64\(O\), but the value's is f32\(O\)|signature is f64\(O\), but the value's is f32\(p\)"):
+        et.set_slots(tp, {"geom.Shape.v1:n#f64(O)": bad})
+    e_sig = _fake_cfunc(_NbSig("int32", "void*", "float64", "float64*"), private=private)
+    et.set_slots(tp, {"geom.Shape.v1:at#f64(O,f64)!e": e_sig, "geom.Shape.v1:void#v(O)": _fake_cfunc(_NbSig("none", "void*"))})
+
+
+def test_numba_like_cfunc_is_kept_alive():
+    import gc
+    import weakref
+
+    tp = fresh()
+    f = _fake_cfunc(_NbSig("float64", "void*"))
+    ref = weakref.ref(f)
+    et.set_slots(tp, {"geom.Shape.v1:area#f64(O)": f})
+    del f
+    gc.collect()
+    assert ref() is not None
+    et.set_slots(tp, {"geom.Shape.v1:area#f64(O)": None})
+
+
+def test_numba_like_cfunc_without_signature():
+    cls = type("CFunc", (), {"__module__": "numba.core.ccallback", "address": 0x4000})
+    with pytest.raises(TypeError, match="cannot read the signature of numba cfunc"):
+        et.set_slots(fresh(), {"geom.Shape.v1:area#f64(O)": cls()})

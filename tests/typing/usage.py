@@ -46,6 +46,13 @@ def typed_methods() -> None:
     et.bind(Meters(), 0x1234)  # type: ignore[arg-type]
 
 
+def typed() -> None:
+    key: str = et.method_key("demo.units.v1:scale", "f64(O,f64)")
+    et.set_slots(Meters, {key: SCALE(lambda self, x: x)})
+    et.method_key("demo.units.v1:scale", b"f64(O)")  # type: ignore[arg-type]
+    et.method_key("demo.units.v1:scale")  # type: ignore[call-arg]
+
+
 def arrays() -> None:
     a = xa.Array((2, 3), dtype="float32")
     b = xa.Array(6)

@@ -505,8 +505,8 @@ fn numba_code(name: &str) -> String {
     }
 }
 
-/// The prototype of a numba cfunc, from its signature (`_sig`: `args`,
-/// `return_type`).
+/// The prototype of a numba cfunc, from its signature (`_sig`, else
+/// `nopython_signatures[0]`: `args`, `return_type`).
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
@@ -514,7 +514,24 @@ fn numba_code(name: &str) -> String {
 unsafe fn numba_prototype(value: *mut PyObject) -> Result<Prototype, Error> {
     // SAFETY: GIL held; references are owned and released.
     unsafe {
-        let sig = Owned::new(PyObject_GetAttrString(value, c"_sig".as_ptr()))?;
+        // `_sig` (numba 0.5x and later); else the first of `nopython_signatures`.
+        let sig = match Owned::new(PyObject_GetAttrString(value, c"_sig".as_ptr())) {
+            Ok(sig) => sig,
+            Err(_) => {
+                PyErr_Clear();
+                let all = Owned::new(PyObject_GetAttrString(value, c"nopython_signatures".as_ptr()));
+                match all.map(|all| PySequence_GetItem(all.0, 0)) {
+                    Ok(first) if !first.is_null() => Owned(first),
+                    _ => {
+                        PyErr_Clear();
+                        return Err(Error::type_error(format!(
+                            "cannot read the signature of numba cfunc {} (no _sig or nopython_signatures)",
+                            repr_of(value)
+                        )));
+                    }
+                }
+            }
+        };
         let ret = Owned::new(PyObject_GetAttrString(sig.0, c"return_type".as_ptr()))?;
         let args = Owned::new(PyObject_GetAttrString(sig.0, c"args".as_ptr()))?;
         let args = Owned::new(PySequence_Tuple(args.0))?;

@@ -62,8 +62,10 @@ pub mod pyutil;
 mod registry;
 mod state;
 mod threads;
+pub mod typed;
 
 pub use error::PyErrSet;
+pub use typed::{find_typed, find_typed_in_type, method_id, method_id_with, Convention, TypedFn, TypedId};
 pub use layout::TypeData;
 
 use crate::table::{raw_lookup, RawTable};
