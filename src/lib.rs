@@ -50,6 +50,13 @@ pub use extensibletype_core::{BuildError, Builder, RawEntry, RawTable, Table, MA
 #[cfg(feature = "python")]
 pub use extensibletype_runtime as runtime;
 
+/// Typed methods from Rust (`runtime::typed`): ids derived at compile time
+/// from `extern "C" fn` types ([`method_id`](typed::method_id),
+/// [`TypedId`](typed::TypedId)) and [`find_typed`](typed::find_typed),
+/// which returns the function as that type.
+#[cfg(feature = "python")]
+pub use extensibletype_runtime::typed;
+
 #[cfg(feature = "python")]
 pub mod methods;
 

@@ -263,3 +263,33 @@ def test_numba_like_cfunc_without_signature():
     cls = type("CFunc", (), {"__module__": "numba.core.ccallback", "address": 0x4000})
     with pytest.raises(TypeError, match="cannot read the signature of numba cfunc"):
         et.set_slots(fresh(), {"geom.Shape.v1:area#f64(O)": cls()})
+
+
+def test_random_signatures_never_crash():
+    """Canonical signatures with random edits: ValueError or a canonical key
+    that re-renders identically, never another exception."""
+    import random
+
+    rng = random.Random(18)
+    alphabet = list("iufcbpvO+*(),!te0123468 #xé")
+    accepted = 0
+    for _ in range(3000):
+        sig = list(rng.choice(CANONICAL + ["**f64(O,*p,u8)!t", "O+(O,O)!e"]))
+        for _ in range(rng.randrange(0, 3)):
+            at = rng.randrange(0, len(sig) + 1)
+            edit = rng.randrange(3)
+            if edit == 0 and at < len(sig):
+                del sig[at]
+            elif edit == 1:
+                sig.insert(at, rng.choice(alphabet))
+            elif at < len(sig):
+                sig[at] = rng.choice(alphabet)
+        sig = "".join(sig)
+        try:
+            key = et.method_key("demo.fuzz.v1:m", sig)
+        except ValueError:
+            continue
+        accepted += 1
+        _, _, ret, args, flag = _core._parse_typed_key(key)
+        assert f"{ret}({','.join(args)})" + (f"!{flag}" if flag else "") == sig
+    assert 300 < accepted < 3000

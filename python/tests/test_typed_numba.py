@@ -4,12 +4,18 @@ methods): accepted when their signature is the key's (``voidptr`` stands for
 cfunc is kept alive while a table refers to it. numba is optional."""
 
 import gc
+import os
 import sys
 import weakref
 
 import pytest
 
 import extensibletype as et
+
+if os.environ.get("EXTENSIBLETYPE_ASAN") == "1" or os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1":
+    # numba's LLVM JIT under AddressSanitizer / valgrind is slow and not our
+    # code; test_typed_keys.py's numba-like stand-in runs the same checks there.
+    pytest.skip("numba under scripts/asan.sh / scripts/memcheck.sh", allow_module_level=True)
 
 numba = pytest.importorskip("numba")
 from numba import cfunc, types  # noqa: E402

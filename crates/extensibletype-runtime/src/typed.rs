@@ -19,6 +19,26 @@
 //! }
 //! ```
 //!
+//! Calling with another signature does not compile:
+//!
+//! ```compile_fail
+//! use extensibletype_runtime::pyo3_ffi::PyObject;
+//! use extensibletype_runtime::typed::{find_typed, TypedId};
+//! const AREA: TypedId<unsafe extern "C" fn(*mut PyObject) -> f64> = TypedId::new("geom.Shape.v1:area");
+//! unsafe fn wrong(obj: *mut PyObject) -> Option<f32> {
+//!     let f: Option<unsafe extern "C" fn(*mut PyObject) -> f32> = unsafe { find_typed(obj, AREA) };
+//!     f.map(|f| unsafe { f(obj) })
+//! }
+//! ```
+//!
+//! nor does a signature the grammar refuses (here `O+` without a flag):
+//!
+//! ```compile_fail
+//! use extensibletype_runtime::pyo3_ffi::PyObject;
+//! use extensibletype_runtime::typed::method_id;
+//! const NEW: u64 = method_id::<unsafe extern "C" fn(*mut PyObject) -> *mut PyObject>("geom.Shape.v1:new");
+//! ```
+//!
 //! How Rust types map to signature codes ([`ArgType`], [`RetType`]):
 //!
 //! | Rust | code |

@@ -16,7 +16,9 @@ import hashlib
 import math
 import os
 import random
+import re
 import struct
+import unicodedata
 import weakref
 
 import extensibletype as et
@@ -55,6 +57,22 @@ def model_prehash(key):
     return struct.unpack("<Q", hashlib.md5(data).digest()[:8])[0]
 
 
+_SCALAR = r"(?:i8|i16|i32|i64|u8|u16|u32|u64|f32|f64|c64|c128|b)"
+_VALUE = rf"(?:\*{{0,8}}(?:{_SCALAR}|p))"
+_SIGNATURE = re.compile(rf"(?:{_VALUE}|v)\(O(?:,(?:{_VALUE}|O))*\)(?:!t|!e)?|O\+\(O(?:,(?:{_VALUE}|O))*\)(?:!t|!e)")
+_METHOD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def model_typed_ok(text):
+    """A key with '#' is registrable only as a canonical typed key
+    (docs/spec.md 1.1), modelled here independently of the runtime."""
+    name, _, sig = text.partition("#")
+    interface, colon, method = name.rpartition(":")
+    if not colon or not interface or not _METHOD.fullmatch(method) or not _SIGNATURE.fullmatch(sig):
+        return False
+    return not any(c.isspace() or unicodedata.category(c) == "Cc" for c in interface)
+
+
 def model_key(key):
     """A slot key -> its id, or the exception class it must raise."""
     if isinstance(key, bool):
@@ -66,11 +84,15 @@ def model_key(key):
             key.encode("utf-8")
         except UnicodeEncodeError:
             return UnicodeEncodeError
+        if "#" in key and not model_typed_ok(key):
+            return ValueError
         return model_prehash(key) or ValueError
     if isinstance(key, bytes):
         try:
-            key.decode("utf-8")
+            text = key.decode("utf-8")
         except UnicodeDecodeError:
+            return ValueError
+        if "#" in text and not model_typed_ok(text):
             return ValueError
         return model_prehash(key) or ValueError
     return TypeError
