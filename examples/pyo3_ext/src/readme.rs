@@ -1,6 +1,6 @@
 // Cargo.toml: pyo3 (0.28, 0.29 or 0.30) and
 //             extensibletype = { version = "0.1", features = ["python"] }
-use extensibletype::runtime::{find_typed, Convention, TypedId};
+use extensibletype::typed::{find_typed, Convention, TypedId};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi::PyObject;
 use pyo3::prelude::*;
