@@ -257,8 +257,8 @@ mod tests {
 /// imported by the test suite.)
 ///
 /// It adds to the type, in your crate:
-/// - `Square::TYPED_SLOTS: &'static [`[`TypedSlot`]`]` — each key (with its
-///   signature), id and thunk, computed at compile time;
+/// - `Square::TYPED_SLOTS`, a `&'static` slice of [`TypedSlot`]s — each
+///   key (with its signature), id and thunk, computed at compile time;
 /// - `Square::register_typed_methods(py) -> PyResult<()>` — calls
 ///   `runtime::import()` and registers them on the type
 ///   ([`set_typed_slots`]; `AttributeError` if the class has no Python
@@ -266,8 +266,8 @@ mod tests {
 ///
 /// **Signatures** come from the Rust types at compile time. Write the
 /// method's parameters (after `&self`) and return type as in the method;
-/// `Python<'_>` and `PyResult<…>` are recognised by those names, so write
-/// them so (not `pyo3::PyResult`):
+/// a `Python<'_>` *first* parameter, `PyResult<…>` and `Py<…>` are
+/// recognised by those names, so write them so (not `pyo3::PyResult`):
 ///
 /// | Rust method | typed signature | thunk's C type |
 /// |---|---|---|
