@@ -1,5 +1,5 @@
-// Cargo.toml: pyo3 (0.28, 0.29 or 0.30) and
-//             extensibletype = { version = "0.1", features = ["python"] }
+// Cargo.toml: pyo3 = "0.30" (0.28 and 0.29 work too) and, until it is on
+// crates.io, extensibletype = { path = "...", features = ["python"] }
 use extensibletype::typed::{find_typed, Convention, TypedId};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi::PyObject;
