@@ -217,6 +217,37 @@ mod tests {
     }
 
     #[test]
+    fn keys_under_each_convention() {
+        unsafe extern "C" fn new_ref(_: *mut PyObject, _: i64) -> *mut PyObject {
+            core::ptr::null_mut()
+        }
+        unsafe extern "C" fn status(_: *mut PyObject) -> i32 {
+            0
+        }
+        unsafe extern "C" fn flag(_: *mut PyObject, _: bool, _: *mut f64) -> bool {
+            true
+        }
+        type NewRef = unsafe extern "C" fn(*mut PyObject, i64) -> *mut PyObject;
+        type Status = unsafe extern "C" fn(*mut PyObject) -> i32;
+        type Flag = unsafe extern "C" fn(*mut PyObject, bool, *mut f64) -> bool;
+        const MORE: [TypedSlot; 5] = [
+            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Thread, new_ref as NewRef as *const c_void),
+            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Raises, new_ref as NewRef as *const c_void),
+            TypedSlot::new::<Status>("g.S.v1:check", Convention::Raises, status as Status as *const c_void),
+            TypedSlot::new::<Status>("g.S.v1:code", Convention::Thread, status as Status as *const c_void),
+            TypedSlot::new::<Flag>("g.S.v1:flag", Convention::Plain, flag as Flag as *const c_void),
+        ];
+        let keys: Vec<&str> = MORE.iter().map(TypedSlot::key).collect();
+        assert_eq!(
+            keys,
+            ["g.S.v1:make#O+(O,i64)!t", "g.S.v1:make#O+(O,i64)!e", "g.S.v1:check#v(O)!e", "g.S.v1:code#i32(O)!t", "g.S.v1:flag#b(O,b,*f64)"]
+        );
+        for slot in &MORE {
+            assert_eq!(slot.id(), prehash(slot.key()), "{slot:?}");
+        }
+    }
+
+    #[test]
     fn catch_keeps_the_message() {
         assert_eq!(catch(|| 3).unwrap(), 3);
         assert_eq!(catch(|| panic!("boom {}", 1)).unwrap_err().0, "boom 1");
