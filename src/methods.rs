@@ -185,78 +185,6 @@ impl<T> Fallback for *const T {
     const VALUE: Self = core::ptr::null();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::prehash;
-
-    unsafe extern "C" fn area(_: *mut PyObject) -> f64 {
-        1.0
-    }
-
-    unsafe extern "C" fn scaled(_: *mut PyObject, _: f64, _: *mut f64) -> i32 {
-        0
-    }
-
-    type Area = unsafe extern "C" fn(*mut PyObject) -> f64;
-    type Scaled = unsafe extern "C" fn(*mut PyObject, f64, *mut f64) -> i32;
-    const SLOTS: &[TypedSlot] = &[
-        TypedSlot::new::<Area>("geom.Shape.v1:area", Convention::Plain, area as Area as *const c_void),
-        TypedSlot::new::<Scaled>("geom.Shape.v1:scaled", Convention::RaisesOut, scaled as Scaled as *const c_void),
-    ];
-
-    #[test]
-    fn keys_from_function_types() {
-        assert_eq!(SLOTS[0].key(), "geom.Shape.v1:area#f64(O)");
-        assert_eq!(SLOTS[0].id(), prehash("geom.Shape.v1:area#f64(O)"));
-        assert_eq!(SLOTS[0].method(), "area");
-        assert_eq!(SLOTS[1].key(), "geom.Shape.v1:scaled#f64(O,f64)!e");
-        assert_eq!(SLOTS[1].id(), prehash(SLOTS[1].key()));
-        assert_eq!(SLOTS[1].key[SLOTS[1].len], 0, "NUL-terminated");
-        assert_eq!(SLOTS[1].ptr(), scaled as Scaled as *const c_void);
-    }
-
-    #[test]
-    fn keys_under_each_convention() {
-        unsafe extern "C" fn new_ref(_: *mut PyObject, _: i64) -> *mut PyObject {
-            core::ptr::null_mut()
-        }
-        unsafe extern "C" fn status(_: *mut PyObject) -> i32 {
-            0
-        }
-        unsafe extern "C" fn flag(_: *mut PyObject, _: bool, _: *mut f64) -> bool {
-            true
-        }
-        type NewRef = unsafe extern "C" fn(*mut PyObject, i64) -> *mut PyObject;
-        type Status = unsafe extern "C" fn(*mut PyObject) -> i32;
-        type Flag = unsafe extern "C" fn(*mut PyObject, bool, *mut f64) -> bool;
-        const MORE: [TypedSlot; 5] = [
-            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Thread, new_ref as NewRef as *const c_void),
-            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Raises, new_ref as NewRef as *const c_void),
-            TypedSlot::new::<Status>("g.S.v1:check", Convention::Raises, status as Status as *const c_void),
-            TypedSlot::new::<Status>("g.S.v1:code", Convention::Thread, status as Status as *const c_void),
-            TypedSlot::new::<Flag>("g.S.v1:flag", Convention::Plain, flag as Flag as *const c_void),
-        ];
-        let keys: Vec<&str> = MORE.iter().map(TypedSlot::key).collect();
-        assert_eq!(
-            keys,
-            ["g.S.v1:make#O+(O,i64)!t", "g.S.v1:make#O+(O,i64)!e", "g.S.v1:check#v(O)!e", "g.S.v1:code#i32(O)!t", "g.S.v1:flag#b(O,b,*f64)"]
-        );
-        for slot in &MORE {
-            assert_eq!(slot.id(), prehash(slot.key()), "{slot:?}");
-        }
-    }
-
-    #[test]
-    fn catch_keeps_the_message() {
-        assert_eq!(catch(|| 3).unwrap(), 3);
-        assert_eq!(catch(|| panic!("boom {}", 1)).unwrap_err().0, "boom 1");
-        assert_eq!(catch(|| std::panic::panic_any(7)).unwrap_err().0, "panic from Rust code");
-        assert!(<f64 as Fallback>::VALUE.is_nan());
-        assert!(<*mut u8 as Fallback>::VALUE.is_null());
-    }
-}
-
 /// Export methods of a PyO3 `#[pyclass]` as typed slots (docs/spec.md,
 /// "Typed methods"): one line per method, no hand-written `extern "C"`
 /// thunk.
@@ -523,4 +451,76 @@ macro_rules! typed_methods {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prehash;
+
+    unsafe extern "C" fn area(_: *mut PyObject) -> f64 {
+        1.0
+    }
+
+    unsafe extern "C" fn scaled(_: *mut PyObject, _: f64, _: *mut f64) -> i32 {
+        0
+    }
+
+    type Area = unsafe extern "C" fn(*mut PyObject) -> f64;
+    type Scaled = unsafe extern "C" fn(*mut PyObject, f64, *mut f64) -> i32;
+    const SLOTS: &[TypedSlot] = &[
+        TypedSlot::new::<Area>("geom.Shape.v1:area", Convention::Plain, area as Area as *const c_void),
+        TypedSlot::new::<Scaled>("geom.Shape.v1:scaled", Convention::RaisesOut, scaled as Scaled as *const c_void),
+    ];
+
+    #[test]
+    fn keys_from_function_types() {
+        assert_eq!(SLOTS[0].key(), "geom.Shape.v1:area#f64(O)");
+        assert_eq!(SLOTS[0].id(), prehash("geom.Shape.v1:area#f64(O)"));
+        assert_eq!(SLOTS[0].method(), "area");
+        assert_eq!(SLOTS[1].key(), "geom.Shape.v1:scaled#f64(O,f64)!e");
+        assert_eq!(SLOTS[1].id(), prehash(SLOTS[1].key()));
+        assert_eq!(SLOTS[1].key[SLOTS[1].len], 0, "NUL-terminated");
+        assert_eq!(SLOTS[1].ptr(), scaled as Scaled as *const c_void);
+    }
+
+    #[test]
+    fn keys_under_each_convention() {
+        unsafe extern "C" fn new_ref(_: *mut PyObject, _: i64) -> *mut PyObject {
+            core::ptr::null_mut()
+        }
+        unsafe extern "C" fn status(_: *mut PyObject) -> i32 {
+            0
+        }
+        unsafe extern "C" fn flag(_: *mut PyObject, _: bool, _: *mut f64) -> bool {
+            true
+        }
+        type NewRef = unsafe extern "C" fn(*mut PyObject, i64) -> *mut PyObject;
+        type Status = unsafe extern "C" fn(*mut PyObject) -> i32;
+        type Flag = unsafe extern "C" fn(*mut PyObject, bool, *mut f64) -> bool;
+        const MORE: [TypedSlot; 5] = [
+            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Thread, new_ref as NewRef as *const c_void),
+            TypedSlot::new::<NewRef>("g.S.v1:make", Convention::Raises, new_ref as NewRef as *const c_void),
+            TypedSlot::new::<Status>("g.S.v1:check", Convention::Raises, status as Status as *const c_void),
+            TypedSlot::new::<Status>("g.S.v1:code", Convention::Thread, status as Status as *const c_void),
+            TypedSlot::new::<Flag>("g.S.v1:flag", Convention::Plain, flag as Flag as *const c_void),
+        ];
+        let keys: Vec<&str> = MORE.iter().map(TypedSlot::key).collect();
+        assert_eq!(
+            keys,
+            ["g.S.v1:make#O+(O,i64)!t", "g.S.v1:make#O+(O,i64)!e", "g.S.v1:check#v(O)!e", "g.S.v1:code#i32(O)!t", "g.S.v1:flag#b(O,b,*f64)"]
+        );
+        for slot in &MORE {
+            assert_eq!(slot.id(), prehash(slot.key()), "{slot:?}");
+        }
+    }
+
+    #[test]
+    fn catch_keeps_the_message() {
+        assert_eq!(catch(|| 3).unwrap(), 3);
+        assert_eq!(catch(|| panic!("boom {}", 1)).unwrap_err().0, "boom 1");
+        assert_eq!(catch(|| std::panic::panic_any(7)).unwrap_err().0, "panic from Rust code");
+        assert!(<f64 as Fallback>::VALUE.is_nan());
+        assert!(<*mut u8 as Fallback>::VALUE.is_null());
+    }
 }
