@@ -7,7 +7,9 @@
 #
 # Per version: `cargo check` of the facade with the runtime and arrays
 # (benches included), of the extension module, and of its abi3 build,
-# against the interpreter in PYO3_PYTHON (default python3).
+# and of examples/pyo3_ext with PyO3 itself at that version (it expands
+# `typed_methods!`, whose code names the user's `::pyo3`), against the
+# interpreter in PYO3_PYTHON (default python3).
 # Prints one line per version and "pyo3-ffi versions: N passed, N failed".
 # Usage: bash scripts/pyo3-versions.sh [VERSION...]
 set -uo pipefail
@@ -30,7 +32,10 @@ for v in "${versions[@]}"; do
                 export CARGO_TARGET_DIR="$ROOT/target/pyo3-$v" &&
                 cargo check -q -p extensibletype --features arrays --all-targets &&
                 cargo check -q -p extensibletype-module --features extension-module &&
-                cargo check -q -p extensibletype-module --features abi3
+                cargo check -q -p extensibletype-module --features abi3 &&
+                cd examples/pyo3_ext &&
+                cargo update -q -p pyo3 --precise "$v" &&
+                cargo check -q
         ) >>"$out" 2>&1; then
         echo "pyo3-ffi $v: ok"
         passed=$((passed + 1))

@@ -16,6 +16,9 @@
 //! 2. `runtime` (feature `python`) — from `extensibletype-runtime`: the
 //!    `ExtensibleType` metaclass, the foreign registry and the capsule API,
 //!    on `pyo3-ffi` 0.28 – 0.30 (the version your PyO3 uses).
+//!    With it, `typed_methods!` exports a PyO3 `#[pyclass]`'s methods as
+//!    typed slots (module `methods`; consumers use
+//!    `runtime::find_typed` with a `runtime::TypedId`).
 //! 3. `arrays` (feature `arrays`) — from `extensibletype-arrays`: the
 //!    array.v1 view, its consumer helpers and providers.
 //!
@@ -53,6 +56,9 @@ pub use extensibletype_runtime as runtime;
 /// which returns the function as that type.
 #[cfg(feature = "python")]
 pub use extensibletype_runtime::typed;
+
+#[cfg(feature = "python")]
+pub mod methods;
 
 /// The array.v1 layer (`extensibletype-arrays`).
 #[cfg(feature = "arrays")]
