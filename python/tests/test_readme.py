@@ -35,7 +35,7 @@ def block(marker):
     return found[0]
 
 
-KNOWN = {"python", "c-module units", "cpp-module units_cpp", "cython-module units_cy"}
+KNOWN = {"python", "python-numba", "c-module units", "cpp-module units_cpp", "cython-module units_cy"}
 
 
 def test_every_code_block_is_tested():
@@ -62,6 +62,24 @@ def test_python_block_runs_as_written():
     proc = subprocess.run([sys.executable, "-c", block("python")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["True", "None", "1500.0", "3.0"]
+
+
+def test_numba_block_runs_as_written(tmp_path):
+    """As a script (numba caches functions of files only), twice: the second
+    run loads `total` from numba's cache."""
+    import os
+
+    if os.environ.get("EXTENSIBLETYPE_ASAN") == "1" or os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1":
+        pytest.skip("numba's LLVM JIT under a sanitizer build: slow and not ours (as test_numba_call.py)")
+    pytest.importorskip("numba", reason="numba is not installed for this interpreter")
+    script = tmp_path / "readme_numba.py"
+    script.write_text(block("python-numba"))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["8.0"]
+    assert list((tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache index"
 
 
 def _check_units(mod):
