@@ -40,7 +40,13 @@ static PyMethodDef functions[] = {
     {"scale", (PyCFunction)(void (*)(void))scale, METH_FASTCALL, "scale(obj, x)"},
     {NULL, NULL, 0, NULL},
 };
-static PyModuleDef_Slot slots[] = {{Py_mod_exec, (void *)scale_exec}, {0, NULL}};
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, (void *)scale_exec},
+#ifdef Py_MOD_GIL_NOT_USED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "scale_consumer", NULL, 0, functions, slots, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit_scale_consumer(void) { return PyModuleDef_Init(&module); }

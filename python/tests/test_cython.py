@@ -36,7 +36,7 @@ def test_pxd_ships_in_the_package():
 
 
 CIMPORT_STYLES = """
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 from libc.stdint cimport uint64_t
 from cpython.object cimport PyObject
 cimport extensibletype

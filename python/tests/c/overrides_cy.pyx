@@ -1,3 +1,4 @@
+# cython: freethreading_compatible=True
 # Cython side of test_overrides.py: cdef classes to register typed slots on
 # (foreign types whose `area` is a cpdef method in their own namespace).
 
