@@ -31,6 +31,8 @@ def test_stub_docstrings_match_runtime():
     docs = stub_docstrings()
     assert {"prehash", "set_slots", "get_slots", "lookup", "table_info", "method_key", "ExtensibleType"} <= set(docs)
     for name, doc in docs.items():
+        if name == "bind" and not hasattr(core, "bind"):
+            continue  # the register path is not built here (abi3t): the stub says so
         assert words(doc) == words(inspect.getdoc(getattr(core, name))), name
 
 
