@@ -140,6 +140,13 @@ struct TypedMethod {
 
 type VectorcallFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, usize, *mut PyObject) -> *mut PyObject;
 
+extern "C" {
+    /// CPython's `PyVectorcall_Call` (3.8+; stable ABI since 3.12), declared
+    /// here because pyo3-ffi 0.28 declares it for 3.12+ only.
+    #[link_name = "PyVectorcall_Call"]
+    fn vectorcall_call(callable: *mut PyObject, tuple: *mut PyObject, dict: *mut PyObject) -> *mut PyObject;
+}
+
 /// The `TypedMethod` type: made once, kept for the process (like the
 /// metaclass, it is shared by the interpreters of the process).
 static TYPE: AtomicPtr<PyTypeObject> = AtomicPtr::new(ptr::null_mut());
@@ -178,7 +185,7 @@ unsafe fn typed_method_type() -> *mut PyTypeObject {
         PyType_Slot { slot: Py_tp_traverse, pfunc: traverse_fn as *mut c_void },
         PyType_Slot { slot: Py_tp_clear, pfunc: clear_fn as *mut c_void },
         PyType_Slot { slot: Py_tp_repr, pfunc: repr_fn as *mut c_void },
-        PyType_Slot { slot: Py_tp_call, pfunc: PyVectorcall_Call as *mut c_void },
+        PyType_Slot { slot: Py_tp_call, pfunc: vectorcall_call as *mut c_void },
         PyType_Slot { slot: Py_tp_members, pfunc: members.as_mut_ptr().cast() },
         PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
     ]));
