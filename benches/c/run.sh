@@ -24,4 +24,5 @@ if ! "$PY" -c 'import extensibletype' 2>/dev/null; then
     echo "error: $PY cannot import extensibletype; run scripts/test.sh or pip install . first" >&2
     exit 1
 fi
-exec "$PY" "$ROOT/benches/c/latency.py" "$@"
+# BENCH_DRIVER: another driver in this folder (benches/c/typed.sh uses it).
+exec "$PY" "$ROOT/benches/c/${BENCH_DRIVER:-latency.py}" "$@"
