@@ -2,9 +2,12 @@
  * ABI v1 layout, checked by the compiler: every struct of
  * include/extensibletype.h and include/extensibletype_array.h, field by
  * field, against the numbers of docs/spec.md (sections 2, 3, 8 and 12).
- * The Rust #[repr(C)] twins assert the same numbers with `const` blocks next
- * to their definitions (crates/extensibletype-core/src/table/mod.rs and abi.rs,
- * crates/extensibletype-arrays/src/abi/mod.rs).
+ * The Rust #[repr(C)] twins assert the same numbers with `const` blocks:
+ * the table structs next to their definitions
+ * (crates/extensibletype-core/src/table/mod.rs), ExtType_API and
+ * ExtType_SlotDef where the runtime instantiates them with CPython's types
+ * (crates/extensibletype-runtime/src/lib.rs), the array.v1 structs in
+ * crates/extensibletype-arrays/src/abi/mod.rs.
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
  * (test_abi_layout_static_asserts); it has no main and emits no code.

@@ -1,6 +1,9 @@
-//! The ABI v1 structs shared with `include/extensibletype.h` (the layouts are
-//! checked against the header by `python/tests/test_header.py`), and the
-//! header's inline lookup over them.
+//! The ABI v1 structs shared with `include/extensibletype.h`, and the
+//! header's inline lookup over them. Both sides check the same offsets and
+//! sizes at compile time: the C side in `tests/abi/abi_layout.c` (compiled by
+//! `python/tests/test_header.py`), the Rust side in `const` blocks (the table
+//! structs in `table/mod.rs`; [`Api`] in the runtime's `lib.rs`, where it is
+//! instantiated with CPython's types).
 //!
 //! Nothing here depends on Python. Where a struct holds a CPython pointer
 //! (`PyObject *`, `PyTypeObject *`, `PyType_Spec *`) its type is a

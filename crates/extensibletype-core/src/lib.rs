@@ -20,8 +20,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Every unsafe block names its precondition, every unsafe fn documents
-// its contract (clippy; per crate until the whole workspace is clean, then
-// [workspace.lints.clippy] in Cargo.toml).
+// its contract: clippy's undocumented_unsafe_blocks and missing_safety_doc,
+// set for the whole workspace in Cargo.toml's [workspace.lints.clippy].
 
 pub mod abi;
 pub mod key;
