@@ -69,7 +69,11 @@ def test_lookup_while_slots_are_replaced():
     class Foreign(bytearray):
         pass
 
+    # Entries the tables hold besides k1/k2: a bytearray subclass inherits the
+    # buffer adapter's array.v1 slots once extensibletype.arrays is imported
+    # (by an earlier test, or not when this file runs alone).
     et.set_slots(Foreign, {k1: values[0], k2: values[0]})
+    inherited = {tp: len(et.get_slots(tp).keys() - {k1, k2}) for tp in (Sub, Foreign)}
     objects = [Base(), Sub(), Foreign(), Base(), Sub()]
     reads = []
     writes = []
@@ -92,7 +96,7 @@ def test_lookup_while_slots_are_replaced():
                 assert slots.get(k1) == slots.get(k2), slots
                 assert slots.get(k1) in allowed
                 info = et.table_info(tp)
-                assert info["count"] in (0, 2), info
+                assert info["count"] - inherited[tp] in (0, 2), (info, inherited[tp])
 
     def writer(stop):
         i = 0
@@ -120,6 +124,8 @@ def test_concurrent_set_slots_never_loses_an_update(kind):
     else:
         Target = type("Target", (bytearray,), {})
         Sub = type("Sub", (Target,), {})
+    inherited = et.table_info(Target)["count"]  # bytearray's array.v1 slots, if arrays is imported
+    if kind == "foreign":
         et.set_slots(Sub, {f"{prefix}.sub": 1})  # a registered foreign subclass
 
     def worker(t):
@@ -142,7 +148,7 @@ def test_concurrent_set_slots_never_loses_an_update(kind):
     assert {k: slots[k] for k in expected} == expected
     sub_slots = et.get_slots(Sub)
     assert {k: sub_slots.get(k) for k in expected} == expected
-    assert et.table_info(Target)["count"] == len(expected)
+    assert et.table_info(Target)["count"] == inherited + len(expected)
 
 
 def test_concurrent_writers_on_a_hierarchy():
