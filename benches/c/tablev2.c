@@ -53,7 +53,8 @@
  * Every variant is checked before it is timed: each (type, key) finds its
  * registered pointer, each miss id finds NULL (`verify`); `selfcheck` builds
  * flat tables for random id sets and checks old and new lookups on them,
- * including simulated torn descriptors.
+ * including simulated torn descriptors; `stress` races lookups against a
+ * thread that republishes the descriptor.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -926,6 +927,145 @@ static PyObject *selfcheck(PyObject *self, PyObject *args)
     return PyLong_FromLongLong(checked);
 }
 
+/* ---- Publication race --------------------------------------------------- */
+
+/* stress(rounds, seed) -> lookups checked. A writer thread republishes the
+   descriptor of one fake type, alternating two flat blocks A and B, the way
+   the plan publishes (k1 relaxed, then the word with release), while this
+   thread looks up: an id in both sets must give A's or B's pointer (never
+   NULL: no spurious miss), an id of one set its pointer or NULL, an absent
+   id NULL. Also counts the rounds in which a sample of the descriptor was
+   torn (word of one block, k1 of the other). */
+#include <pthread.h>
+#include <sched.h>
+
+typedef struct {
+    V2Desc *d;
+    ExtType_Table *tb[2];
+    int stop;
+    long published;
+} StressShared;
+
+static void *stress_writer(void *arg)
+{
+    StressShared *sh = arg;
+    long i = 0;
+    while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
+        ExtType_Table *t = sh->tb[i & 1];
+        __atomic_store_n(&sh->d->k1, t->k1, __ATOMIC_RELAXED);
+        __atomic_store_n(&sh->d->block_s, ((uintptr_t)t + FLAT_ENTRIES_OFFSET) | (uintptr_t)(t->s - 4),
+                         __ATOMIC_RELEASE);
+        i++;
+        __atomic_store_n(&sh->published, i, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static PyObject *stress(PyObject *self, PyObject *args)
+{
+    enum { NC = 8, NX = 8 }; /* ids common to A and B; ids of A only, of B only */
+    long rounds, r, checked = 0, torn_seen = 0, torn = 0;
+    unsigned long long seed;
+    uint64_t common[NC], only[2][NX], absent[NX];
+    uint64_t ids[2][NC + NX];
+    void *ptrs[2][NC + NX];
+    StressShared sh;
+    pthread_t th;
+    void *tdv;
+    PyObject *obj;
+    int i, w, err = 0;
+    char msg[160] = "";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "lK", &rounds, &seed) || rounds < 1) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "stress: rounds >= 1");
+        }
+        return NULL;
+    }
+    rng_state = seed | 1u;
+    for (i = 0; i < NC; i++) common[i] = rng() | 1u;
+    for (i = 0; i < NX; i++) {
+        only[0][i] = rng() | 1u;
+        only[1][i] = rng() | 1u;
+        absent[i] = rng() | 1u;
+    }
+    for (w = 0; w < 2; w++) {
+        for (i = 0; i < NC; i++) {
+            ids[w][i] = common[i];
+            ptrs[w][i] = &ptr_pool[2 + w][i];
+        }
+        for (i = 0; i < NX; i++) {
+            ids[w][NC + i] = only[w][i];
+            ptrs[w][NC + i] = &ptr_pool[2 + w][NC + i];
+        }
+        sh.tb[w] = flat_build(ids[w], ptrs[w], NC + NX, 64, 16, NULL);
+        if (sh.tb[w] == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    if ((obj = fake_object(&tdv)) == NULL) {
+        return PyErr_NoMemory();
+    }
+    sh.d = EXT(Py_TYPE(obj));
+    ((ExtType_TypeData *)tdv)->table = sh.tb[0];
+    sh.d->k1 = sh.tb[0]->k1;
+    sh.d->block_s = ((uintptr_t)sh.tb[0] + FLAT_ENTRIES_OFFSET) | (uintptr_t)(sh.tb[0]->s - 4);
+    sh.stop = 0;
+    sh.published = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (pthread_create(&th, NULL, stress_writer, &sh) != 0) {
+        err = 1;
+    } else {
+        /* Start once the writer runs (a loaded machine may not run it soon). */
+        while (__atomic_load_n(&sh.published, __ATOMIC_RELAXED) == 0) {
+            sched_yield();
+        }
+        for (r = 0; r < rounds && !err; r++) {
+            /* How often a reader sees a torn pair (the case the check is for). */
+            uintptr_t sw = __atomic_load_n(&sh.d->block_s, __ATOMIC_ACQUIRE);
+            uint64_t sk = __atomic_load_n(&sh.d->k1, __ATOMIC_RELAXED);
+            torn += ((const ExtType_Table *)((sw & ~(uintptr_t)63) - FLAT_ENTRIES_OFFSET))->k1 != sk;
+            for (i = 0; i < NC && !err; i++) {
+                void *p = v2_find_in_type(Py_TYPE(obj), common[i]);
+                if (p != ptrs[0][i] && p != ptrs[1][i]) {
+                    snprintf(msg, sizeof msg, "common id %d gave %p", i, p);
+                    err = 2;
+                }
+                torn_seen += p == ptrs[1][i];
+            }
+            for (w = 0; w < 2 && !err; w++) {
+                for (i = 0; i < NX && !err; i++) {
+                    void *p = v2_find_in_type(Py_TYPE(obj), only[w][i]);
+                    if (p != NULL && p != ptrs[w][NC + i]) {
+                        snprintf(msg, sizeof msg, "id %d of set %d gave %p", i, w, p);
+                        err = 2;
+                    }
+                }
+            }
+            for (i = 0; i < NX && !err; i++) {
+                if (v2_find_in_type(Py_TYPE(obj), absent[i]) != NULL) {
+                    snprintf(msg, sizeof msg, "absent id %d found", i);
+                    err = 2;
+                }
+            }
+            checked += NC + 2 * NX + NX;
+        }
+        __atomic_store_n(&sh.stop, 1, __ATOMIC_RELEASE);
+        pthread_join(th, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    /* The fake object and the blocks are leaked on purpose: a benchmark
+       process, and the writer is joined. */
+    if (err == 1) {
+        return PyErr_Format(PyExc_OSError, "stress: pthread_create failed");
+    }
+    if (err) {
+        return PyErr_Format(PyExc_AssertionError, "stress: %s", msg);
+    }
+    return Py_BuildValue("{s:l,s:l,s:l,s:l}", "checked", checked, "published", sh.published, "saw_b", torn_seen,
+                         "torn", torn);
+}
+
 static PyObject *variants(PyObject *self, PyObject *unused)
 {
     PyObject *out = PyList_New(NVARIANTS);
@@ -944,6 +1084,7 @@ static PyMethodDef tablev2_methods[] = {
     {"run_once", run_once, METH_VARARGS, "run_once(variant, kind, mode, n): one loop (callgrind)"},
     {"build_stats", build_stats, METH_VARARGS, "build_stats(n, nsets, attempts, max_log_m, seed, ids=None)"},
     {"selfcheck", selfcheck, METH_VARARGS, "selfcheck(nsets, seed) -> lookups checked"},
+    {"stress", stress, METH_VARARGS, "stress(rounds, seed) -> {checked, published, saw_b, torn}"},
     {"variants", variants, METH_NOARGS, "The variant names."},
     {NULL, NULL, 0, NULL},
 };

@@ -8,7 +8,8 @@ in one process:
 
 1. `selfcheck`: flat blocks for random id sets (n = 1..64, 96, 128, 200,
    256), every id found with its pointer and absent ids NULL through the v1
-   header, the proposal's lookup (also with torn descriptors) and hdr_flat.
+   header, the proposal's lookup (also with torn descriptors) and hdr_flat;
+   `stress`: lookups racing a thread that republishes the descriptor.
 2. Build statistics of the flat builder: random id sets and the realistic
    set (ids of key strings; n = 2 is the array.v1 pair) for n = 1..64 and
    larger: how many sets get a flat block, its size, bytes per entry next to
@@ -65,7 +66,7 @@ def build():
         "_et_tablev2",
         [HERE / "tablev2.c"],
         include_dirs=[Path(extensibletype.get_include())],
-        cflags=["-Wall", "-Wextra", "-Werror", "-g"],
+        cflags=["-Wall", "-Wextra", "-Werror", "-g", "-pthread"],
     )
     return cbuild.load(path)
 
@@ -196,6 +197,10 @@ def main(argv=None):
         ap.error("--reps must be >= 1")
 
     mod = build()
+    st = mod.stress(20_000 if args.quick else 2_000_000, 99)
+    stress_line = (f"{st['checked']} lookups exact while a thread republished the descriptor "
+                   f"{st['published']} times (common ids answered from the second block {st['saw_b']} times; "
+                   f"torn descriptor seen in {st['torn']} of {st['checked'] // 32} samples)")
     if hasattr(os, "sched_setaffinity"):
         try:
             os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
@@ -220,6 +225,7 @@ def main(argv=None):
     print()
     checked = mod.selfcheck(3 if args.quick else 20, 12345)
     print(f"selfcheck: {checked} lookups exact (random sets n = 1..64, 96, 128, 200, 256; torn descriptors)")
+    print(f"stress (before pinning, so the writer may run on the other CPU): {stress_line}")
     print()
     print(f"Flat builder (budget: {ATTEMPTS} multipliers per size, sizes up to 2^{MAX_LOG_M}; "
           f"{nsets} random sets per n):")

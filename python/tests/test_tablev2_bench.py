@@ -48,6 +48,13 @@ def test_every_variant_checked_and_timed(driver):
         mod.setup([1], [2, 3], None, 64, 12)
 
 
+def test_lookups_racing_republication_are_exact(driver):
+    mod = driver.build()
+    st = mod.stress(20_000, 5)  # raises AssertionError on any wrong answer
+    assert st["checked"] == 20_000 * 32
+    assert st["published"] > 0
+
+
 def test_builder_refuses_what_no_multiplier_separates(driver):
     mod = driver.build()
     ids = driver.ids_of(driver.key_set(2))
