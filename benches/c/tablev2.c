@@ -22,7 +22,9 @@
  *                concurrent republish) notices it with one load from the
  *                block's header (parallel with the entry load) and
  *                probes the block with its own header. Lock-free, no
- *                seqlock, old consumers untouched.
+ *                seqlock, old consumers untouched. A type without a flat
+ *                block (over the size cap) has its v1 table in the same
+ *                word (low bits 0).
  *
  * (The first entries share no line with the header: 16 bytes more per
  * table than B = 2, entries at 48, which needs one more add per lookup.)
@@ -100,7 +102,8 @@
 
 /* Appended to ExtType_TypeData (at table_offset + 24). */
 typedef struct {
-    uintptr_t block_s; /* &entries[0] of a flat block (64-byte aligned) | (s - 4); 0 = none */
+    uintptr_t block_s; /* &entries[0] of a flat block (64-byte aligned) | (s - 4);
+                          else the v1 table (low bits 0); 0 = none */
     uint64_t k1;       /* the block's k1 */
 } V2Desc;
 
@@ -121,8 +124,10 @@ static inline const void *type_data(PyTypeObject *tp)
 
 /* The proposal's lookup on one type: the descriptor's word gives the block
    and s - 4, so ((id * k1) >> (s - 4)) & ~15 is the entry's byte offset
-   (no shift back by 4, no scaled index). Types without a flat block take
-   the v1 table of the same type data line. */
+   (no shift back by 4, no scaled index). A word whose low 6 bits are 0 is a
+   type without a flat block: the word is then its v1 table (64-byte
+   aligned), probed with its own header, so such types pay one predicted
+   test and no extra load; 0 = no table (the v1 slow path). */
 #define V2_FLAT_ENTRY(w, k1, id) \
     ((const ExtType_Entry *)((const char *)((w) & ~(uintptr_t)63) + ((((id) * (k1)) >> ((w) & 63)) & ~(uint64_t)15)))
 
@@ -132,8 +137,7 @@ static inline void *v2_find_in_type(PyTypeObject *tp, uint64_t id)
         const V2Desc *d = (const V2Desc *)EXT(tp);
         uintptr_t w = __atomic_load_n(&d->block_s, __ATOMIC_ACQUIRE);
         uint64_t k1 = __atomic_load_n(&d->k1, __ATOMIC_RELAXED);
-        const ExtType_Table *table;
-        if (__builtin_expect(w != 0, 1)) {
+        if (__builtin_expect((w & 63) != 0, 1)) {
             const ExtType_Table *block = (const ExtType_Table *)((w & ~(uintptr_t)63) - FLAT_ENTRIES_OFFSET);
             const ExtType_Entry *e = V2_FLAT_ENTRY(w, k1, id);
             uintptr_t hit = (uintptr_t)0 - (uintptr_t)(e->id == id);
@@ -146,9 +150,8 @@ static inline void *v2_find_in_type(PyTypeObject *tp, uint64_t id)
             }
             return (void *)((uintptr_t)e->ptr & hit);
         }
-        table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
-        if (__builtin_expect(table != NULL, 1)) {
-            return ExtType_TableFind(table, id);
+        if (__builtin_expect(w != 0, 1)) {
+            return ExtType_TableFind((const ExtType_Table *)w, id);
         }
     }
     return ExtType_FindInType(tp, id);
@@ -161,15 +164,13 @@ static inline void *v2_nocheck_find_in_type(PyTypeObject *tp, uint64_t id)
         const V2Desc *d = (const V2Desc *)EXT(tp);
         uintptr_t w = __atomic_load_n(&d->block_s, __ATOMIC_ACQUIRE);
         uint64_t k1 = __atomic_load_n(&d->k1, __ATOMIC_RELAXED);
-        const ExtType_Table *table;
-        if (__builtin_expect(w != 0, 1)) {
+        if (__builtin_expect((w & 63) != 0, 1)) {
             const ExtType_Entry *e = V2_FLAT_ENTRY(w, k1, id);
             uintptr_t hit = (uintptr_t)0 - (uintptr_t)(e->id == id);
             return (void *)((uintptr_t)e->ptr & hit);
         }
-        table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
-        if (__builtin_expect(table != NULL, 1)) {
-            return ExtType_TableFind(table, id);
+        if (__builtin_expect(w != 0, 1)) {
+            return ExtType_TableFind((const ExtType_Table *)w, id);
         }
     }
     return ExtType_FindInType(tp, id);
@@ -562,6 +563,12 @@ static PyObject *setup(PyObject *self, PyObject *args)
                 if (flat) {
                     d->k1 = flat->k1;
                     d->block_s = ((uintptr_t)flat + FLAT_ENTRIES_OFFSET) | (uintptr_t)(flat->s - 4);
+                } else {
+                    if (((uintptr_t)rt & 63) != 0) {
+                        PyErr_SetString(PyExc_AssertionError, "a runtime table is not 64-byte aligned");
+                        return NULL;
+                    }
+                    d->block_s = (uintptr_t)rt; /* low bits 0: "a v1 table" */
                 }
                 break;
             }
