@@ -31,9 +31,12 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use crate::consumers::kernels::{self, Elem};
 use crate::consumers::nd::Nd;
 
-/// Element count from which the kernels use several threads (the
-/// crossover measured by `benches/kernels.py --sweep`).
-pub(crate) const PAR_MIN: usize = 1 << 17;
+/// Element count from which the kernels use several threads: the
+/// crossover measured by `benches/kernels.py --sweep` on the 2-vCPU build
+/// VM with other builds running (sum 786,432; dot and axpy 1,048,576; one
+/// threshold for all three, the largest, so no kernel is slowed by threads
+/// below its crossover). It was 2^17, a guess.
+pub(crate) const PAR_MIN: usize = 1 << 20;
 /// Largest part size in elements (smaller inputs above the threshold are
 /// cut in two halves of whole grains).
 const PART: usize = 1 << 16;
