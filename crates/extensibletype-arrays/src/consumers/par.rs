@@ -16,7 +16,10 @@
 //! it publishes a job and a worker sleeps. The caller never waits for a
 //! worker to wake up: if none shows up (a busy machine), it computes every
 //! part itself; it only waits for parts a worker has already claimed —
-//! a bounded spin, then a condition variable the last worker signals. The
+//! a bounded spin, then a condition variable the last worker signals.
+//! Having to sleep there means a worker was descheduled mid-part (an
+//! oversubscribed machine), so the next [`ALONE_JOBS`] jobs run on the
+//! caller alone (the same parts: the result does not change). The
 //! callers have released the GIL; workers never touch Python.
 //!
 //! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
@@ -265,6 +268,12 @@ fn ensure_workers(pool: &'static Pool, n: usize) {
     }
 }
 
+/// Jobs still to run without workers after a caller had to sleep for one.
+static ALONE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// How many: enough that a loaded machine costs one sleep per this many
+/// calls, few enough that a machine that quietens gets its cores back soon.
+const ALONE_JOBS: u32 = 32;
+
 /// Compute `f` on every part (caller and pool); results in part order.
 fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn(&Nd<K>) -> R + Sync) -> Vec<R> {
     let results: Vec<Mutex<R>> = (0..parts.len()).map(|_| Mutex::new(R::default())).collect();
@@ -273,7 +282,12 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = r;
     };
     let pool = pool();
-    let t = if pool.pid == std::process::id() { threads() } else { 1 };
+    let mut t = if pool.pid == std::process::id() { threads() } else { 1 };
+    if t > 1 && ALONE.load(Ordering::Relaxed) > 0 {
+        // A worker recently made a caller sleep (see below): run alone.
+        ALONE.fetch_sub(1, Ordering::Relaxed);
+        t = 1;
+    }
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
     // SAFETY: lifetime erasure only; the job is unpublished and every worker
     // has left it before this frame (and `work`) ends.
@@ -322,6 +336,11 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
             while job.active.load(Ordering::Acquire) != 0 {
                 d = pool.done_cv.wait(d).unwrap_or_else(|e| e.into_inner());
             }
+            // A worker held a part past our spin: on an oversubscribed
+            // machine it was descheduled mid-part, and we waited for the
+            // OS to run it again. Run the next jobs alone (same parts, same
+            // result; only the timing changes).
+            ALONE.store(ALONE_JOBS, Ordering::Relaxed);
         }
     }
     if let Err(e) = mine {
