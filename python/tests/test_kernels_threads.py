@@ -226,3 +226,22 @@ def test_python_threads_call_kernels_at_once():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_kernels_bench_runs(tmp_path):
+    """benches/kernels.py runs as one command (a smoke run at 10^3: no
+    timing is checked, only that every row and the summary are printed)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    bench = pathlib.Path(__file__).resolve().parents[2] / "benches" / "kernels.py"
+    if not bench.exists():
+        pytest.skip("benches/ not in this checkout")
+    out = subprocess.run(
+        [sys.executable, str(bench), "--repeats", "1", "--max-exp", "3"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| 10^3 |")]
+    assert len(rows) == 6, out
+    assert "worst ratio per op: sum" in out
