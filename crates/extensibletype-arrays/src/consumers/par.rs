@@ -24,9 +24,9 @@
 //!
 //! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
 //! --sweep` times each kernel with one thread and with the automatic count
-//! at n = 2^12 … 2^21 (threshold forced to 1 through `_set_par_min`) and
-//! prints the smallest n from which the threaded time stays below the
-//! single-threaded one (docs/arrays.md, "Threads in the kernels").
+//! at n = 2^12 … 3·2^20 (threshold forced to 1 through `_set_par_min`) and
+//! prints the smallest n where the threaded time is lower and stays lower
+//! at ≥ 3/4 of the larger sizes (docs/arrays.md, "Threads in the kernels").
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
