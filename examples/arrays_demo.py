@@ -23,7 +23,7 @@ Run with the venv python (after ``bash scripts/test.sh`` or
 It ends with what the figures mean ("What this run shows").
 
 NumPy's ``x @ y`` calls OpenBLAS, which by default runs one busy-waiting
-thread per core; our kernels use the cores too from 2^17 elements (a small
+thread per core; our kernels use the cores too from PAR_MIN = 2^20 elements (a small
 pool), NumPy's ufunc loops (``x.sum()``, ``y += a * x``) are single-threaded.
 The demo leaves NumPy's default BLAS threads (``--blas-threads N`` sets
 ``OPENBLAS_NUM_THREADS=N`` before NumPy loads). On machines where

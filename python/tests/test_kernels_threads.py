@@ -100,3 +100,148 @@ def test_forked_child_computes_alone():
     got = os.read(r, 1)
     os.waitpid(pid, 0)
     assert got == b"1"
+
+
+def _layouts(n, rng):
+    """(name, x, ybase, view) float64 operands of n elements in several
+    layouts; y is view(ybase), so view(ybase.copy()) is a fresh y of the
+    same layout."""
+    out = [("contiguous", rng.random(n), rng.random(n), lambda b: b)]
+    for k in (2, 3):
+        out.append((f"[::{k}]", rng.random(k * n)[::k], rng.random(k * n), lambda b, k=k: b[::k]))
+    out.append(("[::-1]", rng.random(n)[::-1], rng.random(n), lambda b: b[::-1]))
+    out.append(("mixed strides", rng.random(n), rng.random(2 * n), lambda b: b[::2]))
+    if n % 2 == 0:  # 2-d, non-contiguous rows
+        out.append(("2-d [:, ::2]", rng.random((2, n))[:, ::2], rng.random((2, n)), lambda b: b[:, ::2]))
+    return out
+
+
+def _check_against_numpy(x, ybase, view):
+    """sum/dot/axpy equal NumPy within tolerance and equal across thread counts."""
+    y = view(ybase)
+    assert x.shape == y.shape
+    want_sum, want_dot = float(x.sum()), float((x * y).sum())  # NumPy's pairwise sums
+    want_axpy = y + 1.5 * x
+    got = []
+    for t in (1, 2):
+        xa._impl._set_threads(t)
+        yy = view(ybase.copy())
+        xa.axpy(1.5, x, yy)
+        s, d = xa.sum(x), xa.dot(x, y)
+        assert math.isclose(s, want_sum, rel_tol=1e-12)
+        assert math.isclose(d, want_dot, rel_tol=1e-12)
+        np.testing.assert_allclose(yy, want_axpy, rtol=1e-15, atol=0)
+        got.append((s, d, yy.tobytes()))
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("n", [PAR_MIN - 1, PAR_MIN, PAR_MIN + 1, PAR_MIN + 511])
+def test_threshold_boundaries_against_numpy(n):
+    """Just below / at / above the threshold, every layout: NumPy's results
+    (within tolerance), the same bits on 1 and 2 threads."""
+    for name, x, ybase, view in _layouts(n, np.random.default_rng(n)):
+        _check_against_numpy(x, ybase, view)
+
+
+def test_strided_and_2d_inputs_above_the_threshold_split():
+    """As test_strided_and_2d_large_inputs_split_too, at a size above
+    PAR_MIN whatever its value (the split is used, workers may join)."""
+    rng = np.random.default_rng(2)
+    rows = 2 * (PAR_MIN // 800 + 1)
+    big = rng.random((rows, 800))
+    for v in [big, big[:, ::2], big.T, big[::-1, 3:]]:
+        assert v.size >= PAR_MIN
+        res = []
+        for t in (1, 2):
+            xa._impl._set_threads(t)
+            res.append((xa.sum(v), xa.dot(v, v)))
+        assert res[0] == res[1]
+        assert math.isclose(res[0][0], math.fsum(v.ravel()), rel_tol=1e-12)
+        assert math.isclose(res[0][1], math.fsum((v * v).ravel()), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 1025, 1536, 4097])
+def test_forced_low_threshold_halves(n):
+    """A threshold below 2 parts' worth (the sweep's setting) cuts the input
+    in two halves of whole grains: still NumPy's results, same bits on 1 and
+    2 threads, and below the forced threshold the single-threaded loop."""
+    old = xa._impl._set_par_min(1024)
+    try:
+        for name, x, ybase, view in _layouts(n, np.random.default_rng(n)):
+            _check_against_numpy(x, ybase, view)
+    finally:
+        xa._impl._set_par_min(old)
+
+
+def test_set_par_min_round_trip():
+    old = xa._impl._set_par_min(5000)
+    try:
+        assert xa._impl._set_par_min(old) == 5000
+    finally:
+        xa._impl._set_par_min(old)
+    with pytest.raises(ValueError):
+        xa._impl._set_par_min(-1)
+
+
+def test_python_threads_call_kernels_at_once():
+    """Several Python threads calling the threaded kernels simultaneously
+    (the GIL is released, callers race for the one pool slot): every call
+    returns the result computed alone."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    n = PAR_MIN + PAR_MIN // 2 + 5
+    shared = rng.random(n)
+    jobs = []
+    for i in range(4):
+        x = rng.random(2 * n)[::2] if i % 2 else rng.random(n)
+        y = rng.random(n)
+        jobs.append((x, y))
+    xa._impl._set_threads(2)
+    want = []
+    for x, y in jobs:
+        yy = y.copy()
+        xa.axpy(0.5, x, yy)
+        want.append((xa.sum(x), xa.dot(x, y), xa.dot(x, shared), yy.tobytes()))
+    errors = []
+    barrier = threading.Barrier(len(jobs))
+
+    def run(i):
+        x, y = jobs[i]
+        try:
+            barrier.wait()
+            for _ in range(4):
+                yy = y.copy()
+                xa.axpy(0.5, x, yy)
+                got = (xa.sum(x), xa.dot(x, y), xa.dot(x, shared), yy.tobytes())
+                if got != want[i]:
+                    errors.append((i, got[:3], want[i][:3]))
+                    return
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_kernels_bench_runs(tmp_path):
+    """benches/kernels.py runs as one command (a smoke run at 10^3: no
+    timing is checked, only that every row and the summary are printed)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    bench = pathlib.Path(__file__).resolve().parents[2] / "benches" / "kernels.py"
+    if not bench.exists():
+        pytest.skip("benches/ not in this checkout")
+    out = subprocess.run(
+        [sys.executable, str(bench), "--repeats", "1", "--max-exp", "3"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| 10^3 |")]
+    assert len(rows) == 6, out
+    assert "worst ratio per op: sum" in out

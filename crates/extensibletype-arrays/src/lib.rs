@@ -21,7 +21,7 @@
 //! | `python/` | the `_arrays` functions: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `hooks/` (test and bench hooks) |
 //!
 //! Feature `hooks` (off by default; the test and demo builds turn it on)
-//! adds `_set_threads`, `_bench_view_cost` and `_bench_dlpack_cost`.
+//! adds `_set_threads`, `_set_par_min`, `_bench_view_cost` and `_bench_dlpack_cost`.
 //!
 //! This layer uses the runtime (find, set_slots, type_from_spec) and
 //! nothing uses it back.
@@ -112,5 +112,42 @@ mod tests {
         assert_eq!(nd.runs().count(), 0);
         // SAFETY: an empty view reads nothing.
         assert_eq!(unsafe { kernels::sum::<f64>(&nd) }, 0.0);
+    }
+
+    /// Several threads calling the threaded kernels at once (they race for
+    /// the pool's one job slot) each get the result of a call made alone,
+    /// around and far above the threshold, contiguous and every 3rd element.
+    #[test]
+    fn threaded_kernels_from_several_threads_at_once() {
+        use crate::consumers::par;
+        let sizes = [par::PAR_MIN - 1, par::PAR_MIN + 1, 2 * par::PAR_MIN + 7];
+        let run = |n: usize, k: usize| -> (f64, f64) {
+            let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64 / 7.0).collect();
+            let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104729) % 997) as f64 / 3.0).collect();
+            let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
+            let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
+            let vx = view(&mut x, &mut sx, &mut tx);
+            let vy = view(&mut y, &mut sy, &mut ty);
+            // SAFETY: the views describe x and y, alive for the calls.
+            unsafe { (par::sum::<f64>(&Nd::new([&vx], true)), par::dot::<f64>(&Nd::new([&vx, &vy], true))) }
+        };
+        let want: Vec<((usize, usize), (f64, f64))> =
+            sizes.iter().flat_map(|&n| [1, 3].map(|k| ((n, k), run(n, k)))).collect();
+        for &((n, k), (s, _)) in &want {
+            let exact: f64 = (0..n).map(|i| ((i * k * 7919) % 1000) as f64 / 7.0).sum();
+            assert!((s - exact).abs() <= 1e-12 * exact.abs(), "n={n} k={k}: {s} vs {exact}");
+        }
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let want = &want;
+                sc.spawn(move || {
+                    for round in 0..2 {
+                        for &((n, k), r) in want.iter().skip(t % 2) {
+                            assert_eq!(run(n, k), r, "thread {t} round {round} n={n} k={k}");
+                        }
+                    }
+                });
+            }
+        });
     }
 }

@@ -9,11 +9,24 @@
 //! order, so a result never depends on the thread count or on timing.
 //!
 //! Parts are claimed from a shared counter by the calling thread and by the
-//! workers of a small persistent pool (threads - 1 workers, parked on a
-//! condition variable between jobs). The caller never waits for a worker
-//! to wake up: if none shows up (a busy machine), it computes every part
-//! itself; it only waits for parts a worker has already claimed. The
+//! workers of a small persistent pool (threads - 1 workers). Hand-off never
+//! depends on the OS scheduling a spinning thread: an idle worker spins
+//! with `spin_loop` for at most [`SPIN`] (20 µs, no `yield_now`), then
+//! sleeps on a condition variable (a futex), which the caller signals when
+//! it publishes a job and a worker sleeps. The caller never waits for a
+//! worker to wake up: if none shows up (a busy machine), it computes every
+//! part itself; it only waits for parts a worker has already claimed —
+//! a bounded spin, then a condition variable the last worker signals.
+//! Having to sleep there means a worker was descheduled mid-part (an
+//! oversubscribed machine), so the next [`ALONE_JOBS`] jobs run on the
+//! caller alone (the same parts: the result does not change). The
 //! callers have released the GIL; workers never touch Python.
+//!
+//! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
+//! --sweep` times each kernel with one thread and with the automatic count
+//! at n = 2^12 … 3·2^20 (threshold forced to 1 through `_set_par_min`) and
+//! prints the smallest n where the threaded time is lower and stays lower
+//! at ≥ 3/4 of the larger sizes (docs/arrays.md, "Threads in the kernels").
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -21,10 +34,33 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use crate::consumers::kernels::{self, Elem};
 use crate::consumers::nd::Nd;
 
-/// Element count from which the kernels use several threads.
-pub(crate) const PAR_MIN: usize = 1 << 17;
-/// Target part size in elements.
+/// Element count from which the kernels use several threads: the
+/// crossover measured by `benches/kernels.py --sweep` on the 2-vCPU build
+/// VM with other builds running (sum 786,432; dot and axpy 1,048,576; one
+/// threshold for all three, the largest, so no kernel is slowed by threads
+/// below its crossover). It was 2^17, a guess.
+pub(crate) const PAR_MIN: usize = 1 << 20;
+/// Largest part size in elements (smaller inputs above the threshold are
+/// cut in two halves of whole grains).
 const PART: usize = 1 << 16;
+/// Forced threshold (0: [`PAR_MIN`]); the sweep in `benches/kernels.py`.
+static PAR_MIN_FORCED: AtomicUsize = AtomicUsize::new(0);
+
+/// The threshold in use.
+#[inline]
+fn par_min() -> usize {
+    match PAR_MIN_FORCED.load(Ordering::Relaxed) {
+        0 => PAR_MIN,
+        n => n,
+    }
+}
+
+/// Force the threshold (0: [`PAR_MIN`]); returns the previous forced value.
+/// For the threshold sweep (`_set_par_min`, feature `hooks`).
+#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
+pub(crate) fn set_par_min(n: usize) -> usize {
+    PAR_MIN_FORCED.swap(n, Ordering::Relaxed)
+}
 /// Cut points along a run are multiples of this many elements.
 const GRAIN: usize = 512;
 
@@ -61,14 +97,17 @@ unsafe impl<const K: usize> Send for Part<K> {}
 
 /// Cut `nd` into parts (None: too small to be worth it).
 fn split<const K: usize>(nd: &Nd<K>) -> Option<Vec<Part<K>>> {
-    if nd.size < PAR_MIN || nd.ndim == 0 {
+    if nd.size < par_min() || nd.ndim == 0 {
         return None;
     }
     let n = nd.shape[0];
     let inner = nd.size / n; // elements per index of axis 0
     // Along the run itself (ndim 1): whole grains; along an outer axis: rows.
+    // Parts of PART elements, or two halves of a smaller input (the cut
+    // depends on the shape only; from 2 * PART on it is always PART).
     let unit = if nd.ndim == 1 { GRAIN } else { 1 };
-    let per = (PART / inner.max(1)).div_ceil(unit).max(1) * unit;
+    let part = PART.min(nd.size.div_ceil(2));
+    let per = (part / inner.max(1)).div_ceil(unit).max(1) * unit;
     let count = n.div_ceil(per);
     if count < 2 {
         return None;
@@ -92,7 +131,10 @@ fn split<const K: usize>(nd: &Nd<K>) -> Option<Vec<Part<K>>> {
 struct Job {
     next: AtomicUsize,
     count: usize,
+    /// Workers inside; changed under `Pool::done` when leaving.
     active: AtomicUsize,
+    /// The caller sleeps on `Pool::done_cv` (set and read under `Pool::done`).
+    waiting: core::sync::atomic::AtomicBool,
     /// `work(i)` computes part i (borrowed from the caller's frame).
     work: *const (dyn Fn(usize) + Sync),
 }
@@ -114,19 +156,39 @@ impl Job {
     }
 }
 
-/// The published job (pointer + generation), and the workers' wake-up.
+/// The published job, and the workers' and callers' wake-ups.
 struct Pool {
     /// The process that started the workers: a forked child has none (and
     /// its copy of the locks may be held), so it computes every part itself.
     pid: u32,
-    slot: Mutex<(usize, u64)>,
+    /// The published job's address (0: none), its generation, and how many
+    /// workers sleep on `wake`.
+    slot: Mutex<Slot>,
     wake: Condvar,
+    /// Workers leaving a job take this lock; a caller waiting for them
+    /// sleeps on `done_cv`.
+    done: Mutex<()>,
+    done_cv: Condvar,
     workers: Mutex<usize>,
+}
+
+/// What `Pool::slot` guards.
+struct Slot {
+    job: usize,
+    generation: u64,
+    sleepers: usize,
 }
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Pool { pid: std::process::id(), slot: Mutex::new((0, 0)), wake: Condvar::new(), workers: Mutex::new(0) })
+    POOL.get_or_init(|| Pool {
+        pid: std::process::id(),
+        slot: Mutex::new(Slot { job: 0, generation: 0, sleepers: 0 }),
+        wake: Condvar::new(),
+        done: Mutex::new(()),
+        done_cv: Condvar::new(),
+        workers: Mutex::new(0),
+    })
 }
 
 /// Parts computed by pool workers so far (diagnostics: `_threads_info`).
@@ -135,37 +197,48 @@ pub(crate) static WORKER_PARTS: AtomicUsize = AtomicUsize::new(0);
 /// Generation of the latest published job (read without the lock by
 /// workers that spin after a job).
 static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// How long a worker spins for the next job before it parks (as BLAS
-/// libraries do: back-to-back calls then find it awake).
-const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+/// How long an idle worker (or a caller waiting for a worker's last part)
+/// spins before it sleeps on a condition variable: enough for back-to-back
+/// calls to find the worker awake, too short to matter when the machine is
+/// busy. Bounded by time, not by a count of `spin_loop`s: a `pause` takes
+/// ~10–140 cycles on bare metal but ~110 ns in this project's KVM guest
+/// (pause-loop exiting), where 2^11 of them took 230 µs.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Spin until `done()` or [`SPIN`] has passed; returns `done()`.
+#[inline]
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    loop {
+        for _ in 0..16 {
+            if done() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if t0.elapsed() >= SPIN {
+            return done();
+        }
+    }
+}
 
 fn worker(pool: &'static Pool) {
     let mut seen = 0u64;
     loop {
-        let t0 = std::time::Instant::now();
-        let mut spins = 0u32;
-        while GENERATION.load(Ordering::Acquire) == seen {
-            core::hint::spin_loop();
-            spins += 1;
-            if spins % 256 == 0 {
-                if t0.elapsed() > SPIN {
-                    break;
-                }
-                // Give way to other runnable threads (a busy machine).
-                std::thread::yield_now();
-            }
-        }
+        spin_until(|| GENERATION.load(Ordering::Acquire) != seen);
         let job = {
             let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
-            while g.1 == seen {
+            while g.generation == seen {
+                g.sleepers += 1;
                 g = pool.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                g.sleepers -= 1;
             }
-            seen = g.1;
-            if g.0 == 0 {
+            seen = g.generation;
+            if g.job == 0 {
                 // Woke too late: that job is done. Spin for the next one.
                 continue;
             }
-            let job = g.0 as *const Job;
+            let job = g.job as *const Job;
             // SAFETY: published jobs stay alive while published; entering
             // under the lock makes the caller wait for our exit.
             unsafe { (*job).active.fetch_add(1, Ordering::AcqRel) };
@@ -177,7 +250,20 @@ fn worker(pool: &'static Pool) {
                 let n = (*job).drain();
                 WORKER_PARTS.fetch_add(n, Ordering::Relaxed);
             }));
-            (*job).active.fetch_sub(1, Ordering::AcqRel);
+        }
+        // Leave under `done`: once `active` drops, the job may be gone, so
+        // `waiting` is read first (the caller sets it under the same lock).
+        let wake_caller = {
+            let _g = pool.done.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: as above; the job stays alive until active reaches 0.
+            unsafe {
+                let w = (*job).waiting.load(Ordering::Relaxed);
+                (*job).active.fetch_sub(1, Ordering::AcqRel);
+                w
+            }
+        };
+        if wake_caller {
+            pool.done_cv.notify_all();
         }
     }
 }
@@ -197,6 +283,12 @@ fn ensure_workers(pool: &'static Pool, n: usize) {
     }
 }
 
+/// Jobs still to run without workers after a caller had to sleep for one.
+static ALONE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// How many: enough that a loaded machine costs one sleep per this many
+/// calls, few enough that a machine that quietens gets its cores back soon.
+const ALONE_JOBS: u32 = 32;
+
 /// Compute `f` on every part (caller and pool); results in part order.
 fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn(&Nd<K>) -> R + Sync) -> Vec<R> {
     let results: Vec<Mutex<R>> = (0..parts.len()).map(|_| Mutex::new(R::default())).collect();
@@ -205,28 +297,60 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = r;
     };
     let pool = pool();
-    let t = if pool.pid == std::process::id() { threads() } else { 1 };
+    let mut t = if pool.pid == std::process::id() { threads() } else { 1 };
+    if t > 1 && ALONE.load(Ordering::Relaxed) > 0 {
+        // A worker recently made a caller sleep (see below): run alone.
+        ALONE.fetch_sub(1, Ordering::Relaxed);
+        t = 1;
+    }
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
     // SAFETY: lifetime erasure only; the job is unpublished and every worker
     // has left it before this frame (and `work`) ends.
     let work_ptr: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(work_ref) };
-    let job = Job { next: AtomicUsize::new(0), count: parts.len(), active: AtomicUsize::new(0), work: work_ptr };
+    let job = Job {
+        next: AtomicUsize::new(0),
+        count: parts.len(),
+        active: AtomicUsize::new(0),
+        waiting: core::sync::atomic::AtomicBool::new(false),
+        work: work_ptr,
+    };
+    let me = &job as *const Job as usize;
     if t > 1 {
         ensure_workers(pool, t - 1);
         let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = &job as *const Job as usize;
-        g.1 = g.1.wrapping_add(1).max(1);
-        GENERATION.store(g.1, Ordering::Release);
+        g.job = me;
+        g.generation = g.generation.wrapping_add(1).max(1);
+        GENERATION.store(g.generation, Ordering::Release);
+        let sleepers = g.sleepers;
         drop(g);
-        pool.wake.notify_all();
+        // Spinning workers see GENERATION; only sleeping ones need the
+        // futex wake (a system call).
+        if sleepers > 0 {
+            pool.wake.notify_all();
+        }
     }
     let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.drain()));
     if t > 1 {
         let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = 0;
+        // Another caller may have replaced our job in the slot (then no
+        // worker can enter ours any more); leave theirs published.
+        if g.job == me {
+            g.job = 0;
+        }
         drop(g);
-        while job.active.load(Ordering::Acquire) != 0 {
-            std::thread::yield_now();
+        // Wait for parts workers have claimed: spin briefly, then sleep
+        // until the last worker leaves.
+        if !spin_until(|| job.active.load(Ordering::Acquire) == 0) {
+            let mut d = pool.done.lock().unwrap_or_else(|e| e.into_inner());
+            job.waiting.store(true, Ordering::Relaxed);
+            while job.active.load(Ordering::Acquire) != 0 {
+                d = pool.done_cv.wait(d).unwrap_or_else(|e| e.into_inner());
+            }
+            // A worker held a part past our spin: on an oversubscribed
+            // machine it was descheduled mid-part, and we waited for the
+            // OS to run it again. Run the next jobs alone (same parts, same
+            // result; only the timing changes).
+            ALONE.store(ALONE_JOBS, Ordering::Relaxed);
         }
     }
     if let Err(e) = mine {

@@ -8,7 +8,7 @@
 //! - `register_dlpack_type`, `to_dlpack` and the `Array` type come from
 //!   `crate::providers` (`dlpack::add_to_module`, `array::create_type`);
 //! - [`hooks`]: test and benchmark hooks (`_set_isa`, `_isa`; with feature
-//!   `hooks`: `_set_threads`, `_bench_view_cost`, `_bench_dlpack_cost`).
+//!   `hooks`: `_set_threads`, `_set_par_min`, `_bench_view_cost`, `_bench_dlpack_cost`).
 
 use core::ffi::{c_int, CStr};
 

@@ -2,7 +2,7 @@
 //!
 //! Always built: `_set_isa` / `_isa` (the kernels' instruction set; tests
 //! and the demo's report). With cargo feature `hooks` (the test and demo
-//! builds, scripts/lib.sh; not release wheels): `_set_threads` and the
+//! builds, scripts/lib.sh; not release wheels): `_set_threads`, `_set_par_min` and the
 //! compiled timing loops `_bench_view_cost` ([`view_cost`]) and
 //! `_bench_dlpack_cost` (`crate::providers::dlpack::bench`).
 
@@ -55,6 +55,23 @@ unsafe extern "C" fn py_set_threads(_m: *mut PyObject, n: *mut PyObject) -> *mut
     })
 }
 
+#[cfg(feature = "hooks")]
+unsafe extern "C" fn py_set_par_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
+    guard(ptr::null_mut(), || {
+        // SAFETY: GIL held.
+        unsafe {
+            let v = PyLong_AsLong(n);
+            if v == -1 && !PyErr_Occurred().is_null() {
+                return ptr::null_mut();
+            }
+            if v < 0 {
+                return ret(raise(util::value_error(), "_set_par_min(): n must be >= 0"));
+            }
+            PyLong_FromSize_t(par::set_par_min(v as usize))
+        }
+    })
+}
+
 unsafe extern "C" fn py_isa(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
     let name = match kernels::isa() {
         Isa::Base => "base",
@@ -78,6 +95,9 @@ pub(super) fn methods() -> Vec<PyMethodDef> {
         py_method!(c"_set_threads", PyCFunction, py_set_threads, METH_O,
             c"_set_threads(n) -> (threads, worker_parts)\n--\n\nThreads for sum/dot/axpy on large inputs (0: automatic);\n\
               returns the count in use and how many parts pool workers have computed so far."),
+        py_method!(c"_set_par_min", PyCFunction, py_set_par_min, METH_O,
+            c"_set_par_min(n) -> int\n--\n\nForce the element count from which sum/dot/axpy use several threads\n\
+              (0: PAR_MIN); returns the previously forced value (0: none). For the threshold sweep."),
         py_method!(c"_bench_view_cost", PyCFunctionFast, view_cost::py_bench_view_cost, METH_FASTCALL,
             c"_bench_view_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per view of obj, timed in a compiled loop.\n\
               method: 'slots' (find acquire+release, acquire, release), 'slots_cached', 'find', 'buffer'\n\
