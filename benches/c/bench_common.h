@@ -96,6 +96,24 @@ static inline uint64_t bench_xorshift64(uint64_t *state)
     return *state = x;
 }
 
+/* A new list of n str: the name at `first`, then the one every `stride`
+   bytes after it (an array of names: sizeof(char *); the name field of a
+   table of structs: the struct's size). NULL with an exception on error. */
+static inline PyObject *bench_name_list(const char *const *first, size_t stride, int n)
+{
+    PyObject *out = PyList_New(n);
+    int i;
+    for (i = 0; out != NULL && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(*(const char *const *)((const char *)first + (size_t)i * stride));
+        if (s == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, s);
+    }
+    return out;
+}
+
 /* out = a new list of `reps` floats: ns per iteration of each of `reps`
    calls FN(args..., n), after one warm-up call FN(args..., ORDER_LEN). The
    results are added to `sink` (volatile) so that no call is dropped. `out`

@@ -554,14 +554,9 @@ static PyObject *slot_addresses(PyObject *self, PyObject *unused)
 
 static PyObject *method_names(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NMETHODS);
-    int i;
     (void)self;
     (void)unused;
-    for (i = 0; out != NULL && i < NMETHODS; i++) {
-        PyList_SET_ITEM(out, i, PyUnicode_FromString(methods[i].name));
-    }
-    return out;
+    return bench_name_list(&methods[0].name, sizeof methods[0], NMETHODS);
 }
 
 static PyMethodDef latency_methods[] = {

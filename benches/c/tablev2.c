@@ -1021,14 +1021,9 @@ static PyObject *stress(PyObject *self, PyObject *args)
 
 static PyObject *variants(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NVARIANTS);
-    int v;
     (void)self;
     (void)unused;
-    for (v = 0; out != NULL && v < NVARIANTS; v++) {
-        PyList_SET_ITEM(out, v, PyUnicode_FromString(variant_names[v]));
-    }
-    return out;
+    return bench_name_list(variant_names, sizeof variant_names[0], NVARIANTS);
 }
 
 static PyMethodDef tablev2_methods[] = {

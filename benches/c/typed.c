@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "extensibletype.h"
-#include "bench_common.h" /* NOINLINE, LAUNDER, bench_now_ns */
+#include "bench_common.h" /* NOINLINE, LAUNDER, bench_now_ns, bench_name_list */
 
 #define NTYPES 8
 #define NMETH 16
@@ -352,14 +352,9 @@ static PyObject *objects(PyObject *self, PyObject *unused)
 /* ways() -> the names of the ways, in table order. */
 static PyObject *way_names(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NWAYS);
-    int w;
     (void)self;
     (void)unused;
-    for (w = 0; out != NULL && w < NWAYS; w++) {
-        PyList_SET_ITEM(out, w, PyUnicode_FromString(ways[w].name));
-    }
-    return out;
+    return bench_name_list(&ways[0].name, sizeof ways[0], NWAYS);
 }
 
 static PyMethodDef module_methods[] = {
