@@ -3,6 +3,8 @@
  * measurement primitives, so that every benchmark times its loops the same
  * way, and the module definition. Benchmark code only (GNU C: inline asm,
  * statement macros); include it after <Python.h> and "extensibletype.h".
+ * Whatever makes Python objects (bench_name_list, BENCH_TIME_REPS) needs
+ * the GIL (an attached thread state); new references are the caller's.
  *
  * The loop and timing macros expect the including file to define
  *   ORDER_LEN   the length of its access-order array (a power of two)
