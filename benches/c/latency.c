@@ -31,33 +31,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include "extensibletype.h"
-
-#if defined(__has_include)
-#  if __has_include(<valgrind/callgrind.h>)
-#    include <valgrind/callgrind.h>
-#  endif
-#endif
-#ifndef CALLGRIND_ZERO_STATS
-#  define CALLGRIND_ZERO_STATS
-#  define CALLGRIND_DUMP_STATS_AT(s) ((void)(s))
-#endif
-
-#define NOINLINE __attribute__((noinline))
-/* Make `x` opaque to the optimiser each iteration, so that no method's loads
-   are hoisted out of the loop. */
-#define LAUNDER(x) __asm__ volatile("" : "+r"(x))
-
-/* dep = 0, but the optimiser cannot know it: the next lookup's address
-   depends on this lookup's result (measures latency, not throughput). */
-#if defined(__x86_64__)
-#  define ZERO_DEPENDENCY(x) __asm__("andq $0, %0" : "+r"(x))
-#elif defined(__aarch64__)
-#  define ZERO_DEPENDENCY(x) __asm__("and %0, %0, xzr" : "+r"(x))
-#else
-#  define ZERO_DEPENDENCY(x) ((x) = 0)
-#endif
+#include "bench_common.h" /* NOINLINE, LAUNDER, ZERO_DEPENDENCY, loops, timing */
 
 #define NTYPES 8
 #define NKEYS 16
@@ -122,11 +97,7 @@ static pair order_mega[ORDER_LEN];
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return bench_xorshift64(&rng_state);
 }
 
 static const char *type_names[NTYPES] = {"bench.T0", "bench.T1", "bench.T2", "bench.T3",
@@ -311,28 +282,14 @@ static int add_case_c(const char *name, PyObject *obj, int hit)
 static NOINLINE double case_find(PyObject *const *objs, const uint64_t *idv, const pair *order, size_t n)
 {
     uintptr_t acc = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        pair pr = order[i & (ORDER_LEN - 1)];
-        PyObject *obj = objs[pr.t];
-        LAUNDER(obj);
-        acc += (uintptr_t)ExtType_Find(obj, idv[pr.k]);
-    }
+    BENCH_FIND_LOOP(acc, order, objs, n, ExtType_Find(obj, idv[k]));
     return (double)(acc & 0xffff);
 }
 
 static NOINLINE double case_chain(PyObject *const *objs, const uint64_t *idv, const pair *order, size_t n)
 {
-    uintptr_t acc = 0, dep = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        pair pr = order[(i + dep) & (ORDER_LEN - 1)];
-        PyObject *obj = objs[pr.t];
-        LAUNDER(obj);
-        dep = (uintptr_t)ExtType_Find(obj, idv[pr.k]);
-        acc += dep;
-        ZERO_DEPENDENCY(dep);
-    }
+    uintptr_t acc = 0;
+    BENCH_CHAIN_LOOP(acc, order, objs, n, ExtType_Find(obj, idv[k]));
     return (double)(acc & 0xffff);
 }
 
@@ -391,29 +348,13 @@ static inline void *dict_find(PyObject *obj, PyObject *key)
     static NOINLINE double bench_##method##_find(const pair *order, size_t n)         \
     {                                                                                  \
         uintptr_t acc = 0;                                                             \
-        size_t i;                                                                      \
-        for (i = 0; i < n; i++) {                                                      \
-            pair pr = order[i & (ORDER_LEN - 1)];                                      \
-            PyObject *obj = objs[pr.t];                                                \
-            int k = pr.k;                                                              \
-            LAUNDER(obj);                                                              \
-            acc += (uintptr_t)(void *)(LOOKUP);                                        \
-        }                                                                              \
+        BENCH_FIND_LOOP(acc, order, objs, n, LOOKUP);                                  \
         return (double)(acc & 0xffff);                                                 \
     }                                                                                  \
     static NOINLINE double bench_##method##_chain(const pair *order, size_t n)        \
     {                                                                                  \
-        uintptr_t acc = 0, dep = 0;                                                    \
-        size_t i;                                                                      \
-        for (i = 0; i < n; i++) {                                                      \
-            pair pr = order[(i + dep) & (ORDER_LEN - 1)];                              \
-            PyObject *obj = objs[pr.t];                                                \
-            int k = pr.k;                                                              \
-            LAUNDER(obj);                                                              \
-            dep = (uintptr_t)(void *)(LOOKUP);                                         \
-            acc += dep;                                                                \
-            ZERO_DEPENDENCY(dep);                                                      \
-        }                                                                              \
+        uintptr_t acc = 0;                                                             \
+        BENCH_CHAIN_LOOP(acc, order, objs, n, LOOKUP);                                 \
         return (double)(acc & 0xffff);                                                 \
     }
 
@@ -465,35 +406,19 @@ static bench_fn pick(int m, int mode)
 
 static const char *mode_names[] = {"call", "find", "chain"};
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* time(method, workload, mode, n, reps) -> [ns per lookup for each rep] */
 static PyObject *time_method(PyObject *self, PyObject *args)
 {
     int m, mode;
     const pair *order;
-    Py_ssize_t n, reps, r;
+    Py_ssize_t n, reps;
     PyObject *out;
     volatile double sink = 0;
     (void)self;
     if (parse(args, &m, &order, &mode, &n, &reps) < 0) {
         return NULL;
     }
-    out = PyList_New(reps);
-    if (out == NULL) {
-        return NULL;
-    }
-    sink += pick(m, mode)(order, ORDER_LEN); /* warm up */
-    for (r = 0; r < reps; r++) {
-        double t0 = now_ns();
-        sink += pick(m, mode)(order, (size_t)n);
-        PyList_SET_ITEM(out, r, PyFloat_FromDouble((now_ns() - t0) / (double)n));
-    }
+    BENCH_TIME_REPS(out, sink, n, reps, pick(m, mode), order);
     (void)sink;
     return out;
 }
@@ -512,10 +437,7 @@ static PyObject *run_once(PyObject *self, PyObject *args)
     }
     snprintf(label, sizeof label, "%s/%s/%s/%zd", methods[m].name,
              order == order_mono ? "mono" : "mega", mode_names[mode], n);
-    pick(m, mode)(order, ORDER_LEN); /* warm up */
-    CALLGRIND_ZERO_STATS;
-    r = pick(m, mode)(order, (size_t)n);
-    CALLGRIND_DUMP_STATS_AT(label);
+    BENCH_RUN_ONCE(r, label, n, pick(m, mode), order);
     return PyFloat_FromDouble(r);
 }
 
@@ -557,7 +479,7 @@ static PyObject *time_case(PyObject *self, PyObject *args)
 {
     int c, chain;
     const pair *order;
-    Py_ssize_t n, reps, r;
+    Py_ssize_t n, reps;
     PyObject *out;
     volatile double sink = 0;
     double (*fn)(PyObject *const *, const uint64_t *, const pair *, size_t);
@@ -566,16 +488,7 @@ static PyObject *time_case(PyObject *self, PyObject *args)
         return NULL;
     }
     fn = chain ? case_chain : case_find;
-    out = PyList_New(reps);
-    if (out == NULL) {
-        return NULL;
-    }
-    sink += fn(case_objs[c], case_ids[c], order, ORDER_LEN); /* warm up */
-    for (r = 0; r < reps; r++) {
-        double t0 = now_ns();
-        sink += fn(case_objs[c], case_ids[c], order, (size_t)n);
-        PyList_SET_ITEM(out, r, PyFloat_FromDouble((now_ns() - t0) / (double)n));
-    }
+    BENCH_TIME_REPS(out, sink, n, reps, fn, case_objs[c], case_ids[c], order);
     (void)sink;
     return out;
 }
@@ -597,10 +510,7 @@ static PyObject *run_case_once(PyObject *self, PyObject *args)
     fn = chain ? case_chain : case_find;
     snprintf(label, sizeof label, "case%d/%s/%s/%zd", c, order == order_mono ? "mono" : "mega",
              chain ? "chain" : "find", n);
-    fn(case_objs[c], case_ids[c], order, ORDER_LEN); /* warm up */
-    CALLGRIND_ZERO_STATS;
-    r = fn(case_objs[c], case_ids[c], order, (size_t)n);
-    CALLGRIND_DUMP_STATS_AT(label);
+    BENCH_RUN_ONCE(r, label, n, fn, case_objs[c], case_ids[c], order);
     return PyFloat_FromDouble(r);
 }
 
@@ -644,14 +554,9 @@ static PyObject *slot_addresses(PyObject *self, PyObject *unused)
 
 static PyObject *method_names(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NMETHODS);
-    int i;
     (void)self;
     (void)unused;
-    for (i = 0; out != NULL && i < NMETHODS; i++) {
-        PyList_SET_ITEM(out, i, PyUnicode_FromString(methods[i].name));
-    }
-    return out;
+    return bench_name_list(&methods[0].name, sizeof methods[0], NMETHODS);
 }
 
 static PyMethodDef latency_methods[] = {
@@ -666,26 +571,4 @@ static PyMethodDef latency_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int latency_exec(PyObject *module)
-{
-    (void)module;
-    return ExtType_Import();
-}
-
-static PyModuleDef_Slot latency_slots[] = {
-    {Py_mod_exec, (void *)latency_exec},
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
-};
-
-static PyModuleDef latency_module = {
-    PyModuleDef_HEAD_INIT, "_et_latency", "C latency benchmark of ExtType_Find.",
-    0, latency_methods, latency_slots, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__et_latency(void)
-{
-    return PyModuleDef_Init(&latency_module);
-}
+BENCH_MODULE(_et_latency, "C latency benchmark of ExtType_Find.", latency_methods)

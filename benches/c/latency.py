@@ -20,21 +20,17 @@ simulation, not the CPU's; hardware counters (perf) are used when available.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "python" / "tests"))
+import _cext
 
-import cbuild  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 WORKLOADS = ("mono", "mega")
 MODES = ("call", "find", "chain")
@@ -51,15 +47,7 @@ LABELS = {
 
 
 def build():
-    import extensibletype
-
-    path = cbuild.build(
-        "_et_latency",
-        [HERE / "latency.c"],
-        include_dirs=[Path(extensibletype.get_include())],
-        cflags=["-Wall", "-Wextra", "-Werror", "-g"],
-    )
-    return cbuild.load(path)
+    return _cext.build("_et_latency", "latency.c")
 
 
 def timings(mod, n, reps):
@@ -79,9 +67,6 @@ def timings(mod, n, reps):
 
 def callgrind(mod_path, methods, n):
     """{(method, workload, mode): {event: per lookup}} from callgrind dumps."""
-    if shutil.which("valgrind") is None:
-        print("valgrind not found: skipping instruction counts", file=sys.stderr)
-        return {}
     script = (
         "import sys; sys.path.insert(0, %r); import _et_latency as m\n"
         "for meth in %r:\n"
@@ -90,32 +75,10 @@ def callgrind(mod_path, methods, n):
         "            m.run_once(meth, w, mode, %d)\n"
     ) % (str(mod_path.parent), list(methods), list(WORKLOADS), list(MODES), n)
     out = {}
-    for trigger, vals in _callgrind_dumps(script):
+    for trigger, vals in _cext.callgrind_dumps(script):
         method, workload, mode, count = trigger.split("/")
         out[(method, workload, mode)] = {e: v / int(count) for e, v in vals.items()}
     return out
-
-
-def _callgrind_dumps(script):
-    """Run `script` under callgrind (branch simulation on); yield the client
-    request that triggered each dump (its name) and that dump's totals."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            "valgrind", "--tool=callgrind", "--branch-sim=yes", "--dump-instr=no",
-            f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-c", script,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit("callgrind run failed")
-        for f in glob.glob(f"{tmp}/cg.out*"):
-            text = Path(f).read_text(errors="replace")
-            m = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
-            if not m:
-                continue
-            events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
-            totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
-            yield m.group(1), dict(zip(events, map(int, totals)))
 
 
 def add_cases(mod):
@@ -186,7 +149,7 @@ def case_callgrind(mod_path, ncases, n):
         "    m.run_case_once(c, 'mono', 'chain', %d)\n"
     ) % (str(mod_path.parent), str(HERE), ncases, n)
     out = {}
-    for trigger, vals in _callgrind_dumps(script):
+    for trigger, vals in _cext.callgrind_dumps(script):
         m = re.fullmatch(r"case(\d+)/(\S+)", trigger)
         if not m:
             continue
@@ -263,11 +226,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     mod = build()
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        except OSError:
-            pass
+    _cext.pin_to_one_cpu()
     n = 1 << (16 if args.quick else 21)
     reps = 2 if args.quick else args.reps
     import extensibletype

@@ -63,28 +63,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "extensibletype.h"
+#include "bench_common.h" /* NOINLINE, LAUNDER, ZERO_DEPENDENCY, loops, timing */
 
-#if defined(__has_include)
-#  if __has_include(<valgrind/callgrind.h>)
-#    include <valgrind/callgrind.h>
-#  endif
-#endif
-#ifndef CALLGRIND_ZERO_STATS
-#  define CALLGRIND_ZERO_STATS
-#  define CALLGRIND_DUMP_STATS_AT(s) ((void)(s))
-#endif
-
-#define NOINLINE __attribute__((noinline))
-#define LAUNDER(x) __asm__ volatile("" : "+r"(x))
-#if defined(__x86_64__)
-#  define ZERO_DEPENDENCY(x) __asm__("andq $0, %0" : "+r"(x))
-#elif defined(__aarch64__)
-#  define ZERO_DEPENDENCY(x) __asm__("and %0, %0, xzr" : "+r"(x))
-#else
-#  define ZERO_DEPENDENCY(x) ((x) = 0)
-#endif
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define NTYPES 8
@@ -344,11 +325,7 @@ static pair order[ORDER_LEN];
 static uint64_t rng_state = 0x243F6A8885A308D3u;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return bench_xorshift64(&rng_state);
 }
 
 /* One fake object and type: {refcnt, ob_type} and a zeroed type-sized
@@ -591,34 +568,18 @@ static PyObject *setup(PyObject *self, PyObject *args)
 
 /* ---- Loops ------------------------------------------------------------- */
 
-#define LOOPS(name, LOOKUP)                                                                  \
-    static NOINLINE uintptr_t name##_find(PyObject *const *ob, const uint64_t *idv, size_t n) \
-    {                                                                                        \
-        uintptr_t acc = 0;                                                                   \
-        size_t i;                                                                            \
-        for (i = 0; i < n; i++) {                                                            \
-            pair pr = order[i & (ORDER_LEN - 1)];                                            \
-            PyObject *obj = ob[pr.t];                                                        \
-            int k = pr.k;                                                                    \
-            LAUNDER(obj);                                                                    \
-            acc += (uintptr_t)(LOOKUP);                                                      \
-        }                                                                                    \
-        return acc;                                                                          \
-    }                                                                                        \
-    static NOINLINE uintptr_t name##_chain(PyObject *const *ob, const uint64_t *idv, size_t n) \
-    {                                                                                        \
-        uintptr_t acc = 0, dep = 0;                                                          \
-        size_t i;                                                                            \
-        for (i = 0; i < n; i++) {                                                            \
-            pair pr = order[(i + dep) & (ORDER_LEN - 1)];                                    \
-            PyObject *obj = ob[pr.t];                                                        \
-            int k = pr.k;                                                                    \
-            LAUNDER(obj);                                                                    \
-            dep = (uintptr_t)(LOOKUP);                                                       \
-            acc += dep;                                                                      \
-            ZERO_DEPENDENCY(dep);                                                            \
-        }                                                                                    \
-        return acc;                                                                          \
+#define LOOPS(name, LOOKUP)                                                                    \
+    static NOINLINE uintptr_t name##_find(PyObject *const *ob, const uint64_t *idv, size_t n)   \
+    {                                                                                          \
+        uintptr_t acc = 0;                                                                     \
+        BENCH_FIND_LOOP(acc, order, ob, n, LOOKUP);                                            \
+        return acc;                                                                            \
+    }                                                                                          \
+    static NOINLINE uintptr_t name##_chain(PyObject *const *ob, const uint64_t *idv, size_t n)  \
+    {                                                                                          \
+        uintptr_t acc = 0;                                                                     \
+        BENCH_CHAIN_LOOP(acc, order, ob, n, LOOKUP);                                           \
+        return acc;                                                                            \
     }
 
 LOOPS(floor, ((void)idv, (void)k, (void *)obj))
@@ -655,32 +616,20 @@ static int parse_run(PyObject *args, int *v, const uint64_t **idv, loop_fn *fn, 
     return 0;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* time(variant, "hit"|"miss", "find"|"chain", n, reps=1) -> [ns per lookup] */
 static PyObject *time_variant(PyObject *self, PyObject *args)
 {
     int v;
     const uint64_t *idv;
     loop_fn fn;
-    Py_ssize_t n, reps, r;
+    Py_ssize_t n, reps;
     PyObject *out;
     volatile uintptr_t sink = 0;
     (void)self;
-    if (parse_run(args, &v, &idv, &fn, &n, &reps) < 0 || (out = PyList_New(reps)) == NULL) {
+    if (parse_run(args, &v, &idv, &fn, &n, &reps) < 0) {
         return NULL;
     }
-    sink += fn(objs[v], idv, ORDER_LEN);
-    for (r = 0; r < reps; r++) {
-        double t0 = now_ns();
-        sink += fn(objs[v], idv, (size_t)n);
-        PyList_SET_ITEM(out, r, PyFloat_FromDouble((now_ns() - t0) / (double)n));
-    }
+    BENCH_TIME_REPS(out, sink, n, reps, fn, objs[v], idv);
     (void)sink;
     return out;
 }
@@ -701,10 +650,7 @@ static PyObject *run_once(PyObject *self, PyObject *args)
     }
     snprintf(label, sizeof label, "%s/%d/%s/%s/%zd", variant_names[v], cur_n, idv == hit_ids ? "hit" : "miss",
              fn == find_loops[v] ? "find" : "chain", n);
-    fn(objs[v], idv, ORDER_LEN);
-    CALLGRIND_ZERO_STATS;
-    r = fn(objs[v], idv, (size_t)n);
-    CALLGRIND_DUMP_STATS_AT(label);
+    BENCH_RUN_ONCE(r, label, n, fn, objs[v], idv);
     return PyLong_FromSize_t((size_t)r);
 }
 
@@ -769,9 +715,9 @@ static PyObject *build_stats(PyObject *self, PyObject *args)
                 }
             } while (ids[i] == 0 || dup);
         }
-        t0 = now_ns();
+        t0 = bench_now_ns();
         t = flat_build(ids, ptrs, n, attempts, max_log_m, &st);
-        ns_sum += now_ns() - t0;
+        ns_sum += bench_now_ns() - t0;
         log_ms[set] = st.log_m;
         att_sum += st.attempts;
         probe_sum += (double)st.probes;
@@ -1075,14 +1021,9 @@ static PyObject *stress(PyObject *self, PyObject *args)
 
 static PyObject *variants(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NVARIANTS);
-    int v;
     (void)self;
     (void)unused;
-    for (v = 0; out != NULL && v < NVARIANTS; v++) {
-        PyList_SET_ITEM(out, v, PyUnicode_FromString(variant_names[v]));
-    }
-    return out;
+    return bench_name_list(variant_names, sizeof variant_names[0], NVARIANTS);
 }
 
 static PyMethodDef tablev2_methods[] = {
@@ -1096,26 +1037,4 @@ static PyMethodDef tablev2_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int tablev2_exec(PyObject *module)
-{
-    (void)module;
-    return ExtType_Import();
-}
-
-static PyModuleDef_Slot tablev2_slots[] = {
-    {Py_mod_exec, (void *)tablev2_exec},
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
-};
-
-static PyModuleDef tablev2_module = {
-    PyModuleDef_HEAD_INIT, "_et_tablev2", "Prototype of a faster table format (benchmark).",
-    0, tablev2_methods, tablev2_slots, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__et_tablev2(void)
-{
-    return PyModuleDef_Init(&tablev2_module);
-}
+BENCH_MODULE(_et_tablev2, "Prototype of a faster table format (benchmark).", tablev2_methods)

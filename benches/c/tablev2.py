@@ -28,16 +28,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "python" / "tests"))
 sys.path.insert(0, str(HERE))
 
-import cbuild  # noqa: E402
+import _cext  # noqa: E402
 
 # The flat builder's budget: multipliers per table size before doubling it,
 # and the largest size (log2) tried. Larger id sets keep their v1 table only.
@@ -60,15 +58,7 @@ ARRAY_KEYS = ["extensibletype.array.v1:acquire", "extensibletype.array.v1:releas
 
 
 def build():
-    import extensibletype
-
-    path = cbuild.build(
-        "_et_tablev2",
-        [HERE / "tablev2.c"],
-        include_dirs=[Path(extensibletype.get_include())],
-        cflags=["-Wall", "-Wextra", "-Werror", "-g", "-pthread"],
-    )
-    return cbuild.load(path)
+    return _cext.build("_et_tablev2", "tablev2.c", cflags=["-pthread"])
 
 
 def key_set(n):
@@ -151,11 +141,6 @@ def timings(mod, variants, count, reps):
 
 def callgrind(mod_path, variants, count, sizes):
     """{(n, variant, kind, mode): Ir per lookup}."""
-    if shutil.which("valgrind") is None:
-        print("valgrind not found: no instruction counts", file=sys.stderr)
-        return {}
-    import latency  # the callgrind plumbing of benches/c/latency.py
-
     script = (
         "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
         "import _et_tablev2 as m, tablev2 as d\n"
@@ -168,7 +153,7 @@ def callgrind(mod_path, variants, count, sizes):
         "                m.run_once(v, kind, mode, %d)\n"
     ) % (str(mod_path.parent), str(HERE), str(ROOT / "python" / "tests"), list(sizes), list(variants), count)
     out = {}
-    for trigger, vals in latency._callgrind_dumps(script):
+    for trigger, vals in _cext.callgrind_dumps(script):
         v, n, kind, mode, cnt = trigger.split("/")
         out[(int(n), v, kind, mode)] = vals["Ir"] / int(cnt)
     return out
@@ -201,11 +186,7 @@ def main(argv=None):
     stress_line = (f"{st['checked']} lookups exact while a thread republished the descriptor "
                    f"{st['published']} times (common ids answered from the second block {st['saw_b']} times; "
                    f"torn descriptor seen in {st['torn']} of {st['checked'] // 32} samples)")
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        except OSError:
-            pass
+    _cext.pin_to_one_cpu()
     import extensibletype
 
     # Short loops, many reps: on a shared machine a ~0.1 ms loop usually runs

@@ -28,12 +28,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include "extensibletype.h"
-
-#define NOINLINE __attribute__((noinline))
-/* Make `x` opaque to the optimiser each iteration (nothing is hoisted). */
-#define LAUNDER(x) __asm__ volatile("" : "+r"(x))
+#include "bench_common.h" /* NOINLINE, LAUNDER, bench_now_ns, bench_name_list */
 
 #define NTYPES 8
 #define NMETH 16
@@ -121,11 +117,7 @@ static pair order_mono[ORDER_LEN], order_mega[ORDER_LEN];
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return bench_xorshift64(&rng_state);
 }
 
 static int setup(void)
@@ -292,13 +284,6 @@ static const struct {
 };
 #define NWAYS ((int)(sizeof ways / sizeof ways[0]))
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* time(way, signature, workload, n, reps=1) -> [ns per call for each rep];
    signature "f64(O)" or "f64(O,f64)!e"; workload "mono" or "mega". All
    ways compute the same sum (checked). */
@@ -337,8 +322,8 @@ static PyObject *time_way(PyObject *self, PyObject *args)
         return NULL;
     }
     for (r = 0; r < reps; r++) {
-        double t0 = now_ns(), s = fn(order, (size_t)n);
-        double ns = (now_ns() - t0) / (double)n;
+        double t0 = bench_now_ns(), s = fn(order, (size_t)n);
+        double ns = (bench_now_ns() - t0) / (double)n;
         if (s < 0) {
             Py_DECREF(out);
             return NULL;
@@ -367,14 +352,9 @@ static PyObject *objects(PyObject *self, PyObject *unused)
 /* ways() -> the names of the ways, in table order. */
 static PyObject *way_names(PyObject *self, PyObject *unused)
 {
-    PyObject *out = PyList_New(NWAYS);
-    int w;
     (void)self;
     (void)unused;
-    for (w = 0; out != NULL && w < NWAYS; w++) {
-        PyList_SET_ITEM(out, w, PyUnicode_FromString(ways[w].name));
-    }
-    return out;
+    return bench_name_list(&ways[0].name, sizeof ways[0], NWAYS);
 }
 
 static PyMethodDef module_methods[] = {

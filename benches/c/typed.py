@@ -23,13 +23,8 @@ import os
 import platform
 import sys
 import timeit
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "python" / "tests"))
-
-import cbuild  # noqa: E402
+import _cext
 
 SIGNATURES = ("f64(O)", "f64(O,f64)!e")
 WORKLOADS = ("mono", "mega")
@@ -42,15 +37,7 @@ LABELS = {
 
 
 def build():
-    import extensibletype
-
-    path = cbuild.build(
-        "_et_typed",
-        [HERE / "typed.c"],
-        include_dirs=[Path(extensibletype.get_include())],
-        cflags=["-Wall", "-Wextra", "-Werror", "-g"],
-    )
-    return cbuild.load(path)
+    return _cext.build("_et_typed", "typed.c")
 
 
 def timings(mod, n, reps):
@@ -130,11 +117,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     mod = build()
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        except OSError:
-            pass
+    _cext.pin_to_one_cpu()
     n = 1 << (14 if args.quick else 21)
     reps = 2 if args.quick else args.reps
     print(f"# extensibletype typed calls: Python {platform.python_version()} "

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "include"
 EXAMPLES_C = ROOT / "examples" / "c"
 EXAMPLES_CYTHON = ROOT / "examples" / "cython"
+BENCHES_C = ROOT / "benches" / "c"
 PY_INCLUDE = sysconfig.get_paths()["include"]
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
@@ -188,6 +189,25 @@ def cython_extension(pyx: Path, name: Optional[str] = None, include_dirs: Sequen
         cflags=["-Wno-unused-function", "-Wno-unreachable-code"],
     )
     return load(path)
+
+
+def bench_driver(name: str):
+    """Import the C benchmark driver ``benches/c/<name>.py`` (its folder is on
+    ``sys.path`` only while it is imported); its ``build()`` compiles and
+    imports the benchmark extension."""
+    folder = str(BENCHES_C)
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
+
+
+def run_bench_quick(name: str) -> subprocess.CompletedProcess:
+    """Run ``python benches/c/<name>.py --quick`` with this interpreter, as a
+    user would (output captured as text)."""
+    return subprocess.run([sys.executable, str(BENCHES_C / f"{name}.py"), "--quick"], capture_output=True,
+                          text=True, timeout=600)
 
 
 def have_compiler() -> bool:

@@ -3,27 +3,16 @@ and runs. A smoke test, not a timing: figures come from
 `bash benches/c/tablev2.sh --callgrind` (docs/benchmarks.md, "A faster
 table")."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import cbuild
 
 pytestmark = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler (cc)")
 
-BENCH = Path(__file__).resolve().parents[2] / "benches" / "c" / "tablev2.py"
-
 
 @pytest.fixture(scope="module")
 def driver():
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        import tablev2 as mod
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return mod
+    return cbuild.bench_driver("tablev2")
 
 
 def test_every_variant_checked_and_timed(driver):
@@ -64,7 +53,7 @@ def test_builder_refuses_what_no_multiplier_separates(driver):
 
 
 def test_driver_quick_run():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=600)
+    proc = cbuild.run_bench_quick("tablev2")
     assert proc.returncode == 0, proc.stderr
     assert "lookups exact" in proc.stdout
     assert proc.stdout.count("**proposal**") == len([1, 2, 4, 8, 16, 32, 64, 256])

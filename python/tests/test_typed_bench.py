@@ -3,27 +3,16 @@ of calling computes the same sums as a direct call (the C code checks it
 before timing). A smoke test, not a timing: figures come from
 `bash benches/c/typed.sh` (README "Current figures")."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import cbuild
 
 pytestmark = pytest.mark.skipif(not cbuild.have_compiler(), reason="no C compiler (cc)")
 
-BENCH = Path(__file__).resolve().parents[2] / "benches" / "c" / "typed.py"
-
 
 @pytest.fixture(scope="module")
 def typed():
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        import typed as mod
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return mod
+    return cbuild.bench_driver("typed")
 
 
 def test_every_way_agrees(typed):
@@ -44,7 +33,7 @@ def test_every_way_agrees(typed):
 
 
 def test_driver_quick_run():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=600)
+    proc = cbuild.run_bench_quick("typed")
     assert proc.returncode == 0, proc.stderr
     assert "**`ExtType_Find` + typed call**" in proc.stdout
     assert proc.stdout.count("target") == 8
