@@ -18,9 +18,10 @@ use std::process::Command;
 /// The target interpreter's include directory (the one holding Python.h).
 fn python_include(config: &pyo3_build_config::InterpreterConfig) -> Option<PathBuf> {
     // The field (deprecated for a getter in pyo3-build-config 0.29) is what
-    // 0.28 has too.
+    // 0.28 has too. maturin's abi3 builds pass a config file without it, and
+    // the interpreter in PYO3_PYTHON.
     #[allow(deprecated)]
-    let exe = config.executable.as_ref()?;
+    let exe = config.executable.clone().or_else(|| std::env::var("PYO3_PYTHON").ok().filter(|p| !p.is_empty()))?;
     let out = Command::new(exe)
         .args(["-c", "import sysconfig; print(sysconfig.get_paths()['include'])"])
         .output()
@@ -57,6 +58,7 @@ fn main() {
         println!("cargo::warning=include/extensibletype.h not found: the bench times the Rust port of the lookup");
         return;
     }
+    println!("cargo::rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     let Some(py_include) = python_include(config) else {
         println!("cargo::warning=Python.h not found: the bench times the Rust port of the lookup");
