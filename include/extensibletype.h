@@ -6,9 +6,10 @@
  * under keys such as "extensibletype.array.v1:acquire"; a consumer finds them
  * on any object's type with ExtType_Find(), in a few loads, without the GIL.
  *
- * Header-only: every function is `static inline` and goes through the API
- * struct that the runtime publishes in the capsule "extensibletype._C_API"
- * (attribute `_C_API` of the Python module `extensibletype`).
+ * Header-only: every function is `static inline` (the lookups forced inline
+ * under GCC, Clang and MSVC) and goes through the API struct that the
+ * runtime publishes in the capsule "extensibletype._C_API" (attribute
+ * `_C_API` of the Python module `extensibletype`).
  *
  *   #include <Python.h>
  *   #include "extensibletype.h"   // -I$(python -c "import extensibletype as e; print(e.get_include())")
@@ -306,6 +307,18 @@ static __forceinline uint32_t ExtType__load_acquire_u32_msvc(const uint32_t *p)
 #  error "extensibletype.h: no acquire load for this compiler (needs GCC/Clang builtins or MSVC)"
 #endif
 
+/* The lookup functions below are forced inline: with a few call sites
+   gcc -O2 would otherwise emit ExtType_FindInType out of line (a call, and
+   its prologue, on every lookup). Only the slow path (api->find_slow, an
+   indirect call) stays out of line. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define EXTTYPE__INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define EXTTYPE__INLINE static __forceinline
+#else
+#  define EXTTYPE__INLINE static inline
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* Lookup: no GIL needed                                                  */
 /* ---------------------------------------------------------------------- */
@@ -316,7 +329,7 @@ static __forceinline uint32_t ExtType__load_acquire_u32_msvc(const uint32_t *p)
    itself does); otherwise Py_TYPE(). No GIL needed. */
 #if defined(Py_LIMITED_API) && Py_LIMITED_API + 0 >= 0x030e0000
 #  define EXTTYPE__TYPE_INLINE 1
-static inline PyTypeObject *ExtType__TypeOf(PyObject *o)
+EXTTYPE__INLINE PyTypeObject *ExtType__TypeOf(PyObject *o)
 {
     Py_ssize_t off = EXTTYPE__CACHE.ob_type_offset;
     if (EXTTYPE__LIKELY(off != 0)) {
@@ -330,13 +343,13 @@ static inline PyTypeObject *ExtType__TypeOf(PyObject *o)
 #endif
 
 /* The displacements d[] of a table. */
-static inline const uint16_t *ExtType_TableDisplacements(const ExtType_Table *table)
+EXTTYPE__INLINE const uint16_t *ExtType_TableDisplacements(const ExtType_Table *table)
 {
     return (const uint16_t *)(const void *)(table + 1);
 }
 
 /* The entries[] of a table (table->size of them). */
-static inline const ExtType_Entry *ExtType_TableEntries(const ExtType_Table *table)
+EXTTYPE__INLINE const ExtType_Entry *ExtType_TableEntries(const ExtType_Table *table)
 {
     return (const ExtType_Entry *)(const void *)((const char *)table + table->entries_offset);
 }
@@ -346,7 +359,7 @@ static inline const ExtType_Entry *ExtType_TableEntries(const ExtType_Table *tab
    lookup has no data-dependent jump.
    No GIL; `table` must be live (a published table lives as long as its
    type). */
-static inline void *ExtType_TableFind(const ExtType_Table *table, uint64_t id)
+EXTTYPE__INLINE void *ExtType_TableFind(const ExtType_Table *table, uint64_t id)
 {
     uint64_t slot = (id * table->k1) >> table->s;
     uint64_t bin = (id * table->k2) >> table->t;
@@ -357,7 +370,7 @@ static inline void *ExtType_TableFind(const ExtType_Table *table, uint64_t id)
 
 /* The current table of an extensible type (acquire load), NULL when empty or
    not initialised. `tp`'s metaclass must be ExtensibleType or a subclass. */
-static inline const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_t table_offset)
+EXTTYPE__INLINE const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_t table_offset)
 {
     ExtType_Table **slot = (ExtType_Table **)(void *)((char *)tp + table_offset);
     return EXTTYPE__LOAD_ACQUIRE(slot);
@@ -367,7 +380,7 @@ static inline const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_
    or NULL (ask api->find_slow, which fills the entry). One entry read under
    its seqlock, plus tp->tp_version_tag; no lock, no GIL. ExtType_Import()
    must have succeeded. */
-static inline const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
+EXTTYPE__INLINE const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
 {
     const ExtType_TypeCacheEntry *e = EXTTYPE__CACHE.type_cache +
         (((uint64_t)(uintptr_t)tp * EXTTYPE_TYPE_CACHE_HASH_MULT) >> EXTTYPE__CACHE.type_cache_shift);
@@ -378,7 +391,10 @@ static inline const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
     uint32_t tag;
     EXTTYPE__FENCE_ACQUIRE();
     tag = EXTTYPE__LOAD_RELAXED((const uint32_t *)(const void *)((const char *)tp + EXTTYPE__CACHE.version_tag_offset));
-    if (((seq ^ EXTTYPE__LOAD_RELAXED(&e->seq)) | (seq & 1u) | (etag ^ tag)) == 0 && etype == tp) {
+    /* One test for all four conditions (fewer instructions on the path of
+       every foreign type): seq unchanged and even, tag and type equal. */
+    if (((uintptr_t)((seq ^ EXTTYPE__LOAD_RELAXED(&e->seq)) | (seq & 1u) | (etag ^ tag)) |
+         ((uintptr_t)etype ^ (uintptr_t)tp)) == 0) {
         return table;
     }
     return NULL;
@@ -390,7 +406,7 @@ static inline const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
    Needs NO GIL and no thread state; the caller holds a strong reference to
    `tp` (or to an instance of it). Never sets an exception.
    ExtType_Import() must have succeeded; before that, returns NULL. */
-static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
+EXTTYPE__INLINE void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
 {
     if (EXTTYPE__LIKELY(ExtType__TypeOf((PyObject *)tp) == EXTTYPE__CACHE.metaclass)) {
         const ExtType_Table *table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
@@ -418,7 +434,7 @@ static inline void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
    Needs NO GIL and no thread state; the caller holds a strong reference to
    `obj` (a borrowed reference is fine if someone keeps obj alive for the
    duration). Never sets an exception. */
-static inline void *ExtType_Find(PyObject *obj, uint64_t id)
+EXTTYPE__INLINE void *ExtType_Find(PyObject *obj, uint64_t id)
 {
     return ExtType_FindInType(ExtType__TypeOf(obj), id);
 }

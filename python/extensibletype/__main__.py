@@ -38,10 +38,11 @@
     Print ``0x<id>  KEY`` for each key.
 
 ``bench [--type MOD:CLASS --key KEY] [--json] [--plot FILE.png]``
-    Lookup latency on this machine, timed in loops compiled into the
-    extension (see :mod:`extensibletype.bench`): a table of ns per lookup and
-    ratios to a hit on an extensible class; ``--json`` prints one JSON object.
-    Exit 2 on a bad ``--type``/``--key``; 1 for ``--plot`` without matplotlib.
+    Lookup latency and throughput on this machine, timed in loops compiled
+    into the extension (see :mod:`extensibletype.bench`): a table of ns per
+    lookup and ratios to a hit on an extensible class; ``--json`` prints one
+    JSON object. Exit 2 on a bad ``--type``/``--key``/``--iterations``/
+    ``--reps``; 1 for ``--plot`` without matplotlib.
 """
 
 from __future__ import annotations

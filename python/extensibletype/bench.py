@@ -1,17 +1,22 @@
-"""``python -m extensibletype bench``: lookup latency on this machine.
+"""``python -m extensibletype bench``: lookup latency and throughput on this machine.
 
-The timing loops are compiled into the extension (``_core._bench_lookup``):
-each case is a dependent chain of lookups (the next lookup's object depends
-on this lookup's result), through the same inline path a C consumer of
-``extensibletype.h`` compiles in. Each figure is the minimum over ``--reps``
-runs of ``--iterations`` lookups, in ns per lookup, with its ratio to a hit
-on a class made with the ``ExtensibleType`` metaclass.
+The timing loops are compiled into the extension (``_core._bench_lookup``).
+Every case starts from an object (``type(obj)`` is part of every lookup) and
+is timed two ways: as a dependent chain (the next lookup's object depends on
+this lookup's result: the latency an indirect call through the result waits
+for) and as independent lookups (throughput: a loop over many objects). The
+``ExtType_Find`` cases run ``extensibletype.h`` compiled into the extension
+by the platform's C compiler, as a C consumer compiles it (the environment's
+``lookup_code`` says which code ran). Each figure is the minimum over
+``--reps`` runs of ``--iterations`` lookups, in ns per lookup, with its ratio
+to a hit on a class made with the ``ExtensibleType`` metaclass.
 
 The built-in cases register slots on ``bytearray`` (a foreign type) in this
 process; run the command in its own process (as ``python -m`` does).
 
-Exit codes: 0 success; 2 bad arguments (``--type``/``--key`` named in the
-message); 1 ``--plot`` without matplotlib installed (nothing is measured).
+Exit codes: 0 success; 2 bad arguments (``--type``/``--key``/``--iterations``/
+``--reps`` named in the message); 1 ``--plot`` without matplotlib installed
+(nothing is measured).
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ KEY = "extensibletype.bench.v1:impl"
 MISSING_KEY = "extensibletype.bench.v1:absent"
 ADDRESS = 0x5EED0  # a fake implementation: looked up, never called
 PY_NB_ADD = 7  # Py_nb_add in typeslots.h (stable ABI)
+
+
+# Bounds of --iterations and --reps: beyond them a run would not finish in
+# any useful time (the slowest case costs ~100 ns per lookup).
+MAX_ITERATIONS = 10**9
+MAX_REPS = 10_000
 
 
 class BenchArgumentError(ValueError):
@@ -118,8 +129,25 @@ def cases(user_type: Optional[type] = None, user_key: Optional[str] = None) -> L
     ]
     if user_type is not None:
         name = f"{user_type.__module__}:{user_type.__qualname__} {user_key!r}"
-        out.append((name, "find_in_type", user_type, key_id(user_key)))
+        instance = instance_of(user_type)
+        if instance is not None:
+            out.append((name, "find", instance, key_id(user_key)))
+        else:
+            out.append((name + " (from the type)", "find_in_type", user_type, key_id(user_key)))
     return [dict(name=n, method=m, target=t, arg=a) for n, m, t, a in out]
+
+
+def instance_of(cls: type) -> Optional[object]:
+    """An instance of exactly ``cls`` made without arguments (``cls.__new__``,
+    then ``object.__new__``: no ``__init__`` runs), or None."""
+    for new in (lambda: cls.__new__(cls), lambda: object.__new__(cls)):
+        try:
+            obj = new()
+        except Exception:
+            continue
+        if type(obj) is cls:
+            return obj
+    return None
 
 
 def found(case: dict) -> Optional[bool]:
@@ -131,24 +159,34 @@ def found(case: dict) -> Optional[bool]:
     return None
 
 
+MODES = (("latency", False), ("throughput", True))
+
+
 def measure(
     case_list: Sequence[dict], iterations: int, reps: int, progress=None
 ) -> List[dict]:
-    """Time each case (reps interleaved, min kept); ratios to the first."""
-    best: Dict[int, float] = {}
-    total = len(case_list) * reps
+    """Time each case as latency and throughput (reps interleaved, min
+    kept); ratios to the first case."""
+    best: Dict[tuple, float] = {}
+    total = len(case_list) * reps * len(MODES)
     done = 0
     for _ in range(reps):
         for i, case in enumerate(case_list):
-            if progress is not None:
-                progress(done, total, case["name"])
-            ns = _core._bench_lookup(case["method"], case["target"], case["arg"], iterations)
-            best[i] = min(best.get(i, float("inf")), ns)
-            done += 1
-    base = best[0]
+            for mode, throughput in MODES:
+                if progress is not None:
+                    progress(done, total, f"{case['name']} ({mode})")
+                ns = _core._bench_lookup(case["method"], case["target"], case["arg"], iterations, throughput)
+                best[i, mode] = min(best.get((i, mode), float("inf")), ns)
+                done += 1
+
+    def ratio(i: int, mode: str) -> Optional[float]:
+        base = best[0, mode]
+        return round(best[i, mode] / base, 3) if base > 0 else None
+
     return [
-        dict(case=c["name"], method=c["method"], ns=round(best[i], 3),
-             ratio=round(best[i] / base, 3) if base > 0 else None, found=found(c))
+        dict(case=c["name"], method=c["method"], ns=round(best[i, "latency"], 3), ratio=ratio(i, "latency"),
+             throughput_ns=round(best[i, "throughput"], 3), throughput_ratio=ratio(i, "throughput"),
+             found=found(c))
         for i, c in enumerate(case_list)
     ]
 
@@ -162,29 +200,49 @@ def environment(iterations: int, reps: int) -> dict:
         implementation=platform.python_implementation(),
         free_threaded=not gil,
         machine=platform.machine(),
+        cpu=cpu_model(),
         platform=platform.platform(),
         package=pkg_file,
+        lookup_code=_core._bench_lookup("path", None, 0, 0),
         iterations=iterations,
         reps=reps,
-        unit="ns per lookup (dependent chain, min over reps)",
+        unit="ns per lookup, min over reps: ns/ratio a dependent chain (latency), "
+             "throughput_ns/throughput_ratio independent lookups",
         baseline="extensible class, hit",
     )
+
+
+def cpu_model() -> str:
+    """The CPU's model name where the OS says it (Linux), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def format_table(env: dict, results: Sequence[dict]) -> str:
     width = max(len(r["case"]) for r in results)
     lines = [
         f"extensibletype lookup latency: {env['implementation']} {env['python']}"
-        f"{' (free-threaded)' if env['free_threaded'] else ''}, {env['machine']}, "
-        f"dependent chain of {env['iterations']} lookups x {env['reps']} reps (min)",
+        f"{' (free-threaded)' if env['free_threaded'] else ''}, {env['machine']} ({env['cpu']}), "
+        f"{env['iterations']} lookups x {env['reps']} reps (min); find rows: {env['lookup_code']}",
+        "ns per lookup: latency = a dependent chain, thruput = independent lookups",
         "",
-        f"{'case':<{width}}  {'ns/lookup':>9}  {'x ext hit':>9}  result",
-        f"{'-' * width}  {'-' * 9}  {'-' * 9}  ------",
+        f"{'case':<{width}}  {'latency':>9}  {'x ext hit':>9}  {'thruput':>9}  {'x ext hit':>9}  result",
+        f"{'-' * width}  {'-' * 9}  {'-' * 9}  {'-' * 9}  {'-' * 9}  ------",
     ]
+
+    def ratio(x: Optional[float]) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
     for r in results:
         result = {True: "hit", False: "miss", None: "-"}[r["found"]]
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        lines.append(f"{r['case']:<{width}}  {r['ns']:>9.2f}  {ratio:>9}  {result}")
+        lines.append(f"{r['case']:<{width}}  {r['ns']:>9.2f}  {ratio(r['ratio']):>9}  "
+                     f"{r['throughput_ns']:>9.2f}  {ratio(r['throughput_ratio']):>9}  {result}")
     return "\n".join(lines)
 
 
@@ -195,16 +253,21 @@ def plot(results: Sequence[dict], path: str, env: dict) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["case"] for r in results][::-1]
-    values = [r["ns"] for r in results][::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(names) + 1.2))
-    bars = ax.barh(names, values, color=["#4c72b0" if r["method"].startswith("find") else "#999999"
-                                          for r in results][::-1])
-    for bar, r in zip(bars, list(results)[::-1]):
-        label = f" {r['ns']:.2f} ns" + ("" if r["ratio"] is None else f" ({r['ratio']:.2f}x)")
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
-    ax.set_xlabel("ns per lookup (dependent chain; lower is better)")
-    ax.set_title(f"extensibletype lookup latency, Python {env['python']} {env['machine']}", fontsize=10)
-    ax.set_xlim(0, max(values) * 1.3)
+    colors = ["#4c72b0" if r["method"].startswith("find") else "#999999" for r in results][::-1]
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(13, 0.38 * len(names) + 1.4))
+    for ax, key, ratio_key, title in (
+        (axes[0], "ns", "ratio", "latency: dependent chain"),
+        (axes[1], "throughput_ns", "throughput_ratio", "throughput: independent lookups"),
+    ):
+        values = [r[key] for r in results][::-1]
+        bars = ax.barh(names, values, color=colors)
+        for bar, r in zip(bars, list(results)[::-1]):
+            label = f" {r[key]:.2f} ns" + ("" if r[ratio_key] is None else f" ({r[ratio_key]:.2f}x)")
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
+        ax.set_xlabel(f"ns per lookup, {title} (lower is better)")
+        ax.set_xlim(0, max(values) * 1.35)
+    fig.suptitle(f"extensibletype lookup, Python {env['python']} {env['machine']} ({env['cpu']}); "
+                 f"find rows: {env['lookup_code']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -224,9 +287,10 @@ def run(args) -> int:
     except BenchArgumentError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.iterations < 1 or args.reps < 1:
-        print("error: argument --iterations/--reps: must be >= 1", file=sys.stderr)
-        return 2
+    for name, value, most in (("--iterations", args.iterations, MAX_ITERATIONS), ("--reps", args.reps, MAX_REPS)):
+        if not 1 <= value <= most:
+            print(f"error: argument {name}: must be between 1 and {most}, got {value}", file=sys.stderr)
+            return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -263,13 +327,14 @@ def add_parser(sub) -> None:
     """Register ``bench`` on an argparse sub-parsers object."""
     p = sub.add_parser(
         "bench",
-        help="lookup latency on this machine (compiled loops, from the installed package)",
+        help="lookup latency and throughput on this machine (compiled loops, from the installed package)",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--type", metavar="MOD:CLASS", help="also time a lookup on this class (needs --key)")
     p.add_argument("--key", metavar="KEY", help="the key to look up on --type")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")
-    p.add_argument("--iterations", type=int, default=100_000, help="lookups per timed run (default %(default)s)")
-    p.add_argument("--reps", type=int, default=15, help="timed runs per case, min kept (default %(default)s)")
+    p.add_argument("--iterations", type=int, default=100_000,
+                   help=f"lookups per timed run, 1 to {MAX_ITERATIONS} (default %(default)s)")
+    p.add_argument("--reps", type=int, default=15, help=f"timed runs per case, min kept, 1 to {MAX_REPS} (default %(default)s)")
     p.set_defaults(func=run)

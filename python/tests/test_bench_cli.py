@@ -92,6 +92,70 @@ def test_bad_arguments_exit_2(args, named):
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        (["--iterations", "0"], "--iterations"),
+        (["--iterations", "-5"], "--iterations"),
+        (["--iterations", str(10**30)], "--iterations"),
+        (["--iterations", "lots"], "--iterations"),
+        (["--reps", "0"], "--reps"),
+        (["--reps", str(2**64)], "--reps"),
+        (["--reps", "1.5"], "--reps"),
+    ],
+)
+def test_impossible_sizes_exit_2(value, named):
+    """Impossible --iterations/--reps: exit 2 naming the argument, nothing
+    measured (the later flag wins over QUICK's)."""
+    proc = bench(*value)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert f"argument {named}" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_latency_and_throughput_from_objects():
+    """Every row has a latency and a throughput figure; the find rows run
+    the header compiled into the extension, from an object."""
+    proc = bench("--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    for r in doc["results"]:
+        assert r["ns"] > 0 and r["throughput_ns"] > 0, r
+    first = doc["results"][0]
+    assert first["ratio"] == 1.0 and first["throughput_ratio"] == 1.0
+    assert all(r["method"] != "find_in_type" for r in doc["results"])
+    assert doc["environment"]["lookup_code"] in ("extensibletype.h (C, -O2)", "Rust port (runtime::find)")
+
+
+def test_user_type_instances(tmp_path):
+    """`--type`: the row starts from an instance made without arguments when
+    one can be made; otherwise from the type, and the row says so."""
+    (tmp_path / "benchmod2.py").write_text(textwrap.dedent("""
+        import extensibletype as et
+
+        class Picky(metaclass=et.ExtensibleType):
+            __cslots__ = {"demo.shape.v1:area": 0x4000}
+
+            def __new__(cls, needed):
+                return super().__new__(cls)
+    """))
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = bench("--json", "--type", "benchmod2:Picky", "--key", "demo.shape.v1:area", env=env)
+    assert proc.returncode == 0, proc.stderr
+    last = json.loads(proc.stdout)["results"][-1]
+    # object.__new__(Picky) makes one (Picky.__new__ needs an argument).
+    assert last["case"] == "benchmod2:Picky 'demo.shape.v1:area'", last
+    assert last["method"] == "find" and last["found"] is True
+    # Neither FunctionType.__new__ nor object.__new__ makes a function.
+    proc = bench("--json", "--type", "types:FunctionType", "--key", "demo.shape.v1:area")
+    assert proc.returncode == 0, proc.stderr
+    last = json.loads(proc.stdout)["results"][-1]
+    assert last["case"] == "builtins:function 'demo.shape.v1:area' (from the type)", last
+    assert last["method"] == "find_in_type" and last["found"] is False
+
+
 def test_plot(tmp_path):
     out = tmp_path / "bench.png"
     proc = bench("--plot", str(out))

@@ -1,13 +1,18 @@
 //! Compiled timing loops behind `python -m extensibletype bench` (feature
 //! `module`): `extensibletype._core._bench_lookup`.
 //!
-//! Every loop is a *dependent* chain: the object of lookup `i + 1` is picked
-//! with an index that depends on the result of lookup `i` (always 0, but the
-//! CPU cannot know), so the figure is the latency of one lookup, which is
-//! what an indirect call through the found pointer waits for. The lookup
-//! under test is the inline path a consumer compiles in
-//! ([`runtime::find`], the Rust port of `ExtType_Find`), not a call
-//! through the Python API.
+//! Every row starts from an object (the vtable row from a stand-in object
+//! whose type holds a vtable) and is timed two ways: as a *dependent* chain
+//! (the object of lookup `i + 1` is picked with an index that depends on the
+//! result of lookup `i`: always 0, but the CPU cannot know), the latency an
+//! indirect call through the found pointer waits for; and as independent
+//! lookups, the throughput of a loop over many objects.
+//!
+//! The `ExtType_Find` rows run the header's inline path as a C consumer
+//! compiles it: src/bench_inline.c includes include/extensibletype.h and is
+//! compiled into this module by build.rs (cfg `bench_c`). Where build.rs
+//! could not compile it (no `Python.h`), they time the Rust port
+//! ([`runtime::find`]) and [`inline_path`] says so.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -38,6 +43,25 @@ fn zero_dependency(mut x: usize) -> usize {
     x
 }
 
+/// The value of `x`, opaque to the optimiser at every use (not `pure`: the
+/// compiler may not hoist it, or the lookup using it, out of a loop).
+#[inline(always)]
+fn launder<T: Copy>(x: *const T) -> *const T {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let mut a = x as usize;
+        // SAFETY: an empty asm statement that claims to change a register.
+        unsafe {
+            core::arch::asm!("/* {0} */", inout(reg) a, options(nomem, nostack, preserves_flags));
+        }
+        x.wrapping_byte_offset(a.wrapping_sub(x as usize) as isize)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        core::hint::black_box(x)
+    }
+}
+
 /// A stand-in for a type object with a C++-style vtable pointer at a fixed
 /// offset (the baseline every lookup is compared with).
 #[repr(C)]
@@ -46,14 +70,30 @@ struct VtableType {
     vtable: *const [*const c_void; 16],
 }
 
+/// A stand-in for an object of a [`VtableType`]: its type pointer where
+/// `ob_type` is, so the vtable row starts from an object like the others.
+#[repr(C)]
+struct VtableObject {
+    _refcnt: usize,
+    ty: *const VtableType,
+}
+
 /// Sixteen fake implementations (never called).
 fn vtable() -> Box<[*const c_void; 16]> {
     Box::new(core::array::from_fn(|i| (0x1000 + i * 16) as *const c_void))
 }
 
-/// Nanoseconds per lookup of `n` dependent lookups of `f(objs[dep])`.
+/// Latency (a dependent chain) or throughput (independent lookups).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Latency,
+    Throughput,
+}
+
+/// Nanoseconds per lookup of `n` lookups of `f(objs[i])`: dependent
+/// (`i` = the previous result & 0) or independent (`i` = 0).
 #[inline(always)]
-fn chain<T: Copy>(objs: &[T; 1], n: u64, mut f: impl FnMut(T) -> usize) -> f64 {
+fn timed<T: Copy>(objs: &[T; 1], n: u64, mode: Mode, mut f: impl FnMut(T) -> usize) -> f64 {
     // Opaque base: the optimiser must not infer `dep == 0` from the size of
     // `objs` (an in-bounds offset into a one-element array is 0).
     let base = core::hint::black_box(objs.as_ptr());
@@ -61,6 +101,8 @@ fn chain<T: Copy>(objs: &[T; 1], n: u64, mut f: impl FnMut(T) -> usize) -> f64 {
     // address dependent on it (a bounds check would let the optimiser
     // replace `objs[dep]` by `objs[0]`).
     let at = |dep: usize| unsafe { *base.add(dep) };
+    // SAFETY: `base` points at objs[0]; launder only hides the address.
+    let fresh = || unsafe { *launder(base) };
     let mut dep = 0usize;
     let mut acc = 0usize;
     // Warm up (fills caches, branch predictors, the runtime's type cache).
@@ -68,14 +110,71 @@ fn chain<T: Copy>(objs: &[T; 1], n: u64, mut f: impl FnMut(T) -> usize) -> f64 {
         dep = zero_dependency(f(at(dep)));
     }
     let t0 = Instant::now();
-    for _ in 0..n {
-        let r = f(at(dep));
-        acc = acc.wrapping_add(r);
-        dep = zero_dependency(r);
+    match mode {
+        Mode::Latency => {
+            for _ in 0..n {
+                let r = f(at(dep));
+                acc = acc.wrapping_add(r);
+                dep = zero_dependency(r);
+            }
+        }
+        Mode::Throughput => {
+            for _ in 0..n {
+                acc = acc.wrapping_add(f(fresh()));
+            }
+        }
     }
     let ns = t0.elapsed().as_nanos() as f64 / n as f64;
     core::hint::black_box(acc);
     ns
+}
+
+/// The compiled header's loops (src/bench_inline.c, built by build.rs).
+#[cfg(bench_c)]
+mod header {
+    use pyo3_ffi::PyObject;
+
+    /// `(objs, id, n) -> sum of the pointers found`.
+    pub(super) type Loop = unsafe extern "C" fn(*const *mut PyObject, u64, u64) -> usize;
+
+    extern "C" {
+        /// `ExtType_Import()` of the C translation unit (GIL held).
+        pub(super) fn extensibletype_bench_import() -> core::ffi::c_int;
+        /// n dependent `ExtType_Find(objs[dep], id)`.
+        pub(super) fn extensibletype_bench_chain_obj(objs: *const *mut PyObject, id: u64, n: u64) -> usize;
+        /// n independent `ExtType_Find(objs[0], id)`.
+        pub(super) fn extensibletype_bench_tput_obj(objs: *const *mut PyObject, id: u64, n: u64) -> usize;
+        /// n dependent `ExtType_FindInType(objs[dep], id)` (objs: types).
+        pub(super) fn extensibletype_bench_chain_type(objs: *const *mut PyObject, id: u64, n: u64) -> usize;
+        /// n independent `ExtType_FindInType(objs[0], id)` (objs: types).
+        pub(super) fn extensibletype_bench_tput_type(objs: *const *mut PyObject, id: u64, n: u64) -> usize;
+    }
+}
+
+/// Nanoseconds per lookup of the header's loop `f` over `n` lookups (after
+/// a warm-up of 1024).
+///
+/// # Safety
+/// The GIL is held, the C unit is imported and `target` is alive.
+#[cfg(bench_c)]
+unsafe fn timed_header(f: header::Loop, target: *mut PyObject, id: u64, n: u64) -> f64 {
+    let objs = [target];
+    // SAFETY: objs holds one live object; the loops read objs[0] only.
+    unsafe {
+        core::hint::black_box(f(objs.as_ptr(), id, 1024));
+        let t0 = Instant::now();
+        core::hint::black_box(f(objs.as_ptr(), id, n));
+        t0.elapsed().as_nanos() as f64 / n as f64
+    }
+}
+
+/// Which lookup code the `find` rows run (for the report).
+fn inline_path() -> &'static core::ffi::CStr {
+    if cfg!(bench_c) {
+        c"extensibletype.h (C, -O2)"
+    } else {
+        c"Rust port (runtime::find)"
+    }
 }
 
 /// `target` as a type, or a TypeError (`Err(ptr::null_mut())` to return).
@@ -90,25 +189,40 @@ unsafe fn type_arg(target: *mut PyObject) -> Result<*mut PyTypeObject, *mut PyOb
     Ok(target.cast())
 }
 
-/// `_bench_lookup(method, target, arg, n) -> float`: ns per lookup (with
-/// `n == 0` and a find method: one lookup, the pointer found as an int).
+/// `_bench_lookup(method, target, arg, n, throughput=False) -> float`: ns
+/// per lookup (with `n == 0` and a find method: one lookup by the runtime,
+/// the pointer found as an int; with `method == "path"`: which lookup code
+/// the find rows run, as a str).
 ///
-/// - `"find"`: `find(target, arg)` (arg: an int id) — the inline lookup.
-/// - `"find_in_type"`: `find_in_type(target, arg)` (target: a type).
+/// - `"find"`: `ExtType_Find(target, arg)` (arg: an int id).
+/// - `"find_in_type"`: `ExtType_FindInType(target, arg)` (target: a type).
 /// - `"getslot"`: `PyType_GetSlot(type(target), arg)` (arg: a slot number).
 /// - `"getattr"`: `PyObject_GetAttr(target, arg)` then
 ///   `PyCapsule_GetPointer` (arg: a str; the attribute a capsule with name
 ///   NULL).
-/// - `"vtable"`: a fixed-offset vtable load (target and arg ignored).
+/// - `"vtable"`: a vtable at a fixed offset of a stand-in object's type
+///   (target and arg ignored).
 unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs live arguments.
         unsafe {
-            if nargs != 4 {
-                PyErr_SetString(PyExc_TypeError, c"_bench_lookup(method, target, arg, n) takes 4 arguments".as_ptr());
+            if nargs != 4 && nargs != 5 {
+                PyErr_SetString(
+                    PyExc_TypeError,
+                    c"_bench_lookup(method, target, arg, n, throughput=False) takes 4 or 5 arguments".as_ptr(),
+                );
                 return ptr::null_mut();
             }
             let (method, target, arg) = (*args, *args.add(1), *args.add(2));
+            let mode = if nargs == 5 {
+                match PyObject_IsTrue(*args.add(4)) {
+                    -1 => return ptr::null_mut(),
+                    0 => Mode::Latency,
+                    _ => Mode::Throughput,
+                }
+            } else {
+                Mode::Latency
+            };
             let n = PyLong_AsLongLong(*args.add(3));
             if n == -1 && !PyErr_Occurred().is_null() {
                 return ptr::null_mut();
@@ -120,10 +234,17 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
             if runtime::import().is_err() {
                 return ptr::null_mut();
             }
+            #[cfg(bench_c)]
+            if header::extensibletype_bench_import() < 0 {
+                return ptr::null_mut();
+            }
             let Some(method) = runtime::pyutil::utf8(method) else {
                 PyErr_SetString(PyExc_TypeError, c"_bench_lookup(): method must be a str".as_ptr());
                 return ptr::null_mut();
             };
+            if method == "path" {
+                return PyUnicode_FromString(inline_path().as_ptr());
+            }
             if n == 0 && (method == "find" || method == "find_in_type") {
                 // One lookup: the pointer found (0 = none).
                 let id = PyLong_AsUnsignedLongLong(arg);
@@ -142,32 +263,44 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
             }
             let n = n.max(1) as u64;
             let ns = match method {
-                "find" => {
+                "find" | "find_in_type" => {
                     let id = PyLong_AsUnsignedLongLong(arg);
                     if !PyErr_Occurred().is_null() {
                         return ptr::null_mut();
                     }
-                    // SAFETY: target is alive for the call (held by the caller).
-                    chain(&[target], n, |o| runtime::find(o, id) as usize)
-                }
-                "find_in_type" => {
-                    let id = PyLong_AsUnsignedLongLong(arg);
-                    if !PyErr_Occurred().is_null() {
-                        return ptr::null_mut();
+                    let from_type = method == "find_in_type";
+                    if from_type {
+                        if let Err(e) = type_arg(target) {
+                            return e;
+                        }
                     }
-                    let tp = match type_arg(target) {
-                        Ok(tp) => tp,
-                        Err(e) => return e,
-                    };
-                    chain(&[tp], n, |t| runtime::find_in_type(t, id) as usize)
+                    #[cfg(bench_c)]
+                    {
+                        let f: header::Loop = match (from_type, mode) {
+                            (false, Mode::Latency) => header::extensibletype_bench_chain_obj,
+                            (false, Mode::Throughput) => header::extensibletype_bench_tput_obj,
+                            (true, Mode::Latency) => header::extensibletype_bench_chain_type,
+                            (true, Mode::Throughput) => header::extensibletype_bench_tput_type,
+                        };
+                        // SAFETY: target is alive for the call (held by the caller).
+                        timed_header(f, target, id, n)
+                    }
+                    #[cfg(not(bench_c))]
+                    {
+                        // SAFETY: target is alive for the call (held by the caller).
+                        if from_type {
+                            timed(&[target.cast::<PyTypeObject>()], n, mode, |t| runtime::find_in_type(t, id) as usize)
+                        } else {
+                            timed(&[target], n, mode, |o| runtime::find(o, id) as usize)
+                        }
+                    }
                 }
                 "getslot" => {
                     let slot = PyLong_AsLong(arg);
                     if !PyErr_Occurred().is_null() {
                         return ptr::null_mut();
                     }
-                    let tp = Py_TYPE(target);
-                    chain(&[tp], n, |t| PyType_GetSlot(t, slot as _) as usize)
+                    timed(&[target], n, mode, |o| PyType_GetSlot(Py_TYPE(o), slot as _) as usize)
                 }
                 "getattr" => {
                     if PyUnicode_Check(arg) == 0 {
@@ -184,7 +317,7 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
                         PyErr_SetString(PyExc_TypeError, c"_bench_lookup('getattr'): the attribute must be a PyCapsule with name NULL".as_ptr());
                         return ptr::null_mut();
                     }
-                    chain(&[target], n, |o| {
+                    timed(&[target], n, mode, |o| {
                         let cap = PyObject_GetAttr(o, arg);
                         if cap.is_null() {
                             PyErr_Clear();
@@ -197,18 +330,20 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
                 }
                 "vtable" => {
                     let table = vtable();
-                    let fake = Box::new(VtableType { _header: [0; 50], vtable: &*table });
-                    let fake: *const VtableType = &*fake;
-                    chain(&[fake], n, |t| {
-                        // SAFETY: `fake` lives until the end of this arm.
-                        let vt = core::ptr::read_volatile(ptr::addr_of!((*t).vtable));
+                    let fake_type = Box::new(VtableType { _header: [0; 50], vtable: &*table });
+                    let fake = Box::new(VtableObject { _refcnt: 1, ty: &*fake_type });
+                    let fake: *const VtableObject = &*fake;
+                    timed(&[fake], n, mode, |o| {
+                        // SAFETY: `fake`, its type and `table` live until the end of this arm.
+                        let ty = core::ptr::read_volatile(ptr::addr_of!((*o).ty));
+                        let vt = core::ptr::read_volatile(ptr::addr_of!((*ty).vtable));
                         (*vt)[3] as usize
                     })
                 }
                 _ => {
                     PyErr_SetString(
                         PyExc_ValueError,
-                        c"_bench_lookup(): method must be 'find', 'find_in_type', 'getslot', 'getattr' or 'vtable'"
+                        c"_bench_lookup(): method must be 'find', 'find_in_type', 'getslot', 'getattr', 'vtable' or 'path'"
                             .as_ptr(),
                     );
                     return ptr::null_mut();
@@ -222,7 +357,9 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
 /// The method table entry of `_bench_lookup` (added to `_core`).
 pub(crate) fn method() -> PyMethodDef {
     extensibletype_runtime::pyutil::py_method!(c"_bench_lookup", PyCFunctionFast, bench_lookup, METH_FASTCALL,
-        c"_bench_lookup(method, target, arg, n, /)\n--\n\nNanoseconds per lookup of a dependent chain of n \
-          lookups, timed in a compiled loop (see python -m extensibletype bench).\n\
-          method: 'find' (arg: id), 'getslot' (arg: slot number), 'getattr' (arg: attribute name of a capsule), 'vtable'.")
+        c"_bench_lookup(method, target, arg, n, throughput=False, /)\n--\n\nNanoseconds per lookup of n \
+          lookups (a dependent chain, or independent with throughput), timed in a compiled loop (see \
+          python -m extensibletype bench).\n\
+          method: 'find' (arg: id), 'find_in_type' (target: a type), 'getslot' (arg: slot number), \
+          'getattr' (arg: attribute name of a capsule), 'vtable'; 'path' names the find rows' code.")
 }
