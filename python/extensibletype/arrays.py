@@ -44,38 +44,20 @@ from . import _core
 
 _impl = _core._arrays
 
-# The abi3t build has no Array type (its instance struct embeds PyObject,
-# which PEP 803 makes opaque): None there; everything else works.
-Array = getattr(_impl, "Array", None)
+Array = _impl.Array
 sum = _impl.sum  # noqa: A001 - the interface's name
 dot = _impl.dot
 axpy = _impl.axpy
 view_info = _impl.view_info
-
-
-def _not_in_this_build(name):
-    """A stand-in for a DLPack entry point the abi3t build lacks."""
-
-    def missing(*args, **kwargs):
-        raise NotImplementedError(
-            f"extensibletype.arrays.{name} is not in this build: under abi3t (PEP 803) the DLPack "
-            "layer is left out with the Array type it rides on (its instance struct embeds PyObject, "
-            "which is opaque there)"
-        )
-
-    missing.__name__ = missing.__qualname__ = name
-    return missing
-
-
-to_dlpack = getattr(_impl, "to_dlpack", None) or _not_in_this_build("to_dlpack")
+to_dlpack = _impl.to_dlpack
 # The miss path of ExtType_ArrayGetView (include/extensibletype_array.h)
-# calls this; None in the abi3t build (no DLPack layer to adopt with).
-_adopt = getattr(_impl, "_adopt", None)
+# calls this.
+_adopt = _impl._adopt
 
 # DLPack 1.3; the flags are DLPack's DLPACK_FLAG_BITMASK_READ_ONLY / _IS_COPIED.
-DLPACK_VERSION = (getattr(_impl, "DLPACK_MAJOR", 1), getattr(_impl, "DLPACK_MINOR", 3))
-DLPACK_FLAG_READ_ONLY = getattr(_impl, "DLPACK_FLAG_READ_ONLY", 1)
-DLPACK_FLAG_IS_COPIED = getattr(_impl, "DLPACK_FLAG_IS_COPIED", 2)
+DLPACK_VERSION = (_impl.DLPACK_MAJOR, _impl.DLPACK_MINOR)
+DLPACK_FLAG_READ_ONLY = _impl.DLPACK_FLAG_READ_ONLY
+DLPACK_FLAG_IS_COPIED = _impl.DLPACK_FLAG_IS_COPIED
 #: Private slot key under which the C path keeps a type's exchange table.
 _KEY_DLPACK_API = "extensibletype.arrays.dlpack:exchange_api"
 
@@ -152,8 +134,6 @@ def register_dlpack_type(tp: type) -> str:
     Views report the tensor's device; CPU consumers (:func:`sum`, ...)
     raise TypeError for other devices. TypeError when ``tp`` has neither;
     ValueError when the attribute is a capsule with another name."""
-    if not hasattr(_impl, "register_dlpack_type"):
-        _not_in_this_build("register_dlpack_type")(tp)
     mode = _impl.register_dlpack_type(tp)
     if tp not in _REGISTERED:
         _REGISTERED.append(tp)
@@ -241,8 +221,7 @@ def _unregister_providers() -> None:
     a test suite can leave the foreign registry as it found it)."""
     while _REGISTERED:
         _core.set_slots(_REGISTERED.pop(), {KEY_ACQUIRE: None, KEY_RELEASE: None, _KEY_DLPACK_API: None})
-    if hasattr(_impl, "_forget_adopted"):
-        _impl._forget_adopted()  # types adopted on a miss, abstract bases, refusals
+    _impl._forget_adopted()  # types adopted on a miss, abstract bases, refusals
 
 
 _register_providers()

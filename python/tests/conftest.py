@@ -52,45 +52,6 @@ RSS_TESTS = {
 RSS_UNRELIABLE = os.environ.get("EXTENSIBLETYPE_ASAN") == "1" or os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1"
 
 
-def _skip_without_array_type(items):
-    """The abi3t build has no ``extensibletype.arrays.Array`` (its instance
-    struct embeds ``PyObject``, opaque under PEP 803): skip, with that
-    reason, the tests whose code names it; everything else still runs."""
-    try:
-        from extensibletype import arrays
-    except ImportError:
-        return
-    if getattr(arrays, "Array", None) is not None:
-        return
-    import inspect
-    import re
-
-    skip = pytest.mark.skip(reason="this build has no extensibletype.arrays.Array (abi3t: its instance struct embeds PyObject, opaque under PEP 803)")
-    uses = re.compile(r"\bArray\b|\bto_dlpack\b|__dlpack__|register_dlpack_type")
-    # The same build has no direct NumPy adapter either (NumPy's struct is
-    # unreadable there): ndarray goes through the buffer-protocol adapter,
-    # whose empty-array strides and read-only errors differ.
-    numpy_direct = {
-        "test_numpy_views_match_numpy",
-        "test_numpy_flags_and_dtypes",
-        "test_numpy_buffer_fallback",
-        "test_axpy_readonly_y",
-        "test_view_info_high_bits_do_not_become_writable",
-    }
-    skip_numpy = pytest.mark.skip(reason="this build has no direct NumPy adapter (abi3t): ndarray uses the buffer-protocol adapter")
-    for item in items:
-        fn = getattr(item, "function", None)
-        try:
-            src = inspect.getsource(fn) if fn is not None else ""
-        except (OSError, TypeError):
-            src = ""
-        callspec = getattr(item, "callspec", None)
-        if uses.search(src) or (callspec is not None and "Array" in callspec.id) or item.originalname == "test_python_example_doctest":
-            item.add_marker(skip)
-        elif item.originalname in numpy_direct and getattr(arrays, "NUMPY_ADAPTER", None) != "direct":
-            item.add_marker(skip_numpy)
-
-
 # An exception that escapes a thread (a failed assert in a worker) fails the
 # test it ran in, instead of only warning: pytest reports it as a
 # PytestUnhandledThreadExceptionWarning, made an error here for every test.
@@ -100,7 +61,6 @@ FAIL_ON_THREAD_EXCEPTION = pytest.mark.filterwarnings("error::pytest.PytestUnhan
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(FAIL_ON_THREAD_EXCEPTION)
-    _skip_without_array_type(items)
     if os.environ.get("EXTENSIBLETYPE_ASAN") == "1":
         reason = "RSS-flatness test: AddressSanitizer quarantines freed memory (scripts/asan.sh)"
     elif os.environ.get("EXTENSIBLETYPE_MEMCHECK") == "1":

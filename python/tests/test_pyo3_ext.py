@@ -220,10 +220,6 @@ def test_typed_method_without_python_method_is_an_import_error(more):
     assert et.get_slots(more.Broken) == {}
 
 
-needs_array = pytest.mark.skipif(xa.Array is None, reason="no Array type in the abi3t build")
-
-
-@needs_array
 def test_sum_array_v1_views(more):
     a = xa.Array((2, 3))
     a.fill(1.5)
@@ -250,8 +246,6 @@ def test_with_view_adopts_an_unregistered_dlpack_type(more):
     """Rust's with_view takes the same slow path as the kernels (docs/spec.md
     section 12.3): a DLPack exporter type is adopted on its first miss."""
     np = pytest.importorskip("numpy")
-    if not hasattr(xa._impl, "_adopt"):
-        pytest.skip("this build has no DLPack layer (abi3t)")
 
     class Wrap:
         def __init__(self, a):

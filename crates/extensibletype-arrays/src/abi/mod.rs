@@ -335,7 +335,6 @@ impl Provider {
             if let Some(p) = Provider::of(obj) {
                 return Ok(p);
             }
-            #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
             if runtime::find(obj, ID_ACQUIRE).is_null() {
                 crate::providers::dlpack::adopt_on_miss(obj).map_err(|()| runtime::PyErrSet)?;
                 if let Some(p) = Provider::of(obj) {
@@ -343,16 +342,10 @@ impl Provider {
                 }
             }
             let missing = if runtime::find(obj, ID_ACQUIRE).is_null() { KEY_ACQUIRE } else { KEY_RELEASE };
-            // Only a type with an acquire and no release slot gets here, or
-            // any type in the abi3t build (no DLPack layer to adopt with).
+            // Only a type with an acquire and no release slot gets here.
             PyErr_Format(
                 PyExc_TypeError,
-                #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
                 c"%R object does not provide \"%s\" (not an array provider)".as_ptr(),
-                #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
-                c"%R object does not provide \"%s\" (not an array provider; this build does not adopt DLPack \
-                  exporters: __dlpack__, __dlpack_c_exchange_api__)"
-                    .as_ptr(),
                 Py_TYPE(obj).cast::<PyObject>(),
                 missing.as_ptr(),
             );

@@ -16,6 +16,12 @@
 //! so pointing into the array would not be stable for the view's lifetime.
 //! An exported view holds a reference to the array (`view.owner`), so
 //! `ndarray.resize` refuses (its reference-count check) while it lives.
+//!
+//! The mirrors start after the object header (`PyObject`), which they do
+//! not embed: under abi3t (PEP 803) `PyObject` is opaque and its size
+//! differs between 3.15 and 3.15t, so [`header_size`] is measured there
+//! (`object.__basicsize__`, at module init); elsewhere it is the
+//! compile-time `size_of::<PyObject>()`.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
@@ -26,23 +32,21 @@ use crate::abi::{self, ArrayView, DLDataType};
 use crate::util::{self, guard, raise};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
-/// up to `flags` (the fields read here).
+/// after the object header, up to `flags` (the fields read here).
 #[repr(C)]
 pub(crate) struct NpyArrayFields {
-    ob_base: PyObject,
     data: *mut c_char,
     nd: c_int,
     dimensions: *mut isize,
     strides: *mut isize,
     base: *mut PyObject,
-    descr: *mut NpyDescr,
+    descr: *mut PyObject,
     flags: c_int,
 }
 
-/// NumPy 2.x `PyArray_Descr` (public prefix).
+/// NumPy 2.x `PyArray_Descr` (public prefix, after the object header).
 #[repr(C)]
 pub(crate) struct NpyDescr {
-    ob_base: PyObject,
     typeobj: *mut PyTypeObject,
     kind: c_char,
     type_: c_char,
@@ -54,11 +58,69 @@ pub(crate) struct NpyDescr {
     alignment: isize,
 }
 
-/// `sizeof(PyArrayObject_fields)` in NumPy 2.x (this prefix plus
-/// weakreflist, _buffer_info, mem_handler): `ndarray.__basicsize__` must be
-/// at least this.
-pub(crate) const NPY_ARRAY_BASICSIZE: usize =
-    core::mem::size_of::<NpyArrayFields>() + 3 * core::mem::size_of::<*mut c_void>();
+/// `sizeof(PyArrayObject_fields)` in NumPy 2.x (the header, this prefix
+/// plus weakreflist, _buffer_info, mem_handler): `ndarray.__basicsize__`
+/// must be at least this.
+pub(crate) fn npy_array_basicsize() -> usize {
+    header_size() + core::mem::size_of::<NpyArrayFields>() + 3 * core::mem::size_of::<*mut c_void>()
+}
+
+/// `sizeof(PyObject)` of the running interpreter (abi3t: measured by
+/// [`settle_header_size`]; 0 before, which no ndarray passes).
+#[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+static HEADER_SIZE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Bytes of the object header, where the mirrors start.
+#[inline(always)]
+fn header_size() -> usize {
+    #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+    return core::mem::size_of::<PyObject>();
+    #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+    return HEADER_SIZE.load(core::sync::atomic::Ordering::Relaxed);
+}
+
+/// abi3t: measure the object header (`object.__basicsize__`, which is
+/// `sizeof(PyObject)`) once, at module init, before any registration can
+/// use the mirror. Elsewhere nothing to do.
+pub(crate) fn settle_header_size() -> Result<(), ()> {
+    #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+    // SAFETY: GIL held (module init); PyBaseObject_Type is a live static type.
+    unsafe {
+        let size = util::Owned::new(PyObject_GetAttrString(
+            ptr::addr_of_mut!(PyBaseObject_Type).cast(),
+            c"__basicsize__".as_ptr(),
+        ))?;
+        let n = PyLong_AsSsize_t(size.0);
+        if n == -1 && !PyErr_Occurred().is_null() {
+            return Err(());
+        }
+        if n < 2 * core::mem::size_of::<*mut c_void>() as Py_ssize_t || n % 8 != 0 {
+            return raise(util::value_error(), &format!("unexpected object.__basicsize__ {n}"));
+        }
+        HEADER_SIZE.store(n as usize, core::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The mirror of ndarray `obj`.
+///
+/// # Safety
+/// `obj` is a live ndarray whose layout was verified (see the module doc).
+#[inline(always)]
+unsafe fn array_fields<'a>(obj: *mut PyObject) -> &'a NpyArrayFields {
+    // SAFETY: the caller's contract: the fields follow the header.
+    unsafe { &*obj.cast::<u8>().add(header_size()).cast::<NpyArrayFields>() }
+}
+
+/// The mirror of an ndarray's (non-NULL) descr.
+///
+/// # Safety
+/// `descr` is the live descr of a verified ndarray.
+#[inline(always)]
+unsafe fn descr_fields<'a>(descr: *mut PyObject) -> &'a NpyDescr {
+    // SAFETY: the caller's contract: the fields follow the header.
+    unsafe { &*descr.cast::<u8>().add(header_size()).cast::<NpyDescr>() }
+}
 
 const NPY_ARRAY_C_CONTIGUOUS: c_int = 0x0001;
 const NPY_ARRAY_F_CONTIGUOUS: c_int = 0x0002;
@@ -107,8 +169,8 @@ pub(crate) unsafe extern "C" fn np_acquire(obj: *mut PyObject, request: c_int, v
                 return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)")
                     .unwrap_or(-1);
             }
-            let a = &*obj.cast::<NpyArrayFields>();
-            let d = &*a.descr;
+            let a = array_fields(obj);
+            let d = descr_fields(a.descr);
             let Some((dtype, swapped)) = dl_of(d) else {
                 return raise(
                     util::type_error(),
@@ -209,11 +271,11 @@ pub(crate) unsafe extern "C" fn np_release(_obj: *mut PyObject, view: *mut Array
 ///
 /// # Safety
 /// GIL held; `arr` must be an instance of `ndarray_type`, and that type's
-/// `__basicsize__` at least [`NPY_ARRAY_BASICSIZE`] (checked by the caller).
+/// `__basicsize__` at least [`npy_array_basicsize`] (checked by the caller).
 pub(crate) unsafe fn fields(arr: *mut PyObject) -> *mut PyObject {
     // SAFETY: the caller's contract; nd is bounded before the dims are read.
     unsafe {
-        let a = &*arr.cast::<NpyArrayFields>();
+        let a = array_fields(arr);
         if !(0..=NPY_MAXDIMS).contains(&a.nd) || a.descr.is_null() {
             let _ = raise::<()>(util::value_error(), "unexpected ndarray layout (nd or descr)");
             return ptr::null_mut();
@@ -226,7 +288,7 @@ pub(crate) unsafe fn fields(arr: *mut PyObject) -> *mut PyObject {
             }
             t
         };
-        let d = &*a.descr;
+        let d = descr_fields(a.descr);
         let ch = |c: c_char| PyUnicode_FromStringAndSize(ptr::addr_of!(c), 1);
         let items = [
             PyLong_FromVoidPtr(a.data.cast()),

@@ -16,7 +16,6 @@ use pyo3_ffi::*;
 
 use crate::abi;
 use crate::consumers::par;
-#[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
 use crate::providers::array as array_type;
 use crate::providers::numpy;
 use crate::runtime;
@@ -59,6 +58,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
     // SAFETY: GIL held during module init.
     unsafe {
         runtime::import()?;
+        numpy::settle_header_size()?;
         let m = new_module(
             c"extensibletype.arrays",
             c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.",
@@ -81,7 +81,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             (c"REQ_ANY_CONTIGUOUS", abi::REQ_ANY_CONTIGUOUS as i64),
             (c"NOGIL_MIN", consumers::NOGIL_MIN as i64),
             (c"PAR_MIN", par::PAR_MIN as i64),
-            (c"NPY_ARRAY_BASICSIZE", numpy::NPY_ARRAY_BASICSIZE as i64),
+            (c"NPY_ARRAY_BASICSIZE", numpy::npy_array_basicsize() as i64),
         ] {
             util::add(m.0, name, PyLong_FromLongLong(v))?;
         }
@@ -96,9 +96,7 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             }
         }
         util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
-        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         array_type::create_type(m.0)?;
-        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
         crate::providers::dlpack::add_to_module(m.0)?;
         Ok(util::add(core, c"_arrays", Py_NewRef(m.0))?)
     }

@@ -53,12 +53,6 @@ unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), ()> {
     // SAFETY: GIL held.
     unsafe {
         require_type(tp, "_register_numpy")?;
-        // abi3t (PEP 803): PyObject is opaque and its size differs between
-        // 3.15 and 3.15t, so the #[repr(C)] mirror cannot place the fields;
-        // the buffer-protocol adapter serves ndarray instead.
-        #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
-        return raise(util::type_error(), "the direct NumPy adapter is unavailable under abi3t (opaque PyObject)");
-        #[allow(unreachable_code)]
         let attr = |name: &CStr| Owned::new(PyObject_GetAttrString(tp, name.as_ptr()));
         let module = attr(c"__module__")?;
         let qualname = attr(c"__qualname__")?;
@@ -68,12 +62,12 @@ unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), ()> {
         }
         let basicsize = attr(c"__basicsize__")?;
         let n = PyLong_AsSsize_t(basicsize.0);
-        if n < 0 || (n as usize) < numpy::NPY_ARRAY_BASICSIZE {
+        if n < 0 || (n as usize) < numpy::npy_array_basicsize() {
             return raise(
                 util::type_error(),
                 &format!(
                     "numpy.ndarray.__basicsize__ is {n}, smaller than NumPy 2's PyArrayObject_fields ({})",
-                    numpy::NPY_ARRAY_BASICSIZE
+                    numpy::npy_array_basicsize()
                 ),
             );
         }

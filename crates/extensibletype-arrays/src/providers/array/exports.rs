@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub(super) fn view_flags(a: &ArrayObject) -> u32 {
+pub(super) fn view_flags(a: &ArrayData) -> u32 {
     let (c, f) = abi::contiguity(a.shape(), a.strides(), a.dtype.itemsize() as i64);
     abi::ALIGNED | if c { abi::C_CONTIGUOUS } else { 0 } | if f { abi::F_CONTIGUOUS } else { 0 }
 }
@@ -28,7 +28,7 @@ pub(super) unsafe extern "C" fn array_acquire(obj: *mut PyObject, request: c_int
                 return raise(util::buffer_error(), &format!("Array: unsupported array.v1 request flags {request:#x}"))
                     .unwrap_or(-1);
             }
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             // Array memory is writable and C-contiguous: no v1 request can
             // fail (C satisfies ANY).
             a.pin(obj);
@@ -51,7 +51,7 @@ pub(super) unsafe extern "C" fn array_acquire(obj: *mut PyObject, request: c_int
 /// `extensibletype.array.v1:release` of Array.
 pub(super) unsafe extern "C" fn array_release(obj: *mut PyObject, _view: *mut ArrayView) {
     // SAFETY: paired with a successful acquire on this live Array.
-    unsafe { (*obj.cast::<ArrayObject>()).unpin() }
+    unsafe { data(obj).unpin() }
 }
 
 // ---- buffer protocol ---------------------------------------------------------
@@ -63,7 +63,7 @@ pub(super) unsafe extern "C" fn array_getbuffer(obj: *mut PyObject, view: *mut P
             if view.is_null() {
                 return raise(util::value_error(), "NULL view in getbuffer").unwrap_or(-1);
             }
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             a.pin(obj);
             let v = &mut *view;
             v.buf = a.data.cast();
@@ -89,7 +89,7 @@ pub(super) unsafe extern "C" fn array_getbuffer(obj: *mut PyObject, view: *mut P
 
 pub(super) unsafe extern "C" fn array_releasebuffer(obj: *mut PyObject, _view: *mut Py_buffer) {
     // SAFETY: paired with array_getbuffer on this live Array.
-    unsafe { (*obj.cast::<ArrayObject>()).unpin() }
+    unsafe { data(obj).unpin() }
 }
 
 const _: () = assert!(core::mem::size_of::<Py_ssize_t>() == 8, "shape/strides are shared as Py_ssize_t");

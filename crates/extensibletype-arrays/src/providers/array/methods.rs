@@ -7,7 +7,7 @@ use super::*;
 // ---- element access --------------------------------------------------------
 
 /// Flat element offset (in elements) of an int / tuple-of-ints index.
-pub(super) unsafe fn element_index(a: &ArrayObject, key: *mut PyObject) -> Result<usize, ()> {
+pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<usize, ()> {
     // SAFETY: GIL held; key live.
     unsafe {
         let shape = a.shape();
@@ -104,7 +104,7 @@ pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Sca
 }
 
 /// Read element `flat` (caller: inside `locked`, index in bounds).
-pub(super) unsafe fn read(a: &ArrayObject, flat: usize) -> Scalar {
+pub(super) unsafe fn read(a: &ArrayData, flat: usize) -> Scalar {
     // SAFETY: flat < size; data is aligned for every dtype. Relaxed atomic
     // loads: other threads may write elements concurrently (free-threaded).
     unsafe {
@@ -122,7 +122,7 @@ pub(super) unsafe fn read(a: &ArrayObject, flat: usize) -> Scalar {
     }
 }
 
-pub(super) unsafe fn write(a: &ArrayObject, flat: usize, v: Scalar) {
+pub(super) unsafe fn write(a: &ArrayData, flat: usize, v: Scalar) {
     // SAFETY: as read.
     unsafe {
         match (a.dtype, v) {
@@ -153,7 +153,7 @@ pub(super) unsafe extern "C" fn array_getitem(obj: *mut PyObject, key: *mut PyOb
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             match locked(obj, || element_index(a, key).map(|i| read(a, i))) {
                 Ok(v) => scalar_to_py(v),
                 Err(()) => ptr::null_mut(),
@@ -169,7 +169,7 @@ pub(super) unsafe extern "C" fn array_setitem(obj: *mut PyObject, key: *mut PyOb
             if value.is_null() {
                 return raise(util::type_error(), "Array elements cannot be deleted").unwrap_or(-1);
             }
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             let Ok(v) = to_scalar(a.dtype, value) else { return -1 };
             match locked(obj, || element_index(a, key).map(|i| write(a, i, v))) {
                 Ok(()) => 0,
@@ -183,7 +183,7 @@ pub(super) unsafe extern "C" fn array_len(obj: *mut PyObject) -> Py_ssize_t {
     guard(-1, || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             match locked(obj, || a.shape().first().copied()) {
                 Some(n) => n as Py_ssize_t,
                 None => raise(util::type_error(), "len() of a 0-d Array").unwrap_or(-1),
@@ -198,7 +198,7 @@ pub(super) unsafe extern "C" fn array_fill(obj: *mut PyObject, value: *mut PyObj
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             let Ok(v) = to_scalar(a.dtype, value) else { return ptr::null_mut() };
             // Like any consumer: pin the memory with an export, then fill
             // outside the lock (and without the GIL when large: detaching
@@ -225,7 +225,7 @@ pub(super) unsafe extern "C" fn array_tolist(obj: *mut PyObject, _unused: *mut P
         // SAFETY: GIL held; obj is an Array. The values are copied out under
         // the lock; the lists are built after it.
         unsafe {
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             let (shape, values) =
                 locked(obj, || (a.shape().to_vec(), (0..a.size).map(|i| read(a, i)).collect::<Vec<_>>()));
             ret(build_list(&shape, &values))
@@ -255,7 +255,7 @@ pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyO
         // getbuffer can run, and exports == 0 means nobody holds the memory.
         unsafe {
             let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
-            let a = obj.cast::<ArrayObject>();
+            let a = data_ptr(obj);
             let r = locked(obj, || -> Result<(), ()> {
                 let refuse = |n: isize| {
                     raise(
@@ -310,7 +310,7 @@ pub(super) unsafe extern "C" fn array_repr(obj: *mut PyObject) -> *mut PyObject 
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; obj is an Array.
         unsafe {
-            let a = &*obj.cast::<ArrayObject>();
+            let a = data(obj);
             let (shape, dtype) = locked(obj, || (a.shape().to_vec(), a.dtype));
             let shape = match shape.len() {
                 1 => format!("({},)", shape[0]),
@@ -344,12 +344,12 @@ pub(super) unsafe fn tuple_of(values: &[i64]) -> *mut PyObject {
 }
 
 macro_rules! getter {
-    ($name:ident, |$a:ident| $body:expr) => {
-        pub(super) unsafe extern "C" fn $name(obj: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    ($name:ident, |$obj:ident, $a:ident| $body:expr) => {
+        pub(super) unsafe extern "C" fn $name($obj: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
             guard(ptr::null_mut(), || {
-                // SAFETY: GIL held; obj is an Array; values are read under the lock.
+                // SAFETY: GIL held; the object is an Array; values are read under the lock.
                 unsafe {
-                    let $a = &*obj.cast::<ArrayObject>();
+                    let $a = data($obj);
                     $body
                 }
             })
@@ -357,20 +357,20 @@ macro_rules! getter {
     };
 }
 
-getter!(get_shape, |a| {
-    let shape = locked(a as *const ArrayObject as *mut PyObject, || a.shape().to_vec());
+getter!(get_shape, |obj, a| {
+    let shape = locked(obj, || a.shape().to_vec());
     tuple_of(&shape)
 });
-getter!(get_strides, |a| {
-    let strides = locked(a as *const ArrayObject as *mut PyObject, || a.strides().to_vec());
+getter!(get_strides, |obj, a| {
+    let strides = locked(obj, || a.strides().to_vec());
     tuple_of(&strides)
 });
-getter!(get_ndim, |a| PyLong_FromLong(locked(a as *const ArrayObject as *mut PyObject, || a.ndim) as _));
-getter!(get_size, |a| PyLong_FromSize_t(locked(a as *const ArrayObject as *mut PyObject, || a.size)));
-getter!(get_nbytes, |a| PyLong_FromSize_t(locked(a as *const ArrayObject as *mut PyObject, || a.nbytes())));
-getter!(get_itemsize, |a| PyLong_FromSize_t(a.dtype.itemsize()));
-getter!(get_dtype, |a| {
+getter!(get_ndim, |obj, a| PyLong_FromLong(locked(obj, || a.ndim) as _));
+getter!(get_size, |obj, a| PyLong_FromSize_t(locked(obj, || a.size)));
+getter!(get_nbytes, |obj, a| PyLong_FromSize_t(locked(obj, || a.nbytes())));
+getter!(get_itemsize, |obj, a| PyLong_FromSize_t(a.dtype.itemsize()));
+getter!(get_dtype, |obj, a| {
     let n = a.dtype.name();
     PyUnicode_FromStringAndSize(n.as_ptr().cast(), n.len() as Py_ssize_t)
 });
-getter!(get_exports, |a| PyLong_FromSsize_t(a.exported()));
+getter!(get_exports, |obj, a| PyLong_FromSsize_t(a.exported()));

@@ -14,7 +14,14 @@
 //! the dims block (indexing, `shape`, `tolist`, ...) run in the critical
 //! section too.
 //!
-//! Files: this one holds the instance data (`ArrayObject`, `DType`, the data
+//! Instance data: [`ArrayData`], which embeds no `PyObject` header. On
+//! CPython 3.12+ (also the abi3 and abi3t wheels) it is PEP 697 type data
+//! (the spec's basicsize is `-size_of::<ArrayData>()`), so the same code
+//! serves abi3t (PEP 803), where `PyObject` is opaque and its size differs
+//! between 3.15 and 3.15t; on 3.11 it follows the header. Only
+//! [`data_ptr`] knows where it is.
+//!
+//! Files: this one holds the instance data (`ArrayData`, `DType`, the data
 //! and dims blocks); `exports.rs` the array.v1 and buffer-protocol exports;
 //! `methods.rs` indexing, methods and getters; `type_object.rs` `tp_new`,
 //! dealloc and the type's creation.
@@ -93,10 +100,9 @@ impl DType {
     }
 }
 
-/// The instance layout.
+/// An Array's instance data (see the module doc for where it lives).
 #[repr(C)]
-pub(crate) struct ArrayObject {
-    ob_base: PyObject,
+pub(crate) struct ArrayData {
     /// DATA_ALIGN-aligned, `alloc_bytes` long (never NULL once initialised).
     data: *mut u8,
     alloc_bytes: usize,
@@ -113,7 +119,7 @@ pub(crate) struct ArrayObject {
     exports: AtomicIsize,
 }
 
-impl ArrayObject {
+impl ArrayData {
     fn shape(&self) -> &[i64] {
         if self.ndim == 0 {
             return &[];
@@ -183,6 +189,97 @@ impl ArrayObject {
     /// Exports outstanding (0 while resizing).
     fn exported(&self) -> isize {
         self.exports.load(Ordering::Acquire).max(0)
+    }
+}
+
+/// CPython 3.11 (no PEP 697): the data follows the object header.
+#[cfg(not(Py_3_12))]
+#[repr(C)]
+struct Layout311 {
+    ob_base: PyObject,
+    data: ArrayData,
+}
+
+/// The spec's `basicsize`: PEP 697's negative "this much type data" on
+/// 3.12+, the whole instance on 3.11.
+#[cfg(Py_3_12)]
+const SPEC_BASICSIZE: c_int = -(core::mem::size_of::<ArrayData>() as c_int);
+#[cfg(not(Py_3_12))]
+const SPEC_BASICSIZE: c_int = core::mem::size_of::<Layout311>() as c_int;
+
+/// Bytes from an Array object to its [`ArrayData`] where the build knows
+/// the header's size. 3.12+: PEP 697 puts type data at the base's
+/// (`object`'s) basicsize rounded up to `max_align_t` (16 on the 64-bit
+/// targets built for; `create_type` checks it against CPython).
+#[cfg(not(Py_3_12))]
+const DATA_OFFSET: usize = core::mem::offset_of!(Layout311, data);
+#[cfg(all(Py_3_12, not(all(Py_LIMITED_API, Py_GIL_DISABLED))))]
+const DATA_OFFSET: usize = (core::mem::size_of::<PyObject>() + 15) & !15;
+
+/// abi3t: `PyObject` is opaque (its size differs between 3.15 and 3.15t),
+/// so the offset is measured once, by `create_type`, before any Array
+/// exists.
+#[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+static DATA_OFFSET: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Where Array `obj`'s [`ArrayData`] is: one add (abi3t: a load and an
+/// add), the same address as `PyObject_GetTypeData(obj, Array)` on 3.12+.
+/// The one place that knows the layout. Safe: it only computes an address
+/// (valid to dereference when `obj` is an Array, see [`data`]).
+#[inline(always)]
+pub(super) fn data_ptr(obj: *mut PyObject) -> *mut ArrayData {
+    #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+    let offset = DATA_OFFSET;
+    #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+    let offset = DATA_OFFSET.load(Ordering::Relaxed);
+    obj.cast::<u8>().wrapping_add(offset).cast()
+}
+
+/// Array `obj`'s instance data.
+///
+/// # Safety
+/// `obj` is a live Array (or subclass instance) made by `tp_new`/`tp_alloc`
+/// of the type `create_type` made; the reference is not used past `obj`'s
+/// life. Fields that `resize` changes are read as the lifetime rule allows.
+#[inline(always)]
+pub(super) unsafe fn data<'a>(obj: *mut PyObject) -> &'a ArrayData {
+    // SAFETY: the caller's contract: data_ptr(obj) is this Array's ArrayData.
+    unsafe { &*data_ptr(obj) }
+}
+
+/// Check (version-specific and abi3 builds) or record (abi3t) where
+/// CPython puts `tp`'s instance data: `tp.__basicsize__` minus
+/// `PyType_GetTypeDataSize(tp)`, which is `PyObject_GetTypeData`'s offset.
+///
+/// # Safety
+/// GIL held; `tp` is the Array type just made from the spec, no instance yet.
+#[cfg(Py_3_12)]
+unsafe fn settle_data_offset(tp: *mut PyObject) -> Result<(), ()> {
+    // SAFETY: GIL held; tp is a live type.
+    unsafe {
+        let size = Owned::new(PyObject_GetAttrString(tp, c"__basicsize__".as_ptr()))?;
+        let basicsize = PyLong_AsSsize_t(size.0);
+        if basicsize == -1 && !PyErr_Occurred().is_null() {
+            return Err(());
+        }
+        let data_size = PyType_GetTypeDataSize(tp.cast());
+        let offset = basicsize - data_size;
+        if data_size < core::mem::size_of::<ArrayData>() as Py_ssize_t || offset <= 0 || offset % 8 != 0 {
+            return raise(
+                PyExc_SystemError,
+                &format!("Array: unexpected PEP 697 layout (basicsize {basicsize}, type data {data_size})"),
+            );
+        }
+        #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
+        DATA_OFFSET.store(offset as usize, Ordering::Relaxed);
+        #[cfg(not(all(Py_LIMITED_API, Py_GIL_DISABLED)))]
+        if offset as usize != DATA_OFFSET {
+            return raise(
+                PyExc_SystemError,
+                &format!("Array: PEP 697 type data at offset {offset}, this build expects {DATA_OFFSET}"),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -332,7 +429,7 @@ pub(crate) fn array_type() -> *mut PyTypeObject {
 pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut crate::dlpack_abi::DLTensor) {
     // SAFETY: obj is an Array; dims holds 3*ndim values (or is NULL).
     unsafe {
-        let a = &*obj.cast::<ArrayObject>();
+        let a = data(obj);
         out.data = a.data.cast();
         out.device = abi::DLDevice::CPU;
         out.ndim = a.ndim;
@@ -350,7 +447,7 @@ pub(crate) unsafe fn dl_fill(obj: *mut PyObject, out: &mut crate::dlpack_abi::DL
 pub(crate) unsafe fn with_data(obj: *mut PyObject, f: impl FnOnce(*mut u8)) {
     // SAFETY: pinned for the duration, so resize cannot move the data.
     unsafe {
-        let a = &*obj.cast::<ArrayObject>();
+        let a = data(obj);
         a.pin(obj);
         f(a.data);
         a.unpin();

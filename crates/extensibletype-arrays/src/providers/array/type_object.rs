@@ -88,7 +88,9 @@ pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, k
             free_block(block.0, block.1);
             return Err(());
         }
-        let a = obj.cast::<ArrayObject>();
+        let a = data_ptr(obj);
+        #[cfg(Py_3_12)]
+        debug_assert_eq!(PyObject_GetTypeData(obj, array_type()), a.cast(), "data_ptr is PEP 697's address");
         ptr::addr_of_mut!((*a).data).write(block.0);
         ptr::addr_of_mut!((*a).alloc_bytes).write(block.1);
         ptr::addr_of_mut!((*a).dims).write(dims);
@@ -108,7 +110,7 @@ pub(super) unsafe extern "C" fn array_dealloc(obj: *mut PyObject) {
     // references (memoryview) or are bracketed by a caller's reference, so
     // none is outstanding here.
     unsafe {
-        let a = obj.cast::<ArrayObject>();
+        let a = data_ptr(obj);
         free_block((*a).data, (*a).alloc_bytes);
         free_dims((*a).dims, (*a).ndim);
         let tp = Py_TYPE(obj);
@@ -181,7 +183,7 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
     ]));
     let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
         name: c"extensibletype.arrays.Array".as_ptr(),
-        basicsize: core::mem::size_of::<ArrayObject>() as c_int,
+        basicsize: SPEC_BASICSIZE,
         itemsize: 0,
         flags: (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE) as _,
         slots: slots.as_mut_ptr(),
@@ -192,7 +194,10 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
     ];
     // SAFETY: GIL held (module init); the spec and its tables are leaked.
     unsafe {
-        let tp = runtime::type_from_spec(module, spec, ptr::null_mut(), &defs)?;
+        let tp = Owned::new(runtime::type_from_spec(module, spec, ptr::null_mut(), &defs)?)?;
+        #[cfg(Py_3_12)]
+        settle_data_offset(tp.0)?;
+        let tp = tp.into_ptr();
         ARRAY_TYPE.store(Py_NewRef(tp), Ordering::Release);
         Ok(util::add(module, c"Array", tp)?)
     }
