@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# AddressSanitizer: the Rust tests, then the Python suite on CPython 3.11
+# AddressSanitizer: the Rust tests (the runtime's, which embed CPython,
+# included), then the Python suite on CPython 3.11
 # and 20,000 fuzz cases (ASAN_FUZZ_SEEDS) against the extension built with
 # -Zsanitizer=address (stable toolchain,
 # RUSTC_BOOTSTRAP=1; GCC's libasan preloaded into Python only, never into
@@ -38,17 +39,27 @@ if [ ! -e "$LIBASAN" ]; then
     exit 1
 fi
 
-# 1. Rust: unit, property and adversarial tests, doc tests.
+# 1. Rust: unit, property and adversarial tests, doc tests; the crates
+#    without Python with leak detection, then the runtime and the module,
+#    whose tests embed CPython, without (CPython keeps memory until exit).
 mkdir -p "$CARGO_TARGET_DIR"
 rust_log="$CARGO_TARGET_DIR/cargo-test.log"
+: >"$rust_log"
+rust_tests() { # [--no-run]: every Rust test under ASan; exit status 1 if either run failed
+    local rc=0
+    asan_env cargo test --target "$TRIPLE" "$@" >>"$rust_log" 2>&1 || rc=1
+    ASAN_OPTIONS=detect_leaks=0 asan_env cargo test --target "$TRIPLE" \
+        -p extensibletype-runtime -p extensibletype-module "$@" >>"$rust_log" 2>&1 || rc=1
+    return $rc
+}
 if [ -n "$build_only" ]; then
     log "asan: cargo test --no-run (-Zsanitizer=address)"
-    asan_env cargo test --target "$TRIPLE" --no-run >"$rust_log" 2>&1 || { tail -30 "$rust_log" >&2; exit 1; }
+    rust_tests --no-run || { tail -30 "$rust_log" >&2; exit 1; }
 else
     log "asan: cargo test (-Zsanitizer=address)"
-    asan_env cargo test --target "$TRIPLE" >"$rust_log" 2>&1
+    rust_tests
     rc=$?
-    grep -E '^test result|FAILED|panicked|ERROR: AddressSanitizer' "$rust_log" >&2
+    grep -E '^test result|FAILED|panicked|ERROR: (Address|Leak)Sanitizer' "$rust_log" >&2
     count "$rust_log"
     if [ $rc -ne 0 ]; then
         phases_failed=$((phases_failed + 1)) # failed tests, a build failure or an ASan abort
