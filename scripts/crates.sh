@@ -7,13 +7,15 @@
 # (the Python extension, built by maturin) is `publish = false`. Also checks
 # that no packed crate carries the Python package, scripts or CI files.
 #
-#   bash scripts/crates.sh      -> last line "crates: N passed, M failed"
+#   bash scripts/crates.sh      -> last line "crates: N passed, M failed";
+#                                  exit status 1 on any failure
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-log=/tmp/extensibletype-crates.log
+mkdir -p "$ROOT/target"
+log="$ROOT/target/crates.log"
 passed=0 failed=0
 if cargo package --workspace --exclude extensibletype-module --allow-dirty >"$log" 2>&1; then
     passed=$((passed + 4))
@@ -34,3 +36,4 @@ else
     failed=$((failed + 1))
 fi
 echo "crates: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

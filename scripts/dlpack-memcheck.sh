@@ -5,7 +5,7 @@
 # consumers/par.rs) or the test producer, and on unbalanced deleter counts. CPython's
 # own and NumPy's start-up noise is ignored. Usage: dlpack-memcheck.sh [VENV_PYTHON]
 # (default: the suite's 3.11 venv; installs valgrind with apt-get if missing).
-# Prints "dlpack-memcheck: N passed, N failed".
+# Prints "dlpack-memcheck: N passed, N failed"; exit status 1 on failure.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ $# -ge 1 ]; then
@@ -22,8 +22,11 @@ if ! command -v valgrind >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get install -y -q valgrind >&2 || { apt-get update -q >&2 && apt-get install -y -q valgrind >&2; }; fi
 fi
 command -v valgrind >/dev/null || { echo "dlpack-memcheck: 0 passed, 1 failed (valgrind not available)"; exit 1; }
-log=/tmp/extensibletype-dlpack-memcheck.log
-(cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py3.11" "$vpy" dlpack_memcheck.py 1 >/dev/null) # build the producer first
+mkdir -p "$ROOT/target"
+log="$ROOT/target/dlpack-memcheck.log"
+# build the producer first
+(cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py3.11" "$vpy" dlpack_memcheck.py 1 >/dev/null) ||
+    { echo "dlpack-memcheck: 0 passed, 1 failed (dlpack_memcheck.py fails without valgrind)"; exit 1; }
 (cd "$ROOT/python/tests" && CARGO_TARGET_DIR="$ROOT/target/py3.11" PYTHONMALLOC=malloc \
     valgrind --leak-check=full --show-leak-kinds=definite "$vpy" dlpack_memcheck.py 100 >"$log" 2>&1)
 rc=$?

@@ -80,16 +80,22 @@ install_abi3t() {
 # install .`, the abi3 wheel for TAG *-abi3, the abi3t wheel for TAG
 # *-abi3t). Prints the venv's python.
 prepare_venv() {
-    local tag=$1 py=$2 venv="$ROOT/.venv/$1" digest dep missing=()
+    local tag=$1 py=$2 venv="$ROOT/.venv/$1" digest dep missing
     if [ ! -x "$venv/bin/python" ]; then
         "$py" -m venv "$venv" >&2 || { log "venv creation failed for $tag"; return 1; }
     fi
     local vpy="$venv/bin/python"
     local deps=("${PY_DEPS[@]}")
     [ "$tag" = 3.11 ] && deps+=("${PY_DEPS_311[@]}")
-    for dep in "${deps[@]}"; do
-        "$vpy" -m pip show -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
-    done
+    # One interpreter start for all of them (`pip show` takes seconds each).
+    read -r -a missing < <("$vpy" -c '
+import importlib.metadata as m, sys
+def absent(d):
+    try:
+        m.distribution(d)
+    except m.PackageNotFoundError:
+        return True
+print(*[d for d in sys.argv[1:] if absent(d)])' "${deps[@]}")
     if [ ${#missing[@]} -gt 0 ]; then
         log "pip install ${missing[*]} (python $tag)"
         # One at a time on failure: a package without a wheel for this
