@@ -14,37 +14,51 @@ pub(super) fn view_flags(a: &ArrayData) -> u32 {
 // ---- array.v1 provider -----------------------------------------------------
 
 /// `extensibletype.array.v1:acquire` of Array.
+///
+/// The success path is a leaf (no stack frame, no unwinding guard: nothing
+/// on it can panic); refusals go to [`acquire_refused`], out of line.
 pub(super) unsafe extern "C" fn array_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
-    guard(-1, || {
-        // SAFETY: the interface's contract: GIL held, obj a live Array (this
-        // slot is registered on the Array type only), view writable for
-        // view->size bytes.
-        unsafe {
-            if ((*view).size as usize) < core::mem::size_of::<ArrayView>() {
-                return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)")
-                    .unwrap_or(-1);
-            }
-            if request & !abi::REQ_ALL != 0 {
-                return raise(util::buffer_error(), &format!("Array: unsupported array.v1 request flags {request:#x}"))
-                    .unwrap_or(-1);
-            }
-            let a = data(obj);
-            // Array memory is writable and C-contiguous: no v1 request can
-            // fail (C satisfies ANY).
-            a.pin(obj);
-            let v = &mut *view;
-            v.version = abi::VERSION;
-            v.data = a.data.cast();
-            v.ndim = a.ndim;
-            v.shape = a.dims;
-            v.strides = if a.dims.is_null() { ptr::null_mut() } else { a.dims.add(a.ndim as usize) };
-            v.flags = a.flags;
-            v.dtype = a.dtype.dl();
-            v.reserved = 0;
-            v.device = abi::DLDevice::CPU;
-            v.owner = ptr::null_mut();
-            0
+    // SAFETY: the interface's contract: GIL held, obj a live Array (this
+    // slot is registered on the Array type only), view writable for
+    // view->size bytes.
+    unsafe {
+        if ((*view).size as usize) < core::mem::size_of::<ArrayView>() || request & !abi::REQ_ALL != 0 {
+            return acquire_refused(request, view);
         }
+        let a = data(obj);
+        // Array memory is writable and C-contiguous: no v1 request can
+        // fail (C satisfies ANY).
+        a.pin(obj);
+        let v = &mut *view;
+        v.version = abi::VERSION;
+        v.data = a.data.cast();
+        v.ndim = a.ndim;
+        v.shape = a.dims;
+        // dims is NULL exactly when ndim is 0: NULL strides then, no branch.
+        v.strides = a.dims.wrapping_add(a.ndim as usize);
+        v.flags = a.flags;
+        v.dtype = a.dtype.dl();
+        v.reserved = 0;
+        v.device = abi::DLDevice::CPU;
+        v.owner = ptr::null_mut();
+        0
+    }
+}
+
+/// The refusals of [`array_acquire`] (a view struct too small, unknown
+/// request flags): -1 with the exception set.
+///
+/// # Safety
+/// The acquire's contract (GIL held, `view` readable for its size field).
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn acquire_refused(request: c_int, view: *mut ArrayView) -> c_int {
+    guard(-1, || {
+        // SAFETY: view is readable for its size field (the contract).
+        if unsafe { (*view).size as usize } < core::mem::size_of::<ArrayView>() {
+            return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)").unwrap_or(-1);
+        }
+        raise(util::buffer_error(), &format!("Array: unsupported array.v1 request flags {request:#x}")).unwrap_or(-1)
     })
 }
 
