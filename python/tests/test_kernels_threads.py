@@ -63,16 +63,14 @@ def test_strided_and_2d_large_inputs_split_too():
         assert math.isclose(res[0][0], math.fsum(v.ravel()), rel_tol=1e-12)
 
 
-def test_workers_take_part_on_large_inputs():
+def test_two_threads_on_large_inputs():
     x = np.ones(8 * 10**6)
-    threads, before = xa._impl._set_threads(2)
+    threads, _ = xa._impl._set_threads(2)
     assert threads == 2
-    for _ in range(20):
-        assert xa.sum(x) == 8 * 10**6
     # a worker usually joins (not guaranteed on a loaded machine: then the
     # caller computes every part itself, with the same result)
-    _, after = xa._impl._set_threads(2)
-    assert after >= before
+    for _ in range(20):
+        assert xa.sum(x) == 8 * 10**6
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")

@@ -17,10 +17,13 @@
 //! worker to wake up: if none shows up (a busy machine), it computes every
 //! part itself; it only waits for parts a worker has already claimed —
 //! a bounded spin, then a condition variable the last worker signals.
-//! Having to sleep there means a worker was descheduled mid-part (an
-//! oversubscribed machine), so the next [`ALONE_JOBS`] jobs run on the
-//! caller alone (the same parts: the result does not change). The
-//! callers have released the GIL; workers never touch Python.
+//! Sleeping there is normal (a worker finishing the part it holds), but a
+//! wait longer than two of the caller's own parts means a worker was
+//! descheduled mid-part (an oversubscribed machine), so the next
+//! [`ALONE_JOBS`] jobs run on the caller alone (the same parts: the result
+//! does not change). The callers have released the GIL; workers never
+//! touch Python. A panic in a worker's part (no kernel panics today) is
+//! re-raised in the caller, never turned into a zero part.
 //!
 //! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
 //! --sweep` times each kernel with one thread and with the automatic count
@@ -135,6 +138,8 @@ struct Job {
     active: AtomicUsize,
     /// The caller sleeps on `Pool::done_cv` (set and read under `Pool::done`).
     waiting: core::sync::atomic::AtomicBool,
+    /// A worker's part panicked (its result is missing): the caller panics.
+    panicked: core::sync::atomic::AtomicBool,
     /// `work(i)` computes part i (borrowed from the caller's frame).
     work: *const (dyn Fn(usize) + Sync),
 }
@@ -222,7 +227,10 @@ fn spin_until(done: impl Fn() -> bool) -> bool {
     }
 }
 
-fn worker(pool: &'static Pool) {
+/// Worker `index` (0-based) of the pool: joins jobs while `index + 1 <
+/// threads()` (so lowering the thread count takes effect: workers started
+/// for a higher count stay idle).
+fn worker(pool: &'static Pool, index: usize) {
     let mut seen = 0u64;
     loop {
         spin_until(|| GENERATION.load(Ordering::Acquire) != seen);
@@ -234,8 +242,9 @@ fn worker(pool: &'static Pool) {
                 g.sleepers -= 1;
             }
             seen = g.generation;
-            if g.job == 0 {
-                // Woke too late: that job is done. Spin for the next one.
+            if g.job == 0 || index + 1 >= threads() {
+                // Woke too late (that job is done), or not needed at the
+                // current thread count. Spin for the next one.
                 continue;
             }
             let job = g.job as *const Job;
@@ -246,10 +255,15 @@ fn worker(pool: &'static Pool) {
         };
         // SAFETY: as above (active > 0 keeps the job alive).
         unsafe {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let n = (*job).drain();
                 WORKER_PARTS.fetch_add(n, Ordering::Relaxed);
             }));
+            if drained.is_err() {
+                // Released by the AcqRel decrement below, acquired by the
+                // caller's load of `active`.
+                (*job).panicked.store(true, Ordering::Relaxed);
+            }
         }
         // Leave under `done`: once `active` drops, the job may be gone, so
         // `waiting` is read first (the caller sets it under the same lock).
@@ -274,7 +288,10 @@ fn ensure_workers(pool: &'static Pool, n: usize) {
     while *w < n {
         let spawned = std::thread::Builder::new()
             .name("extensibletype-kernels".into())
-            .spawn(move || worker(pool))
+            .spawn({
+                let index = *w;
+                move || worker(pool, index)
+            })
             .is_ok();
         if !spawned {
             break;
@@ -298,9 +315,9 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
     };
     let pool = pool();
     let mut t = if pool.pid == std::process::id() { threads() } else { 1 };
-    if t > 1 && ALONE.load(Ordering::Relaxed) > 0 {
-        // A worker recently made a caller sleep (see below): run alone.
-        ALONE.fetch_sub(1, Ordering::Relaxed);
+    // A worker recently made a caller wait long (see below): run alone.
+    // One decrement per caller, never below 0 (two callers may race here).
+    if t > 1 && ALONE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
         t = 1;
     }
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
@@ -312,6 +329,7 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
         count: parts.len(),
         active: AtomicUsize::new(0),
         waiting: core::sync::atomic::AtomicBool::new(false),
+        panicked: core::sync::atomic::AtomicBool::new(false),
         work: work_ptr,
     };
     let me = &job as *const Job as usize;
@@ -329,7 +347,10 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
             pool.wake.notify_all();
         }
     }
+    let t0 = std::time::Instant::now();
     let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.drain()));
+    // The caller's own time per part: the yardstick for "a worker is late".
+    let my_part = t0.elapsed() / (*mine.as_ref().unwrap_or(&1)).max(1) as u32;
     if t > 1 {
         let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have replaced our job in the slot (then no
@@ -340,22 +361,29 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
         drop(g);
         // Wait for parts workers have claimed: spin briefly, then sleep
         // until the last worker leaves.
+        let w0 = std::time::Instant::now();
         if !spin_until(|| job.active.load(Ordering::Acquire) == 0) {
             let mut d = pool.done.lock().unwrap_or_else(|e| e.into_inner());
             job.waiting.store(true, Ordering::Relaxed);
             while job.active.load(Ordering::Acquire) != 0 {
                 d = pool.done_cv.wait(d).unwrap_or_else(|e| e.into_inner());
             }
-            // A worker held a part past our spin: on an oversubscribed
-            // machine it was descheduled mid-part, and we waited for the
-            // OS to run it again. Run the next jobs alone (same parts, same
-            // result; only the timing changes).
-            ALONE.store(ALONE_JOBS, Ordering::Relaxed);
+            drop(d);
+            // Waiting up to about one part is a worker finishing the part
+            // it holds. Longer than two of our own parts: on an
+            // oversubscribed machine it was descheduled mid-part and we
+            // waited for the OS to run it again. Run the next jobs alone
+            // (same parts, same result; only the timing changes).
+            if w0.elapsed() > 2 * my_part + SPIN {
+                ALONE.store(ALONE_JOBS, Ordering::Relaxed);
+            }
         }
     }
     if let Err(e) = mine {
         std::panic::resume_unwind(e);
     }
+    // A worker's part panicked: its result is missing, so there is no sum.
+    assert!(!job.panicked.load(Ordering::Relaxed), "a kernel part panicked on a pool worker");
     results.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
 }
 
