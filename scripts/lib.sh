@@ -11,8 +11,10 @@ log() { printf '[extensibletype] %s\n' "$*" >&2; }
 PY_DEPS=(maturin pytest cython numpy setuptools wheel)
 # Only for the 3.11 venv (binary wheels for cp311 linux x86_64): numba, whose
 # @cfunc objects set_slots accepts under typed keys, and meson-python + ninja
-# for the meson build recipe (tests importorskip them).
-PY_DEPS_311=(numba meson-python ninja)
+# for the meson build recipe (tests importorskip them); mypy for
+# scripts/typecheck.sh (installed here, with the venv, not by that step while
+# other steps run from the venv).
+PY_DEPS_311=(numba meson-python ninja mypy)
 
 # A digest of everything that goes into the wheel: reinstall only on change.
 # EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).

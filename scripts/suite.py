@@ -60,7 +60,7 @@ FORKY_NOTE = ("python 3.14t/3.15t: not provided (the Debian mirror serves python
 
 # --- steps ------------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (`in`, `remove`)
 class Job:
     """One command of a step. kind "build" (compiles; at most --builds at a
     time) or "run". `needs`: jobs that must have succeeded first; `after`:
@@ -86,7 +86,7 @@ class Job:
         return f"{self.step.name}:{self.kind}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Step:
     name: str
     doc: str
