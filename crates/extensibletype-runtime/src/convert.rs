@@ -4,7 +4,6 @@
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
@@ -14,6 +13,7 @@ use crate::signature::{parse_typed_key, Base, Flag, Signature, Type};
 use super::state::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
+use crate::idhash::IdMap;
 
 /// Validated changes plus the references that keep their owners alive until
 /// the registry has taken its own.
@@ -52,7 +52,7 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
 /// is several times cheaper than md5. The memo is bounded (cleared when full).
 pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
-    static MEMO: Mutex<Option<HashMap<Box<str>, u64>>> = Mutex::new(None);
+    static MEMO: Mutex<Option<IdMap<Box<str>, u64>>> = Mutex::new(None);
     const MEMO_MAX: usize = 1 << 16;
     // Held only for a map probe (no Python code), so blocking here is safe.
     let cached = MEMO.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
@@ -62,7 +62,7 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
             check_typed_key(name)?;
             let id = prehash_bytes(name.as_bytes());
             if let Ok(mut memo) = MEMO.lock() {
-                let memo = memo.get_or_insert_with(HashMap::new);
+                let memo = memo.get_or_insert_with(IdMap::default);
                 if memo.len() >= MEMO_MAX {
                     memo.clear();
                 }
@@ -263,7 +263,7 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 /// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
 /// it, before anything changes.
 fn check_distinct(list: &[Change]) -> Result<(), Error> {
-    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(list.len());
+    let mut seen: IdMap<u64, usize> = IdMap::with_capacity_and_hasher(list.len(), Default::default());
     for (i, change) in list.iter().enumerate() {
         if let Some(first) = seen.insert(change.id, i) {
             let describe = |c: &Change| match &c.name {

@@ -283,7 +283,7 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
         // The change is published: this repair pass must not report
         // failure. If it cannot run (MemoryError), late subclasses keep the
         // tables they built.
-        let seen: std::collections::HashSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
+        let seen: crate::idhash::IdSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
         let Ok(again) = subclasses_of(tp) else {
             PyErr_Clear();
             return Ok(());
@@ -311,7 +311,7 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
 unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     let mut out: Vec<Owned> = Vec::new();
     let mut stack = vec![tp.cast::<PyObject>()];
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = crate::idhash::IdSet::default();
     while let Some(t) = stack.pop() {
         // SAFETY: GIL held; t is held by `out` or is `tp`.
         unsafe {

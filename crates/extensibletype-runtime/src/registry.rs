@@ -19,7 +19,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,6 +30,7 @@ use super::layout;
 use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
 use super::Error;
 use crate::foreign;
+use crate::idhash::IdMap;
 use crate::table::{Table, MAX_ENTRIES};
 
 /// One address of the foreign registry: the type registered there now (a
@@ -64,9 +65,9 @@ impl ForeignType {
 #[derive(Default)]
 pub(crate) struct Registry {
     /// Key strings registered by name, by id (collision detection, get_slots).
-    names: HashMap<u64, Box<str>>,
+    names: IdMap<u64, Box<str>>,
     /// Foreign types by address (every address ever registered).
-    foreign: HashMap<usize, ForeignType>,
+    foreign: IdMap<usize, ForeignType>,
     /// The writer's side of [`FOREIGN_INDEX`].
     foreign_index: foreign::Writer,
     /// Python subclasses of ExtensibleType seen so far (strong references).
@@ -215,7 +216,7 @@ unsafe fn effective(
 
 /// The method name of `id` if its key (registered, or `pending` in this
 /// change) is a typed key.
-fn typed_name<'a>(reg: &'a Registry, pending: &'a HashMap<u64, &str>, id: u64) -> Option<&'a str> {
+fn typed_name<'a>(reg: &'a Registry, pending: &'a IdMap<u64, &str>, id: u64) -> Option<&'a str> {
     let key = reg.names.get(&id).map(|b| &**b).or_else(|| pending.get(&id).copied())?;
     crate::key::typed_method_name(key)
 }
@@ -230,7 +231,7 @@ fn typed_name<'a>(reg: &'a Registry, pending: &'a HashMap<u64, &str>, id: u64) -
 /// Every type in `mro` is alive; `reg` is the locked registry; GIL held.
 unsafe fn masked(
     reg: &mut Registry,
-    pending: &HashMap<u64, &str>,
+    pending: &IdMap<u64, &str>,
     mro: &[*mut PyTypeObject],
     merged: BTreeMap<u64, (Slot, usize)>,
     facts: &crate::mask::Facts,
@@ -441,7 +442,7 @@ unsafe fn apply_locked(
         return Ok(Outcome::Stale);
     }
     // 1. Names: a different key string with a known id is a collision.
-    let mut new_names: HashMap<u64, &str> = HashMap::new();
+    let mut new_names: IdMap<u64, &str> = IdMap::with_capacity_and_hasher(changes.len(), Default::default());
     for change in changes {
         if let Some(name) = change.name.as_deref() {
             let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
