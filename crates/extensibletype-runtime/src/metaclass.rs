@@ -312,15 +312,17 @@ unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     let mut out: Vec<Owned> = Vec::new();
     let mut stack = vec![tp.cast::<PyObject>()];
     let mut seen = crate::idhash::IdSet::default();
+    // `type.__subclasses__`, the method descriptor, looked up once and
+    // called with one argument per class (no format string to parse, no
+    // method lookup per class; the limited API has this call in every version).
+    // SAFETY: GIL held; PyType_Type is a live static type.
+    let method = unsafe {
+        Owned::new(PyObject_GetAttrString(ptr::addr_of_mut!(PyType_Type).cast(), c"__subclasses__".as_ptr()))?
+    };
     while let Some(t) = stack.pop() {
-        // SAFETY: GIL held; t is held by `out` or is `tp`.
+        // SAFETY: GIL held; t is held by `out` or is `tp`; `method` is live.
         unsafe {
-            let list = Owned::new(PyObject_CallMethod(
-                ptr::addr_of_mut!(PyType_Type).cast(),
-                c"__subclasses__".as_ptr(),
-                c"O".as_ptr(),
-                t,
-            ))?;
+            let list = Owned::new(PyObject_CallFunctionObjArgs(method.0, t, ptr::null_mut::<PyObject>()))?;
             if PyList_Check(list.0) == 0 {
                 return Err(Error::Type("type.__subclasses__() did not return a list".into()));
             }

@@ -121,6 +121,12 @@ impl Interned {
         match prepared {
             Prepared::Empty => None,
             Prepared::Known(i) => Some(i),
+            Prepared::New(table) if self.tables.is_empty() => {
+                // The first table (a new class): nothing to find it among.
+                self.tables.reserve_exact(1);
+                self.tables.push(table);
+                Some(0)
+            }
             Prepared::New(table) => {
                 let mut content: Vec<(u64, *const c_void)> = table.iter().collect();
                 content.sort_unstable_by_key(|e| e.0);
@@ -198,10 +204,10 @@ impl TypeState {
         self.tables.get(self.current)
     }
 
-    /// Find or build the table for `slots` (nothing changes).
-    pub fn prepare(&self, slots: &OwnSlots) -> Result<Prepared, crate::BuildError> {
-        let content: Vec<(u64, *const c_void)> = slots.iter().map(|(&id, s)| (id, s.ptr)).collect();
-        self.tables.prepare(&content)
+    /// Find (interned) or build the table for `content` (sorted by id,
+    /// distinct ids); nothing changes.
+    pub fn prepare_content(&self, content: &Content) -> Result<Prepared, crate::BuildError> {
+        self.tables.prepare(content)
     }
 
     /// Make `table` the current table (the old one stays interned); record
