@@ -265,7 +265,7 @@ unsafe extern "C" fn py_get_slots(tp: *mut PyObject) -> *mut PyObject {
         unsafe {
             let tp = as_type(tp, "get_slots")?;
             let mro = layout::mro(tp);
-            let (mut provided, names): (Vec<super::mask::Provided>, std::collections::HashMap<u64, String>) = {
+            let (mut provided, names): (Vec<super::mask::Provided>, crate::idhash::IdMap<u64, String>) = {
                 let mut locked = Locked::get();
                 let reg = locked.registry();
                 let provided: Vec<_> =

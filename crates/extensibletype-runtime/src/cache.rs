@@ -53,7 +53,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -61,6 +61,7 @@ use pyo3_ffi::*;
 
 use super::layout::{self, TypeData, TypeDataExt};
 use super::{interpreters, state};
+use crate::idhash::IdMap;
 use crate::table::{RawEntry, RawTable, Table, HEADER_SIZE};
 
 mod tags;
@@ -127,7 +128,7 @@ pub(crate) fn note_interpreters() {
 }
 
 /// Merged tables by content (sorted `(id, ptr)` pairs); never freed.
-type Interned = HashMap<Vec<(u64, usize)>, Table>;
+type Interned = IdMap<Vec<(u64, usize)>, Table>;
 
 /// What [`LOCK`] protects besides the entries.
 struct Writers {
@@ -336,7 +337,7 @@ unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<(*const RawTable, boo
         }
         let key: Vec<(u64, usize)> = provided.iter().map(|&(id, p, _)| (id, p as usize)).collect();
         let mut guard = LOCK.try_lock().ok()?;
-        let interned = guard.interned.get_or_insert_with(HashMap::new);
+        let interned = guard.interned.get_or_insert_with(IdMap::default);
         if let Some(t) = interned.get(&key) {
             return Some((t.as_raw(), exact));
         }

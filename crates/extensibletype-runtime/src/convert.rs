@@ -4,7 +4,6 @@
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
@@ -14,6 +13,7 @@ use crate::signature::{parse_typed_key, Base, Flag, Signature, Type};
 use super::state::{Change, Slot};
 use super::{Error, SlotDef};
 use crate::key::prehash_bytes;
+use crate::idhash::IdMap;
 
 /// Validated changes plus the references that keep their owners alive until
 /// the registry has taken its own.
@@ -52,7 +52,7 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
 /// is several times cheaper than md5. The memo is bounded (cleared when full).
 pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
-    static MEMO: Mutex<Option<HashMap<Box<str>, u64>>> = Mutex::new(None);
+    static MEMO: Mutex<Option<IdMap<Box<str>, u64>>> = Mutex::new(None);
     const MEMO_MAX: usize = 1 << 16;
     // Held only for a map probe (no Python code), so blocking here is safe.
     let cached = MEMO.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
@@ -62,7 +62,7 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
             check_typed_key(name)?;
             let id = prehash_bytes(name.as_bytes());
             if let Ok(mut memo) = MEMO.lock() {
-                let memo = memo.get_or_insert_with(HashMap::new);
+                let memo = memo.get_or_insert_with(IdMap::default);
                 if memo.len() >= MEMO_MAX {
                     memo.clear();
                 }
@@ -101,7 +101,12 @@ pub(crate) fn check_typed_key(name: &str) -> Result<Option<Signature>, Error> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>, name: Option<&str>) -> Result<Option<Slot>, Error> {
+pub(crate) unsafe fn slot_from_py(
+    value: *mut PyObject,
+    keep: &mut Vec<Owned>,
+    name: Option<&str>,
+    memo: &mut Memo,
+) -> Result<Option<Slot>, Error> {
     // SAFETY: value is live; the GIL is held.
     unsafe {
         if value == Py_None() {
@@ -116,20 +121,25 @@ pub(crate) unsafe fn slot_from_py(value: *mut PyObject, keep: &mut Vec<Owned>, n
                 return Err(Error::Python);
             }
             (p as u64, value)
-        } else if is_numba_cfunc(value) {
+        } else if memo.is_numba_cfunc(value) {
             let address = Owned::new(PyObject_GetAttrString(value, c"address".as_ptr()))?;
             if PyLong_Check(address.0) == 0 {
                 return Err(Error::type_error("numba cfunc .address is not an int".into()));
             }
             let address = u64_of(address.0, "numba cfunc address")?;
             if let Some(name) = name {
-                check_prototype(name, &numba_prototype(value)?)?;
+                let (proto, what) = numba_prototype(value)?;
+                check_prototype(name, &proto, memo, || what)?;
             }
             (address, value)
-        } else if let Some((address, funcptr)) = ctypes_address(value)? {
-            if let (Some(name), Some(ctypes)) = (name, funcptr) {
-                if let Some(proto) = ctypes_prototype(value, ctypes.0)? {
-                    check_prototype(name, &proto)?;
+        } else if let Some((address, funcptr)) = ctypes_address(value, memo)? {
+            if let (Some(name), true) = (name, funcptr) {
+                if let Some((i, argtypes, restype)) = ctypes_prototype(value, memo)? {
+                    let describe = || ctypes_what(argtypes, restype);
+                    let proto = memo.protos[i].2.take().expect("a memoised prototype");
+                    let checked = check_prototype(name, &proto, memo, describe);
+                    memo.protos[i].2 = Some(proto);
+                    checked?;
                 }
             }
             (address, value)
@@ -170,9 +180,10 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
             )));
         }
         let mut changes = Changes::default();
-        let add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), Error> {
+        let mut memo = Memo::default();
+        let mut add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), Error> {
             let (id, name) = key_from_py(key)?;
-            let value = slot_from_py(value, &mut changes.keep, name.as_deref())?;
+            let value = slot_from_py(value, &mut changes.keep, name.as_deref(), &mut memo)?;
             changes.list.push(Change { id, name, value });
             Ok(())
         };
@@ -263,22 +274,24 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 /// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
 /// it, before anything changes.
 fn check_distinct(list: &[Change]) -> Result<(), Error> {
-    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(list.len());
-    for (i, change) in list.iter().enumerate() {
-        if let Some(first) = seen.insert(change.id, i) {
-            let describe = |c: &Change| match &c.name {
-                Some(name) => format!("key {name:?}"),
-                None => format!("id {:#018x}", c.id),
-            };
-            let (a, b) = (describe(&list[first]), describe(change));
-            let what = if a == b { a } else { format!("{a} and {b}") };
-            return Err(Error::value_error(format!(
-                "slot id {:#018x} is given twice in one call ({what}); give each slot once",
-                change.id
-            )));
-        }
-    }
-    Ok(())
+    // Sorted (id, index) pairs: a repeated id is two neighbours. The one
+    // reported is the repeat met first in call order, with its first use
+    // (what a scan with a set of seen ids reports). No map to build.
+    let mut order: Vec<(u64, usize)> = list.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+    order.sort_unstable();
+    let repeat = order.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, w[0].1)).min();
+    let Some((i, first)) = repeat else { return Ok(()) };
+    let change = &list[i];
+    let describe = |c: &Change| match &c.name {
+        Some(name) => format!("key {name:?}"),
+        None => format!("id {:#018x}", c.id),
+    };
+    let (a, b) = (describe(&list[first]), describe(change));
+    let what = if a == b { a } else { format!("{a} and {b}") };
+    Err(Error::value_error(format!(
+        "slot id {:#018x} is given twice in one call ({what}); give each slot once",
+        change.id
+    )))
 }
 
 /// A key given as `str` or `bytes`, as text (bytes must be UTF-8).
@@ -289,16 +302,18 @@ fn check_distinct(list: &[Change]) -> Result<(), Error> {
 unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
     // SAFETY: obj is a str or bytes; the GIL is held.
     unsafe {
-        let bytes = if PyUnicode_Check(obj) != 0 {
+        if PyUnicode_Check(obj) != 0 {
             let mut len: Py_ssize_t = 0;
             let p = PyUnicode_AsUTF8AndSize(obj, &mut len);
             if p.is_null() {
                 return Err(Error::Python);
             }
-            core::slice::from_raw_parts(p.cast::<u8>(), len as usize)
-        } else {
-            core::slice::from_raw_parts(PyBytes_AsString(obj).cast::<u8>(), PyBytes_Size(obj) as usize)
-        };
+            let bytes = core::slice::from_raw_parts(p.cast::<u8>(), len as usize);
+            // SAFETY: PyUnicode_AsUTF8AndSize returns valid UTF-8 (it fails
+            // for a str that has none, e.g. one with lone surrogates).
+            return Ok(core::str::from_utf8_unchecked(bytes).to_owned());
+        }
+        let bytes = core::slice::from_raw_parts(PyBytes_AsString(obj).cast::<u8>(), PyBytes_Size(obj) as usize);
         String::from_utf8(bytes.to_vec()).map_err(|_| Error::value_error("slot key bytes are not valid UTF-8".into()))
     }
 }
@@ -324,34 +339,114 @@ unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
     }
 }
 
+/// What one conversion call looks up once and reuses for each of its
+/// values: a class statement converts 16 ctypes callbacks under keys of one
+/// signature, and each lookup below is a Python attribute lookup. Nothing
+/// outlives the call: ctypes' classes belong to the calling interpreter (an
+/// object kept from one interpreter stops working when that interpreter
+/// dies), so they are looked up in this interpreter's `sys.modules` once per
+/// call (no import: without `ctypes` imported there is no ctypes value).
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// Value types seen, and whether each is numba's `CFunc`. The values
+    /// (held by the caller's mapping) keep these types alive.
+    numba: Vec<(*mut PyTypeObject, bool)>,
+    /// This interpreter's ctypes classes, looked up at the first value that
+    /// needs them (`Some(None)`: ctypes is not imported).
+    ctypes: Option<Option<Ctypes>>,
+    /// Prototypes of ctypes function pointers by their `argtypes` and
+    /// `restype` objects (held here, so their identities stay unique).
+    protos: Vec<(Owned, Owned, Option<Prototype>)>,
+    /// The signature of each typed key checked, by its text after `#`
+    /// (keys reach here validated: `id_of_name` checks them first).
+    signatures: Vec<(Box<str>, Signature)>,
+}
+
+/// This interpreter's `ctypes._CFuncPtr`, `c_void_p`, `_Pointer`, and the
+/// attribute names read from function pointers.
+struct Ctypes {
+    kinds: [Owned; 3],
+    argtypes: Owned,
+    restype: Owned,
+}
+
+impl Memo {
+    /// Whether `value` is a numba `@cfunc` (`numba.*.CFunc`), found without
+    /// importing numba; asked once per value type.
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state); `value`
+    /// is live and stays alive as long as this memo.
+    unsafe fn is_numba_cfunc(&mut self, value: *mut PyObject) -> bool {
+        // SAFETY: GIL held; value is live.
+        let tp = unsafe { Py_TYPE(value) };
+        if let Some(&(_, known)) = self.numba.iter().find(|(t, _)| *t == tp) {
+            return known;
+        }
+        // SAFETY: as above.
+        let known = unsafe { is_numba_cfunc(value) };
+        self.numba.push((tp, known));
+        known
+    }
+
+    /// This interpreter's ctypes classes (`None`: ctypes is not imported).
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state).
+    unsafe fn ctypes(&mut self) -> Result<Option<&Ctypes>, Error> {
+        if self.ctypes.is_none() {
+            // SAFETY: GIL held; every reference taken here is owned.
+            let found = unsafe {
+                let name = Owned::new(PyUnicode_FromString(c"ctypes".as_ptr()))?;
+                let module = PyImport_GetModule(name.0);
+                if module.is_null() {
+                    if !PyErr_Occurred().is_null() {
+                        return Err(Error::Python);
+                    }
+                    None
+                } else {
+                    let module = Owned(module);
+                    let kind = |k: &CStr| Owned::new(PyObject_GetAttrString(module.0, k.as_ptr()));
+                    Some(Ctypes {
+                        kinds: [kind(c"_CFuncPtr")?, kind(c"c_void_p")?, kind(c"_Pointer")?],
+                        argtypes: Owned::new(PyUnicode_InternFromString(c"argtypes".as_ptr()))?,
+                        restype: Owned::new(PyUnicode_InternFromString(c"restype".as_ptr()))?,
+                    })
+                }
+            };
+            self.ctypes = Some(found);
+        }
+        Ok(self.ctypes.as_ref().and_then(Option::as_ref))
+    }
+}
+
 /// The address held by a ctypes function pointer, `c_void_p` or pointer
 /// instance (what `ctypes.cast(value, c_void_p).value` gives), or `None` for
-/// other objects; with it, for a function pointer, this interpreter's
-/// `ctypes` module (to read its prototype).
+/// other objects; with it, whether it is a function pointer (whose
+/// prototype a typed key checks).
 ///
-/// Nothing is cached across calls: ctypes' classes belong to the calling
-/// interpreter (an object kept from one interpreter stops working when that
-/// interpreter dies), so they are looked up in this interpreter's
-/// `sys.modules` each time (no import: without `ctypes` imported there is no
-/// ctypes value). The address is the object's own buffer (ctypes pointer
-/// instances expose the pointer's bytes), read without calling Python code.
+/// The classes come from this interpreter's `ctypes` ([`Memo`]). The
+/// address is the object's own buffer (ctypes pointer instances expose the
+/// pointer's bytes), read without calling Python code.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<(u64, Option<Owned>)>, Error> {
+unsafe fn ctypes_address(value: *mut PyObject, memo: &mut Memo) -> Result<Option<(u64, bool)>, Error> {
     // SAFETY: GIL held; every reference taken here is owned and released.
     unsafe {
-        let name = Owned::new(PyUnicode_FromString(c"ctypes".as_ptr()))?;
-        let ctypes = PyImport_GetModule(name.0);
-        if ctypes.is_null() {
-            return if PyErr_Occurred().is_null() { Ok(None) } else { Err(Error::Python) };
-        }
-        let ctypes = Owned(ctypes);
+        let Some(ctypes) = memo.ctypes()? else { return Ok(None) };
         let mut pointer_like = None;
-        for (i, kind) in [c"_CFuncPtr", c"c_void_p", c"_Pointer"].into_iter().enumerate() {
-            let kind = Owned::new(PyObject_GetAttrString(ctypes.0, kind.as_ptr()))?;
-            match PyObject_IsInstance(value, kind.0) {
+        for (i, kind) in ctypes.kinds.iter().enumerate() {
+            // A subclass instance is an instance (ctypes' metaclasses do not
+            // override __instancecheck__); otherwise ask isinstance, which
+            // also honours a `__class__` that claims the kind.
+            let is = if PyType_IsSubtype(Py_TYPE(value), kind.0.cast()) != 0 {
+                1
+            } else {
+                PyObject_IsInstance(value, kind.0)
+            };
+            match is {
                 -1 => return Err(Error::Python),
                 0 => {}
                 _ => {
@@ -361,7 +456,7 @@ unsafe fn ctypes_address(value: *mut PyObject) -> Result<Option<(u64, Option<Own
             }
         }
         let Some(funcptr) = pointer_like else { return Ok(None) };
-        Ok(Some((pointer_bytes(value)?, funcptr.then_some(ctypes))))
+        Ok(Some((pointer_bytes(value)?, funcptr)))
     }
 }
 
@@ -413,11 +508,10 @@ pub(crate) unsafe fn repr_of(obj: *mut PyObject) -> String {
 /// A C signature a value declares (a ctypes prototype, a numba cfunc), as
 /// the C function sees it: codes of docs/spec.md's grammar (`O` for a
 /// `PyObject *` either way, `v` for void), or `?<name>` for a type with no
-/// code; plus how the value spells it, for messages.
+/// code. How the value spells it, for messages, is made only for a message.
 struct Prototype {
     ret: String,
     args: Vec<String>,
-    what: String,
 }
 
 impl Prototype {
@@ -446,9 +540,20 @@ fn c_function(sig: &Signature) -> (String, Vec<String>) {
 /// typed key `name`'s signature. A `PyObject *` (`O`, `O+`) matches a
 /// ctypes `py_object`; an `O` argument also matches a plain pointer
 /// (`c_void_p`, numba's `voidptr`).
-fn check_prototype(name: &str, proto: &Prototype) -> Result<(), Error> {
-    let Some(sig) = check_typed_key(name)? else { return Ok(()) };
-    let (ret, args) = c_function(&sig);
+///
+/// `what` says how the value spells its signature (called for a mismatch
+/// only); `memo` keeps each signature parsed once per call.
+fn check_prototype(name: &str, proto: &Prototype, memo: &mut Memo, what: impl FnOnce() -> String) -> Result<(), Error> {
+    let Some((_, text)) = name.split_once('#') else { return Ok(()) };
+    let sig = match memo.signatures.iter().find(|(t, _)| **t == *text) {
+        Some((_, sig)) => sig,
+        None => {
+            let Some(sig) = check_typed_key(name)? else { return Ok(()) };
+            memo.signatures.push((text.into(), sig));
+            &memo.signatures.last().expect("just pushed").1
+        }
+    };
+    let (ret, args) = c_function(sig);
     let ret_ok = ret == proto.ret || (ret == "O+" && proto.ret == "O");
     let args_ok = args.len() == proto.args.len()
         && args.iter().zip(&proto.args).all(|(want, got)| want == got || (want == "O" && got == "p"));
@@ -460,7 +565,7 @@ fn check_prototype(name: &str, proto: &Prototype) -> Result<(), Error> {
     Err(Error::value_error(format!(
         "slot {name:?}: the key's signature is {sig}{spelled}, but the value's is {} ({})",
         proto.render(),
-        proto.what
+        what()
     )))
 }
 
@@ -511,7 +616,7 @@ fn numba_code(name: &str) -> String {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live numba cfunc.
-unsafe fn numba_prototype(value: *mut PyObject) -> Result<Prototype, Error> {
+unsafe fn numba_prototype(value: *mut PyObject) -> Result<(Prototype, String), Error> {
     // SAFETY: GIL held; references are owned and released.
     unsafe {
         // `_sig` (numba 0.5x and later); else the first of `nopython_signatures`.
@@ -541,7 +646,7 @@ unsafe fn numba_prototype(value: *mut PyObject) -> Result<Prototype, Error> {
         }
         let ret_name = str_of(ret.0)?;
         let what = format!("numba cfunc {}", str_of(sig.0)?);
-        Ok(Prototype { ret: numba_code(&ret_name), args: codes, what })
+        Ok((Prototype { ret: numba_code(&ret_name), args: codes }, what))
     }
 }
 
@@ -564,33 +669,55 @@ unsafe fn str_of(obj: *mut PyObject) -> Result<String, Error> {
 /// The prototype a ctypes function pointer declares (`argtypes` and
 /// `restype`, the instance's or its type's), or `None` when it declares no
 /// `argtypes` (a foreign function whose signature ctypes does not know).
+/// Returns its index in `memo.protos` (computed once per call for each
+/// pair of `argtypes` and `restype` objects) and the pair, borrowed from
+/// the memo.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
-/// live ctypes function pointer and `ctypes` this interpreter's module.
-unsafe fn ctypes_prototype(value: *mut PyObject, ctypes: *mut PyObject) -> Result<Option<Prototype>, Error> {
-    // SAFETY: GIL held; references are owned and released.
+/// live ctypes function pointer and `memo.ctypes` this interpreter's classes.
+unsafe fn ctypes_prototype(
+    value: *mut PyObject,
+    memo: &mut Memo,
+) -> Result<Option<(usize, *mut PyObject, *mut PyObject)>, Error> {
+    // SAFETY: GIL held; references are owned and released (or kept by the memo).
     unsafe {
-        let argtypes = Owned::new(PyObject_GetAttrString(value, c"argtypes".as_ptr()))?;
+        let Some(ctypes) = memo.ctypes()? else { return Ok(None) };
+        let pointer = ctypes.kinds[2].0;
+        let argtypes = Owned::new(PyObject_GetAttr(value, ctypes.argtypes.0))?;
         if argtypes.0 == Py_None() || PyTuple_Check(argtypes.0) == 0 {
             return Ok(None);
         }
-        let restype = Owned::new(PyObject_GetAttrString(value, c"restype".as_ptr()))?;
-        let pointer = Owned::new(PyObject_GetAttrString(ctypes, c"_Pointer".as_ptr()))?;
-        let mut args = Vec::new();
-        let mut names = Vec::new();
-        for i in 0..PyTuple_Size(argtypes.0) {
-            let t = PyTuple_GetItem(argtypes.0, i);
-            args.push(ctypes_code(t, pointer.0, 0)?);
-            names.push(ctypes_name(t));
+        let restype = Owned::new(PyObject_GetAttr(value, ctypes.restype.0))?;
+        if let Some(i) = memo.protos.iter().position(|(a, r, _)| a.0 == argtypes.0 && r.0 == restype.0) {
+            return Ok(Some((i, argtypes.0, restype.0)));
         }
-        let ret = if restype.0 == Py_None() { "v".to_owned() } else { ctypes_code(restype.0, pointer.0, 0)? };
-        let what = format!(
+        let mut args = Vec::new();
+        for i in 0..PyTuple_Size(argtypes.0) {
+            args.push(ctypes_code(PyTuple_GetItem(argtypes.0, i), pointer, 0)?);
+        }
+        let ret = if restype.0 == Py_None() { "v".to_owned() } else { ctypes_code(restype.0, pointer, 0)? };
+        let (a, r) = (argtypes.0, restype.0);
+        memo.protos.push((argtypes, restype, Some(Prototype { ret, args })));
+        Ok(Some((memo.protos.len() - 1, a, r)))
+    }
+}
+
+/// How ctypes spells a prototype, for messages: `ctypes restype T,
+/// argtypes (A, B)`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `argtypes`
+/// (a tuple) and `restype` are live.
+unsafe fn ctypes_what(argtypes: *mut PyObject, restype: *mut PyObject) -> String {
+    // SAFETY: GIL held; both are live (held by the memo).
+    unsafe {
+        let names: Vec<String> = (0..PyTuple_Size(argtypes)).map(|i| ctypes_name(PyTuple_GetItem(argtypes, i))).collect();
+        format!(
             "ctypes restype {}, argtypes ({})",
-            if restype.0 == Py_None() { "None".to_owned() } else { ctypes_name(restype.0) },
+            if restype == Py_None() { "None".to_owned() } else { ctypes_name(restype) },
             names.join(", ")
-        );
-        Ok(Some(Prototype { ret, args, what }))
+        )
     }
 }
 

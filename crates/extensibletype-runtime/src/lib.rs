@@ -53,6 +53,7 @@ mod cache;
 mod convert;
 mod error;
 mod foreign;
+mod idhash;
 mod interpreters;
 mod layout;
 mod mask;

@@ -27,7 +27,6 @@
 //! and never masked.
 
 use core::ffi::c_void;
-use core::hash::{BuildHasherDefault, Hasher};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -35,40 +34,12 @@ use std::sync::{Arc, RwLock};
 use pyo3_ffi::*;
 
 use crate::key::typed_method_name;
+use crate::idhash::IdBuild as FxBuild;
 use crate::layout;
 use crate::pyutil::{Owned, PendingError};
 use crate::table::RawTable;
 use crate::Error;
 
-/// A fast multiplicative hasher (FxHash's step) for the small maps below:
-/// their keys are ids (md5-derived), type addresses and method names, and
-/// SipHash was most of the mask's cost per class statement.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// `HashMap`/`HashSet` hasher of this module.
-pub(crate) type FxBuild = BuildHasherDefault<Fx>;
 
 /// Typed ids and their method names, for every reader (GIL-free too).
 struct Typed {

@@ -283,7 +283,7 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
         // The change is published: this repair pass must not report
         // failure. If it cannot run (MemoryError), late subclasses keep the
         // tables they built.
-        let seen: std::collections::HashSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
+        let seen: crate::idhash::IdSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
         let Ok(again) = subclasses_of(tp) else {
             PyErr_Clear();
             return Ok(());
@@ -311,16 +311,18 @@ pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bo
 unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
     let mut out: Vec<Owned> = Vec::new();
     let mut stack = vec![tp.cast::<PyObject>()];
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = crate::idhash::IdSet::default();
+    // `type.__subclasses__`, the method descriptor, looked up once and
+    // called with one argument per class (no format string to parse, no
+    // method lookup per class; the limited API has this call in every version).
+    // SAFETY: GIL held; PyType_Type is a live static type.
+    let method = unsafe {
+        Owned::new(PyObject_GetAttrString(ptr::addr_of_mut!(PyType_Type).cast(), c"__subclasses__".as_ptr()))?
+    };
     while let Some(t) = stack.pop() {
-        // SAFETY: GIL held; t is held by `out` or is `tp`.
+        // SAFETY: GIL held; t is held by `out` or is `tp`; `method` is live.
         unsafe {
-            let list = Owned::new(PyObject_CallMethod(
-                ptr::addr_of_mut!(PyType_Type).cast(),
-                c"__subclasses__".as_ptr(),
-                c"O".as_ptr(),
-                t,
-            ))?;
+            let list = Owned::new(PyObject_CallFunctionObjArgs(method.0, t, ptr::null_mut::<PyObject>()))?;
             if PyList_Check(list.0) == 0 {
                 return Err(Error::Type("type.__subclasses__() did not return a list".into()));
             }

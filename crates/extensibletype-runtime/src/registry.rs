@@ -19,7 +19,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,6 +30,7 @@ use super::layout;
 use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
 use super::Error;
 use crate::foreign;
+use crate::idhash::IdMap;
 use crate::table::{Table, MAX_ENTRIES};
 
 /// One address of the foreign registry: the type registered there now (a
@@ -64,9 +65,9 @@ impl ForeignType {
 #[derive(Default)]
 pub(crate) struct Registry {
     /// Key strings registered by name, by id (collision detection, get_slots).
-    names: HashMap<u64, Box<str>>,
+    names: IdMap<u64, Box<str>>,
     /// Foreign types by address (every address ever registered).
-    foreign: HashMap<usize, ForeignType>,
+    foreign: IdMap<usize, ForeignType>,
     /// The writer's side of [`FOREIGN_INDEX`].
     foreign_index: foreign::Writer,
     /// Python subclasses of ExtensibleType seen so far (strong references).
@@ -187,7 +188,8 @@ fn registered(reg: &Registry, tp: *mut PyTypeObject) -> Option<&ForeignType> {
 
 /// Merge own slots along `mro`: first definition wins. `override_own`
 /// replaces the own slots of one type (the one being changed). Each slot
-/// comes with the index in `mro` of the class that provides it.
+/// comes with the index in `mro` of the class that provides it; sorted by
+/// id (a vector: the publish path only walks it in order).
 ///
 /// # Safety
 /// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
@@ -197,8 +199,12 @@ unsafe fn effective(
     mro: &[*mut PyTypeObject],
     changed: *mut PyTypeObject,
     new_own: &BTreeMap<u64, Slot>,
-) -> BTreeMap<u64, (Slot, usize)> {
-    let mut merged = BTreeMap::new();
+) -> Vec<(u64, (Slot, usize))> {
+    // Gathered in MRO order, then sorted by id (stably: the first class
+    // defining an id comes first) and deduplicated: far cheaper than a
+    // BTreeMap insert per pair.
+    let mut all: Vec<(u64, (Slot, usize))> = Vec::new();
+    let mut sources = 0;
     for (at, &tp) in mro.iter().enumerate() {
         let own = if tp == changed {
             Some(new_own)
@@ -206,22 +212,29 @@ unsafe fn effective(
             // SAFETY: `tp` is in `mro`, whose types the caller keeps alive.
             unsafe { own_of(reg, tp) }
         };
-        for (&id, &slot) in own.into_iter().flatten() {
-            merged.entry(id).or_insert((slot, at));
+        if let Some(own) = own.filter(|o| !o.is_empty()) {
+            sources += 1;
+            all.extend(own.iter().map(|(&id, &slot)| (id, (slot, at))));
         }
     }
-    merged
+    if sources > 1 {
+        all.sort_by_key(|e| e.0);
+        all.dedup_by_key(|e| e.0);
+    }
+    all
 }
 
 /// The method name of `id` if its key (registered, or `pending` in this
 /// change) is a typed key.
-fn typed_name<'a>(reg: &'a Registry, pending: &'a HashMap<u64, &str>, id: u64) -> Option<&'a str> {
+fn typed_name<'a>(reg: &'a Registry, pending: &'a IdMap<u64, &str>, id: u64) -> Option<&'a str> {
     let key = reg.names.get(&id).map(|b| &**b).or_else(|| pending.get(&id).copied())?;
     crate::key::typed_method_name(key)
 }
 
 /// Python overrides win (`crate::mask`): drop from `merged` (along `mro`)
 /// the typed entries a class before their provider overrides, per `facts`.
+/// `typed_names` memoises each id's typed method name (or none) for the
+/// publish.
 /// Returns the masked slots and whether they may be published directly (no
 /// class before the provider of a typed entry is a mutable class whose
 /// assignments no hook of ours sees); pairs `facts` lacks go to `missing`.
@@ -230,22 +243,30 @@ fn typed_name<'a>(reg: &'a Registry, pending: &'a HashMap<u64, &str>, id: u64) -
 /// Every type in `mro` is alive; `reg` is the locked registry; GIL held.
 unsafe fn masked(
     reg: &mut Registry,
-    pending: &HashMap<u64, &str>,
+    pending: &IdMap<u64, &str>,
+    typed_names: &mut IdMap<u64, Option<std::sync::Arc<str>>>,
     mro: &[*mut PyTypeObject],
-    merged: BTreeMap<u64, (Slot, usize)>,
+    merged: Vec<(u64, (Slot, usize))>,
     facts: &crate::mask::Facts,
     missing: &mut crate::mask::Wanted,
-) -> (BTreeMap<u64, Slot>, bool) {
+) -> (Vec<(u64, Slot)>, bool) {
     let mut direct = true;
     let mut unhooked: Vec<Option<bool>> = vec![None; mro.len()];
-    let mut out = BTreeMap::new();
+    let mut out = Vec::with_capacity(merged.len());
     for (id, (slot, provider)) in merged {
         let name = match provider {
             0 => None,
-            _ => facts.name_of(id).cloned().or_else(|| typed_name(reg, pending, id).map(std::sync::Arc::<str>::from)),
+            _ => facts.name_of(id).cloned().or_else(|| {
+                // Once per id and publish (a publish masks the same ids for
+                // every subclass it rebuilds).
+                typed_names
+                    .entry(id)
+                    .or_insert_with(|| typed_name(reg, pending, id).map(std::sync::Arc::<str>::from))
+                    .clone()
+            }),
         };
         let Some(name) = name else {
-            out.insert(id, slot);
+            out.push((id, slot));
             continue;
         };
         let mut hidden = false;
@@ -264,10 +285,10 @@ unsafe fn masked(
             }
         }
         if !hidden {
-            out.insert(id, slot);
+            out.push((id, slot));
         }
     }
-    (out, direct)
+    (out, direct) // in id order, as `merged`
 }
 
 /// The (class, method name) pairs a publish of `target` and `affected`
@@ -312,7 +333,7 @@ unsafe fn guess_pairs(target: &Target, affected: &[Target], changes: &[Change]) 
 
 /// Does `tp` already publish exactly `merged`? (Then republishing would only
 /// retire an identical table.)
-fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTreeMap<u64, Slot>, direct: bool) -> bool {
+fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &[(u64, Slot)], direct: bool) -> bool {
     let state = if is_ext {
         // SAFETY: tp is a live extensible type; the mutex is held.
         unsafe { layout::state_of(tp).map(|s| &*s) }
@@ -325,7 +346,7 @@ fn unchanged(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool, merged: &BTree
     }
     match state.current() {
         None => merged.is_empty(),
-        Some(table) => table.len() == merged.len() && merged.iter().all(|(&id, s)| table.get(id) == Some(s.ptr)),
+        Some(table) => table.len() == merged.len() && merged.iter().all(|&(id, s)| table.get(id) == Some(s.ptr)),
     }
 }
 
@@ -341,11 +362,13 @@ fn state_for(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool) -> Option<&Typ
     }
 }
 
-/// Find (interned) or build the table of `slots` for `tp`, and its owners.
-fn prepare(state: Option<&TypeState>, slots: &BTreeMap<u64, Slot>) -> Result<(Prepared, Vec<*mut PyObject>), Error> {
+/// Find (interned) or build the table of `slots` (sorted by id, distinct)
+/// for `tp`, and its owners.
+fn prepare(state: Option<&TypeState>, slots: &[(u64, Slot)]) -> Result<(Prepared, Vec<*mut PyObject>), Error> {
+    let content: Vec<(u64, *const c_void)> = slots.iter().map(|&(id, s)| (id, s.ptr)).collect();
     let prepared = match state {
-        Some(state) => state.prepare(slots),
-        None => TypeState::default().prepare(slots),
+        Some(state) => state.prepare_content(&content),
+        None => TypeState::default().prepare_content(&content),
     }
     .map_err(|e| match e {
         // The effective table holds the type's own slots and every slot it
@@ -356,7 +379,7 @@ fn prepare(state: Option<&TypeState>, slots: &BTreeMap<u64, Slot>) -> Result<(Pr
         )),
         e => Error::Build(e),
     })?;
-    let owners = slots.values().map(|s| s.owner).filter(|o| !o.is_null()).collect();
+    let owners = slots.iter().map(|s| s.1.owner).filter(|o| !o.is_null()).collect();
     Ok((prepared, owners))
 }
 
@@ -441,7 +464,7 @@ unsafe fn apply_locked(
         return Ok(Outcome::Stale);
     }
     // 1. Names: a different key string with a known id is a collision.
-    let mut new_names: HashMap<u64, &str> = HashMap::new();
+    let mut new_names: IdMap<u64, &str> = IdMap::with_capacity_and_hasher(changes.len(), Default::default());
     for change in changes {
         if let Some(name) = change.name.as_deref() {
             let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
@@ -457,14 +480,20 @@ unsafe fn apply_locked(
     }
 
     // 2. The new own slots of the target.
-    // SAFETY: target.tp is live.
-    let mut own = if reset_own { BTreeMap::new() } else { unsafe { own_of(reg, target.tp) }.cloned().unwrap_or_default() };
-    for change in changes {
-        match change.value {
-            Some(slot) => own.insert(change.id, slot),
-            None => own.remove(&change.id),
-        };
-    }
+    let mut own = if reset_own {
+        // Ids are distinct in one call (convert::check_distinct): built in bulk.
+        changes.iter().filter_map(|c| c.value.map(|slot| (c.id, slot))).collect()
+    } else {
+        // SAFETY: target.tp is live.
+        let mut own = unsafe { own_of(reg, target.tp) }.cloned().unwrap_or_default();
+        for change in changes {
+            match change.value {
+                Some(slot) => own.insert(change.id, slot),
+                None => own.remove(&change.id),
+            };
+        }
+        own
+    };
     if own.len() > MAX_ENTRIES {
         return Err(Error::Build(crate::BuildError::TooMany { count: own.len() }));
     }
@@ -476,6 +505,7 @@ unsafe fn apply_locked(
     let mut own_table = None;
     let mut unregister = false;
     let mut missing = crate::mask::Wanted::default();
+    let mut typed_names = IdMap::default();
     for t in core::iter::once(target).chain(affected) {
         // SAFETY: t.tp is live (held by the caller), so is its metaclass.
         let is_ext = unsafe { is_extensible_metaclass(reg, Py_TYPE(t.tp.cast())) };
@@ -493,7 +523,7 @@ unsafe fn apply_locked(
         // the merge unmasked (readers mask it: no hook sees its namespaces).
         let (merged, direct) = if is_ext {
             // SAFETY: as above; GIL held, no Python code runs.
-            unsafe { masked(reg, &new_names, &t.mro, provided, facts, &mut missing) }
+            unsafe { masked(reg, &new_names, &mut typed_names, &t.mro, provided, facts, &mut missing) }
         } else {
             (provided.into_iter().map(|(id, (slot, _))| (id, slot)).collect(), true)
         };
@@ -505,9 +535,11 @@ unsafe fn apply_locked(
         }
         let state = state_for(reg, t.tp, is_ext);
         if t.tp == target.tp {
-            own_table = Some(if merged == own {
+            let same = merged.len() == own.len() && merged.iter().zip(&own).all(|(m, (&id, s))| m.0 == id && m.1 == *s);
+            own_table = Some(if same {
                 OwnTable::SameAsEffective
             } else {
+                let own: Vec<(u64, Slot)> = own.iter().map(|(&id, &s)| (id, s)).collect();
                 OwnTable::Separate(prepare(state, &own)?.0)
             });
         }
@@ -589,7 +621,7 @@ pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&Ty
 /// # Safety
 /// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
 /// the locked registry.
-pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> BTreeMap<u64, (Slot, usize)> {
+pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> Vec<(u64, (Slot, usize))> {
     // SAFETY: every type in `mro` is alive (held by the type it belongs to).
     unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
 }

@@ -7,8 +7,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -16,6 +15,7 @@ use pyo3_ffi::*;
 
 pub(crate) use crate::foreign::Record;
 use crate::foreign::Index;
+use crate::idhash::{IdHasher, IdMap};
 use crate::table::{raw_lookup, RawTable, Table};
 
 /// One registered implementation. `owner` (nullable) is the Python object
@@ -64,7 +64,7 @@ pub(crate) type Content = [(u64, *const c_void)];
 
 /// A hash of a table's content (sorted pairs), to find an interned table.
 fn content_hash(content: &Content) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = IdHasher::default();
     for &(id, p) in content {
         (id, p as usize).hash(&mut h);
     }
@@ -87,7 +87,7 @@ pub(crate) struct Interned {
     /// once there are more than [`LINEAR`] tables (most types have one or
     /// two: a scan is smaller).
     #[allow(clippy::box_collection)] // 8 bytes per type instead of 48
-    by_content: Option<Box<HashMap<u64, u32>>>,
+    by_content: Option<Box<IdMap<u64, u32>>>,
 }
 
 /// Up to this many tables, [`Interned`] finds a content by scanning.
@@ -121,6 +121,12 @@ impl Interned {
         match prepared {
             Prepared::Empty => None,
             Prepared::Known(i) => Some(i),
+            Prepared::New(table) if self.tables.is_empty() => {
+                // The first table (a new class): nothing to find it among.
+                self.tables.reserve_exact(1);
+                self.tables.push(table);
+                Some(0)
+            }
             Prepared::New(table) => {
                 let mut content: Vec<(u64, *const c_void)> = table.iter().collect();
                 content.sort_unstable_by_key(|e| e.0);
@@ -135,7 +141,7 @@ impl Interned {
                 if let Some(map) = &mut self.by_content {
                     map.entry(content_hash(&content)).or_insert(i);
                 } else if self.tables.len() > LINEAR {
-                    let mut map: HashMap<u64, u32> = HashMap::new();
+                    let mut map: IdMap<u64, u32> = IdMap::default();
                     for (j, t) in self.tables.iter().enumerate() {
                         let mut c: Vec<(u64, *const c_void)> = t.iter().collect();
                         c.sort_unstable_by_key(|e| e.0);
@@ -198,10 +204,10 @@ impl TypeState {
         self.tables.get(self.current)
     }
 
-    /// Find or build the table for `slots` (nothing changes).
-    pub fn prepare(&self, slots: &OwnSlots) -> Result<Prepared, crate::BuildError> {
-        let content: Vec<(u64, *const c_void)> = slots.iter().map(|(&id, s)| (id, s.ptr)).collect();
-        self.tables.prepare(&content)
+    /// Find (interned) or build the table for `content` (sorted by id,
+    /// distinct ids); nothing changes.
+    pub fn prepare_content(&self, content: &Content) -> Result<Prepared, crate::BuildError> {
+        self.tables.prepare(content)
     }
 
     /// Make `table` the current table (the old one stays interned); record
