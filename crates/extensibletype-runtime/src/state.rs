@@ -134,9 +134,6 @@ impl Interned {
                     return Some(i); // built twice in one call
                 }
                 let i = self.tables.len() as u32;
-                if self.tables.is_empty() {
-                    self.tables.reserve_exact(1);
-                }
                 self.tables.push(table);
                 if let Some(map) = &mut self.by_content {
                     map.entry(content_hash(&content)).or_insert(i);
