@@ -414,6 +414,81 @@ def test_import_bad_input_errors_and_no_leaks(prod):
     et.set_slots(TensorDL, {xa.KEY_ACQUIRE: None, xa.KEY_RELEASE: None})
 
 
+def test_deleters_run_with_no_exception_set_on_every_path(prod):
+    """A deleter running Python code (the C producer calls on_delete) on the
+    import path (an owning view refused: our BufferError is pending) and the
+    export path (to_dlpack of a Tensor, capsule dropped while an exception
+    is being handled): it runs with no exception set (else its call fails
+    with SystemError); one it raises is reported as unraisable and ours
+    reaches the consumer."""
+    calls, unraisable = [], []
+
+    def boom():
+        calls.append("boom")
+        raise KeyError("the deleter's own error")
+
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        t = prod.Tensor(3, readonly=1, on_delete=lambda: calls.append("ok"))
+        with pytest.raises(BufferError, match="read-only"):  # import: owning path, refused
+            xa.axpy(1.0, np.zeros(3), t)
+        assert calls == ["ok"] and unraisable == []
+        t = prod.Tensor(3, readonly=1, on_delete=boom)
+        with pytest.raises(BufferError, match="read-only"):
+            xa.axpy(1.0, np.zeros(3), t)
+        assert calls[-1] == "boom" and [type(u.exc_value) for u in unraisable] == [KeyError]
+        del unraisable[:], calls[:]
+        t = prod.Tensor(3, on_delete=lambda: calls.append("ok"))
+        cap = xa.to_dlpack(t, max_version=(1, 3))  # export: holds the producer's managed tensor
+        try:
+            raise LookupError("pending while the capsule dies")
+        except LookupError:
+            del cap  # destructor -> our deleter -> release -> the producer's deleter
+        assert calls == ["ok"] and unraisable == []
+    finally:
+        sys.unraisablehook = old_hook
+    gc.collect()
+
+
+def test_producer_exception_reaches_the_consumer(prod):
+    """The producer's own exception (its managed export, its __dlpack__)
+    reaches the consumer: unchanged or chained, never a SystemError."""
+
+    def chain(exc):
+        out = []
+        while exc is not None and exc not in out:
+            out.append(exc)
+            exc = exc.__cause__ or exc.__context__
+        return out
+
+    t = prod.Tensor(3, fail=ValueError)
+    for call in (
+        lambda: xa.sum(t),  # a read-only view
+        lambda: xa.axpy(1.0, np.zeros(3), t),  # a writable view
+        lambda: xa.to_dlpack(t),  # an export
+    ):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert any("producer refuses (managed)" in str(x) for x in chain(e.value)), chain(e.value)
+        assert not any(isinstance(x, SystemError) for x in chain(e.value))
+
+    class Picky:  # rejects max_version, then fails on the retry too
+        def __dlpack__(self, **kw):
+            if kw:
+                raise TypeError("no max_version here")
+            raise ValueError("no data either")
+
+    assert xa.register_dlpack_type(Picky) == "python"
+    try:
+        with pytest.raises(ValueError) as e:
+            xa.sum(Picky())
+        found = chain(e.value)
+        assert any(str(x) == "no data either" for x in found)
+        assert any(isinstance(x, TypeError) and str(x) == "no max_version here" for x in found)  # kept as context
+    finally:
+        et.set_slots(Picky, {xa.KEY_ACQUIRE: None, xa.KEY_RELEASE: None})
+
+
 def test_array_round_trip_through_c_path_is_pinned(prod):
     """Our Array exported through the C producer's consumer side: a Tensor
     provider and the Array's own export pins."""

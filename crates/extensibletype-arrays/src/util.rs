@@ -120,21 +120,31 @@ pub(crate) fn prefix_error(prefix: &str) {
 }
 
 /// The current exception (normalized), cleared; None when none is set.
+///
+/// # Safety
+/// The GIL is held.
 #[cfg(Py_3_12)]
-unsafe fn take_exception() -> Option<Owned> {
+pub(crate) unsafe fn take_exception() -> Option<Owned> {
     // SAFETY: GIL held.
     Owned::new(unsafe { PyErr_GetRaisedException() }).ok()
 }
 
+/// Set `exc` (from [`take_exception`]) as the current exception.
+///
+/// # Safety
+/// The GIL is held; no exception is set.
 #[cfg(Py_3_12)]
-unsafe fn restore_exception(exc: Owned) {
+pub(crate) unsafe fn restore_exception(exc: Owned) {
     // SAFETY: GIL held; steals the reference.
     unsafe { PyErr_SetRaisedException(exc.into_ptr()) }
 }
 
 /// The current exception (normalized, traceback attached), cleared.
+///
+/// # Safety
+/// The GIL is held.
 #[cfg(not(Py_3_12))]
-unsafe fn take_exception() -> Option<Owned> {
+pub(crate) unsafe fn take_exception() -> Option<Owned> {
     // SAFETY: GIL held; the fetched references are owned here.
     unsafe {
         let (mut tp, mut val, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
@@ -154,8 +164,12 @@ unsafe fn take_exception() -> Option<Owned> {
     }
 }
 
+/// Set `exc` (from [`take_exception`]) as the current exception.
+///
+/// # Safety
+/// The GIL is held; no exception is set.
 #[cfg(not(Py_3_12))]
-unsafe fn restore_exception(exc: Owned) {
+pub(crate) unsafe fn restore_exception(exc: Owned) {
     // SAFETY: GIL held; PyErr_Restore steals the three references.
     unsafe {
         let val = exc.into_ptr();

@@ -38,6 +38,8 @@ typedef struct {
     int64_t shape[1], strides[1];
     int readonly, device_type, major, legacy;
     char capsule_name[64];
+    PyObject *on_delete; /* called (Python code) by every deleter of this tensor's exports */
+    PyObject *fail;      /* exception type its managed export raises, or NULL */
 } TensorObject;
 
 static long made_count, deleted_count;
@@ -48,6 +50,14 @@ typedef struct { PyObject *owner; int64_t shape[1], strides[1]; ManagedV v; Mana
 static void free_ctx(Ctx *c) {
     if (!Py_IsInitialized()) return;
     PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *cb = c->owner ? ((TensorObject *)c->owner)->on_delete : NULL;
+    if (cb) {
+        /* Python code in a deleter (as a ctypes or Cython deleter runs):
+         * an exception set on entry makes the call fail (SystemError); one
+         * it raises is left set, the worst a deleter can do. */
+        PyObject *r = PyObject_CallNoArgs(cb);
+        Py_XDECREF(r);
+    }
     Py_XDECREF(c->owner);
     PyMem_RawFree(c);
     __atomic_fetch_add(&deleted_count, 1, __ATOMIC_RELAXED);
@@ -74,6 +84,7 @@ static Ctx *make(TensorObject *t) {
 
 static int api_from_py(void *obj, ManagedV **out) {
     if (!PyObject_TypeCheck((PyObject *)obj, TensorType)) { PyErr_SetString(PyExc_TypeError, "not a Tensor"); return -1; }
+    if (((TensorObject *)obj)->fail) { PyErr_SetString(((TensorObject *)obj)->fail, "producer refuses (managed)"); return -1; }
     Ctx *c = make((TensorObject *)obj);
     if (!c) return -1;
     *out = &c->v;
@@ -151,23 +162,29 @@ static PyObject *new_tensor(int64_t n) {
     t->data = PyMem_Calloc((size_t)(n ? n : 1), sizeof(double));
     t->shape[0] = n; t->strides[0] = 1;
     t->readonly = 0; t->device_type = 1; t->major = 1; t->legacy = 0; t->capsule_name[0] = 0;
+    t->on_delete = NULL; t->fail = NULL;
     for (int64_t i = 0; i < n; i++) t->data[i] = (double)i;
     return (PyObject *)t;
 }
 static PyObject *t_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
-    static char *names[] = {"n", "readonly", "device_type", "major", "legacy", "capsule_name", NULL};
+    static char *names[] = {"n", "readonly", "device_type", "major", "legacy", "capsule_name", "on_delete", "fail", NULL};
     long long n; int ro = 0, dev = 1, major = 1, legacy = 0; const char *cn = "";
+    PyObject *on_delete = NULL, *fail = NULL;
     (void)tp;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "L|$iiiis", names, &n, &ro, &dev, &major, &legacy, &cn)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "L|$iiiisOO", names, &n, &ro, &dev, &major, &legacy, &cn, &on_delete, &fail)) return NULL;
     TensorObject *t = (TensorObject *)new_tensor(n);
     if (!t) return NULL;
     t->readonly = ro; t->device_type = dev; t->major = major; t->legacy = legacy;
+    t->on_delete = on_delete == Py_None ? NULL : Py_XNewRef(on_delete);
+    t->fail = fail == Py_None ? NULL : Py_XNewRef(fail);
     snprintf(t->capsule_name, sizeof t->capsule_name, "%s", cn);
     return (PyObject *)t;
 }
 static void t_dealloc(PyObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
     PyMem_Free(((TensorObject *)self)->data);
+    Py_XDECREF(((TensorObject *)self)->on_delete);
+    Py_XDECREF(((TensorObject *)self)->fail);
     PyObject_Free(self);
     Py_DECREF(tp);
 }

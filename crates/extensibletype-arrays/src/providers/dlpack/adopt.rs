@@ -105,7 +105,7 @@ pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable
 /// The GIL is held; `tp` is a live type; no lock of this module is held.
 pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> Result<(), ()> {
     let acquire: AcquireFn = match (export, first) {
-        (Export::C(_), false) => dl_c_acquire,
+        (Export::C(api), false) => acquire_for(api),
         (Export::C(_), true) => dl_c_acquire_first,
         (Export::Python, false) => dl_py_acquire,
         (Export::Python, true) => dl_py_acquire_first,

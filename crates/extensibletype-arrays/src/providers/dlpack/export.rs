@@ -296,26 +296,21 @@ pub(crate) unsafe fn export(obj: *mut PyObject, req: Request) -> Result<(*mut c_
     }
 }
 
-#[allow(deprecated)] // PyErr_Fetch/Restore: in every supported version's (limited) API
 pub(super) unsafe extern "C" fn capsule_destructor(cap: *mut PyObject) {
     // SAFETY: CPython calls this with the GIL on the capsule's last
     // reference. A consumed capsule has been renamed "used_..." and its
-    // tensor belongs to the consumer: nothing to do then.
+    // tensor belongs to the consumer: nothing to do then. The deleter runs
+    // with no exception set (a pending one is put back after it).
     guard((), || unsafe {
-        let (mut tp, mut val, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        PyErr_Fetch(&mut tp, &mut val, &mut tb);
         if PyCapsule_IsValid(cap, NAME_VERSIONED.as_ptr()) != 0 {
             let mt = PyCapsule_GetPointer(cap, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
-            if let Some(d) = (*mt).deleter {
-                d(mt);
-            }
+            delete_versioned(mt);
         } else if PyCapsule_IsValid(cap, NAME_LEGACY.as_ptr()) != 0 {
             let mt = PyCapsule_GetPointer(cap, NAME_LEGACY.as_ptr()).cast::<DLManagedTensor>();
             if let Some(d) = (*mt).deleter {
-                d(mt);
+                run_deleter(|| d(mt));
             }
         }
-        PyErr_Restore(tp, val, tb);
     })
 }
 

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// `view.internal[0]` holds the managed tensor; bit 0 set: legacy.
 pub(super) const LEGACY_TAG: usize = 1;
@@ -15,6 +16,9 @@ pub(super) const LEGACY_TAG: usize = 1;
 pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), ()> {
     // SAFETY: t is a live tensor (shape/strides hold ndim values).
     unsafe {
+        if fill_small(t, flags, v) {
+            return Ok(());
+        }
         if t.ndim < 0 || t.ndim as usize > crate::consumers::nd::MAX {
             return raise(util::buffer_error(), &format!("DLPack tensor with {} dimensions", t.ndim));
         }
@@ -27,14 +31,10 @@ pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayVie
         }
         let itemsize = t.dtype.itemsize() as i64;
         let shape_at = |k: usize| *t.shape.add(k);
-        // NULL strides (DLPack < 1.2 producers): C-contiguous.
-        let mut c = vec![0i64; n];
-        let mut s = 1i64;
-        for k in (0..n).rev() {
-            c[k] = s;
-            s *= shape_at(k).max(1);
-        }
-        let stride_at = |k: usize| itemsize * if t.strides.is_null() { c[k] } else { *t.strides.add(k) };
+        // NULL strides (DLPack < 1.2 producers): C-contiguous, computed in
+        // place (no allocation on an acquire).
+        let c_stride = |k: usize| ((k + 1)..n).fold(1i64, |s, j| s.wrapping_mul(shape_at(j).max(1)));
+        let stride_at = |k: usize| itemsize.wrapping_mul(if t.strides.is_null() { c_stride(k) } else { *t.strides.add(k) });
         v.version = abi::VERSION;
         v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
         v.ndim = n as i32;
@@ -56,6 +56,81 @@ pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayVie
         v.set_contiguity();
         Ok(())
     }
+}
+
+/// [`fill_from_tensor`] for the common case, in one pass and without
+/// allocating: at most 8 dimensions, strides given, whole-byte elements.
+/// `false` (nothing promised about `v`): not that case, use the general
+/// path (which also reports what is wrong).
+///
+/// # Safety
+/// `t` is a live tensor (shape/strides hold ndim values); `v` stays put.
+#[inline(always)]
+unsafe fn fill_small(t: &DLTensor, flags: u64, v: &mut ArrayView) -> bool {
+    let n = t.ndim;
+    if !(0..=(abi::SCRATCH / 2) as i32).contains(&n) || t.dtype.bits % 8 != 0 || t.dtype.lanes == 0 {
+        return false;
+    }
+    let n = n as usize;
+    if n > 0 && (t.shape.is_null() || t.strides.is_null()) {
+        return false;
+    }
+    let itemsize = t.dtype.itemsize() as i64;
+    let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
+    if align & (align - 1) != 0 {
+        return false; // an alignment that is no power of two: the general path
+    }
+    let data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize);
+    // Backwards: copy the dims (strides to bytes), check C order and gather
+    // the strides that alignment looks at (axes longer than 1); then
+    // forwards for Fortran order (the rules of abi::contiguity).
+    let (mut c, mut c_expect, mut empty, mut strides_or) = (true, itemsize, false, 0i64);
+    for k in (0..n).rev() {
+        // SAFETY: k < ndim (the caller's contract); scratch holds 2 * 8.
+        let (len, st) = unsafe { (*t.shape.add(k), itemsize.wrapping_mul(*t.strides.add(k))) };
+        if len < 0 {
+            return false;
+        }
+        v.scratch[k] = len;
+        v.scratch[n + k] = st;
+        if len > 1 {
+            strides_or |= st;
+            c &= st == c_expect;
+            c_expect = c_expect.wrapping_mul(len);
+        }
+        empty |= len == 0;
+    }
+    let aligned = (data as usize as i64 | strides_or) & (align - 1) == 0;
+    let mut f = c;
+    if n > 1 {
+        let mut f_expect = itemsize;
+        f = true;
+        for k in 0..n {
+            let len = v.scratch[k];
+            if len > 1 {
+                f &= v.scratch[n + k] == f_expect;
+                f_expect = f_expect.wrapping_mul(len);
+            }
+        }
+    }
+    if empty {
+        (c, f) = (true, true);
+    }
+    v.version = abi::VERSION;
+    v.data = data.cast();
+    v.ndim = n as i32;
+    v.dtype = t.dtype;
+    v.reserved = 0;
+    v.device = t.device;
+    v.owner = ptr::null_mut();
+    v.shape = v.scratch.as_mut_ptr();
+    // SAFETY: n <= 8, inside scratch.
+    v.strides = unsafe { v.scratch.as_mut_ptr().add(n) };
+    v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 }
+        | if aligned { abi::ALIGNED } else { 0 }
+        | if c { abi::C_CONTIGUOUS } else { 0 }
+        | if f { abi::F_CONTIGUOUS } else { 0 };
+    true
 }
 
 /// A managed tensor received from a producer (owned until its deleter).
@@ -96,7 +171,7 @@ impl Managed {
 /// `stage` becomes [`Stage::Exported`] once the producer handed over a
 /// tensor of our major version (what may fail after that is this object's
 /// content, such as a sub-byte dtype, or the request).
-pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &str, stage: &mut Stage) -> Result<(), ()> {
+pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, obj: *mut PyObject, stage: &mut Stage) -> Result<(), ()> {
     // SAFETY: the caller owns m.
     unsafe {
         let (t, flags) = match m {
@@ -106,7 +181,7 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &
                     m.delete();
                     return raise(
                         util::buffer_error(),
-                        &format!("{who}: DLPack major version {major} is not supported (this consumer speaks {MAJOR}.x)"),
+                        &format!("{}: DLPack major version {major} is not supported (this consumer speaks {MAJOR}.x)", who(obj)),
                     );
                 }
                 (&(*mt).dl_tensor, (*mt).flags)
@@ -115,9 +190,7 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &
         };
         *stage = Stage::Exported;
         let mut heap = Vec::new();
-        let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| {
-            abi::check_request(request, v.flags).or_else(|why| raise(util::buffer_error(), &format!("{who}: {why}")))
-        });
+        let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| check_request_of(obj, request, v));
         if r.is_err() {
             m.delete();
             return Err(());
@@ -126,16 +199,47 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, who: &
             Managed::Versioned(mt) => mt.cast(),
             Managed::Legacy(mt) => (mt as usize | LEGACY_TAG) as *mut c_void,
         };
-        v.internal[1] = if heap.is_empty() {
-            ptr::null_mut()
-        } else {
-            let b = Box::into_raw(heap.into_boxed_slice()).cast::<i64>();
-            v.shape = b;
-            v.strides = b.add(v.ndim as usize);
-            b.cast()
-        };
+        keep_heap_dims(v, heap);
         Ok(())
     }
+}
+
+/// The producer's type name, for error messages only (it allocates).
+///
+/// # Safety
+/// The GIL is held; `obj` is live.
+pub(super) unsafe fn who(obj: *mut PyObject) -> String {
+    // SAFETY: the caller's contract.
+    unsafe { util::type_name(obj) }
+}
+
+/// [`abi::check_request`] as a `BufferError` naming `obj`'s type.
+///
+/// # Safety
+/// The GIL is held; `obj` is live.
+unsafe fn check_request_of(obj: *mut PyObject, request: c_int, v: &ArrayView) -> Result<(), ()> {
+    abi::check_request(request, v.flags).or_else(|why| {
+        // SAFETY: the caller's contract (the name is formatted on failure only).
+        let name = unsafe { who(obj) };
+        raise(util::buffer_error(), &format!("{name}: {why}"))
+    })
+}
+
+/// Above 8 dimensions [`fill_from_tensor`] put the dims in `heap`: move
+/// them to the view (`internal[1]`, freed by [`dl_release`]).
+///
+/// # Safety
+/// `v` was just filled by [`fill_from_tensor`] with this `heap`.
+unsafe fn keep_heap_dims(v: &mut ArrayView, heap: Vec<i64>) {
+    v.internal[1] = if heap.is_empty() {
+        ptr::null_mut()
+    } else {
+        let b = Box::into_raw(heap.into_boxed_slice()).cast::<i64>();
+        v.shape = b;
+        // SAFETY: the block holds 2 * ndim values.
+        v.strides = unsafe { b.add(v.ndim as usize) };
+        b.cast()
+    };
 }
 
 pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), ()> {
@@ -162,12 +266,126 @@ pub(crate) enum Stage {
     Exported,
 }
 
-/// acquire through the type's DLPack C exchange table.
+/// acquire through the type's DLPack C exchange table (found in the type's
+/// table next to this slot: for tables beyond the [`POOL`]).
 pub(crate) unsafe extern "C" fn dl_c_acquire(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    // SAFETY: the array.v1 contract (GIL held, obj alive, view writable);
+    // the exchange table is registered with these slots and static.
+    unsafe { c_acquire_entry(runtime::find(obj, ID_EXCHANGE_API).cast(), obj, request, view) }
+}
+
+/// Exchange tables that have an acquire of their own ([`dl_c_acquire_pooled`]):
+/// the acquire then reads its table from a static instead of looking it up
+/// in the type's table on every call. A slot, once taken, keeps its table
+/// (DLPack: a table lives as long as the process).
+const POOL: usize = 16;
+static POOL_TABLES: [AtomicPtr<DLPackExchangeAPI>; POOL] = [const { AtomicPtr::new(ptr::null_mut()) }; POOL];
+
+/// acquire through the exchange table in `POOL_TABLES[K]`.
+unsafe extern "C" fn dl_c_acquire_pooled<const K: usize>(obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    // SAFETY: the array.v1 contract; slot K was set (never reset) before
+    // this function was registered on any type.
+    unsafe { c_acquire_entry(POOL_TABLES[K].load(Ordering::Acquire), obj, request, view) }
+}
+
+const POOLED: [abi::AcquireFn; POOL] = [
+    dl_c_acquire_pooled::<0>,
+    dl_c_acquire_pooled::<1>,
+    dl_c_acquire_pooled::<2>,
+    dl_c_acquire_pooled::<3>,
+    dl_c_acquire_pooled::<4>,
+    dl_c_acquire_pooled::<5>,
+    dl_c_acquire_pooled::<6>,
+    dl_c_acquire_pooled::<7>,
+    dl_c_acquire_pooled::<8>,
+    dl_c_acquire_pooled::<9>,
+    dl_c_acquire_pooled::<10>,
+    dl_c_acquire_pooled::<11>,
+    dl_c_acquire_pooled::<12>,
+    dl_c_acquire_pooled::<13>,
+    dl_c_acquire_pooled::<14>,
+    dl_c_acquire_pooled::<15>,
+];
+
+/// The ordinary acquire for a type exporting through `api`: its pooled
+/// acquire (a free slot is taken on first use), else [`dl_c_acquire`].
+pub(crate) fn acquire_for(api: *const DLPackExchangeAPI) -> abi::AcquireFn {
+    let api = api.cast_mut();
+    for (slot, f) in POOL_TABLES.iter().zip(POOLED) {
+        match slot.compare_exchange(ptr::null_mut(), api, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return f,
+            Err(cur) if cur == api => return f,
+            Err(_) => {}
+        }
+    }
+    dl_c_acquire
+}
+
+/// The exchange-table acquire. Its hot path (a managed tensor of our major
+/// version, at most 8 dimensions with strides given, the request met)
+/// allocates nothing and runs nothing that can panic; everything else goes
+/// to [`c_acquire_with`] or [`adopt`] under a panic guard.
+///
+/// Every view holds the producer's managed tensor until release: see
+/// [`c_acquire_with`] for why the non-owning `dltensor_from_py_object_no_sync`
+/// is not used.
+///
+/// # Safety
+/// The array.v1 contract; `api` is NULL or the type's (static) table.
+#[inline(always)]
+unsafe fn c_acquire_entry(api: *const DLPackExchangeAPI, obj: *mut PyObject, request: c_int, view: *mut ArrayView) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let from_py = match api.as_ref().and_then(|a| a.managed_tensor_from_py_object_no_sync) {
+            Some(from_py) if (*view).size as usize >= core::mem::size_of::<ArrayView>() && request & !abi::REQ_ALL == 0 => from_py,
+            _ => return guard(-1, || c_acquire_with(api, obj, request, &mut *view, &mut Stage::Untried).map_or(-1, |()| 0)),
+        };
+        let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
+        if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
+            return managed_failed(obj);
+        }
+        let v = &mut *view;
+        if (*mt).version.major != MAJOR || !fill_small(&(*mt).dl_tensor, (*mt).flags, v) || abi::check_request(request, v.flags).is_err() {
+            return adopt_slow(mt, obj, request, v);
+        }
+        v.internal = [mt.cast(), ptr::null_mut()];
+        0
+    }
+}
+
+/// The producer's `managed_tensor_from_py_object_no_sync` failed: keep its
+/// exception (or say it set none). Returns -1.
+///
+/// # Safety
+/// The GIL is held; `obj` is live.
+#[cold]
+#[inline(never)]
+unsafe fn managed_failed(obj: *mut PyObject) -> c_int {
     guard(-1, || {
-        // SAFETY: the array.v1 contract (GIL held, obj alive, view writable).
-        unsafe { c_acquire(obj, request, &mut *view, &mut Stage::Untried).map_or(-1, |()| 0) }
+        // SAFETY: GIL held (the array.v1 contract).
+        unsafe {
+            if PyErr_Occurred().is_null() {
+                let _ = raise::<()>(
+                    util::buffer_error(),
+                    &format!("{}: managed_tensor_from_py_object_no_sync failed without an exception", who(obj)),
+                );
+            }
+        }
+        -1
     })
+}
+
+/// A managed tensor the hot path of [`c_acquire_entry`] does not take:
+/// [`adopt`] (another major version, the general conversion or its error,
+/// the request's refusal).
+///
+/// # Safety
+/// As [`c_acquire_entry`]; the caller owns `mt` (consumed on every path).
+#[cold]
+#[inline(never)]
+unsafe fn adopt_slow(mt: *mut DLManagedTensorVersioned, obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(-1, || unsafe { adopt(Managed::Versioned(mt), request, v, obj, &mut Stage::Untried).map_or(-1, |()| 0) })
 }
 
 /// The body of [`dl_c_acquire`]; `stage` says how far it got.
@@ -178,22 +396,40 @@ pub(crate) unsafe extern "C" fn dl_c_acquire(obj: *mut PyObject, request: c_int,
 pub(crate) unsafe fn c_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), ()> {
     // SAFETY: the caller's contract; the exchange table was registered with
     // these slots and is static.
+    unsafe { c_acquire_with(runtime::find(obj, ID_EXCHANGE_API).cast(), obj, request, v, stage) }
+}
+
+/// [`c_acquire`] with the type's exchange table (NULL: missing) at hand.
+///
+/// The view always owns what it points at: the producer's managed tensor
+/// (`managed_tensor_from_py_object_no_sync`, its `READ_ONLY` flag honoured),
+/// held until release. The table's non-owning `dltensor_from_py_object_no_sync`
+/// is not used: DLPack 1.3 vouches for its fill only "until control is
+/// returned", while an array.v1 view stays valid until release, without the
+/// GIL (another thread may resize the object meanwhile) — docs/arrays.md.
+///
+/// # Safety
+/// As [`c_acquire`]; `api` is NULL or the type's (static) table.
+unsafe fn c_acquire_with(
+    api: *const DLPackExchangeAPI,
+    obj: *mut PyObject,
+    request: c_int,
+    v: &mut ArrayView,
+    stage: &mut Stage,
+) -> Result<(), ()> {
+    // SAFETY: the caller's contract.
     unsafe {
         check_view(v, request)?;
-        let api = runtime::find(obj, ID_EXCHANGE_API).cast::<DLPackExchangeAPI>();
         let Some(from_py) = api.as_ref().and_then(|a| a.managed_tensor_from_py_object_no_sync) else {
             return raise(util::type_error(), "DLPack exchange table missing");
         };
         *stage = Stage::Failed;
         let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
         if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
-            if PyErr_Occurred().is_null() {
-                let _ = raise::<()>(util::buffer_error(), "managed_tensor_from_py_object_no_sync failed without an error");
-            }
+            managed_failed(obj);
             return Err(());
         }
-        let who = util::type_name(obj);
-        adopt(Managed::Versioned(mt), request, v, &who, stage)
+        adopt(Managed::Versioned(mt), request, v, obj, stage)
     }
 }
 
@@ -201,11 +437,11 @@ pub(crate) unsafe fn c_acquire(obj: *mut PyObject, request: c_int, v: &mut Array
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn consume_capsule(cap: *mut PyObject, who: &str) -> Result<Managed, ()> {
+pub(super) unsafe fn consume_capsule(cap: *mut PyObject, obj: *mut PyObject) -> Result<Managed, ()> {
     // SAFETY: GIL held; cap alive.
     unsafe {
         if PyCapsule_CheckExact(cap) == 0 {
-            return raise(util::type_error(), &format!("{who}.__dlpack__() returned {}, not a capsule", util::type_name(cap)));
+            return raise(util::type_error(), &format!("{}.__dlpack__() returned {}, not a capsule", who(obj), util::type_name(cap)));
         }
         if PyCapsule_IsValid(cap, NAME_VERSIONED.as_ptr()) != 0 {
             let mt = PyCapsule_GetPointer(cap, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
@@ -225,11 +461,11 @@ pub(super) unsafe fn consume_capsule(cap: *mut PyObject, who: &str) -> Result<Ma
         let name = if name.is_null() { String::from("NULL") } else { CStr::from_ptr(name).to_string_lossy().into_owned() };
         PyErr_Clear();
         if name.starts_with("used_") {
-            return raise(util::value_error(), &format!("{who}: the DLPack capsule {name:?} was already consumed"));
+            return raise(util::value_error(), &format!("{}: the DLPack capsule {name:?} was already consumed", who(obj)));
         }
         raise(
             util::value_error(),
-            &format!("{who}: a DLPack capsule must be named \"dltensor_versioned\" or \"dltensor\", not {name:?}"),
+            &format!("{}: a DLPack capsule must be named \"dltensor_versioned\" or \"dltensor\", not {name:?}", who(obj)),
         )
     }
 }
@@ -286,8 +522,25 @@ pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
         if PyErr_ExceptionMatches(PyExc_TypeError) == 0 {
             return Err(());
         }
-        PyErr_Clear();
-        Ok(Owned::new(PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, ptr::null_mut()))?)
+        // Kept: if the retry fails too, its exception gets this one as
+        // __context__ (as a Python `except TypeError:` retry would).
+        let first = util::take_exception();
+        let cap = PyObject_VectorcallMethod(names.dlpack, argv.as_ptr(), 1, ptr::null_mut());
+        if cap.is_null() {
+            match (first, util::take_exception()) {
+                (Some(first), Some(second)) => {
+                    PyException_SetContext(second.0, first.into_ptr()); // steals
+                    util::restore_exception(second);
+                }
+                (first, second) => {
+                    if let Some(e) = second.or(first) {
+                        util::restore_exception(e);
+                    }
+                }
+            }
+            return Err(());
+        }
+        Ok(Owned(cap))
     }
 }
 
@@ -308,17 +561,37 @@ pub(crate) unsafe fn py_acquire(obj: *mut PyObject, request: c_int, v: &mut Arra
     unsafe {
         check_view(v, request)?;
         *stage = Stage::Failed;
-        let who = util::type_name(obj);
-        call_dunder(obj).and_then(|cap| consume_capsule(cap.0, &who)).and_then(|m| adopt(m, request, v, &who, stage))
+        call_dunder(obj).and_then(|cap| consume_capsule(cap.0, obj)).and_then(|m| adopt(m, request, v, obj, stage))
     }
 }
 
 /// release of both paths: the tensor's deleter, the heap dims.
 pub(crate) unsafe extern "C" fn dl_release(_obj: *mut PyObject, view: *mut ArrayView) {
+    // SAFETY: paired with a successful dl_*_acquire on this view.
+    unsafe {
+        let v = &mut *view;
+        let tagged = v.internal[0] as usize;
+        if tagged & LEGACY_TAG != 0 || !v.internal[1].is_null() {
+            return release_other(v);
+        }
+        // The common case: a versioned tensor, the dims in the scratch.
+        v.internal[0] = ptr::null_mut();
+        if tagged != 0 {
+            delete_versioned(tagged as *mut DLManagedTensorVersioned);
+        }
+    }
+}
+
+/// The rest of [`dl_release`]: a legacy tensor's deleter, heap dims.
+///
+/// # Safety
+/// `v` was filled by a successful acquire of this module and not released.
+#[cold]
+#[inline(never)]
+unsafe fn release_other(v: &mut ArrayView) {
     guard((), || {
         // SAFETY: paired with a successful dl_*_acquire on this view.
         unsafe {
-            let v = &mut *view;
             let tagged = v.internal[0] as usize;
             v.internal[0] = ptr::null_mut();
             if tagged != 0 {

@@ -11,7 +11,8 @@
 //! with `__dlpack_c_exchange_api__` (the C path; also the older
 //! `__c_dlpack_exchange_api__`) or `__dlpack__` (the Python path),
 //! acquire/release slots that hold one managed tensor per view and call its
-//! deleter on release. Without registration, `adopt.rs` does the same on a
+//! deleter on release (never a borrowed fill: `import.rs`, `c_acquire_with`).
+//! Without registration, `adopt.rs` does the same on a
 //! type's first array.v1 miss (docs/spec.md §12.3).
 //!
 //! Every deleter made here takes the GIL itself (it releases an array.v1
