@@ -33,19 +33,32 @@ unsafe extern "C" fn py_set_isa(_m: *mut PyObject, name: *mut PyObject) -> *mut 
     })
 }
 
+/// `n` as a count >= 0 for the hook `what`; None with the exception set.
+///
+/// # Safety
+/// The GIL is held; `n` is a live object.
+#[cfg(feature = "hooks")]
+unsafe fn count_arg(n: *mut PyObject, what: &str) -> Option<usize> {
+    // SAFETY: the caller's contract.
+    let v = unsafe { PyLong_AsLong(n) };
+    // SAFETY: GIL held.
+    if v == -1 && unsafe { !PyErr_Occurred().is_null() } {
+        return None;
+    }
+    if v < 0 {
+        return raise(util::value_error(), &format!("{what}(): n must be >= 0")).ok();
+    }
+    Some(v as usize)
+}
+
 #[cfg(feature = "hooks")]
 unsafe extern "C" fn py_set_threads(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
+        // SAFETY: GIL held (a METH_O function); n is its live argument.
+        let Some(n) = (unsafe { count_arg(n, "_set_threads") }) else { return ptr::null_mut() };
+        par::set_threads(n);
         // SAFETY: GIL held.
         unsafe {
-            let v = PyLong_AsLong(n);
-            if v == -1 && !PyErr_Occurred().is_null() {
-                return ptr::null_mut();
-            }
-            if v < 0 {
-                return ret(raise(util::value_error(), "_set_threads(): n must be >= 0"));
-            }
-            par::set_threads(v as usize);
             Py_BuildValue(
                 c"(nn)".as_ptr(),
                 par::threads() as Py_ssize_t,
@@ -58,17 +71,10 @@ unsafe extern "C" fn py_set_threads(_m: *mut PyObject, n: *mut PyObject) -> *mut
 #[cfg(feature = "hooks")]
 unsafe extern "C" fn py_set_par_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
+        // SAFETY: GIL held (a METH_O function); n is its live argument.
+        let Some(n) = (unsafe { count_arg(n, "_set_par_min") }) else { return ptr::null_mut() };
         // SAFETY: GIL held.
-        unsafe {
-            let v = PyLong_AsLong(n);
-            if v == -1 && !PyErr_Occurred().is_null() {
-                return ptr::null_mut();
-            }
-            if v < 0 {
-                return ret(raise(util::value_error(), "_set_par_min(): n must be >= 0"));
-            }
-            PyLong_FromSize_t(par::set_par_min(v as usize))
-        }
+        unsafe { PyLong_FromSize_t(par::set_par_min(n)) }
     })
 }
 
