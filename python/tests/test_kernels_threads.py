@@ -230,3 +230,14 @@ def test_kernels_bench_runs(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| 10^3 |")]
     assert len(rows) == 6, out
     assert "worst ratio per op: sum" in out
+
+
+@pytest.mark.parametrize("hook", ["_set_threads", "_set_par_min"])
+def test_count_hooks_refuse_bad_counts(hook):
+    f = getattr(xa._impl, hook)
+    with pytest.raises(ValueError, match=rf"{hook}\(\): n must be >= 0"):
+        f(-1)
+    with pytest.raises(TypeError):
+        f("2")
+    with pytest.raises(OverflowError):
+        f(2**80)
