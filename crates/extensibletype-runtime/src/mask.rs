@@ -27,14 +27,13 @@
 //! and never masked.
 
 use core::ffi::c_void;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use pyo3_ffi::*;
 
 use crate::key::typed_method_name;
-use crate::idhash::IdBuild as FxBuild;
+use crate::idhash::{IdMap, IdSet};
 use crate::layout;
 use crate::pyutil::{Owned, PendingError};
 use crate::table::RawTable;
@@ -43,8 +42,8 @@ use crate::Error;
 
 /// Typed ids and their method names, for every reader (GIL-free too).
 struct Typed {
-    by_id: HashMap<u64, Arc<str>, FxBuild>,
-    names: HashSet<Arc<str>, FxBuild>,
+    by_id: IdMap<u64, Arc<str>>,
+    names: IdSet<Arc<str>>,
 }
 
 static TYPED: RwLock<Option<Typed>> = RwLock::new(None);
@@ -59,7 +58,7 @@ static DICT_GENERATION: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn note_key(id: u64, key: &str) {
     let Some(method) = typed_method_name(key) else { return };
     let mut guard = TYPED.write().unwrap_or_else(|p| p.into_inner());
-    let typed = guard.get_or_insert_with(|| Typed { by_id: HashMap::default(), names: HashSet::default() });
+    let typed = guard.get_or_insert_with(|| Typed { by_id: IdMap::default(), names: IdSet::default() });
     let method: Arc<str> = typed.names.get(method).cloned().unwrap_or_else(|| method.into());
     typed.names.insert(method.clone());
     typed.by_id.entry(id).or_insert(method);
@@ -166,9 +165,9 @@ pub(crate) unsafe fn own_dict_has(tp: *mut PyTypeObject, name: &str) -> Result<b
 /// `(class address, typed id) -> its method name is present`.
 #[derive(Default)]
 pub(crate) struct Facts {
-    known: HashMap<(usize, u64), bool, FxBuild>,
+    known: IdMap<(usize, u64), bool>,
     /// Method names of the typed ids asked about.
-    names: HashMap<u64, Arc<str>, FxBuild>,
+    names: IdMap<u64, Arc<str>>,
     /// [`dict_generation`] when gathering began.
     pub generation: u64,
 }
@@ -178,7 +177,7 @@ pub(crate) struct Facts {
 #[derive(Default)]
 pub(crate) struct Wanted {
     pairs: Vec<(*mut PyTypeObject, u64)>,
-    names: HashMap<u64, Arc<str>, FxBuild>,
+    names: IdMap<u64, Arc<str>>,
 }
 
 impl Wanted {
@@ -272,7 +271,7 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
     }
     let attached = crate::threads::attached();
     let mut exact = true;
-    let mut memo: HashMap<(usize, u64), bool, FxBuild> = HashMap::default();
+    let mut memo: IdMap<(usize, u64), bool> = IdMap::default();
     entries.retain(|&(id, _, provider)| {
         if provider == 0 {
             return true;
@@ -334,8 +333,8 @@ mod tests {
     #[test]
     fn fx_hasher_spreads() {
         use core::hash::BuildHasher;
-        let build = FxBuild::default();
-        let hashes: HashSet<u64> = (0..1000usize).map(|i| build.hash_one(0x7f00_0000_0000usize + 16 * i)).collect();
+        let build = crate::idhash::IdBuild::default();
+        let hashes: std::collections::HashSet<u64> = (0..1000usize).map(|i| build.hash_one(0x7f00_0000_0000usize + 16 * i)).collect();
         assert_eq!(hashes.len(), 1000);
         assert_ne!(build.hash_one("area"), build.hash_one("aera"));
     }
