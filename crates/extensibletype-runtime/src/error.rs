@@ -36,6 +36,24 @@ impl fmt::Display for PyErrSet {
 
 impl std::error::Error for PyErrSet {}
 
+impl PyErrSet {
+    /// Set `exc(msg)` as the current exception and return the marker: the
+    /// one way runtime and slot-set code raises an error it detected itself
+    /// (`return Err(PyErrSet::raise(PyExc_TypeError, &msg))`). NULs in `msg`
+    /// are shown as `\0`.
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state), and `exc`
+    /// is an exception type (a `PyExc_*` static or a live type object).
+    pub unsafe fn raise(exc: *mut PyObject, msg: &str) -> PyErrSet {
+        let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
+        // SAFETY: the caller holds the GIL and passes an exception type;
+        // `msg` is NUL-terminated and outlives the call (CPython copies it).
+        unsafe { PyErr_SetString(exc, msg.as_ptr()) };
+        PyErrSet
+    }
+}
+
 /// For code that still spells "an exception is set" as `Err(())`
 /// (CPython's convention in private helpers): `?` converts both ways.
 impl From<()> for PyErrSet {
