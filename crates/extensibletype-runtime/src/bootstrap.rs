@@ -33,7 +33,7 @@
 //! entry an older copy left there is adopted when no rendezvous holds a
 //! runtime yet.
 
-use core::ffi::{c_void, CStr};
+use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -41,8 +41,10 @@ use std::time::{Duration, Instant};
 
 use pyo3_ffi::*;
 
-use crate::error::Error;
-use crate::{api, cache, guard, interpreters, layout, metaclass, pyutil, registry, Api, PyErrSet};
+use crate::cpython::{interpreters, layout};
+use crate::table::RawTable;
+use crate::write::registry;
+use crate::{cache, capi, guard, metaclass, pyutil, Api, CacheEntry, PyErrSet, SlotDef};
 use extensibletype_core::abi::{ABI_VERSION, CAPSULE_NAME};
 
 /// This copy's runtime (the process's), once [`import`] succeeded.
@@ -53,6 +55,76 @@ static INIT: Mutex<()> = Mutex::new(());
 static OWNER: AtomicBool = AtomicBool::new(false);
 /// The interpreter of the last [`import`] (only compared).
 static LAST_INTERPRETER: AtomicPtr<PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
+
+/// The runtime's API struct; [`import`] must have succeeded.
+#[inline]
+pub(crate) fn api() -> &'static Api {
+    // SAFETY: set once by import() and never changed; callers have imported.
+    unsafe { API.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
+}
+
+// ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
+// section 8), checked by the compiler: the same numbers and signatures as
+// tests/abi/abi_layout.c. Append-only: a new field is one more line in each.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Api>() == 128 && align_of::<Api>() == 8);
+    assert!(offset_of!(Api, abi_version) == 0);
+    assert!(offset_of!(Api, struct_size) == 4);
+    assert!(offset_of!(Api, metaclass) == 8);
+    assert!(offset_of!(Api, table_offset) == 16);
+    assert!(offset_of!(Api, find_slow) == 24);
+    assert!(offset_of!(Api, prehash) == 32);
+    assert!(offset_of!(Api, set_slots) == 40);
+    assert!(offset_of!(Api, from_spec) == 48);
+    assert!(offset_of!(Api, py_set_slots) == 56); // internal
+    assert!(offset_of!(Api, py_get_slots) == 64); // internal
+    assert!(offset_of!(Api, py_table_info) == 72); // internal
+    assert!(offset_of!(Api, py_lookup) == 80); // internal
+    assert!(offset_of!(Api, bind_key) == 88); // internal
+    assert!(offset_of!(Api, foreign_registry) == 96);
+    assert!(offset_of!(Api, ob_type_offset) == 104); // appended
+    // Appended: the type cache.
+    assert!(offset_of!(Api, type_cache) == 112);
+    assert!(offset_of!(Api, type_cache_bits) == 120);
+    assert!(offset_of!(Api, version_tag_offset) == 124);
+    assert!(size_of::<CacheEntry>() == 32 && align_of::<CacheEntry>() == 8);
+    assert!(offset_of!(CacheEntry, seq) == 0);
+    assert!(offset_of!(CacheEntry, tag) == 4);
+    assert!(offset_of!(CacheEntry, tp) == 8);
+    assert!(offset_of!(CacheEntry, table) == 16);
+    assert!(offset_of!(CacheEntry, reserved) == 24);
+    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
+    assert!(offset_of!(SlotDef, key) == 0);
+    assert!(offset_of!(SlotDef, id) == 8);
+    assert!(offset_of!(SlotDef, ptr) == 16);
+};
+
+/// The field types of [`Api`], pinned to the C signatures of docs/spec.md
+/// section 8 (a changed Rust type fails to compile here).
+#[allow(dead_code)]
+fn api_field_types(a: &Api) {
+    let _: u32 = a.abi_version;
+    let _: u32 = a.struct_size;
+    let _: *mut PyTypeObject = a.metaclass;
+    let _: isize = a.table_offset; // Py_ssize_t
+    let _: unsafe extern "C" fn(*mut PyTypeObject, u64) -> *const c_void = a.find_slow;
+    let _: unsafe extern "C" fn(*const c_char, usize) -> u64 = a.prehash;
+    let _: unsafe extern "C" fn(*mut PyObject, *const SlotDef, isize) -> c_int = a.set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyType_Spec, *mut PyObject, *const SlotDef, isize) -> *mut PyObject =
+        a.from_spec;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int = a.py_set_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_get_slots;
+    let _: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject = a.py_table_info;
+    let _: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject = a.py_lookup;
+    let _: unsafe extern "C" fn(*const c_char, u64) -> c_int = a.bind_key;
+    let _: *const AtomicPtr<RawTable> = a.foreign_registry; // ExtType_Table **
+    let _: isize = a.ob_type_offset; // Py_ssize_t
+    let _: *const CacheEntry = a.type_cache; // ExtType_TypeCacheEntry *
+    let _: u32 = a.type_cache_bits;
+    let _: i32 = a.version_tag_offset;
+}
 
 /// `b"ExtTypeR"`, little-endian: marks a rendezvous.
 const MAGIC: u64 = u64::from_le_bytes(*b"ExtTypeR");
@@ -201,14 +273,14 @@ pub fn import() -> Result<&'static Api, PyErrSet> {
         }
     }
     // SAFETY: GIL held (the caller's contract).
-    guard(Err(PyErrSet), || unsafe { import_slow().map_err(|e| e.raise(PyErrSet)) })
+    guard(Err(PyErrSet), || unsafe { import_slow() })
 }
 
 /// The first [`import`] of this copy, or the first in an interpreter.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state).
-unsafe fn import_slow() -> Result<&'static Api, Error> {
+unsafe fn import_slow() -> Result<&'static Api, PyErrSet> {
     let _init = registry::lock_detached(&INIT);
     // SAFETY: the caller holds the GIL; INIT serialises this copy's imports.
     unsafe {
@@ -255,7 +327,7 @@ enum Claim {
 }
 
 /// Try to claim `ballot` for this process.
-fn claim(ballot: &'static Rendezvous) -> Result<Claim, Error> {
+fn claim(ballot: &'static Rendezvous) -> Result<Claim, AbiMismatch> {
     let mine = ((std::process::id() as usize) << 1) | 1;
     let mut seen = ballot.state.load(Ordering::Acquire);
     loop {
@@ -286,11 +358,12 @@ fn claim(ballot: &'static Rendezvous) -> Result<Claim, Error> {
 ///
 /// # Safety
 /// GIL held; INIT held.
-unsafe fn find_or_create() -> Result<&'static Api, Error> {
+unsafe fn find_or_create() -> Result<&'static Api, PyErrSet> {
     let ballot = ballot_box();
     let start = Instant::now();
     loop {
-        match claim(ballot)? {
+        // SAFETY: GIL held (the caller's contract).
+        match claim(ballot).map_err(|e| unsafe { e.raise() })? {
             Claim::Found(api) => {
                 // SAFETY: GIL held; `api` is a validated runtime.
                 unsafe { adopt(api) };
@@ -298,10 +371,13 @@ unsafe fn find_or_create() -> Result<&'static Api, Error> {
             }
             Claim::Busy => {
                 if start.elapsed() > CLAIM_TIMEOUT {
-                    return Err(Error::Import(
-                        "extensibletype: timed out waiting for another copy of the runtime to finish creating it"
-                            .to_owned(),
-                    ));
+                    // SAFETY: GIL held (the caller's contract).
+                    return Err(unsafe {
+                        PyErrSet::raise(
+                            PyExc_ImportError,
+                            "extensibletype: timed out waiting for another copy of the runtime to finish creating it",
+                        )
+                    });
                 }
                 // SAFETY: GIL held; detached while sleeping so that the
                 // creating copy (another thread) can run.
@@ -347,12 +423,12 @@ unsafe fn adopt(api: &'static Api) {
 ///
 /// # Safety
 /// GIL held; INIT held and the ballot box claimed.
-unsafe fn create() -> Result<&'static Api, Error> {
+unsafe fn create() -> Result<&'static Api, PyErrSet> {
     // SAFETY: see the contract; the metaclass is kept by the API struct.
     unsafe {
         let (meta, offset) = metaclass::create()?;
         cache::init();
-        let api: &'static Api = Box::leak(Box::new(api::new(meta, offset, layout::measure_ob_type_offset(meta))));
+        let api: &'static Api = Box::leak(Box::new(capi::new(meta, offset, layout::measure_ob_type_offset(meta))));
         layout::set_fast_path(meta, offset, api.foreign_registry);
         OWNER.store(true, Ordering::Release);
         Ok(api)
@@ -364,7 +440,7 @@ unsafe fn create() -> Result<&'static Api, Error> {
 ///
 /// # Safety
 /// GIL held.
-unsafe fn from_sys_modules() -> Result<Option<&'static Api>, Error> {
+unsafe fn from_sys_modules() -> Result<Option<&'static Api>, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         let shared = shared_module()?;
@@ -381,7 +457,7 @@ unsafe fn from_sys_modules() -> Result<Option<&'static Api>, Error> {
 ///
 /// # Safety
 /// GIL held; `shared` is the live shared module.
-unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, Error> {
+unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, PyErrSet> {
     // SAFETY: GIL held; attributes are owned by `Owned`.
     unsafe {
         let existing = shared_attribute(shared, c"api_v1")?;
@@ -389,7 +465,7 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, E
         let Some(capsule) = existing else {
             if let Some(meta) = existing_meta {
                 // Never replace another runtime's entry, even a broken one.
-                return Err(Error::Import(format!(
+                return Err(PyErrSet::raise(PyExc_ImportError, &format!(
                     "extensibletype: sys.modules['_extensibletype'] has an ExtensibleType_v1 ({}) \
                      but no api_v1 capsule; refusing to replace another runtime's entry",
                     pyutil::type_name(meta.0)
@@ -398,7 +474,7 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, E
             return Ok(None);
         };
         if PyCapsule_IsValid(capsule.0, CAPSULE_NAME.as_ptr()) == 0 {
-            return Err(Error::Import(format!(
+            return Err(PyErrSet::raise(PyExc_ImportError, &format!(
                 "extensibletype: sys.modules['_extensibletype'].api_v1 is not a capsule named {:?} \
                  (found {}); another runtime's entry is corrupt",
                 CAPSULE_NAME,
@@ -407,13 +483,13 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, E
         }
         let api = PyCapsule_GetPointer(capsule.0, CAPSULE_NAME.as_ptr()).cast::<Api>();
         if api.is_null() {
-            return Err(Error::Python);
+            return Err(PyErrSet);
         }
-        check_abi(&*api)?;
+        check_abi(&*api).map_err(|e| e.raise())?;
         match existing_meta {
             Some(meta) if meta.0 == (*api).metaclass.cast() => {}
             other => {
-                return Err(Error::Import(format!(
+                return Err(PyErrSet::raise(PyExc_ImportError, &format!(
                     "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
                      not the metaclass of its api_v1 capsule; another runtime's entry is corrupt",
                     other.map_or_else(|| "missing".to_owned(), |m| format!("a {}", pyutil::type_name(m.0)))
@@ -430,13 +506,13 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, E
 ///
 /// # Safety
 /// GIL held; `api` is the process's runtime.
-unsafe fn publish_here(api: &'static Api) -> Result<(), Error> {
+unsafe fn publish_here(api: &'static Api) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; every object made here is owned by an `Owned`.
     unsafe {
         let shared = shared_module()?;
         match published_api(shared)? {
             Some(found) if ptr::eq(found, api) => Ok(()),
-            Some(found) => Err(Error::Import(format!(
+            Some(found) => Err(PyErrSet::raise(PyExc_ImportError, &format!(
                 "extensibletype: sys.modules['_extensibletype'] names another runtime (metaclass at {:p}) \
                  than the process's (at {:p}): a copy of an older extensibletype created its own; \
                  import extensibletype (or any up-to-date copy) first",
@@ -451,7 +527,7 @@ unsafe fn publish_here(api: &'static Api) -> Result<(), Error> {
                 if PyObject_SetAttrString(shared, c"api_v1".as_ptr(), capsule.0) < 0
                     || PyObject_SetAttrString(shared, c"ExtensibleType_v1".as_ptr(), api.metaclass.cast()) < 0
                 {
-                    return Err(Error::Python);
+                    return Err(PyErrSet);
                 }
                 Ok(())
             }
@@ -459,15 +535,35 @@ unsafe fn publish_here(api: &'static Api) -> Result<(), Error> {
     }
 }
 
-/// Refuse a runtime whose ABI differs from ours.
-fn check_abi(api: &Api) -> Result<(), Error> {
-    let need = core::mem::size_of::<Api>() as u32;
-    if api.abi_version != ABI_VERSION || api.struct_size < need {
-        return Err(Error::Import(format!(
+/// A runtime whose ABI differs from ours: its version and struct size.
+#[derive(Debug, PartialEq, Eq)]
+struct AbiMismatch {
+    version: u32,
+    size: u32,
+}
+
+impl AbiMismatch {
+    /// Raise it as `ImportError`.
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state).
+    unsafe fn raise(self) -> PyErrSet {
+        let need = core::mem::size_of::<Api>() as u32;
+        let msg = format!(
             "extensibletype: the runtime loaded in this process has ABI version {} (API struct of {} bytes), \
              but this extension needs ABI version {ABI_VERSION} (at least {need} bytes)",
-            api.abi_version, api.struct_size
-        )));
+            self.version, self.size
+        );
+        // SAFETY: the caller holds the GIL; PyExc_ImportError is an exception type.
+        unsafe { PyErrSet::raise(PyExc_ImportError, &msg) }
+    }
+}
+
+/// Refuse a runtime whose ABI differs from ours (pure: no Python).
+fn check_abi(api: &Api) -> Result<(), AbiMismatch> {
+    let need = core::mem::size_of::<Api>() as u32;
+    if api.abi_version != ABI_VERSION || api.struct_size < need {
+        return Err(AbiMismatch { version: api.abi_version, size: api.struct_size });
     }
     Ok(())
 }
@@ -478,7 +574,7 @@ fn check_abi(api: &Api) -> Result<(), Error> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `shared` is a
 /// live object (the shared module).
-unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, Error> {
+unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<pyutil::Owned>, PyErrSet> {
     // SAFETY: GIL held; shared is a live module.
     unsafe {
         let value = PyObject_GetAttrString(shared, attr.as_ptr());
@@ -490,7 +586,7 @@ unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<
             return Ok(None);
         }
         let why = pyutil::fetch_message();
-        Err(Error::Import(format!(
+        Err(PyErrSet::raise(PyExc_ImportError, &format!(
             "extensibletype: reading sys.modules['_extensibletype'].{} failed: {why}",
             attr.to_string_lossy()
         )))
@@ -502,7 +598,7 @@ unsafe fn shared_attribute(shared: *mut PyObject, attr: &CStr) -> Result<Option<
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state).
-unsafe fn shared_module() -> Result<*mut PyObject, Error> {
+unsafe fn shared_module() -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: the caller holds the GIL; `sys.modules` is a live dict for the
     // interpreter's life and its items are borrowed while it holds them.
     unsafe {
@@ -511,7 +607,7 @@ unsafe fn shared_module() -> Result<*mut PyObject, Error> {
         let existing = PyDict_GetItemString(modules, name.as_ptr());
         if !existing.is_null() {
             if PyModule_Check(existing) == 0 {
-                return Err(Error::Import(format!(
+                return Err(PyErrSet::raise(PyExc_ImportError, &format!(
                     "extensibletype: sys.modules['_extensibletype'] is a {}, not a module; \
                      refusing to replace another runtime's entry",
                     pyutil::type_name(existing)
@@ -521,7 +617,7 @@ unsafe fn shared_module() -> Result<*mut PyObject, Error> {
         }
         let module = pyutil::Owned::new(PyModule_New(name.as_ptr()))?;
         if PyDict_SetItemString(modules, name.as_ptr(), module.0) < 0 {
-            return Err(Error::Python);
+            return Err(PyErrSet);
         }
         Ok(PyDict_GetItemString(modules, name.as_ptr()))
     }

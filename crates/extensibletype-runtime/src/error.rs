@@ -1,6 +1,8 @@
-//! The runtime's two error types: [`PyErrSet`], the one error of the public
-//! Rust API ("a Python exception is set"), and the internal [`Error`], which
-//! names a cause and becomes a Python exception at the FFI boundary.
+//! The runtime's error idiom (docs/spec.md §10): [`PyErrSet`], "a Python
+//! exception is set", returned by every function that talks to Python, which
+//! raises at the point of detection with [`PyErrSet::raise`]. Validation
+//! that needs no Python returns its cause instead ([`Invalid`], core's
+//! `BuildError`), raised in one place.
 
 use core::fmt;
 
@@ -67,71 +69,32 @@ impl From<PyErrSet> for () {
     fn from(_: PyErrSet) {}
 }
 
-/// Errors inside the runtime, raised as Python exceptions at the boundary.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// A Python exception is already set.
-    Python,
-    Type(String),
-    Value(String),
-    Import(String),
-    Build(BuildError),
+/// Why slot definitions were refused, found by validation that needs no
+/// Python (the registry decides under its mutex, where no Python object may
+/// be made): always a `ValueError`, raised in one place by [`Invalid::raise`]
+/// once the mutex is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid(pub String);
+
+impl Invalid {
     /// Two different key strings with the same 64-bit id.
-    Collision { id: u64, new: String, old: String },
-}
-
-impl Error {
-    pub(crate) fn type_error(msg: String) -> Error {
-        Error::Type(msg)
+    pub(crate) fn collision(id: u64, new: &str, old: &str) -> Invalid {
+        Invalid(format!("64-bit key collision: {new:?} and the registered key {old:?} both have id {id:#018x}"))
     }
 
-    pub(crate) fn value_error(msg: String) -> Error {
-        Error::Value(msg)
-    }
-
-    /// Set the Python exception (unless [`Error::Python`]: already set) and
-    /// return `ret`.
+    /// Raise it as `ValueError(msg)`.
     ///
     /// # Safety
     /// The calling thread holds the GIL (an attached thread state).
-    pub(crate) unsafe fn raise<R>(self, ret: R) -> R {
-        enum Kind {
-            Type,
-            Value,
-            Import,
-        }
-        let (kind, msg) = match self {
-            Error::Python => return ret,
-            Error::Type(m) => (Kind::Type, m),
-            Error::Value(m) => (Kind::Value, m),
-            Error::Import(m) => (Kind::Import, m),
-            Error::Build(e) => (Kind::Value, e.to_string()),
-            Error::Collision { id, new, old } => (
-                Kind::Value,
-                format!("64-bit key collision: {new:?} and the registered key {old:?} both have id {id:#018x}"),
-            ),
-        };
-        let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
-        // SAFETY: the caller holds the GIL; the exception types are static
-        // objects the interpreter initialises before any extension runs, and
-        // `msg` is a NUL-terminated string that outlives the call (CPython
-        // copies it).
-        unsafe {
-            let exc = match kind {
-                Kind::Type => PyExc_TypeError,
-                Kind::Value => PyExc_ValueError,
-                Kind::Import => PyExc_ImportError,
-            };
-            PyErr_SetString(exc, msg.as_ptr());
-        }
-        ret
+    pub(crate) unsafe fn raise(self) -> PyErrSet {
+        // SAFETY: the caller holds the GIL; PyExc_ValueError is an exception type.
+        unsafe { PyErrSet::raise(PyExc_ValueError, &self.0) }
     }
 }
 
-impl From<PyErrSet> for Error {
-    /// A CPython call failed: the exception is already set.
-    fn from(_: PyErrSet) -> Error {
-        Error::Python
+impl From<BuildError> for Invalid {
+    fn from(e: BuildError) -> Invalid {
+        Invalid(e.to_string())
     }
 }
 

@@ -37,7 +37,7 @@ use crate::idhash::{IdMap, IdSet};
 use crate::layout;
 use crate::pyutil::{Owned, PendingError};
 use crate::table::RawTable;
-use crate::Error;
+use crate::PyErrSet;
 
 
 /// Typed ids and their method names, for every reader (GIL-free too).
@@ -215,7 +215,7 @@ impl Facts {
     /// # Safety
     /// The calling thread has an attached thread state; every type in
     /// `wanted` is alive (held by the caller).
-    pub unsafe fn gather(&mut self, wanted: &Wanted) -> Result<(), Error> {
+    pub unsafe fn gather(&mut self, wanted: &Wanted) -> Result<(), PyErrSet> {
         // One str per name; the namespace of the last class asked about.
         let mut strs: Vec<(u64, Owned)> = Vec::new();
         let mut dict: Option<(usize, Owned)> = None;
@@ -244,7 +244,7 @@ impl Facts {
                 match PySequence_Contains(dict.as_ref().map_or(core::ptr::null_mut(), |d| d.1 .0), strs[at].1 .0) {
                     0 => false,
                     1 => true,
-                    _ => return Err(Error::Python),
+                    _ => return Err(PyErrSet),
                 }
             };
             self.known.insert(key, present);

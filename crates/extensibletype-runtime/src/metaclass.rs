@@ -19,18 +19,19 @@ use core::ptr;
 
 use pyo3_ffi::*;
 
-use super::convert::{changes_from_mapping, Changes};
-use super::pyutil::{keep_forever, Owned, PendingError};
-use super::layout::{self, TypeData, TypeDataExt};
-use super::registry::{self, Target};
-use super::{guard, Error};
+use crate::cpython::{compat, layout};
+use crate::layout::{TypeData, TypeDataExt};
+use crate::pyutil::{keep_forever, Owned, PendingError};
+use crate::write::convert::Changes;
+use crate::write::{init_class, publish};
+use crate::{guard, PyErrSet};
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); called once per
 /// process, by the copy that creates the runtime.
-pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
+pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), PyErrSet> {
     let slots: &'static mut [PyType_Slot] = keep_forever(Box::new([
         PyType_Slot { slot: Py_tp_init, pfunc: meta_init as *mut c_void },
         PyType_Slot { slot: Py_tp_dealloc, pfunc: meta_dealloc as *mut c_void },
@@ -45,34 +46,8 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), Error> {
         },
         PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
     ]));
-    let data_size = core::mem::size_of::<TypeData>() as c_int;
-    // SAFETY: GIL held; PyType_Type is a live static type.
-    unsafe {
-        let type_type = ptr::addr_of_mut!(PyType_Type);
-        #[cfg(not(Py_3_12))]
-        let (basicsize, offset) = {
-            let offset = (layout::type_type_basicsize() + 15) & !15;
-            (offset as c_int + data_size, offset)
-        };
-        #[cfg(Py_3_12)]
-        let basicsize = -data_size;
-        let spec: &'static mut PyType_Spec = keep_forever(Box::new(PyType_Spec {
-            name: c"extensibletype.ExtensibleType".as_ptr(),
-            basicsize,
-            itemsize: 0,
-            flags: (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC) as _,
-            slots: slots.as_mut_ptr(),
-        }));
-        let bases = Owned::new(PyTuple_Pack(1, type_type.cast::<PyObject>()))?;
-        #[cfg(not(Py_3_12))]
-        let meta = PyType_FromSpecWithBases(spec, bases.0);
-        #[cfg(Py_3_12)]
-        let meta = PyType_FromMetaclass(ptr::null_mut(), ptr::null_mut(), spec, bases.0);
-        let meta = Owned::new(meta)?;
-        #[cfg(Py_3_12)]
-        let offset = measure_offset(meta.0.cast())?;
-        Ok((meta.into_ptr().cast(), offset))
-    }
+    // SAFETY: GIL held (the caller's contract); `slots` lives for the process.
+    unsafe { compat::new_metaclass(slots) }
 }
 
 /// `ExtensibleType.__setattr__(cls, name, value)` (and `__delattr__`):
@@ -144,11 +119,10 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
             }
             match publish(cls.cast(), &Changes::default(), false) {
                 Ok(()) => 0,
-                Err(e) => {
+                Err(PyErrSet) => {
                     // Put the old value back (the published tables are
                     // still those of the old value), then raise the
                     // rebuild's error.
-                    e.raise(());
                     let first = PendingError::take();
                     let back = old.as_ref().map_or(ptr::null_mut(), |o| o.0);
                     if type_setattro(cls, name, back) < 0 {
@@ -189,33 +163,6 @@ unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Optio
     }
 }
 
-/// PEP 697: where `PyObject_GetTypeData` puts our data in a created class.
-/// Runs before the runtime is ready, so the probe's `tp_init` skips set-up.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state); `meta` is the
-/// live, newly created metaclass.
-#[cfg(Py_3_12)]
-unsafe fn measure_offset(meta: *mut PyTypeObject) -> Result<isize, Error> {
-    // SAFETY: GIL held; meta is a live metaclass.
-    unsafe {
-        let probe = Owned::new(PyObject_CallFunction(
-            meta.cast(),
-            c"s()N".as_ptr(),
-            c"_ExtensibleTypeProbe".as_ptr(),
-            PyDict_New(),
-        ))?;
-        let data = PyObject_GetTypeData(probe.0, meta);
-        if data.is_null() {
-            return Err(Error::Python);
-        }
-        let offset = data.cast::<u8>().offset_from(probe.0.cast::<u8>());
-        // The probe dies with `probe`; its dealloc must see the real offset.
-        layout::set_fast_path(ptr::null_mut(), offset, ptr::null());
-        Ok(offset)
-    }
-}
-
 /// `ExtensibleType.__init__(cls, name, bases, namespace, **kwds)`.
 ///
 /// # Safety
@@ -234,109 +181,10 @@ unsafe extern "C" fn meta_init(cls: *mut PyObject, args: *mut PyObject, kwds: *m
             }
             match init_class(cls.cast()) {
                 Ok(()) => 0,
-                Err(e) => e.raise(-1),
+                Err(PyErrSet) => -1,
             }
         }
     })
-}
-
-/// Set up a new class: own slots from `__cslots__` (own namespace only),
-/// then the effective table.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state); `tp` is a live,
-/// ready type whose metaclass derives from ours.
-pub(crate) unsafe fn init_class(tp: *mut PyTypeObject) -> Result<(), Error> {
-    // SAFETY: tp is a live, ready heap type; the GIL is held.
-    unsafe {
-        let cslots = layout::own_attribute(tp, c"__cslots__")?.map(Owned);
-        let changes = match &cslots {
-            None => Changes::default(),
-            Some(mapping) => changes_from_mapping(mapping.0, "__cslots__")?,
-        };
-        if layout::state_of(tp).is_none() && !layout::may_have_subclasses(tp) {
-            // First set-up of a class with no subclasses (the usual class
-            // statement): skip the __subclasses__() walk.
-            return registry::apply(&Target::new(tp), &[], &changes.list, true);
-        }
-        publish(tp, &changes, true)
-    }
-}
-
-/// Apply changes to `tp` (its own slots: merged, or replaced with `reset`)
-/// and republish it and every subclass. GIL held.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state); `tp` is a live,
-/// ready type.
-pub(crate) unsafe fn publish(tp: *mut PyTypeObject, changes: &Changes, reset: bool) -> Result<(), Error> {
-    // SAFETY: GIL held; tp is live.
-    unsafe {
-        let subclasses = subclasses_of(tp)?;
-        let targets: Vec<Target> = subclasses.iter().map(|s| Target::new(s.0.cast())).collect();
-        registry::apply(&Target::new(tp), &targets, &changes.list, reset)?;
-        // A subclass created after the listing above may have built its
-        // table from tp's old slots before apply() took the mutex (a real
-        // race on free-threaded builds): rebuild those from the current
-        // slots. Subclasses created after this second listing initialise
-        // after apply() committed, so they already see the new slots.
-        // The change is published: this repair pass must not report
-        // failure. If it cannot run (MemoryError), late subclasses keep the
-        // tables they built.
-        let seen: crate::idhash::IdSet<usize> = subclasses.iter().map(|s| s.0 as usize).collect();
-        let Ok(again) = subclasses_of(tp) else {
-            PyErr_Clear();
-            return Ok(());
-        };
-        let late: Vec<Target> = again
-            .iter()
-            .filter(|s| !seen.contains(&(s.0 as usize)))
-            .map(|s| Target::new(s.0.cast()))
-            .collect();
-        if !late.is_empty() && registry::apply(&Target::new(tp), &late, &[], false).is_err() {
-            // Only a late subclass's own table can fail to build (too many
-            // entries): nothing of this pass was published.
-        }
-        Ok(())
-    }
-}
-
-/// All transitive subclasses of `tp` (strong references), via
-/// `type.__subclasses__(t)` itself: a class or metaclass may shadow the
-/// attribute, so it is never looked up on `t`, and only types are kept.
-///
-/// # Safety
-/// The calling thread holds the GIL (an attached thread state); `tp` is a live
-/// type.
-unsafe fn subclasses_of(tp: *mut PyTypeObject) -> Result<Vec<Owned>, Error> {
-    let mut out: Vec<Owned> = Vec::new();
-    let mut stack = vec![tp.cast::<PyObject>()];
-    let mut seen = crate::idhash::IdSet::default();
-    // `type.__subclasses__`, the method descriptor, looked up once and
-    // called with one argument per class (no format string to parse, no
-    // method lookup per class; the limited API has this call in every version).
-    // SAFETY: GIL held; PyType_Type is a live static type.
-    let method = unsafe {
-        Owned::new(PyObject_GetAttrString(ptr::addr_of_mut!(PyType_Type).cast(), c"__subclasses__".as_ptr()))?
-    };
-    while let Some(t) = stack.pop() {
-        // SAFETY: GIL held; t is held by `out` or is `tp`; `method` is live.
-        unsafe {
-            let list = Owned::new(PyObject_CallFunctionObjArgs(method.0, t, ptr::null_mut::<PyObject>()))?;
-            if PyList_Check(list.0) == 0 {
-                return Err(Error::Type("type.__subclasses__() did not return a list".into()));
-            }
-            for i in 0..PyList_Size(list.0) {
-                let sub = PyList_GetItem(list.0, i);
-                if PyType_Check(sub) != 0 && seen.insert(sub as usize) {
-                    Py_INCREF(sub);
-                    out.push(Owned(sub));
-                    stack.push(sub);
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Free the type's tables and release the owners of its slots.

@@ -26,9 +26,10 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3_ffi::*;
 
 use crate::BuildError;
-use super::layout;
+use crate::cpython::layout;
 use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
-use super::Error;
+use crate::error::Invalid;
+use crate::PyErrSet;
 use crate::foreign;
 use crate::idhash::IdMap;
 use crate::table::{Table, MAX_ENTRIES};
@@ -364,7 +365,7 @@ fn state_for(reg: &Registry, tp: *mut PyTypeObject, is_ext: bool) -> Option<&Typ
 
 /// Find (interned) or build the table of `slots` (sorted by id, distinct)
 /// for `tp`, and its owners.
-fn prepare(state: Option<&TypeState>, slots: &[(u64, Slot)]) -> Result<(Prepared, Vec<*mut PyObject>), Error> {
+fn prepare(state: Option<&TypeState>, slots: &[(u64, Slot)]) -> Result<(Prepared, Vec<*mut PyObject>), Invalid> {
     let content: Vec<(u64, *const c_void)> = slots.iter().map(|&(id, s)| (id, s.ptr)).collect();
     let prepared = match state {
         Some(state) => state.prepare_content(&content),
@@ -373,11 +374,11 @@ fn prepare(state: Option<&TypeState>, slots: &[(u64, Slot)]) -> Result<(Prepared
     .map_err(|e| match e {
         // The effective table holds the type's own slots and every slot it
         // inherits: say so, since the own mapping alone may look small.
-        BuildError::TooMany { count } => Error::value_error(format!(
+        BuildError::TooMany { count } => Invalid(format!(
             "{e}: the effective table counts the type's own slots and every slot it inherits from \
              its bases ({count} in all here)"
         )),
-        e => Error::Build(e),
+        e => Invalid::from(e),
     })?;
     let owners = slots.iter().map(|s| s.1.owner).filter(|o| !o.is_null()).collect();
     Ok((prepared, owners))
@@ -401,7 +402,7 @@ pub(crate) unsafe fn apply(
     affected: &[Target],
     changes: &[Change],
     reset_own: bool,
-) -> Result<(), Error> {
+) -> Result<(), PyErrSet> {
     // What the own namespaces hold, for the masks (read with the GIL, before
     // the mutex: nothing under it runs Python code). A publish that finds a
     // fact missing, or facts made stale by an own-namespace change of an
@@ -414,8 +415,11 @@ pub(crate) unsafe fn apply(
         let outcome = {
             let mut locked = Locked::get();
             // SAFETY: forwarded (the caller's contract); the mutex is held.
-            unsafe { apply_locked(locked.registry(), target, affected, changes, reset_own, &facts)? }
+            unsafe { apply_locked(locked.registry(), target, affected, changes, reset_own, &facts) }
         };
+        // Refusals are raised once the mutex is released.
+        // SAFETY: an attached thread state (the caller's contract).
+        let outcome = outcome.map_err(|e| unsafe { e.raise() })?;
         match outcome {
             Outcome::Done(released) => break released,
             Outcome::Stale => {
@@ -459,7 +463,7 @@ unsafe fn apply_locked(
     changes: &[Change],
     reset_own: bool,
     facts: &crate::mask::Facts,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome, Invalid> {
     if crate::mask::dict_generation() != facts.generation {
         return Ok(Outcome::Stale);
     }
@@ -469,9 +473,7 @@ unsafe fn apply_locked(
         if let Some(name) = change.name.as_deref() {
             let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
             match known {
-                Some(old) if old != name => {
-                    return Err(Error::Collision { id: change.id, new: name.to_owned(), old: old.to_owned() })
-                }
+                Some(old) if old != name => return Err(Invalid::collision(change.id, name, old)),
                 _ => {
                     new_names.insert(change.id, name);
                 }
@@ -495,7 +497,7 @@ unsafe fn apply_locked(
         own
     };
     if own.len() > MAX_ENTRIES {
-        return Err(Error::Build(crate::BuildError::TooMany { count: own.len() }));
+        return Err(crate::BuildError::TooMany { count: own.len() }.into());
     }
 
     // 3. Find (interned) or build every affected effective table, and the
@@ -588,7 +590,7 @@ unsafe fn apply_locked(
         }
     }
     // Every answer the type cache holds may have changed.
-    super::cache::invalidate_all();
+    crate::cache::invalidate_all();
     Ok(Outcome::Done(released))
 }
 
@@ -609,34 +611,77 @@ fn unregister_foreign(reg: &mut Registry, tp: *mut PyTypeObject) -> Option<*mut 
     Some(core::mem::replace(&mut entry.tp, ptr::null_mut()))
 }
 
-/// The state of a foreign-registered type (exactly `tp`). GIL held.
-pub(crate) fn foreign_state(reg: &Registry, tp: *mut PyTypeObject) -> Option<&TypeState> {
-    registered(reg, tp).map(|f| &f.state)
+/// What a type's table is, as the registry sees it ([`Locked::table_view`]).
+pub(crate) enum TableView<'a> {
+    /// The table published for the type (None = empty); `extensible` when
+    /// its metaclass derives from ours.
+    Published { extensible: bool, table: Option<&'a Table> },
+    /// A type with no table of its own (an extensible type never
+    /// initialised, a plain subclass of registered types): what lookups
+    /// see, merged from its MRO without publishing anything.
+    Inherited(Vec<(u64, *const c_void)>),
 }
 
-/// Effective slots of a type with no table of its own (an extensible type
-/// never initialised, a plain subclass of registered types): merged from its
-/// MRO, without publishing anything.
-///
-/// # Safety
-/// Every type in `mro` is alive (held by the type the MRO belongs to); `reg` is
-/// the locked registry.
-pub(crate) unsafe fn inherited_slots(reg: &Registry, mro: &[*mut PyTypeObject]) -> Vec<(u64, (Slot, usize))> {
-    // SAFETY: every type in `mro` is alive (held by the type it belongs to).
-    unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
+/// The registry's query API: what `get_slots` and `table_info` report
+/// (`super::query`), without reaching into the registry's fields.
+impl Locked {
+    /// The slots a lookup along `mro` finds before the Python-override mask
+    /// (id, pointer, index in `mro` of the provider), and the key strings
+    /// registered for their ids. Releases the registry.
+    ///
+    /// # Safety
+    /// Every type in `mro` is alive (held by the type it belongs to).
+    pub(crate) unsafe fn slots_along(
+        mut self,
+        mro: &[*mut PyTypeObject],
+    ) -> (Vec<crate::mask::Provided>, IdMap<u64, String>) {
+        let reg = self.registry();
+        // SAFETY: forwarded.
+        let merged = unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) };
+        let provided: Vec<_> = merged.into_iter().map(|(id, (s, at))| (id, s.ptr, at)).collect();
+        let names = provided.iter().filter_map(|e| name_of(reg, e.0).map(|n| (e.0, n.to_owned()))).collect();
+        (provided, names)
+    }
+
+    /// The table a lookup on `tp` probes, as the registry knows it; `mro`
+    /// is `tp`'s MRO, snapshotted before the registry was locked (under the
+    /// limited API reading it runs Python code).
+    ///
+    /// # Safety
+    /// The calling thread holds the GIL (an attached thread state); `tp` is
+    /// a live type and every type in `mro` is alive (held by `tp`).
+    pub(crate) unsafe fn table_view(&mut self, tp: *mut PyTypeObject, mro: &[*mut PyTypeObject]) -> TableView<'_> {
+        let reg = self.registry();
+        // SAFETY: GIL held; `tp` and its metaclass are live.
+        let extensible = unsafe { is_extensible_metaclass(reg, Py_TYPE(tp.cast())) };
+        let published = if extensible {
+            // SAFETY: `tp` is a live extensible type; the mutex is held.
+            unsafe { layout::state_of(tp).map(|s| (*s).current()) }
+        } else {
+            registered(reg, tp).map(|f| f.state.current())
+        };
+        match published {
+            Some(table) => TableView::Published { extensible, table },
+            // SAFETY: every type in `mro` is alive.
+            None => TableView::Inherited(
+                unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
+                    .into_iter()
+                    .map(|(id, (s, _))| (id, s.ptr))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// The key string registered for `id`, if any.
-pub(crate) fn name_of(reg: &Registry, id: u64) -> Option<&str> {
+fn name_of(reg: &Registry, id: u64) -> Option<&str> {
     reg.names.get(&id).map(|b| &**b)
 }
 
 /// Bind `name` to `id` in the interner (ids allocated by other schemes).
-pub(crate) fn bind_name(reg: &mut Registry, id: u64, name: &str) -> Result<(), Error> {
+pub(crate) fn bind_name(reg: &mut Registry, id: u64, name: &str) -> Result<(), Invalid> {
     match reg.names.get(&id) {
-        Some(old) if &**old != name => {
-            Err(Error::Collision { id, new: name.to_owned(), old: old.to_string() })
-        }
+        Some(old) if &**old != name => Err(Invalid::collision(id, name, old)),
         Some(_) => Ok(()),
         None => {
             crate::mask::note_key(id, name);

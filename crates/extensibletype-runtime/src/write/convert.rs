@@ -8,10 +8,11 @@ use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
-use super::pyutil::{type_name, utf8, Owned};
+use crate::pyutil::{type_name, utf8, Owned};
 use crate::signature::{parse_typed_key, Base, Flag, Signature, Type};
 use super::state::{Change, Slot};
-use super::{Error, SlotDef};
+use crate::error::Invalid;
+use crate::{PyErrSet, SlotDef};
 use crate::key::prehash_bytes;
 use crate::idhash::IdMap;
 
@@ -23,22 +24,59 @@ pub(crate) struct Changes {
     pub keep: Vec<Owned>,
 }
 
+/// `tp` as a type object, or a TypeError naming the function.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `tp` is NULL or
+/// a live object.
+pub(crate) unsafe fn type_arg(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, PyErrSet> {
+    // SAFETY: GIL held; tp is a live object.
+    unsafe {
+        if tp.is_null() {
+            return Err(PyErrSet::raise(PyExc_TypeError, &format!("{func}() argument 1 must be a type, not NULL")));
+        }
+        if PyType_Check(tp) == 0 {
+            return Err(PyErrSet::raise(PyExc_TypeError, &format!("{func}() argument 1 must be a type, not {}", type_name(tp))));
+        }
+    }
+    Ok(tp.cast())
+}
+
+/// [`type_arg`] for a writer: also refuses `object`, whose slots every type
+/// would inherit (a lookup on any object at all would find them).
+///
+/// # Safety
+/// GIL held; `tp` is NULL or a live object.
+pub(crate) unsafe fn target_arg(tp: *mut PyObject, func: &str) -> Result<*mut PyTypeObject, PyErrSet> {
+    // SAFETY: forwarded; PyBaseObject_Type is a static type.
+    unsafe {
+        let tp = type_arg(tp, func)?;
+        if tp == ptr::addr_of_mut!(PyBaseObject_Type) {
+            return Err(PyErrSet::raise(PyExc_ValueError, &format!(
+                "{func}() cannot set slots on object: every type inherits them, so every object \
+                 would provide them; set them on the types that implement them"
+            )));
+        }
+        Ok(tp)
+    }
+}
+
 /// `(id, name)` for a key given as `str`, UTF-8 `bytes` or `int`.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `key` is a live
 /// object.
-pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<String>), Error> {
+pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<String>), PyErrSet> {
     // SAFETY: key is a live object; the GIL is held.
     unsafe {
         if PyUnicode_Check(key) != 0 || PyBytes_Check(key) != 0 {
             let name = text_of(key)?;
-            return id_of_name(&name).map(|id| (id, Some(name)));
+            return id_of_name(&name).map(|id| (id, Some(name))).map_err(|e| e.raise());
         }
         if PyLong_Check(key) != 0 && PyBool_Check(key) == 0 {
             return u64_of(key, "slot id").map(|id| (id, None));
         }
-        Err(Error::type_error(format!(
+        Err(PyErrSet::raise(PyExc_TypeError, &format!(
             "slot key must be str, bytes or int, not {}",
             type_name(key)
         )))
@@ -51,7 +89,7 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 ///
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
 /// is several times cheaper than md5. The memo is bounded (cleared when full).
-pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
+pub(crate) fn id_of_name(name: &str) -> Result<u64, Invalid> {
     static MEMO: Mutex<Option<IdMap<Box<str>, u64>>> = Mutex::new(None);
     const MEMO_MAX: usize = 1 << 16;
     // Held only for a map probe (no Python code), so blocking here is safe.
@@ -72,20 +110,20 @@ pub(crate) fn id_of_name(name: &str) -> Result<u64, Error> {
         }
     };
     match id {
-        0 => Err(Error::value_error(format!("key {name:?} hashes to the reserved id 0"))),
+        0 => Err(Invalid(format!("key {name:?} hashes to the reserved id 0"))),
         id => Ok(id),
     }
 }
 
 /// A key with `#` must be a canonical typed key; its signature, or `None`
 /// for an untyped key.
-pub(crate) fn check_typed_key(name: &str) -> Result<Option<Signature>, Error> {
+pub(crate) fn check_typed_key(name: &str) -> Result<Option<Signature>, Invalid> {
     if !name.contains('#') {
         return Ok(None);
     }
     match parse_typed_key(name) {
         Ok(key) => Ok(Some(key.signature)),
-        Err(e) => Err(Error::value_error(format!("slot key {name:?} is not a canonical typed key: {}", e.message()))),
+        Err(e) => Err(Invalid(format!("slot key {name:?} is not a canonical typed key: {}", e.message()))),
     }
 }
 
@@ -106,7 +144,7 @@ pub(crate) unsafe fn slot_from_py(
     keep: &mut Vec<Owned>,
     name: Option<&str>,
     memo: &mut Memo,
-) -> Result<Option<Slot>, Error> {
+) -> Result<Option<Slot>, PyErrSet> {
     // SAFETY: value is live; the GIL is held.
     unsafe {
         if value == Py_None() {
@@ -118,18 +156,18 @@ pub(crate) unsafe fn slot_from_py(
             let name = PyCapsule_GetName(value);
             let p = PyCapsule_GetPointer(value, name);
             if p.is_null() {
-                return Err(Error::Python);
+                return Err(PyErrSet);
             }
             (p as u64, value)
         } else if memo.is_numba_cfunc(value) {
             let address = Owned::new(PyObject_GetAttrString(value, c"address".as_ptr()))?;
             if PyLong_Check(address.0) == 0 {
-                return Err(Error::type_error("numba cfunc .address is not an int".into()));
+                return Err(PyErrSet::raise(PyExc_TypeError, "numba cfunc .address is not an int"));
             }
             let address = u64_of(address.0, "numba cfunc address")?;
             if let Some(name) = name {
                 let (proto, what) = numba_prototype(value)?;
-                check_prototype(name, &proto, memo, || what)?;
+                check_prototype(name, &proto, memo, || what).map_err(|e| e.raise())?;
             }
             (address, value)
         } else if let Some((address, funcptr)) = ctypes_address(value, memo)? {
@@ -139,22 +177,22 @@ pub(crate) unsafe fn slot_from_py(
                     let proto = memo.protos[i].2.take().expect("a memoised prototype");
                     let checked = check_prototype(name, &proto, memo, describe);
                     memo.protos[i].2 = Some(proto);
-                    checked?;
+                    checked.map_err(|e| e.raise())?;
                 }
             }
             (address, value)
         } else {
-            return Err(Error::type_error(format!(
+            return Err(PyErrSet::raise(PyExc_TypeError, &format!(
                 "slot value must be an int address, a ctypes function pointer or c_void_p, \
                  a PyCapsule, a numba cfunc, or None to remove the slot; not {}",
                 type_name(value)
             )));
         };
         if address == 0 {
-            return Err(Error::value_error(
+            return Err(PyErrSet::raise(
+                PyExc_ValueError,
                 "slot value is address 0 (NULL), which means 'absent' to consumers; \
-                 use None to remove a slot"
-                    .into(),
+                 use None to remove a slot",
             ));
         }
         if !owner.is_null() {
@@ -170,18 +208,18 @@ pub(crate) unsafe fn slot_from_py(
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `mapping` is a
 /// live object.
-pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) -> Result<Changes, Error> {
+pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) -> Result<Changes, PyErrSet> {
     // SAFETY: mapping is live; the GIL is held.
     unsafe {
         if PyDict_Check(mapping) == 0 && PyObject_HasAttrString(mapping, c"items".as_ptr()) == 0 {
-            return Err(Error::type_error(format!(
+            return Err(PyErrSet::raise(PyExc_TypeError, &format!(
                 "{what} must be a mapping of slot keys to values, not {}",
                 type_name(mapping)
             )));
         }
         let mut changes = Changes::default();
         let mut memo = Memo::default();
-        let mut add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), Error> {
+        let mut add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), PyErrSet> {
             let (id, name) = key_from_py(key)?;
             let value = slot_from_py(value, &mut changes.keep, name.as_deref(), &mut memo)?;
             changes.list.push(Change { id, name, value });
@@ -195,14 +233,14 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
             let copy = Owned::new(PyDict_Copy(mapping))?;
             let n = PyDict_Size(copy.0);
             if n > crate::MAX_ENTRIES as isize {
-                return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+                return Err(Invalid::from(crate::BuildError::TooMany { count: n as usize }).raise());
             }
             let (mut pos, mut key, mut value): (Py_ssize_t, *mut PyObject, *mut PyObject) =
                 (0, ptr::null_mut(), ptr::null_mut());
             while PyDict_Next(copy.0, &mut pos, &mut key, &mut value) != 0 {
                 add(key, value, &mut changes)?;
             }
-            check_distinct(&changes.list)?;
+            check_distinct(&changes.list).map_err(|e| e.raise())?;
             return Ok(changes);
         }
         // items() may return the mapping's own list: take a private copy, so
@@ -212,32 +250,33 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
         let items = Owned::new(PySequence_List(items.0))?;
         let n = PyList_Size(items.0);
         if n > crate::MAX_ENTRIES as isize {
-            return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+            return Err(Invalid::from(crate::BuildError::TooMany { count: n as usize }).raise());
         }
         for i in 0..n {
             let item = PyList_GetItem(items.0, i);
             if PyTuple_Check(item) == 0 || PyTuple_Size(item) != 2 {
-                return Err(Error::type_error(format!("{what}.items() must yield (key, value) pairs")));
+                return Err(PyErrSet::raise(PyExc_TypeError, &format!("{what}.items() must yield (key, value) pairs")));
             }
             add(PyTuple_GetItem(item, 0), PyTuple_GetItem(item, 1), &mut changes)?;
         }
-        check_distinct(&changes.list)?;
+        check_distinct(&changes.list).map_err(|e| e.raise())?;
         Ok(changes)
     }
 }
 
 /// Changes from C slot definitions (`key` NULL → `id`; `ptr` NULL → remove).
+/// Pure validation (no Python): the caller raises the refusal.
 ///
 /// # Safety
-/// The calling thread holds the GIL (an attached thread state); `defs` is NULL
+/// `defs` is NULL
 /// (with `n` 0) or points to `n` readable `SlotDef`s whose `key`s are NULL or
 /// NUL-terminated strings.
-pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result<Changes, Error> {
+pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result<Changes, Invalid> {
     if n < 0 || (n > 0 && defs.is_null()) {
-        return Err(Error::value_error(format!("invalid slot definitions: defs={defs:p}, n={n}")));
+        return Err(Invalid(format!("invalid slot definitions: defs={defs:p}, n={n}")));
     }
     if n as usize > crate::MAX_ENTRIES {
-        return Err(Error::Build(crate::BuildError::TooMany { count: n as usize }));
+        return Err(crate::BuildError::TooMany { count: n as usize }.into());
     }
     let mut changes = Changes::default();
     // SAFETY: the caller passes n readable definitions.
@@ -249,11 +288,11 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
             // SAFETY: key is a NUL-terminated string per the API contract.
             let name = unsafe { CStr::from_ptr(def.key) }
                 .to_str()
-                .map_err(|_| Error::value_error("slot key is not valid UTF-8".into()))?
+                .map_err(|_| Invalid("slot key is not valid UTF-8".into()))?
                 .to_owned();
             let id = id_of_name(&name)?;
             if def.id != 0 && def.id != id {
-                return Err(Error::value_error(format!(
+                return Err(Invalid(format!(
                     "slot {name:?} was given id {:#018x}, but its prehash is {id:#018x}",
                     def.id
                 )));
@@ -261,7 +300,7 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
             (id, Some(name))
         };
         if id == 0 {
-            return Err(Error::value_error("slot id 0 is reserved".into()));
+            return Err(Invalid("slot id 0 is reserved".into()));
         }
         let value = (!def.ptr.is_null()).then_some(Slot { ptr: def.ptr, owner: ptr::null_mut() });
         changes.list.push(Change { id, name, value });
@@ -273,7 +312,7 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 /// One call names each slot once: the same id twice (by key and by id,
 /// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
 /// it, before anything changes.
-fn check_distinct(list: &[Change]) -> Result<(), Error> {
+fn check_distinct(list: &[Change]) -> Result<(), Invalid> {
     // Sorted (id, index) pairs: a repeated id is two neighbours. The one
     // reported is the repeat met first in call order, with its first use
     // (what a scan with a set of seen ids reports). No map to build.
@@ -288,7 +327,7 @@ fn check_distinct(list: &[Change]) -> Result<(), Error> {
     };
     let (a, b) = (describe(&list[first]), describe(change));
     let what = if a == b { a } else { format!("{a} and {b}") };
-    Err(Error::value_error(format!(
+    Err(Invalid(format!(
         "slot id {:#018x} is given twice in one call ({what}); give each slot once",
         change.id
     )))
@@ -299,14 +338,14 @@ fn check_distinct(list: &[Change]) -> Result<(), Error> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `obj` is a live
 /// `str` or `bytes`.
-unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
+unsafe fn text_of(obj: *mut PyObject) -> Result<String, PyErrSet> {
     // SAFETY: obj is a str or bytes; the GIL is held.
     unsafe {
         if PyUnicode_Check(obj) != 0 {
             let mut len: Py_ssize_t = 0;
             let p = PyUnicode_AsUTF8AndSize(obj, &mut len);
             if p.is_null() {
-                return Err(Error::Python);
+                return Err(PyErrSet);
             }
             let bytes = core::slice::from_raw_parts(p.cast::<u8>(), len as usize);
             // SAFETY: PyUnicode_AsUTF8AndSize returns valid UTF-8 (it fails
@@ -314,7 +353,7 @@ unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
             return Ok(core::str::from_utf8_unchecked(bytes).to_owned());
         }
         let bytes = core::slice::from_raw_parts(PyBytes_AsString(obj).cast::<u8>(), PyBytes_Size(obj) as usize);
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::value_error("slot key bytes are not valid UTF-8".into()))
+        String::from_utf8(bytes.to_vec()).map_err(|_| PyErrSet::raise(PyExc_ValueError, "slot key bytes are not valid UTF-8"))
     }
 }
 
@@ -323,17 +362,17 @@ unsafe fn text_of(obj: *mut PyObject) -> Result<String, Error> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `obj` is a live
 /// `int`.
-unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, Error> {
+unsafe fn u64_of(obj: *mut PyObject, what: &str) -> Result<u64, PyErrSet> {
     // SAFETY: obj is an int; the GIL is held.
     unsafe {
         let v = PyLong_AsUnsignedLongLong(obj);
         if v == u64::MAX && !PyErr_Occurred().is_null() {
             PyErr_Clear();
             let repr = repr_of(obj);
-            return Err(Error::value_error(format!("{what} {repr} is out of range (must be 1 .. 2**64-1)")));
+            return Err(PyErrSet::raise(PyExc_ValueError, &format!("{what} {repr} is out of range (must be 1 .. 2**64-1)")));
         }
         if v == 0 && what == "slot id" {
-            return Err(Error::value_error("slot id 0 is reserved".into()));
+            return Err(PyErrSet::raise(PyExc_ValueError, "slot id 0 is reserved"));
         }
         Ok(v)
     }
@@ -393,7 +432,7 @@ impl Memo {
     ///
     /// # Safety
     /// The calling thread holds the GIL (an attached thread state).
-    unsafe fn ctypes(&mut self) -> Result<Option<&Ctypes>, Error> {
+    unsafe fn ctypes(&mut self) -> Result<Option<&Ctypes>, PyErrSet> {
         if self.ctypes.is_none() {
             // SAFETY: GIL held; every reference taken here is owned.
             let found = unsafe {
@@ -401,7 +440,7 @@ impl Memo {
                 let module = PyImport_GetModule(name.0);
                 if module.is_null() {
                     if !PyErr_Occurred().is_null() {
-                        return Err(Error::Python);
+                        return Err(PyErrSet);
                     }
                     None
                 } else {
@@ -432,7 +471,7 @@ impl Memo {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-unsafe fn ctypes_address(value: *mut PyObject, memo: &mut Memo) -> Result<Option<(u64, bool)>, Error> {
+unsafe fn ctypes_address(value: *mut PyObject, memo: &mut Memo) -> Result<Option<(u64, bool)>, PyErrSet> {
     // SAFETY: GIL held; every reference taken here is owned and released.
     unsafe {
         let Some(ctypes) = memo.ctypes()? else { return Ok(None) };
@@ -447,7 +486,7 @@ unsafe fn ctypes_address(value: *mut PyObject, memo: &mut Memo) -> Result<Option
                 PyObject_IsInstance(value, kind.0)
             };
             match is {
-                -1 => return Err(Error::Python),
+                -1 => return Err(PyErrSet),
                 0 => {}
                 _ => {
                     pointer_like = Some(i == 0);
@@ -466,11 +505,11 @@ unsafe fn ctypes_address(value: *mut PyObject, memo: &mut Memo) -> Result<Option
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live object.
-unsafe fn pointer_bytes(value: *mut PyObject) -> Result<u64, Error> {
+unsafe fn pointer_bytes(value: *mut PyObject) -> Result<u64, PyErrSet> {
     let mut view = core::mem::MaybeUninit::<Py_buffer>::zeroed();
     // SAFETY: GIL held; `view` is released below whenever GetBuffer succeeded.
     if unsafe { PyObject_GetBuffer(value, view.as_mut_ptr(), PyBUF_SIMPLE) } < 0 {
-        return Err(Error::Python);
+        return Err(PyErrSet);
     }
     // SAFETY: PyObject_GetBuffer succeeded, so `view` is initialised.
     let view = unsafe { view.assume_init_mut() };
@@ -480,7 +519,10 @@ unsafe fn pointer_bytes(value: *mut PyObject) -> Result<u64, Error> {
     });
     // SAFETY: `view` came from a successful PyObject_GetBuffer.
     unsafe { PyBuffer_Release(view) };
-    address.ok_or_else(|| Error::value_error("a ctypes pointer value whose buffer is not one pointer wide".into()))
+    // SAFETY: GIL held (the caller's contract).
+    address.ok_or_else(|| unsafe {
+        PyErrSet::raise(PyExc_ValueError, "a ctypes pointer value whose buffer is not one pointer wide")
+    })
 }
 
 /// `repr(obj)`, for messages (never fails: falls back to the type name).
@@ -543,7 +585,7 @@ fn c_function(sig: &Signature) -> (String, Vec<String>) {
 ///
 /// `what` says how the value spells its signature (called for a mismatch
 /// only); `memo` keeps each signature parsed once per call.
-fn check_prototype(name: &str, proto: &Prototype, memo: &mut Memo, what: impl FnOnce() -> String) -> Result<(), Error> {
+fn check_prototype(name: &str, proto: &Prototype, memo: &mut Memo, what: impl FnOnce() -> String) -> Result<(), Invalid> {
     let Some((_, text)) = name.split_once('#') else { return Ok(()) };
     let sig = match memo.signatures.iter().find(|(t, _)| **t == *text) {
         Some((_, sig)) => sig,
@@ -562,7 +604,7 @@ fn check_prototype(name: &str, proto: &Prototype, memo: &mut Memo, what: impl Fn
     }
     let c = format!("{ret}({})", args.join(","));
     let spelled = if c == sig.to_string() { String::new() } else { format!(" (the C function {c})") };
-    Err(Error::value_error(format!(
+    Err(Invalid(format!(
         "slot {name:?}: the key's signature is {sig}{spelled}, but the value's is {} ({})",
         proto.render(),
         what()
@@ -616,7 +658,7 @@ fn numba_code(name: &str) -> String {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `value` is a
 /// live numba cfunc.
-unsafe fn numba_prototype(value: *mut PyObject) -> Result<(Prototype, String), Error> {
+unsafe fn numba_prototype(value: *mut PyObject) -> Result<(Prototype, String), PyErrSet> {
     // SAFETY: GIL held; references are owned and released.
     unsafe {
         // `_sig` (numba 0.5x and later); else the first of `nopython_signatures`.
@@ -629,7 +671,7 @@ unsafe fn numba_prototype(value: *mut PyObject) -> Result<(Prototype, String), E
                     Ok(first) if !first.is_null() => Owned(first),
                     _ => {
                         PyErr_Clear();
-                        return Err(Error::type_error(format!(
+                        return Err(PyErrSet::raise(PyExc_TypeError, &format!(
                             "cannot read the signature of numba cfunc {} (no _sig or nopython_signatures)",
                             repr_of(value)
                         )));
@@ -655,14 +697,14 @@ unsafe fn numba_prototype(value: *mut PyObject) -> Result<(Prototype, String), E
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `obj` is a
 /// live object (or NULL with an exception set).
-unsafe fn str_of(obj: *mut PyObject) -> Result<String, Error> {
+unsafe fn str_of(obj: *mut PyObject) -> Result<String, PyErrSet> {
     if obj.is_null() {
-        return Err(Error::Python);
+        return Err(PyErrSet);
     }
     // SAFETY: GIL held; obj is live; the result is owned and released.
     unsafe {
         let s = Owned::new(PyObject_Str(obj))?;
-        utf8(s.0).map(str::to_owned).ok_or(Error::Python)
+        utf8(s.0).map(str::to_owned).ok_or(PyErrSet)
     }
 }
 
@@ -679,7 +721,7 @@ unsafe fn str_of(obj: *mut PyObject) -> Result<String, Error> {
 unsafe fn ctypes_prototype(
     value: *mut PyObject,
     memo: &mut Memo,
-) -> Result<Option<(usize, *mut PyObject, *mut PyObject)>, Error> {
+) -> Result<Option<(usize, *mut PyObject, *mut PyObject)>, PyErrSet> {
     // SAFETY: GIL held; references are owned and released (or kept by the memo).
     unsafe {
         let Some(ctypes) = memo.ctypes()? else { return Ok(None) };
@@ -745,7 +787,7 @@ unsafe fn ctypes_name(t: *mut PyObject) -> String {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `t` is live
 /// and `pointer` is `ctypes._Pointer`.
-unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) -> Result<String, Error> {
+unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) -> Result<String, PyErrSet> {
     use core::ffi::{c_int, c_long, c_short};
     use core::mem::size_of;
     // SAFETY: GIL held; references are owned and released.
@@ -783,7 +825,7 @@ unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) ->
             return Ok(code);
         }
         match PyObject_IsSubclass(t, pointer) {
-            -1 => Err(Error::Python),
+            -1 => Err(PyErrSet),
             0 => Ok(unknown()),
             _ => {
                 let inner = ctypes_code(kind.0, pointer, depth + 1)?;

@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 
 use pyo3_ffi::*;
 
-use super::state::{foreign_record, is_registered_metaclass, OwnSlots, OwnTable, Prepared, TypeState};
+use crate::state::{foreign_record, is_registered_metaclass, OwnSlots, OwnTable, Prepared, TypeState};
 use crate::table::RawTable;
 use crate::PyErrSet;
 
-mod mro;
-pub(crate) use mro::{find_in_mro, mro};
+pub(crate) use super::mro::{find_in_mro, mro};
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
 /// the header); defined with the other ABI structs in extensibletype-core.
