@@ -132,27 +132,28 @@ pub(crate) fn note_dict_change() {
 }
 
 /// Does `tp`'s own namespace hold `name`? Needs an attached thread state;
-/// any pending exception is kept (saved and restored); Err(()) when the
-/// namespace could not be read (the error is cleared).
+/// any pending exception is kept (saved and restored); None when the
+/// namespace could not be read (that error is cleared: not an error of the
+/// caller, an unknown answer).
 ///
 /// # Safety
 /// `tp` is a live, ready type; the calling thread has an attached thread
 /// state.
-pub(crate) unsafe fn own_dict_has(tp: *mut PyTypeObject, name: &str) -> Result<bool, ()> {
+pub(crate) unsafe fn own_dict_has(tp: *mut PyTypeObject, name: &str) -> Option<bool> {
     // SAFETY: attached thread state (the caller's contract); every object
     // made here is released before returning.
     unsafe {
         let pending = PendingError::take();
         let answer = (|| {
-            let dict = Owned::new(layout::own_dict(tp)).map_err(|_| ())?;
-            let key = Owned::new(PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as isize)).map_err(|_| ())?;
+            let dict = Owned::new(layout::own_dict(tp)).ok()?;
+            let key = Owned::new(PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as isize)).ok()?;
             match PySequence_Contains(dict.0, key.0) {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(()),
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
             }
         })();
-        if answer.is_err() {
+        if answer.is_none() {
             PyErr_Clear();
         }
         pending.restore();
@@ -284,18 +285,18 @@ pub(crate) unsafe fn filter(mro: &[*mut PyTypeObject], entries: &mut Vec<Provide
         for &tp in &mro[..provider.min(mro.len())] {
             let key = (tp as usize, id);
             let present = match memo.get(&key) {
-                Some(&p) => Ok(p),
+                Some(&p) => Some(p),
                 // SAFETY: attached thread state; tp is alive (in `mro`).
                 None => unsafe { own_dict_has(tp, &name) },
             };
             match present {
-                Ok(p) => {
+                Some(p) => {
                     memo.insert(key, p);
                     if p {
                         return false;
                     }
                 }
-                Err(()) => {
+                None => {
                     exact = false;
                     return false;
                 }

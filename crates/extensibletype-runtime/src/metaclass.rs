@@ -75,71 +75,123 @@ pub(crate) unsafe fn create() -> Result<(*mut PyTypeObject, isize), PyErrSet> {
 /// or live.
 unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, value: *mut PyObject) -> c_int {
     guard(-1, || {
-        // SAFETY: called by CPython with the GIL; `type`'s setattro validates
-        // name and value; cls is a live type whose metaclass derives from ours.
-        unsafe {
-            let type_setattro: setattrofunc = core::mem::transmute(layout::type_slot(Py_tp_setattro));
-            let ready = !layout::metaclass().is_null() && PyUnicode_Check(name) != 0;
-            if ready && PyUnicode_CompareWithASCIIString(name, c"__cslots__".as_ptr()) == 0 {
+        // SAFETY: `type`'s own setattro, which we extend: it has this type.
+        let type_setattro: setattrofunc = unsafe { core::mem::transmute(layout::type_slot(Py_tp_setattro)) };
+        // SAFETY: called by CPython with the GIL; `name` is live.
+        let what = unsafe { assignment_of(name, value) };
+        match what {
+            Assignment::Cslots => {
                 // `__cslots__` is read once, by the class statement; a later
                 // assignment would change nothing a lookup sees.
-                PyErr_SetString(
-                    PyExc_AttributeError,
-                    c"__cslots__ is read only when the class is created; change slots later with \
-                      extensibletype.set_slots(cls, {key: value, ...}) (None removes a slot)"
-                        .as_ptr(),
-                );
-                return -1;
+                // SAFETY: GIL held.
+                unsafe {
+                    PyErr_SetString(
+                        PyExc_AttributeError,
+                        c"__cslots__ is read only when the class is created; change slots later with \
+                          extensibletype.set_slots(cls, {key: value, ...}) (None removes a slot)"
+                            .as_ptr(),
+                    )
+                };
+                -1
             }
-            let is_bases =
-                ready && !value.is_null() && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0;
-            let typed = ready
-                && !is_bases
-                && super::mask::any_typed()
-                && super::pyutil::utf8(name).is_some_and(super::mask::is_method_name);
-            if !is_bases && !typed {
-                return type_setattro(cls, name, value);
-            }
-            // The value to put back if republishing fails (NULL: absent).
-            let old = if is_bases {
-                let Ok(old) = Owned::new(PyObject_GetAttr(cls, name)) else { return -1 };
-                Some(old)
-            } else {
-                match own_value(cls.cast(), name) {
-                    Ok(old) => old,
-                    Err(()) => return -1,
-                }
-            };
-            if type_setattro(cls, name, value) < 0 {
-                return -1;
-            }
-            if typed {
-                // Masks gathered before this point are stale.
-                super::mask::note_dict_change();
-            }
-            match publish(cls.cast(), &Changes::default(), false) {
-                Ok(()) => 0,
-                Err(PyErrSet) => {
-                    // Put the old value back (the published tables are
-                    // still those of the old value), then raise the
-                    // rebuild's error.
-                    let first = PendingError::take();
-                    let back = old.as_ref().map_or(ptr::null_mut(), |o| o.0);
-                    if type_setattro(cls, name, back) < 0 {
-                        PyErr_Clear(); // restoring failed too: report the first error
-                    }
-                    if typed {
-                        super::mask::note_dict_change();
-                    }
-                    if publish(cls.cast(), &Changes::default(), false).is_err() {
-                        PyErr_Clear();
-                    }
-                    first.restore();
-                    -1
-                }
-            }
+            // SAFETY: CPython's own arguments, with the GIL; `type`'s
+            // setattro validates name and value.
+            Assignment::Other => unsafe { type_setattro(cls, name, value) },
+            // SAFETY: as above; cls is a live type whose metaclass derives from ours.
+            Assignment::Bases | Assignment::TypedName => unsafe {
+                republishing(type_setattro, cls, name, value, what == Assignment::TypedName)
+            },
         }
     })
+}
+
+/// What an assignment to a class attribute means to the metaclass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Assignment {
+    /// `__cslots__`: refused.
+    Cslots,
+    /// `__bases__` (set, not deleted): every table along the new MRO changes.
+    Bases,
+    /// The method name of a known typed key: a Python override may mask it.
+    TypedName,
+    /// Anything else: `type`'s own.
+    Other,
+}
+
+/// Classify `cls.name = value` (`value` NULL: a delete).
+///
+/// # Safety
+/// GIL held; `name` is a live object, `value` NULL or live.
+unsafe fn assignment_of(name: *mut PyObject, value: *mut PyObject) -> Assignment {
+    // SAFETY: the caller's contract; the compares only read `name`.
+    unsafe {
+        if layout::metaclass().is_null() || PyUnicode_Check(name) == 0 {
+            return Assignment::Other;
+        }
+        if PyUnicode_CompareWithASCIIString(name, c"__cslots__".as_ptr()) == 0 {
+            return Assignment::Cslots;
+        }
+        if !value.is_null() && PyUnicode_CompareWithASCIIString(name, c"__bases__".as_ptr()) == 0 {
+            return Assignment::Bases;
+        }
+        if crate::mask::any_typed() && crate::pyutil::utf8(name).is_some_and(crate::mask::is_method_name) {
+            return Assignment::TypedName;
+        }
+    }
+    Assignment::Other
+}
+
+/// `type_setattro(cls, name, value)`, then republish `cls` and its
+/// subclasses; if that fails, put the old value back and raise the
+/// rebuild's error (the assignment then changes nothing).
+///
+/// # Safety
+/// GIL held; CPython's `tp_setattro` arguments; `cls` is a live type whose
+/// metaclass derives from ours.
+unsafe fn republishing(
+    type_setattro: setattrofunc,
+    cls: *mut PyObject,
+    name: *mut PyObject,
+    value: *mut PyObject,
+    typed: bool,
+) -> c_int {
+    // SAFETY: the caller's contract (GIL held, live arguments).
+    unsafe {
+        // The value to put back if republishing fails (NULL: absent).
+        let old = if typed {
+            match own_value(cls.cast(), name) {
+                Ok(old) => old,
+                Err(PyErrSet) => return -1,
+            }
+        } else {
+            let Ok(old) = Owned::new(PyObject_GetAttr(cls, name)) else { return -1 };
+            Some(old)
+        };
+        if type_setattro(cls, name, value) < 0 {
+            return -1;
+        }
+        if typed {
+            // Masks gathered before this point are stale.
+            crate::mask::note_dict_change();
+        }
+        if publish(cls.cast(), &Changes::default(), false).is_ok() {
+            return 0;
+        }
+        // The published tables are still those of the old value.
+        let first = PendingError::take();
+        let back = old.as_ref().map_or(ptr::null_mut(), |o| o.0);
+        if type_setattro(cls, name, back) < 0 {
+            PyErr_Clear(); // restoring failed too: report the first error
+        }
+        if typed {
+            crate::mask::note_dict_change();
+        }
+        if publish(cls.cast(), &Changes::default(), false).is_err() {
+            PyErr_Clear();
+        }
+        first.restore();
+        -1
+    }
 }
 
 /// `cls.__dict__[name]` (a new reference), None when absent, Err with an
@@ -147,7 +199,7 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
 ///
 /// # Safety
 /// GIL held; `cls` is a live, ready type and `name` a live str.
-unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Option<Owned>, ()> {
+unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Option<Owned>, PyErrSet> {
     // SAFETY: the caller's contract.
     unsafe {
         let dict = Owned::new(layout::own_dict(cls))?;
@@ -157,7 +209,7 @@ unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Optio
                 PyErr_Clear();
                 return Ok(None);
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(Some(Owned(value)))
     }

@@ -414,46 +414,46 @@ pub(crate) unsafe fn measure_ob_type_offset(meta: *mut PyTypeObject) -> isize {
         core::mem::size_of::<usize>() + 8 + core::mem::size_of::<isize>(),
     ];
     // SAFETY: GIL held; the new objects are released below.
-    unsafe {
-        let list = PyList_New(0);
-        let dict = PyDict_New();
-        let bytes = PyByteArray_FromStringAndSize(ptr::null(), 0);
-        let fresh = [list, dict, bytes];
-        let mut found = 0isize;
-        if fresh.iter().all(|o| !o.is_null()) {
-            let probes: [*mut PyObject; 7] = [
-                meta.cast(),
-                ptr::addr_of_mut!(PyType_Type).cast(),
-                ptr::addr_of_mut!(PyBaseObject_Type).cast(),
-                ptr::addr_of_mut!(PyLong_Type).cast(),
-                list,
-                dict,
-                bytes,
-            ];
-            'candidates: for off in candidates {
-                if off % PTR != 0 {
-                    continue;
-                }
-                for &o in &probes {
-                    // SAFETY: every probe object is larger than off + PTR
-                    // bytes (see above) and pointer-aligned; a relaxed
-                    // atomic load is what Py_TYPE does on free-threaded builds.
-                    let at = o.cast::<u8>().add(off).cast::<AtomicPtr<PyTypeObject>>();
-                    if (*at).load(Ordering::Relaxed) != Py_TYPE(o) {
-                        continue 'candidates;
-                    }
-                }
-                found = off as isize;
-                break;
-            }
-        } else {
-            PyErr_Clear();
-        }
-        for o in fresh {
-            if !o.is_null() {
-                Py_DECREF(o);
-            }
-        }
-        found
+    let fresh = unsafe { [PyList_New(0), PyDict_New(), PyByteArray_FromStringAndSize(ptr::null(), 0)] };
+    let mut found = 0isize;
+    if fresh.iter().all(|o| !o.is_null()) {
+        let [list, dict, bytes] = fresh;
+        let probes: [*mut PyObject; 7] = [
+            meta.cast(),
+            ptr::addr_of_mut!(PyType_Type).cast(),
+            ptr::addr_of_mut!(PyBaseObject_Type).cast(),
+            ptr::addr_of_mut!(PyLong_Type).cast(),
+            list,
+            dict,
+            bytes,
+        ];
+        let holds = |off: usize| {
+            off % PTR == 0
+                && probes.iter().all(|&o| {
+                    // SAFETY: every probe is a live object larger than each
+                    // candidate offset plus a pointer (see above).
+                    unsafe { type_at(o, off) == Py_TYPE(o) }
+                })
+        };
+        found = candidates.into_iter().find(|&off| holds(off)).map_or(0, |off| off as isize);
+    } else {
+        // SAFETY: GIL held.
+        unsafe { PyErr_Clear() };
     }
+    for o in fresh.into_iter().filter(|o| !o.is_null()) {
+        // SAFETY: GIL held; a new reference made above.
+        unsafe { Py_DECREF(o) };
+    }
+    found
+}
+
+/// The pointer stored at byte `off` of `o`, read as `Py_TYPE` does on
+/// free-threaded builds (a relaxed atomic load).
+///
+/// # Safety
+/// `o` is a live object larger than `off` plus a pointer, and `off` is a
+/// multiple of the pointer size.
+unsafe fn type_at(o: *mut PyObject, off: usize) -> *mut PyTypeObject {
+    // SAFETY: the caller's contract: inside the object and pointer-aligned.
+    unsafe { (*o.cast::<u8>().add(off).cast::<AtomicPtr<PyTypeObject>>()).load(Ordering::Relaxed) }
 }

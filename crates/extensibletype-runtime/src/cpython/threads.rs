@@ -227,33 +227,44 @@ unsafe fn resolve(name: &core::ffi::CStr) -> *mut c_void {
 /// # Safety
 /// An attached thread state (GIL held).
 pub(crate) unsafe fn init() {
-    // SAFETY: the caller holds the GIL; every new reference is released.
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: `resolve` may run on any thread; Py_Version is a constant.
     unsafe {
-        #[cfg(Py_LIMITED_API)]
-        {
-            // 3.13+ exports PyThreadState_GetUnchecked; 3.12's
-            // _PyThreadState_UncheckedGet reads the same thread-local (on
-            // 3.11 the same name is the GIL holder's: never used there).
-            let mut f = resolve(c"PyThreadState_GetUnchecked");
-            if f.is_null() && Py_Version >= 0x030C_0000 {
-                f = resolve(c"_PyThreadState_UncheckedGet");
-            }
-            THIS_THREAD.store(f, Ordering::Release);
-            let mut g = resolve(c"Py_IsFinalizing");
-            if g.is_null() {
-                g = resolve(c"_Py_IsFinalizing");
-            }
-            FINALIZING.store(g, Ordering::Release);
+        // 3.13+ exports PyThreadState_GetUnchecked; 3.12's
+        // _PyThreadState_UncheckedGet reads the same thread-local (on
+        // 3.11 the same name is the GIL holder's: never used there).
+        let mut f = resolve(c"PyThreadState_GetUnchecked");
+        if f.is_null() && Py_Version >= 0x030C_0000 {
+            f = resolve(c"_PyThreadState_UncheckedGet");
         }
-        if !in_main_interpreter() {
-            return;
+        THIS_THREAD.store(f, Ordering::Release);
+        let mut g = resolve(c"Py_IsFinalizing");
+        if g.is_null() {
+            g = resolve(c"_Py_IsFinalizing");
         }
-        let def: &'static mut PyMethodDef = crate::pyutil::keep_forever(Box::new(PyMethodDef {
-            ml_name: c"_extensibletype_close_lookups".as_ptr(),
-            ml_meth: PyMethodDefPointer { PyCFunction: at_exit },
-            ml_flags: METH_NOARGS,
-            ml_doc: ptr::null(),
-        }));
+        FINALIZING.store(g, Ordering::Release);
+    }
+    // SAFETY: the caller holds the GIL.
+    if unsafe { in_main_interpreter() } {
+        // SAFETY: as above.
+        unsafe { register_at_exit() };
+    }
+}
+
+/// `atexit.register(<closes the gate>)`; errors are cleared.
+///
+/// # Safety
+/// An attached thread state (GIL held).
+unsafe fn register_at_exit() {
+    let def: &'static mut PyMethodDef = crate::pyutil::keep_forever(Box::new(PyMethodDef {
+        ml_name: c"_extensibletype_close_lookups".as_ptr(),
+        ml_meth: PyMethodDefPointer { PyCFunction: at_exit },
+        ml_flags: METH_NOARGS,
+        ml_doc: ptr::null(),
+    }));
+    // SAFETY: the caller holds the GIL; `def` lives for the process; every
+    // new reference is released.
+    unsafe {
         let func = PyCFunction_NewEx(def, ptr::null_mut(), ptr::null_mut());
         let atexit = PyImport_ImportModule(c"atexit".as_ptr());
         let done = if func.is_null() || atexit.is_null() {

@@ -146,11 +146,44 @@ pub(crate) unsafe fn slot_from_py(
     memo: &mut Memo,
 ) -> Result<Option<Slot>, PyErrSet> {
     // SAFETY: value is live; the GIL is held.
+    if value == unsafe { Py_None() } {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let (address, owner) = unsafe { address_of(value, name, memo)? };
+    if address == 0 {
+        // SAFETY: GIL held.
+        return Err(unsafe {
+            PyErrSet::raise(
+                PyExc_ValueError,
+                "slot value is address 0 (NULL), which means 'absent' to consumers; \
+                 use None to remove a slot",
+            )
+        });
+    }
+    if !owner.is_null() {
+        // SAFETY: GIL held; `owner` is the live `value`.
+        unsafe { Py_INCREF(owner) };
+        keep.push(Owned(owner));
+    }
+    Ok(Some(Slot { ptr: address as *const c_void, owner }))
+}
+
+/// The address a (non-None) slot value stands for, and the object that
+/// backs it (NULL for a plain int); checks a known signature against the
+/// typed key `name`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live object.
+unsafe fn address_of(
+    value: *mut PyObject,
+    name: Option<&str>,
+    memo: &mut Memo,
+) -> Result<(u64, *mut PyObject), PyErrSet> {
+    // SAFETY: value is live; the GIL is held.
     unsafe {
-        if value == Py_None() {
-            return Ok(None);
-        }
-        let (address, owner) = if PyLong_Check(value) != 0 && PyBool_Check(value) == 0 {
+        let found = if PyLong_Check(value) != 0 && PyBool_Check(value) == 0 {
             (u64_of(value, "slot value (an address)")?, ptr::null_mut())
         } else if PyCapsule_CheckExact(value) != 0 {
             let name = PyCapsule_GetName(value);
@@ -160,25 +193,10 @@ pub(crate) unsafe fn slot_from_py(
             }
             (p as u64, value)
         } else if memo.is_numba_cfunc(value) {
-            let address = Owned::new(PyObject_GetAttrString(value, c"address".as_ptr()))?;
-            if PyLong_Check(address.0) == 0 {
-                return Err(PyErrSet::raise(PyExc_TypeError, "numba cfunc .address is not an int"));
-            }
-            let address = u64_of(address.0, "numba cfunc address")?;
-            if let Some(name) = name {
-                let (proto, what) = numba_prototype(value)?;
-                check_prototype(name, &proto, memo, || what).map_err(|e| e.raise())?;
-            }
-            (address, value)
+            (numba_address(value, name, memo)?, value)
         } else if let Some((address, funcptr)) = ctypes_address(value, memo)? {
             if let (Some(name), true) = (name, funcptr) {
-                if let Some((i, argtypes, restype)) = ctypes_prototype(value, memo)? {
-                    let describe = || ctypes_what(argtypes, restype);
-                    let proto = memo.protos[i].2.take().expect("a memoised prototype");
-                    let checked = check_prototype(name, &proto, memo, describe);
-                    memo.protos[i].2 = Some(proto);
-                    checked.map_err(|e| e.raise())?;
-                }
+                check_ctypes_prototype(value, name, memo)?;
             }
             (address, value)
         } else {
@@ -188,19 +206,48 @@ pub(crate) unsafe fn slot_from_py(
                 type_name(value)
             )));
         };
-        if address == 0 {
-            return Err(PyErrSet::raise(
-                PyExc_ValueError,
-                "slot value is address 0 (NULL), which means 'absent' to consumers; \
-                 use None to remove a slot",
-            ));
-        }
-        if !owner.is_null() {
-            Py_INCREF(owner);
-            keep.push(Owned(owner));
-        }
-        Ok(Some(Slot { ptr: address as *const c_void, owner }))
+        Ok(found)
     }
+}
+
+/// A numba cfunc's `.address`, its signature checked against the typed key
+/// `name`.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live numba cfunc.
+unsafe fn numba_address(value: *mut PyObject, name: Option<&str>, memo: &mut Memo) -> Result<u64, PyErrSet> {
+    // SAFETY: value is live; the GIL is held; `address` is owned.
+    unsafe {
+        let address = Owned::new(PyObject_GetAttrString(value, c"address".as_ptr()))?;
+        if PyLong_Check(address.0) == 0 {
+            return Err(PyErrSet::raise(PyExc_TypeError, "numba cfunc .address is not an int"));
+        }
+        let address = u64_of(address.0, "numba cfunc address")?;
+        if let Some(name) = name {
+            let (proto, what) = numba_prototype(value)?;
+            check_prototype(name, &proto, memo, || what).map_err(|e| e.raise())?;
+        }
+        Ok(address)
+    }
+}
+
+/// A ctypes function pointer with a known prototype must have the C
+/// signature the typed key `name` spells.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `value` is a
+/// live ctypes function pointer.
+unsafe fn check_ctypes_prototype(value: *mut PyObject, name: &str, memo: &mut Memo) -> Result<(), PyErrSet> {
+    // SAFETY: value is live; the GIL is held.
+    let Some((i, argtypes, restype)) = (unsafe { ctypes_prototype(value, memo)? }) else { return Ok(()) };
+    // SAFETY: argtypes and restype are held by `memo`; the GIL is held.
+    let describe = || unsafe { ctypes_what(argtypes, restype) };
+    let proto = memo.protos[i].2.take().expect("a memoised prototype");
+    let checked = check_prototype(name, &proto, memo, describe);
+    memo.protos[i].2 = Some(proto);
+    // SAFETY: GIL held.
+    checked.map_err(|e| unsafe { e.raise() })
 }
 
 /// Changes from a Python mapping `{key: value | None}`.
@@ -210,58 +257,102 @@ pub(crate) unsafe fn slot_from_py(
 /// live object.
 pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) -> Result<Changes, PyErrSet> {
     // SAFETY: mapping is live; the GIL is held.
-    unsafe {
-        if PyDict_Check(mapping) == 0 && PyObject_HasAttrString(mapping, c"items".as_ptr()) == 0 {
-            return Err(PyErrSet::raise(PyExc_TypeError, &format!(
-                "{what} must be a mapping of slot keys to values, not {}",
-                type_name(mapping)
-            )));
-        }
-        let mut changes = Changes::default();
-        let mut memo = Memo::default();
-        let mut add = |key: *mut PyObject, value: *mut PyObject, changes: &mut Changes| -> Result<(), PyErrSet> {
+    let is_dict = unsafe { PyDict_Check(mapping) } != 0;
+    // SAFETY: as above.
+    if !is_dict && unsafe { PyObject_HasAttrString(mapping, c"items".as_ptr()) } == 0 {
+        // SAFETY: as above.
+        return Err(unsafe {
+            PyErrSet::raise(
+                PyExc_TypeError,
+                &format!("{what} must be a mapping of slot keys to values, not {}", type_name(mapping)),
+            )
+        });
+    }
+    let mut changes = Changes::default();
+    let mut memo = Memo::default();
+    let mut add = |key: *mut PyObject, value: *mut PyObject| -> Result<(), PyErrSet> {
+        // SAFETY: GIL held; `key` and `value` are held by the private copy
+        // the walk below iterates.
+        unsafe {
             let (id, name) = key_from_py(key)?;
             let value = slot_from_py(value, &mut changes.keep, name.as_deref(), &mut memo)?;
             changes.list.push(Change { id, name, value });
-            Ok(())
-        };
-        if PyDict_Check(mapping) != 0 {
-            // The common case (class bodies, literals). Iterate a private
-            // copy (made under the dict's lock on free-threaded builds):
-            // conversions may run Python code, which cannot reach the copy,
-            // so its borrowed keys and values stay alive.
-            let copy = Owned::new(PyDict_Copy(mapping))?;
-            let n = PyDict_Size(copy.0);
-            if n > crate::MAX_ENTRIES as isize {
-                return Err(Invalid::from(crate::BuildError::TooMany { count: n as usize }).raise());
-            }
-            let (mut pos, mut key, mut value): (Py_ssize_t, *mut PyObject, *mut PyObject) =
-                (0, ptr::null_mut(), ptr::null_mut());
-            while PyDict_Next(copy.0, &mut pos, &mut key, &mut value) != 0 {
-                add(key, value, &mut changes)?;
-            }
-            check_distinct(&changes.list).map_err(|e| e.raise())?;
-            return Ok(changes);
         }
-        // items() may return the mapping's own list: take a private copy, so
-        // that Python code run by conversions cannot free what we borrow
-        // (tuples are immutable and held by the copy).
+        Ok(())
+    };
+    if is_dict {
+        // SAFETY: as above.
+        unsafe { for_each_dict_item(mapping, &mut add)? }
+    } else {
+        // SAFETY: as above.
+        unsafe { for_each_item(mapping, what, &mut add)? }
+    }
+    // SAFETY: GIL held.
+    check_distinct(&changes.list).map_err(|e| unsafe { e.raise() })?;
+    Ok(changes)
+}
+
+/// At most [`crate::MAX_ENTRIES`] slots in one call (pure).
+fn check_count(n: isize) -> Result<(), Invalid> {
+    match n > crate::MAX_ENTRIES as isize {
+        true => Err(crate::BuildError::TooMany { count: n as usize }.into()),
+        false => Ok(()),
+    }
+}
+
+/// `f(key, value)` for each item of the dict `mapping` (the common case:
+/// class bodies, literals). Iterates a private copy (made under the dict's
+/// lock on free-threaded builds): conversions may run Python code, which
+/// cannot reach the copy, so its borrowed keys and values stay alive.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `mapping` is
+/// a live dict.
+unsafe fn for_each_dict_item(
+    mapping: *mut PyObject,
+    f: &mut impl FnMut(*mut PyObject, *mut PyObject) -> Result<(), PyErrSet>,
+) -> Result<(), PyErrSet> {
+    // SAFETY: the caller's contract; the copy is owned.
+    unsafe {
+        let copy = Owned::new(PyDict_Copy(mapping))?;
+        check_count(PyDict_Size(copy.0)).map_err(|e| e.raise())?;
+        let (mut pos, mut key, mut value): (Py_ssize_t, *mut PyObject, *mut PyObject) =
+            (0, ptr::null_mut(), ptr::null_mut());
+        while PyDict_Next(copy.0, &mut pos, &mut key, &mut value) != 0 {
+            f(key, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `f(key, value)` for each pair of `mapping.items()`. `items()` may return
+/// the mapping's own list: a private copy is iterated, so that Python code
+/// run by conversions cannot free what we borrow (tuples are immutable and
+/// held by the copy).
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); `mapping` is
+/// a live object with `items`.
+unsafe fn for_each_item(
+    mapping: *mut PyObject,
+    what: &str,
+    f: &mut impl FnMut(*mut PyObject, *mut PyObject) -> Result<(), PyErrSet>,
+) -> Result<(), PyErrSet> {
+    // SAFETY: the caller's contract; the lists are owned.
+    unsafe {
         let items = Owned::new(PyMapping_Items(mapping))?;
         let items = Owned::new(PySequence_List(items.0))?;
         let n = PyList_Size(items.0);
-        if n > crate::MAX_ENTRIES as isize {
-            return Err(Invalid::from(crate::BuildError::TooMany { count: n as usize }).raise());
-        }
+        check_count(n).map_err(|e| e.raise())?;
         for i in 0..n {
             let item = PyList_GetItem(items.0, i);
             if PyTuple_Check(item) == 0 || PyTuple_Size(item) != 2 {
                 return Err(PyErrSet::raise(PyExc_TypeError, &format!("{what}.items() must yield (key, value) pairs")));
             }
-            add(PyTuple_GetItem(item, 0), PyTuple_GetItem(item, 1), &mut changes)?;
+            f(PyTuple_GetItem(item, 0), PyTuple_GetItem(item, 1))?;
         }
-        check_distinct(&changes.list).map_err(|e| e.raise())?;
-        Ok(changes)
     }
+    Ok(())
 }
 
 /// Changes from C slot definitions (`key` NULL → `id`; `ptr` NULL → remove).
@@ -275,9 +366,7 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
     if n < 0 || (n > 0 && defs.is_null()) {
         return Err(Invalid(format!("invalid slot definitions: defs={defs:p}, n={n}")));
     }
-    if n as usize > crate::MAX_ENTRIES {
-        return Err(crate::BuildError::TooMany { count: n as usize }.into());
-    }
+    check_count(n)?;
     let mut changes = Changes::default();
     // SAFETY: the caller passes n readable definitions.
     let defs = if n == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(defs, n as usize) } };
@@ -780,6 +869,34 @@ unsafe fn ctypes_name(t: *mut PyObject) -> String {
     }
 }
 
+/// The signature code of a simple ctypes type from its `_type_` letter
+/// (`"i"` → `i32` on this platform), None for a letter without one. Pure.
+fn simple_code(letter: Option<&str>) -> Option<String> {
+    use core::ffi::{c_int, c_long, c_short};
+    use core::mem::size_of;
+    let int = |signed: bool, bytes: usize| format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8);
+    Some(match letter? {
+        "b" => int(true, 1),
+        "B" => int(false, 1),
+        "h" => int(true, size_of::<c_short>()),
+        "H" => int(false, size_of::<c_short>()),
+        "i" => int(true, size_of::<c_int>()),
+        "I" => int(false, size_of::<c_int>()),
+        "l" => int(true, size_of::<c_long>()),
+        "L" => int(false, size_of::<c_long>()),
+        "q" => int(true, 8),
+        "Q" => int(false, 8),
+        "f" => "f32".into(),
+        "d" => "f64".into(),
+        "F" => "c64".into(),
+        "D" => "c128".into(),
+        "?" => "b".into(),
+        "P" => "p".into(),
+        "O" => "O".into(),
+        _ => return None,
+    })
+}
+
 /// The code of a ctypes type: simple types by their `_type_` letter and the
 /// width it has on this target (`c_long` is `i64` on LP64), `POINTER(T)` as
 /// `*` + T's code, `py_object` as `O`; `?<name>` for anything else.
@@ -788,8 +905,6 @@ unsafe fn ctypes_name(t: *mut PyObject) -> String {
 /// The calling thread holds the GIL (an attached thread state); `t` is live
 /// and `pointer` is `ctypes._Pointer`.
 unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) -> Result<String, PyErrSet> {
-    use core::ffi::{c_int, c_long, c_short};
-    use core::mem::size_of;
     // SAFETY: GIL held; references are owned and released.
     unsafe {
         let unknown = || format!("?{}", ctypes_name(t));
@@ -801,28 +916,7 @@ unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) ->
             return Ok(unknown());
         };
         if PyUnicode_Check(kind.0) != 0 {
-            let int = |signed: bool, bytes: usize| format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8);
-            let code = match utf8(kind.0) {
-                Some("b") => int(true, 1),
-                Some("B") => int(false, 1),
-                Some("h") => int(true, size_of::<c_short>()),
-                Some("H") => int(false, size_of::<c_short>()),
-                Some("i") => int(true, size_of::<c_int>()),
-                Some("I") => int(false, size_of::<c_int>()),
-                Some("l") => int(true, size_of::<c_long>()),
-                Some("L") => int(false, size_of::<c_long>()),
-                Some("q") => int(true, 8),
-                Some("Q") => int(false, 8),
-                Some("f") => "f32".into(),
-                Some("d") => "f64".into(),
-                Some("F") => "c64".into(),
-                Some("D") => "c128".into(),
-                Some("?") => "b".into(),
-                Some("P") => "p".into(),
-                Some("O") => "O".into(),
-                _ => unknown(),
-            };
-            return Ok(code);
+            return Ok(simple_code(utf8(kind.0)).unwrap_or_else(unknown));
         }
         match PyObject_IsSubclass(t, pointer) {
             -1 => Err(PyErrSet),
@@ -833,5 +927,40 @@ unsafe fn ctypes_code(t: *mut PyObject, pointer: *mut PyObject, depth: usize) ->
                 Ok(if pointee_ok { format!("*{inner}") } else { unknown() })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: u64, name: Option<&str>) -> Change {
+        Change { id, name: name.map(str::to_owned), value: None }
+    }
+
+    /// The pure checks refuse with the messages the Python tests expect.
+    #[test]
+    fn validation_without_python() {
+        assert_eq!(check_count(crate::MAX_ENTRIES as isize), Ok(()));
+        let too_many = check_count(crate::MAX_ENTRIES as isize + 1).expect_err("over the limit");
+        assert_eq!(too_many, Invalid::from(crate::BuildError::TooMany { count: crate::MAX_ENTRIES + 1 }));
+        assert_eq!(check_distinct(&[change(1, Some("a")), change(2, None)]), Ok(()));
+        let twice = check_distinct(&[change(7, Some("k")), change(2, None), change(7, None)]).expect_err("twice");
+        assert!(twice.0.starts_with("slot id 0x0000000000000007 is given twice in one call (key \"k\" and id "), "{}", twice.0);
+        assert_eq!(check_typed_key("plain:key"), Ok(None));
+        assert!(check_typed_key("lib.v1:m#f64(O)").expect("canonical").is_some());
+        let bad = check_typed_key("lib.v1:m#nonsense").expect_err("not canonical");
+        assert!(bad.0.contains("is not a canonical typed key"), "{}", bad.0);
+        assert_eq!(id_of_name("lib.v1:m"), Ok(prehash_bytes(b"lib.v1:m")));
+    }
+
+    /// Simple ctypes letters map to this platform's C types; others are unknown.
+    #[test]
+    fn ctypes_letters() {
+        assert_eq!(simple_code(Some("i")).as_deref(), Some("i32"));
+        assert_eq!(simple_code(Some("Q")).as_deref(), Some("u64"));
+        assert_eq!(simple_code(Some("d")).as_deref(), Some("f64"));
+        assert_eq!(simple_code(Some("z")), None);
+        assert_eq!(simple_code(None), None);
     }
 }
