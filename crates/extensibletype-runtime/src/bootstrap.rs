@@ -47,20 +47,33 @@ use crate::write::registry;
 use crate::{cache, capi, guard, metaclass, pyutil, Api, CacheEntry, PyErrSet, SlotDef};
 use extensibletype_core::abi::{ABI_VERSION, CAPSULE_NAME};
 
-/// This copy's runtime (the process's), once [`import`] succeeded.
-pub(crate) static API: AtomicPtr<Api> = AtomicPtr::new(ptr::null_mut());
-/// Serialises this copy's first imports.
-static INIT: Mutex<()> = Mutex::new(());
-/// Did this copy create the process's runtime (and so own the type cache)?
-static OWNER: AtomicBool = AtomicBool::new(false);
-/// The interpreter of the last [`import`] (only compared).
-static LAST_INTERPRETER: AtomicPtr<PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
+/// This copy's view of the process's runtime: what matters in every copy,
+/// the non-owning ones included (`crate::owner` lists the rest).
+pub(crate) struct ThisCopy {
+    /// This copy's runtime (the process's), once [`import`] succeeded.
+    api: AtomicPtr<Api>,
+    /// Serialises this copy's first imports.
+    init: Mutex<()>,
+    /// Did this copy create the process's runtime (and so own the type
+    /// cache and `crate::owner::OWNER`)?
+    owner: AtomicBool,
+    /// The interpreter of the last [`import`] (only compared).
+    last_interpreter: AtomicPtr<PyInterpreterState>,
+}
+
+/// This copy's view (see [`ThisCopy`]).
+static THIS_COPY: ThisCopy = ThisCopy {
+    api: AtomicPtr::new(ptr::null_mut()),
+    init: Mutex::new(()),
+    owner: AtomicBool::new(false),
+    last_interpreter: AtomicPtr::new(ptr::null_mut()),
+};
 
 /// The runtime's API struct; [`import`] must have succeeded.
 #[inline]
 pub(crate) fn api() -> &'static Api {
     // SAFETY: set once by import() and never changed; callers have imported.
-    unsafe { API.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
+    unsafe { THIS_COPY.api.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
 }
 
 // ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
@@ -263,11 +276,11 @@ fn ballot_box() -> &'static Rendezvous {
 /// Cheap after the first call; the first call in each interpreter also
 /// republishes the runtime in that interpreter's `sys.modules`.
 pub fn import() -> Result<&'static Api, PyErrSet> {
-    let api = API.load(Ordering::Acquire);
+    let api = THIS_COPY.api.load(Ordering::Acquire);
     if !api.is_null() {
         // SAFETY: the caller holds the GIL, so its interpreter is live.
         let here = unsafe { PyInterpreterState_Get() };
-        if here == LAST_INTERPRETER.load(Ordering::Relaxed) {
+        if here == THIS_COPY.last_interpreter.load(Ordering::Relaxed) {
             // SAFETY: published APIs are leaked, immutable and live forever.
             return Ok(unsafe { &*api });
         }
@@ -281,21 +294,21 @@ pub fn import() -> Result<&'static Api, PyErrSet> {
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state).
 unsafe fn import_slow() -> Result<&'static Api, PyErrSet> {
-    let _init = registry::lock_detached(&INIT);
-    // SAFETY: the caller holds the GIL; INIT serialises this copy's imports.
+    let _init = registry::lock_detached(&THIS_COPY.init);
+    // SAFETY: the caller holds the GIL; the import lock serialises this copy's imports.
     unsafe {
         // SAFETY: published APIs are leaked, immutable and live forever.
-        let api: &'static Api = match API.load(Ordering::Acquire).as_ref() {
+        let api: &'static Api = match THIS_COPY.api.load(Ordering::Acquire).as_ref() {
             Some(api) => api,
             None => {
                 let api = find_or_create()?;
-                API.store((api as *const Api).cast_mut(), Ordering::Release);
+                THIS_COPY.api.store((api as *const Api).cast_mut(), Ordering::Release);
                 api
             }
         };
         publish_here(api)?;
         note_interpreters(api);
-        LAST_INTERPRETER.store(PyInterpreterState_Get(), Ordering::Relaxed);
+        THIS_COPY.last_interpreter.store(PyInterpreterState_Get(), Ordering::Relaxed);
         Ok(api)
     }
 }
@@ -308,7 +321,7 @@ unsafe fn import_slow() -> Result<&'static Api, PyErrSet> {
 /// # Safety
 /// GIL held; `api` is the process's runtime.
 unsafe fn note_interpreters(api: &'static Api) {
-    if OWNER.load(Ordering::Acquire) {
+    if THIS_COPY.owner.load(Ordering::Acquire) {
         cache::note_interpreters();
     } else if interpreters::another_exists() {
         // SAFETY: find_slow accepts any live type (`type` is static).
@@ -357,7 +370,7 @@ fn claim(ballot: &'static Rendezvous) -> Result<Claim, AbiMismatch> {
 /// ballot box.
 ///
 /// # Safety
-/// GIL held; INIT held.
+/// GIL held; this copy's import lock held.
 unsafe fn find_or_create() -> Result<&'static Api, PyErrSet> {
     let ballot = ballot_box();
     let start = Instant::now();
@@ -422,7 +435,7 @@ unsafe fn adopt(api: &'static Api) {
 /// Create the runtime (this copy becomes the owner).
 ///
 /// # Safety
-/// GIL held; INIT held and the ballot box claimed.
+/// GIL held; this copy's import lock held and the ballot box claimed.
 unsafe fn create() -> Result<&'static Api, PyErrSet> {
     // SAFETY: see the contract; the metaclass is kept by the API struct.
     unsafe {
@@ -430,7 +443,7 @@ unsafe fn create() -> Result<&'static Api, PyErrSet> {
         cache::init();
         let api: &'static Api = Box::leak(Box::new(capi::new(meta, offset, layout::measure_ob_type_offset(meta))));
         layout::set_fast_path(meta, offset, api.foreign_registry);
-        OWNER.store(true, Ordering::Release);
+        THIS_COPY.owner.store(true, Ordering::Release);
         Ok(api)
     }
 }

@@ -30,7 +30,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         py_table_info,
         py_lookup,
         bind_key: bind_key_c,
-        foreign_registry: &write::state::FOREIGN,
+        foreign_registry: &crate::owner::OWNER.foreign,
         ob_type_offset,
         type_cache: crate::cache::own_entries(),
         type_cache_bits: crate::cache::CACHE_BITS,

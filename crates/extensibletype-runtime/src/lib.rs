@@ -55,6 +55,7 @@ mod foreign;
 mod idhash;
 mod mask;
 mod metaclass;
+mod owner;
 #[doc(hidden)]
 pub mod pyutil;
 mod rust_api;

@@ -46,29 +46,41 @@ struct Typed {
     names: IdSet<Arc<str>>,
 }
 
-static TYPED: RwLock<Option<Typed>> = RwLock::new(None);
-/// Set once any typed key is known (until then nothing is ever masked).
-static ANY: AtomicBool = AtomicBool::new(false);
-/// Bumped after every own-namespace change of an extensible class that can
-/// change a mask (see [`note_dict_change`]).
-static DICT_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The typed keys known so far (the owner's, `crate::owner::Owner::typed`).
+pub(crate) struct TypedKeys {
+    typed: RwLock<Option<Typed>>,
+    /// Set once any typed key is known (until then nothing is ever masked).
+    any: AtomicBool,
+    /// Bumped after every own-namespace change of an extensible class that
+    /// can change a mask (see [`note_dict_change`]).
+    dict_generation: AtomicU64,
+}
+
+impl TypedKeys {
+    /// None known.
+    pub(crate) const fn new() -> TypedKeys {
+        TypedKeys { typed: RwLock::new(None), any: AtomicBool::new(false), dict_generation: AtomicU64::new(0) }
+    }
+}
+
+use crate::owner::OWNER;
 
 /// Record `key`'s id if it is a typed key. Runs no Python code (callers may
 /// hold the registry mutex).
 pub(crate) fn note_key(id: u64, key: &str) {
     let Some(method) = typed_method_name(key) else { return };
-    let mut guard = TYPED.write().unwrap_or_else(|p| p.into_inner());
+    let mut guard = OWNER.typed.typed.write().unwrap_or_else(|p| p.into_inner());
     let typed = guard.get_or_insert_with(|| Typed { by_id: IdMap::default(), names: IdSet::default() });
     let method: Arc<str> = typed.names.get(method).cloned().unwrap_or_else(|| method.into());
     typed.names.insert(method.clone());
     typed.by_id.entry(id).or_insert(method);
-    ANY.store(true, Ordering::Release);
+    OWNER.typed.any.store(true, Ordering::Release);
 }
 
 /// Is any typed key known? (Nothing can be masked before.) GIL-free.
 #[inline]
 pub(crate) fn any_typed() -> bool {
-    ANY.load(Ordering::Acquire)
+    OWNER.typed.any.load(Ordering::Acquire)
 }
 
 /// The method name of typed id `id`, if known. GIL-free.
@@ -76,7 +88,7 @@ pub(crate) fn method_of(id: u64) -> Option<Arc<str>> {
     if !any_typed() {
         return None;
     }
-    let guard = TYPED.read().unwrap_or_else(|p| p.into_inner());
+    let guard = OWNER.typed.typed.read().unwrap_or_else(|p| p.into_inner());
     guard.as_ref()?.by_id.get(&id).cloned()
 }
 
@@ -86,7 +98,7 @@ pub(crate) fn for_each_method(ids: impl IntoIterator<Item = u64>, mut f: impl Fn
     if !any_typed() {
         return;
     }
-    let guard = TYPED.read().unwrap_or_else(|p| p.into_inner());
+    let guard = OWNER.typed.typed.read().unwrap_or_else(|p| p.into_inner());
     let Some(typed) = guard.as_ref() else { return };
     for id in ids {
         if let Some(name) = typed.by_id.get(&id) {
@@ -97,12 +109,12 @@ pub(crate) fn for_each_method(ids: impl IntoIterator<Item = u64>, mut f: impl Fn
 
 /// Is `id` a known typed id? GIL-free.
 pub(crate) fn is_typed(id: u64) -> bool {
-    any_typed() && TYPED.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|t| t.by_id.contains_key(&id))
+    any_typed() && OWNER.typed.typed.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|t| t.by_id.contains_key(&id))
 }
 
 /// Is `name` the method name of some known typed key? GIL-free.
 pub(crate) fn is_method_name(name: &str) -> bool {
-    any_typed() && TYPED.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|t| t.names.contains(name))
+    any_typed() && OWNER.typed.typed.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|t| t.names.contains(name))
 }
 
 /// Does `table` hold a typed id? GIL-free.
@@ -113,7 +125,7 @@ pub(crate) unsafe fn has_typed(table: *const RawTable) -> bool {
     if !any_typed() {
         return false;
     }
-    let guard = TYPED.read().unwrap_or_else(|p| p.into_inner());
+    let guard = OWNER.typed.typed.read().unwrap_or_else(|p| p.into_inner());
     let Some(typed) = guard.as_ref() else { return false };
     // SAFETY: forwarded.
     unsafe { crate::cache::entries_of(table) }.iter().any(|e| e.id != 0 && typed.by_id.contains_key(&e.id))
@@ -121,14 +133,14 @@ pub(crate) unsafe fn has_typed(table: *const RawTable) -> bool {
 
 /// The current own-namespace generation (read before gathering [`Facts`]).
 pub(crate) fn dict_generation() -> u64 {
-    DICT_GENERATION.load(Ordering::Acquire)
+    OWNER.typed.dict_generation.load(Ordering::Acquire)
 }
 
 /// An extensible class's own namespace changed under a typed method name:
 /// facts gathered before are stale (the registry retries a publish that
 /// gathered them). Call after the change, before republishing.
 pub(crate) fn note_dict_change() {
-    DICT_GENERATION.fetch_add(1, Ordering::AcqRel);
+    OWNER.typed.dict_generation.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Does `tp`'s own namespace hold `name`? Needs an attached thread state;

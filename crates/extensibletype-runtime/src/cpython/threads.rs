@@ -69,18 +69,41 @@ const RTLD_DEFAULT: *mut c_void = if cfg!(any(target_os = "macos", target_os = "
     ptr::null_mut()
 };
 
-/// Under the limited API: the interpreter's exact "attached thread state of
-/// this thread" function (`PyThreadState *(void)`), or NULL.
-#[cfg(Py_LIMITED_API)]
-static THIS_THREAD: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
-/// Under the limited API: the interpreter's `Py_IsFinalizing`, or NULL.
-#[cfg(Py_LIMITED_API)]
-static FINALIZING: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+/// The gate interpreter exit closes on GIL-free slow paths, and the
+/// interpreter functions it needs (the owner's: `crate::owner::Owner::exit`).
+pub(crate) struct ExitGate {
+    /// Under the limited API: the interpreter's exact "attached thread state
+    /// of this thread" function (`PyThreadState *(void)`), or NULL.
+    #[cfg(Py_LIMITED_API)]
+    this_thread: AtomicPtr<c_void>,
+    /// Under the limited API: the interpreter's `Py_IsFinalizing`, or NULL.
+    #[cfg(Py_LIMITED_API)]
+    finalizing: AtomicPtr<c_void>,
+    /// Threads without an attached thread state inside the slow path.
+    active: AtomicUsize,
+    /// Set at interpreter exit: no new unattached slow path starts.
+    closed: AtomicBool,
+}
 
-/// Threads without an attached thread state inside the slow path.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// Set at interpreter exit: no new unattached slow path starts.
-static CLOSED: AtomicBool = AtomicBool::new(false);
+impl ExitGate {
+    /// Open, nothing resolved.
+    pub(crate) const fn new() -> ExitGate {
+        ExitGate {
+            #[cfg(Py_LIMITED_API)]
+            this_thread: AtomicPtr::new(ptr::null_mut()),
+            #[cfg(Py_LIMITED_API)]
+            finalizing: AtomicPtr::new(ptr::null_mut()),
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The owner's gate.
+#[inline(always)]
+fn gate() -> &'static ExitGate {
+    &crate::owner::OWNER.exit
+}
 
 /// Does the calling thread have an attached thread state (hold the GIL, on
 /// free-threaded builds: be attached)? Exact (from this thread's own state)
@@ -103,7 +126,7 @@ pub(crate) fn attached() -> bool {
         }
         #[cfg(Py_LIMITED_API)]
         {
-            let f = THIS_THREAD.load(Ordering::Acquire);
+            let f = gate().this_thread.load(Ordering::Acquire);
             if f.is_null() {
                 return false;
             }
@@ -128,7 +151,7 @@ fn finalizing() -> bool {
         }
         #[cfg(Py_LIMITED_API)]
         {
-            let f = FINALIZING.load(Ordering::Acquire);
+            let f = gate().finalizing.load(Ordering::Acquire);
             if f.is_null() {
                 return false;
             }
@@ -153,9 +176,9 @@ impl Section {
         if attached() {
             return Some(Section { counted: false });
         }
-        ACTIVE.fetch_add(1, Ordering::SeqCst);
-        if CLOSED.load(Ordering::SeqCst) || finalizing() {
-            ACTIVE.fetch_sub(1, Ordering::Release);
+        gate().active.fetch_add(1, Ordering::SeqCst);
+        if gate().closed.load(Ordering::SeqCst) || finalizing() {
+            gate().active.fetch_sub(1, Ordering::Release);
             return None;
         }
         Some(Section { counted: true })
@@ -166,7 +189,7 @@ impl Drop for Section {
     #[inline]
     fn drop(&mut self) {
         if self.counted {
-            ACTIVE.fetch_sub(1, Ordering::Release);
+            gate().active.fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -175,8 +198,8 @@ impl Drop for Section {
 /// in the main interpreter's `atexit` callbacks (with an attached thread
 /// state), before CPython tears its types down.
 fn close() {
-    CLOSED.store(true, Ordering::SeqCst);
-    while ACTIVE.load(Ordering::SeqCst) != 0 {
+    gate().closed.store(true, Ordering::SeqCst);
+    while gate().active.load(Ordering::SeqCst) != 0 {
         std::thread::yield_now();
     }
 }
@@ -237,12 +260,12 @@ pub(crate) unsafe fn init() {
         if f.is_null() && Py_Version >= 0x030C_0000 {
             f = resolve(c"_PyThreadState_UncheckedGet");
         }
-        THIS_THREAD.store(f, Ordering::Release);
+        gate().this_thread.store(f, Ordering::Release);
         let mut g = resolve(c"Py_IsFinalizing");
         if g.is_null() {
             g = resolve(c"_Py_IsFinalizing");
         }
-        FINALIZING.store(g, Ordering::Release);
+        gate().finalizing.store(g, Ordering::Release);
     }
     // SAFETY: the caller holds the GIL.
     if unsafe { in_main_interpreter() } {

@@ -4,7 +4,6 @@
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
-use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
@@ -15,6 +14,7 @@ use crate::error::Invalid;
 use crate::{PyErrSet, SlotDef};
 use crate::key::prehash_bytes;
 use crate::idhash::IdMap;
+use crate::owner::OWNER;
 
 /// Validated changes plus the references that keep their owners alive until
 /// the registry has taken its own.
@@ -90,16 +90,15 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
 /// is several times cheaper than md5. The memo is bounded (cleared when full).
 pub(crate) fn id_of_name(name: &str) -> Result<u64, Invalid> {
-    static MEMO: Mutex<Option<IdMap<Box<str>, u64>>> = Mutex::new(None);
     const MEMO_MAX: usize = 1 << 16;
     // Held only for a map probe (no Python code), so blocking here is safe.
-    let cached = MEMO.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
+    let cached = OWNER.key_ids.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
     let id = match cached {
         Some(id) => id,
         None => {
             check_typed_key(name)?;
             let id = prehash_bytes(name.as_bytes());
-            if let Ok(mut memo) = MEMO.lock() {
+            if let Ok(mut memo) = OWNER.key_ids.lock() {
                 let memo = memo.get_or_insert_with(IdMap::default);
                 if memo.len() >= MEMO_MAX {
                     memo.clear();

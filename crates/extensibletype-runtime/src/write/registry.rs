@@ -7,7 +7,7 @@
 //! retired, not freed, until their type is deallocated (GIL-free readers are
 //! outside CPython's QSBR); each type interns its tables by content, so a
 //! change back to a content it had reuses that table. Foreign types are
-//! published in the records of a lock-free index ([`FOREIGN_INDEX`]): a change
+//! published in the records of a lock-free index ([`crate::owner::Owner::foreign_index`]): a change
 //! touches the records of the target and its subclasses only. Python objects
 //! that back registered pointers are kept alive by every type whose tables
 //! (current or retired) use them.
@@ -27,7 +27,8 @@ use pyo3_ffi::*;
 
 use crate::BuildError;
 use crate::cpython::layout;
-use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState, FOREIGN_INDEX, METACLASSES};
+use super::state::{Change, OwnSlots, OwnTable, Prepared, Slot, TypeState};
+use crate::owner::OWNER;
 use crate::error::Invalid;
 use crate::PyErrSet;
 use crate::foreign;
@@ -69,7 +70,7 @@ pub(crate) struct Registry {
     names: IdMap<u64, Box<str>>,
     /// Foreign types by address (every address ever registered).
     foreign: IdMap<usize, ForeignType>,
-    /// The writer's side of [`FOREIGN_INDEX`].
+    /// The writer's side of [`crate::owner::Owner::foreign_index`].
     foreign_index: foreign::Writer,
     /// Python subclasses of ExtensibleType seen so far (strong references).
     metaclasses: Vec<*mut PyTypeObject>,
@@ -79,8 +80,6 @@ pub(crate) struct Registry {
 // SAFETY: the raw pointers are Python objects and tables only touched while
 // the mutex is held by a thread with an attached thread state.
 unsafe impl Send for Registry {}
-
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
 /// The registry, locked. Detaches the thread state while waiting.
 pub(crate) struct Locked(MutexGuard<'static, Option<Registry>>);
@@ -109,7 +108,7 @@ pub(crate) fn lock_detached<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, 
 
 impl Locked {
     pub fn get() -> Locked {
-        let mut locked = Locked(lock_detached(&REGISTRY));
+        let mut locked = Locked(lock_detached(&OWNER.registry));
         locked.0.get_or_insert_with(Registry::default);
         locked
     }
@@ -120,7 +119,7 @@ impl Locked {
 }
 
 /// Is `meta` ExtensibleType or a subclass of it? Registers new subclasses in
-/// [`METACLASSES`] so that GIL-free readers recognise them. Needs the GIL.
+/// [`crate::owner::Owner::metaclasses`] so that GIL-free readers recognise them. Needs the GIL.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `reg` is the
@@ -143,7 +142,7 @@ pub(crate) unsafe fn is_extensible_metaclass(reg: &mut Registry, meta: *mut PyTy
     let entries: Vec<(u64, *const c_void)> =
         reg.metaclasses.iter().map(|&m| (m as u64, m as *const c_void)).collect();
     let table = Table::build(&entries).expect("metaclass addresses are distinct and non-zero");
-    METACLASSES.store(table.as_raw().cast_mut(), Ordering::Release);
+    OWNER.metaclasses.store(table.as_raw().cast_mut(), Ordering::Release);
     reg.metaclass_tables.push(table);
     true
 }
@@ -579,7 +578,7 @@ unsafe fn apply_locked(
             let effective = entry.state.install(table, &owners);
             let own_raw = new_own.map(|(slots, own_table)| entry.state.set_own(slots, own_table));
             let snapshot = entry.mro_snapshot(mro);
-            let record = FOREIGN_INDEX.get_or_insert(&mut reg.foreign_index, tp as usize);
+            let record = OWNER.foreign_index.get_or_insert(&mut reg.foreign_index, tp as usize);
             // The MRO and the own table before the effective table: a reader
             // that sees the new effective table sees its MRO.
             record.mro.store(snapshot.cast_mut(), Ordering::Release);
@@ -601,7 +600,7 @@ unsafe fn apply_locked(
 /// reference the caller drops once the mutex is released.
 fn unregister_foreign(reg: &mut Registry, tp: *mut PyTypeObject) -> Option<*mut PyTypeObject> {
     let entry = reg.foreign.get_mut(&(tp as usize)).filter(|f| !f.tp.is_null())?;
-    if let Some(record) = FOREIGN_INDEX.find(tp as usize) {
+    if let Some(record) = OWNER.foreign_index.find(tp as usize) {
         record.effective.store(ptr::null_mut(), Ordering::Release);
         record.own.store(ptr::null_mut(), Ordering::Release);
         record.mro.store(ptr::null_mut(), Ordering::Release);

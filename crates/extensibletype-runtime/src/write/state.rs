@@ -1,20 +1,20 @@
 //! The state the runtime shares between its writers (the registry, under
 //! its mutex) and its GIL-free readers (layout, the type cache, the lookup
 //! slow path): one type's slots and tables, and the process-wide tables the
-//! registry publishes. Plain data: this module calls into no other module of
-//! the runtime, so `layout` and `registry` both build on it without
-//! depending on each other.
+//! registry publishes (kept in `crate::owner::OWNER`). Plain data: this
+//! module calls into no other module of the runtime, so `layout` and
+//! `registry` both build on it without depending on each other.
 
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::Ordering;
 
 use pyo3_ffi::*;
 
 pub(crate) use crate::foreign::Record;
-use crate::foreign::Index;
+use crate::owner::OWNER;
 use crate::idhash::{IdHasher, IdMap};
 use crate::table::{raw_lookup, RawTable, Table};
 
@@ -255,25 +255,11 @@ impl TypeState {
     }
 }
 
-/// The API struct's `foreign_registry` (docs/spec.md §5, §8): a perfect-hash
-/// table from type address to effective table, which the ABI v1 lets
-/// consumers probe inline. Since the registry became an index (updated in
-/// O(1) per type, [`FOREIGN_INDEX`]) it stays NULL: a NULL registry is a
-/// miss, and every reader then asks the type cache or `find_slow`, which
-/// answer from the index. (Republishing a whole table per change was
-/// O(registered types) in time and leaked memory.)
-pub(crate) static FOREIGN: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
-/// The foreign registry: type address → [`Record`] (effective table, own
-/// table, MRO snapshot `[len, addresses...]` the effective table was merged
-/// along; the type cache compares it with the current MRO, so a registered
-/// plain class whose `__bases__` changed is answered from its current MRO).
-pub(crate) static FOREIGN_INDEX: Index = Index::new();
-
 /// GIL-free: the registry record of a foreign type address, if it was ever
 /// registered (its pointers are NULL when it is not registered now).
 #[inline]
 pub(crate) fn foreign_record(tp: *mut PyTypeObject) -> Option<&'static Record> {
-    FOREIGN_INDEX.find(tp as usize)
+    OWNER.foreign_index.find(tp as usize)
 }
 
 /// GIL-free: the effective table of a registered foreign type, or NULL.
@@ -281,13 +267,11 @@ pub(crate) fn foreign_record(tp: *mut PyTypeObject) -> Option<&'static Record> {
 pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
     foreign_record(tp).map_or(ptr::null(), |r| r.effective.load(Ordering::Acquire))
 }
-/// Sub-metaclasses of ExtensibleType: metaclass address → itself.
-pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
 /// GIL-free: is `meta` a sub-metaclass seen by a writer?
 #[inline]
 pub(crate) fn is_registered_metaclass(meta: *mut PyTypeObject) -> bool {
-    let table = METACLASSES.load(Ordering::Acquire);
+    let table = OWNER.metaclasses.load(Ordering::Acquire);
     // SAFETY: published tables are never freed.
     !table.is_null() && unsafe { !raw_lookup(table, meta as u64).is_null() }
 }
