@@ -6,7 +6,7 @@
  * the table structs next to their definitions
  * (crates/extensibletype-core/src/table/mod.rs), ExtType_API and
  * ExtType_SlotDef where the runtime instantiates them with CPython's types
- * (crates/extensibletype-runtime/src/lib.rs), the array.v1 structs in
+ * (crates/extensibletype-runtime/src/bootstrap.rs), the array.v1 structs in
  * crates/extensibletype-arrays/src/abi/mod.rs.
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
