@@ -21,7 +21,7 @@ use crate::abi::{self, DLDataType};
 #[cfg(feature = "python")]
 use crate::abi::ArrayView;
 #[cfg(feature = "python")]
-use crate::util::{self, guard, raise};
+use crate::util::{self, guard, raise, PyErrSet};
 
 /// DLPack type and byte-swapped flag of a struct-module format string
 /// with `itemsize` (None: not a single numeric element).
@@ -85,13 +85,13 @@ pub(crate) unsafe extern "C" fn buf_acquire(obj: *mut PyObject, request: c_int, 
         // SAFETY: the interface's contract (GIL held, reference to obj).
         match unsafe { acquire_impl(obj, request, &mut *view) } {
             Ok(()) => 0,
-            Err(()) => -1,
+            Err(PyErrSet) => -1,
         }
     })
 }
 
 #[cfg(feature = "python")]
-unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), ()> {
+unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; obj live; v is the consumer's view.
     unsafe {
         if (v.size as usize) < core::mem::size_of::<ArrayView>() {
@@ -106,7 +106,7 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
             flags |= PyBUF_WRITABLE;
         }
         if PyObject_GetBuffer(obj, &mut state.buf, flags) < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         // From here on, every error path releases the buffer.
         struct Guard(Option<Box<State>>);

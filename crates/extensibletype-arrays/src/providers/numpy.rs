@@ -29,7 +29,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType};
-use crate::util::{self, guard, raise};
+use crate::util::{self, guard, raise, PyErrSet};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
 /// after the object header, up to `flags` (the fields read here).
@@ -82,7 +82,7 @@ fn header_size() -> usize {
 /// abi3t: measure the object header (`object.__basicsize__`, which is
 /// `sizeof(PyObject)`) once, at module init, before any registration can
 /// use the mirror. Elsewhere nothing to do.
-pub(crate) fn settle_header_size() -> Result<(), ()> {
+pub(crate) fn settle_header_size() -> Result<(), PyErrSet> {
     #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
     // SAFETY: GIL held (module init); PyBaseObject_Type is a live static type.
     unsafe {
@@ -92,7 +92,7 @@ pub(crate) fn settle_header_size() -> Result<(), ()> {
         ))?;
         let n = PyLong_AsSsize_t(size.0);
         if n == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         if n < 2 * core::mem::size_of::<*mut c_void>() as Py_ssize_t || n % 8 != 0 {
             return raise(util::value_error(), &format!("unexpected object.__basicsize__ {n}"));

@@ -20,14 +20,14 @@ use crate::providers::array as array_type;
 use crate::providers::numpy;
 use crate::runtime;
 use crate::runtime::pyutil::new_module;
-use crate::util::{self, guard, raise, Owned};
+use crate::util::{self, guard, raise, Owned, PyErrSet};
 
 mod consumers;
 mod hooks;
 mod providers;
 
 /// Check a fastcall argument count.
-pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_ssize_t) -> Result<(), ()> {
+pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_ssize_t) -> Result<(), PyErrSet> {
     if (min..=max).contains(&nargs) {
         return Ok(());
     }
@@ -46,11 +46,11 @@ pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_s
 pub fn register(core: *mut PyObject) -> c_int {
     guard(-1, || match create(core) {
         Ok(()) => 0,
-        Err(()) => -1,
+        Err(PyErrSet) => -1,
     })
 }
 
-fn create(core: *mut PyObject) -> Result<(), ()> {
+fn create(core: *mut PyObject) -> Result<(), PyErrSet> {
     let mut methods = consumers::methods();
     methods.extend(providers::methods());
     methods.extend(hooks::methods());
@@ -92,12 +92,12 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             let v = Owned::new(PyLong_FromSize_t(*off))?;
             let k = std::ffi::CString::new(*name).expect("no NUL");
             if PyDict_SetItemString(layout.0, k.as_ptr(), v.0) < 0 {
-                return Err(());
+                return Err(PyErrSet);
             }
         }
         util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
         array_type::create_type(m.0)?;
         crate::providers::dlpack::add_to_module(m.0)?;
-        Ok(util::add(core, c"_arrays", Py_NewRef(m.0))?)
+        util::add(core, c"_arrays", Py_NewRef(m.0))
     }
 }

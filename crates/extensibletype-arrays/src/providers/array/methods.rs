@@ -7,7 +7,7 @@ use super::*;
 // ---- element access --------------------------------------------------------
 
 /// Flat element offset (in elements) of an int / tuple-of-ints index.
-pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<usize, ()> {
+pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<usize, PyErrSet> {
     // SAFETY: GIL held; key live.
     unsafe {
         let shape = a.shape();
@@ -45,7 +45,7 @@ pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<
     }
 }
 
-pub(super) unsafe fn index_value(item: *mut PyObject) -> Result<i64, ()> {
+pub(super) unsafe fn index_value(item: *mut PyObject) -> Result<i64, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         if PyLong_Check(item) == 0 && PyObject_HasAttrString(item, c"__index__".as_ptr()) == 0 {
@@ -74,14 +74,14 @@ pub(super) enum Scalar {
     I(i64),
 }
 
-pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Scalar, ()> {
+pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Scalar, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         match dtype {
             DType::F64 | DType::F32 => {
                 let v = PyFloat_AsDouble(value);
                 if v == -1.0 && !PyErr_Occurred().is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 Ok(Scalar::F(v))
             }
@@ -95,7 +95,7 @@ pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Sca
                 let idx = Owned::new(PyNumber_Index(value))?;
                 let v = PyLong_AsLongLong(idx.0);
                 if v == -1 && !PyErr_Occurred().is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 Ok(Scalar::I(v))
             }
@@ -156,7 +156,7 @@ pub(super) unsafe extern "C" fn array_getitem(obj: *mut PyObject, key: *mut PyOb
             let a = data(obj);
             match locked(obj, || element_index(a, key).map(|i| read(a, i))) {
                 Ok(v) => scalar_to_py(v),
-                Err(()) => ptr::null_mut(),
+                Err(PyErrSet) => ptr::null_mut(),
             }
         }
     })
@@ -173,7 +173,7 @@ pub(super) unsafe extern "C" fn array_setitem(obj: *mut PyObject, key: *mut PyOb
             let Ok(v) = to_scalar(a.dtype, value) else { return -1 };
             match locked(obj, || element_index(a, key).map(|i| write(a, i, v))) {
                 Ok(()) => 0,
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -233,7 +233,7 @@ pub(super) unsafe extern "C" fn array_tolist(obj: *mut PyObject, _unused: *mut P
     })
 }
 
-pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, ()> {
+pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         let Some((&n, rest)) = shape.split_first() else {
@@ -256,7 +256,7 @@ pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyO
         unsafe {
             let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
             let a = data_ptr(obj);
-            let r = locked(obj, || -> Result<(), ()> {
+            let r = locked(obj, || -> Result<(), PyErrSet> {
                 let refuse = |n: isize| {
                     raise(
                         util::buffer_error(),
@@ -272,9 +272,9 @@ pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyO
                 let (dims, size) = make_dims(&new_shape, itemsize, "Array.resize()")?;
                 let (block, bytes) = match alloc_block(size * itemsize) {
                     Ok(b) => b,
-                    Err(()) => {
+                    Err(PyErrSet) => {
                         free_dims(dims, new_shape.len() as i32);
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                 };
                 if !(*a).claim_for_resize() {
@@ -300,7 +300,7 @@ pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyO
             });
             match r {
                 Ok(()) => Py_NewRef(Py_None()),
-                Err(()) => ptr::null_mut(),
+                Err(PyErrSet) => ptr::null_mut(),
             }
         }
     })

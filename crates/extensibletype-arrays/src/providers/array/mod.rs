@@ -34,7 +34,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType};
-use crate::util::{self, guard, locked, raise, ret, Owned};
+use crate::util::{self, guard, locked, raise, ret, Owned, PyErrSet};
 use crate::runtime::pyutil::{keep_forever, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -254,13 +254,13 @@ pub(super) unsafe fn data<'a>(obj: *mut PyObject) -> &'a ArrayData {
 /// # Safety
 /// GIL held; `tp` is the Array type just made from the spec, no instance yet.
 #[cfg(Py_3_12)]
-unsafe fn settle_data_offset(tp: *mut PyObject) -> Result<(), ()> {
+unsafe fn settle_data_offset(tp: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; tp is a live type.
     unsafe {
         let size = Owned::new(PyObject_GetAttrString(tp, c"__basicsize__".as_ptr()))?;
         let basicsize = PyLong_AsSsize_t(size.0);
         if basicsize == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         let data_size = PyType_GetTypeDataSize(tp.cast());
         let offset = basicsize - data_size;
@@ -292,19 +292,19 @@ const RESIZING: isize = isize::MIN / 2;
 static ARRAY_TYPE: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// A fresh block of `bytes` zeroed bytes (at least 1), or MemoryError.
-fn alloc_block(bytes: usize) -> Result<(*mut u8, usize), ()> {
+fn alloc_block(bytes: usize) -> Result<(*mut u8, usize), PyErrSet> {
     let n = bytes.max(1);
     let Ok(layout) = Layout::from_size_align(n, DATA_ALIGN) else {
         // SAFETY: GIL held by callers.
         unsafe { PyErr_NoMemory() };
-        return Err(());
+        return Err(PyErrSet);
     };
     // SAFETY: non-zero size.
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
         // SAFETY: GIL held.
         unsafe { PyErr_NoMemory() };
-        return Err(());
+        return Err(PyErrSet);
     }
     Ok((p, n))
 }
@@ -317,7 +317,7 @@ fn free_block(p: *mut u8, n: usize) {
 }
 
 /// Shape + C strides block for `shape` (NULL for ndim 0) and the element count.
-fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), ()> {
+fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), PyErrSet> {
     // Both the element count and the largest stride (zero-size dimensions
     // count as 1 there) must stay within isize::MAX bytes.
     let too_large = || raise(util::value_error(), &format!("{what}: shape {} is too large", shape_text(shape)));
@@ -364,21 +364,18 @@ fn free_dims(dims: *mut i64, ndim: i32) {
 }
 
 /// Parse a shape argument: an int or a sequence of ints, each >= 0.
-fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
+fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, PyErrSet> {
     // SAFETY: GIL held; obj live.
     unsafe {
-        let one = |item: *mut PyObject| -> Result<i64, ()> {
-            let idx = Owned::new(PyNumber_Index(item)).map_err(|_| {
+        let one = |item: *mut PyObject| -> Result<i64, PyErrSet> {
+            let Ok(idx) = Owned::new(PyNumber_Index(item)) else {
                 PyErr_Clear();
-                let _ = raise::<()>(
-                    util::type_error(),
-                    &format!("{what}: dimensions must be integers, not {}", util::type_name(item)),
-                );
-            })?;
+                return raise(util::type_error(), &format!("{what}: dimensions must be integers, not {}", util::type_name(item)));
+            };
             let mut overflow = 0;
             let v = PyLong_AsLongLongAndOverflow(idx.0, &mut overflow);
             if v == -1 && !PyErr_Occurred().is_null() {
-                return Err(());
+                return Err(PyErrSet);
             }
             if overflow != 0 {
                 let text = Owned::new(PyObject_Str(idx.0)).ok().and_then(|s| util::str_of(s.0));

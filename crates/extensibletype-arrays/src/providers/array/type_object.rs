@@ -11,7 +11,7 @@ pub(super) unsafe extern "C" fn array_new(subtype: *mut PyTypeObject, args: *mut
 }
 
 /// `Array(shape, dtype="float64")`.
-pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut PyObject) -> Result<*mut PyObject, ()> {
+pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut PyObject) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held; CPython passes a tuple and a dict or NULL.
     unsafe {
         let nargs = PyTuple_Size(args);
@@ -76,9 +76,9 @@ pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, k
         let (dims, size) = make_dims(&shape, dtype.itemsize(), "Array()")?;
         let block = match alloc_block(size * dtype.itemsize()) {
             Ok(b) => b,
-            Err(()) => {
+            Err(PyErrSet) => {
                 free_dims(dims, shape.len() as i32);
-                return Err(());
+                return Err(PyErrSet);
             }
         };
         let alloc: allocfunc = core::mem::transmute(PyType_GetSlot(subtype, Py_tp_alloc));
@@ -86,7 +86,7 @@ pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, k
         if obj.is_null() {
             free_dims(dims, shape.len() as i32);
             free_block(block.0, block.1);
-            return Err(());
+            return Err(PyErrSet);
         }
         let a = data_ptr(obj);
         #[cfg(Py_3_12)]
@@ -124,7 +124,7 @@ pub(super) unsafe extern "C" fn array_dealloc(obj: *mut PyObject) {
 
 /// Create the `Array` type (metaclass `ExtensibleType`, slots
 /// acquire/release) and add it to `module`.
-pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
+pub(crate) fn create_type(module: *mut PyObject) -> Result<(), PyErrSet> {
     macro_rules! g {
         ($name:literal, $f:expr, $doc:literal) => {
             PyGetSetDef { name: $name.as_ptr(), get: Some($f), set: None, doc: $doc.as_ptr(), closure: ptr::null_mut() }
@@ -199,6 +199,6 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         settle_data_offset(tp.0)?;
         let tp = tp.into_ptr();
         ARRAY_TYPE.store(Py_NewRef(tp), Ordering::Release);
-        Ok(util::add(module, c"Array", tp)?)
+        util::add(module, c"Array", tp)
     }
 }

@@ -66,7 +66,7 @@ const NO_DLPACK: &str =
 ///
 /// # Safety
 /// The GIL is held; `tp` is a live type.
-pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable>, ()> {
+pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable>, PyErrSet> {
     // SAFETY: GIL held; tp is live; the table behind a capsule is static
     // for the producer's lifetime (the protocol).
     unsafe {
@@ -103,7 +103,7 @@ pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable
 ///
 /// # Safety
 /// The GIL is held; `tp` is a live type; no lock of this module is held.
-pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> Result<(), ()> {
+pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> Result<(), PyErrSet> {
     let acquire: AcquireFn = match (export, first) {
         (Export::C(api), false) => acquire_for(api),
         (Export::C(_), true) => dl_c_acquire_first,
@@ -282,7 +282,7 @@ fn refused_put(key: StateKey, reason: &str) {
 ///
 /// # Safety
 /// The GIL is held; `tp` is live.
-unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
+unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, PyErrSet> {
     let reason = std::ffi::CString::new(reason.replace('\0', "\\0")).expect("NULs replaced");
     // SAFETY: GIL held; the format's arguments match (%R an object, %s C strings).
     unsafe {
@@ -294,7 +294,7 @@ unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
             reason.as_ptr(),
         );
     }
-    Err(())
+    Err(PyErrSet)
 }
 
 // ---- the slow path -------------------------------------------------------------
@@ -306,7 +306,7 @@ unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
 /// # Safety
 /// The GIL is held (an attached thread state); `obj` is live; no lock of
 /// this module is held.
-pub(crate) unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), ()> {
+pub(crate) unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; obj (hence its type) is live.
     unsafe {
         let tp = Py_TYPE(obj).cast::<PyObject>();
@@ -361,13 +361,13 @@ unsafe fn under_a_base(tp: *mut PyObject) -> bool {
 ///
 /// # Safety
 /// The GIL is held; `base` is a live type.
-pub(crate) unsafe fn add_base(base: *mut PyObject) -> Result<bool, ()> {
+pub(crate) unsafe fn add_base(base: *mut PyObject) -> Result<bool, PyErrSet> {
     // SAFETY: GIL held; every object made here is owned.
     unsafe {
         let abc = Owned::new(PyImport_ImportModule(c"abc".as_ptr()))?;
         let meta = Owned::new(PyObject_GetAttrString(abc.0, c"ABCMeta".as_ptr()))?;
         let is_abc = match PyObject_IsInstance(base, meta.0) {
-            -1 => return Err(()),
+            -1 => return Err(PyErrSet),
             r => r == 1,
         };
         let subclasses = Owned::new(PyObject_CallMethod(
@@ -378,7 +378,7 @@ pub(crate) unsafe fn add_base(base: *mut PyObject) -> Result<bool, ()> {
         ))?;
         let n = PyList_Size(subclasses.0);
         if n < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         if !is_abc && n == 0 {
             return Ok(false);
@@ -560,7 +560,7 @@ pub(super) unsafe extern "C" fn py_adopted(_m: *mut PyObject, _unused: *mut PyOb
                 let list = Owned::new(PyList_New(0))?;
                 for t in &types {
                     if PyList_Append(list.0, t.0) < 0 {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                 }
                 let count = Owned::new(PyLong_FromSize_t(ADOPTIONS.load(Ordering::Relaxed)))?;

@@ -10,7 +10,7 @@ pub(super) fn array_type() -> *mut PyTypeObject {
 }
 
 /// Set a Python error from a table function (GIL held).
-pub(super) fn table_error<T>(exc: *mut PyObject, msg: &str) -> Result<T, ()> {
+pub(super) fn table_error<T>(exc: *mut PyObject, msg: &str) -> Result<T, PyErrSet> {
     raise(exc, msg)
 }
 
@@ -26,7 +26,7 @@ pub(super) unsafe extern "C" fn xapi_from_py(py_object: *mut c_void, out: *mut *
                     *out = mt.cast();
                     0
                 }
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -56,7 +56,7 @@ pub(super) unsafe extern "C" fn xapi_to_py(tensor: *mut DLManagedTensorVersioned
                     *out_py_object = o.cast();
                     0
                 }
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -104,7 +104,7 @@ pub(super) unsafe fn run_deleter(call: impl FnOnce()) {
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 /// The caller owns `mt`; it is consumed on every path.
-pub(super) unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject, ()> {
+pub(super) unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held; mt is ours until its deleter runs.
     unsafe {
         if mt.is_null() {
@@ -207,13 +207,13 @@ pub(super) unsafe extern "C" fn xapi_allocator(
     // SAFETY: the GIL is taken for the Python calls; prototype is readable.
     unsafe {
         let gil = PyGILState_Ensure();
-        let r = guard(Err(()), || alloc_impl(&*prototype));
+        let r = guard(Err(PyErrSet), || alloc_impl(&*prototype));
         let rc = match r {
             Ok(mt) => {
                 *out = mt;
                 0
             }
-            Err(()) => {
+            Err(PyErrSet) => {
                 report_to(error_ctx, set_error);
                 -1
             }
@@ -227,7 +227,7 @@ pub(super) unsafe extern "C" fn xapi_allocator(
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn alloc_impl(p: &DLTensor) -> Result<*mut DLManagedTensorVersioned, ()> {
+pub(super) unsafe fn alloc_impl(p: &DLTensor) -> Result<*mut DLManagedTensorVersioned, PyErrSet> {
     // SAFETY: GIL held; p's shape holds ndim values.
     unsafe {
         if p.device.device_type != KDL_CPU {
@@ -280,7 +280,7 @@ pub(crate) static EXCHANGE_API: DLPackExchangeAPI = DLPackExchangeAPI {
 ///
 /// # Safety
 /// GIL held; `tp` is the Array type.
-pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), ()> {
+pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: the table is static and never written (the capsule's pointer
     // is *mut by API only).
     unsafe {
@@ -290,7 +290,7 @@ pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), ()> {
             None,
         ))?;
         if PyObject_SetAttrString(tp, ATTR_EXCHANGE_API.as_ptr(), cap.0) < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(())
     }

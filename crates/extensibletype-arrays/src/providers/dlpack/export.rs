@@ -131,7 +131,7 @@ pub(super) unsafe fn copy_c_order(src: &ArrayView, dst: *mut u8) {
 ///
 /// # Safety
 /// GIL held; `obj` alive; [`runtime::import`] done.
-pub(crate) unsafe fn export(obj: *mut PyObject, req: Request) -> Result<(*mut c_void, bool), ()> {
+pub(crate) unsafe fn export(obj: *mut PyObject, req: Request) -> Result<(*mut c_void, bool), PyErrSet> {
     // SAFETY: GIL held; the view stays in the boxed Export (fixed address)
     // from acquire to release.
     unsafe {
@@ -318,7 +318,7 @@ pub(super) unsafe extern "C" fn capsule_destructor(cap: *mut PyObject) {
 ///
 /// # Safety
 /// As [`export()`].
-pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<*mut PyObject, ()> {
+pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: forwarded; on capsule failure the tensor is deleted here.
     unsafe {
         let (mt, versioned) = export(obj, req)?;
@@ -330,7 +330,7 @@ pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<
             } else {
                 deleter_legacy(mt.cast());
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(cap)
     }
@@ -346,7 +346,7 @@ pub(super) unsafe fn parse_request(
     args: *const *mut PyObject,
     nargs: Py_ssize_t,
     kwnames: *mut PyObject,
-) -> Result<Request, ()> {
+) -> Result<Request, PyErrSet> {
     // SAFETY: GIL held; fastcall arguments as CPython passes them.
     unsafe {
         let mut req = Request { max_version: None, dl_device: None, copy: None, stream_given: false };
@@ -360,18 +360,18 @@ pub(super) unsafe fn parse_request(
             match key.as_str() {
                 "stream" => req.stream_given = !none,
                 "max_version" if !none => {
-                    let pair = int_pair(v).ok_or(()).or_else(|()| {
-                        raise(util::type_error(), &format!("{func}: max_version must be a (major, minor) tuple of ints"))
-                    })?;
+                    let Some(pair) = int_pair(v) else {
+                        return raise(util::type_error(), &format!("{func}: max_version must be a (major, minor) tuple of ints"));
+                    };
                     if pair.0 < 0 || pair.1 < 0 {
                         return raise(util::value_error(), &format!("{func}: negative max_version"));
                     }
                     req.max_version = Some((pair.0.min(u32::MAX as i64) as u32, pair.1.min(u32::MAX as i64) as u32));
                 }
                 "dl_device" if !none => {
-                    let pair = int_pair(v).ok_or(()).or_else(|()| {
-                        raise(util::type_error(), &format!("{func}: dl_device must be a (device_type, device_id) tuple of ints"))
-                    })?;
+                    let Some(pair) = int_pair(v) else {
+                        return raise(util::type_error(), &format!("{func}: dl_device must be a (device_type, device_id) tuple of ints"));
+                    };
                     req.dl_device = Some(DLDevice { device_type: pair.0 as i32, device_id: pair.1 as i32 });
                 }
                 "copy" if !none => {
