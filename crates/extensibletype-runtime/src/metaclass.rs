@@ -23,7 +23,7 @@ use super::convert::{changes_from_mapping, Changes};
 use super::pyutil::{keep_forever, Owned, PendingError};
 use super::layout::{self, TypeData, TypeDataExt};
 use super::registry::{self, Target};
-use super::{guard, Error};
+use super::{guard, Error, PyErrSet};
 
 /// Create the metaclass; returns it (a new reference) and the table offset.
 ///
@@ -132,7 +132,7 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
             } else {
                 match own_value(cls.cast(), name) {
                     Ok(old) => old,
-                    Err(()) => return -1,
+                    Err(PyErrSet) => return -1,
                 }
             };
             if type_setattro(cls, name, value) < 0 {
@@ -173,7 +173,7 @@ unsafe extern "C" fn meta_setattro(cls: *mut PyObject, name: *mut PyObject, valu
 ///
 /// # Safety
 /// GIL held; `cls` is a live, ready type and `name` a live str.
-unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Option<Owned>, ()> {
+unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Option<Owned>, PyErrSet> {
     // SAFETY: the caller's contract.
     unsafe {
         let dict = Owned::new(layout::own_dict(cls))?;
@@ -183,7 +183,7 @@ unsafe fn own_value(cls: *mut PyTypeObject, name: *mut PyObject) -> Result<Optio
                 PyErr_Clear();
                 return Ok(None);
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(Some(Owned(value)))
     }
