@@ -328,24 +328,29 @@ unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, PyErrSe
 }
 
 fn info_dict(v: &ArrayView) -> Result<*mut PyObject, PyErrSet> {
-    // SAFETY: GIL held.
-    unsafe {
-        let d = Owned::new(PyDict_New())?;
-        let set = |k: &CStr, val: *mut PyObject| -> Result<(), PyErrSet> {
-            let val = Owned::new(val)?;
-            if PyDict_SetItemString(d.0, k.as_ptr(), val.0) < 0 {
-                return Err(PyErrSet);
-            }
-            Ok(())
-        };
-        let ints = |xs: &[i64]| -> *mut PyObject {
+    // SAFETY: GIL held by every caller.
+    let d = Owned::new(unsafe { PyDict_New() })?;
+    let set = |k: &CStr, val: *mut PyObject| -> Result<(), PyErrSet> {
+        let val = Owned::new(val)?;
+        // SAFETY: GIL held; d is a dict, val owned (the dict takes its own reference).
+        if unsafe { PyDict_SetItemString(d.0, k.as_ptr(), val.0) } < 0 {
+            return Err(PyErrSet);
+        }
+        Ok(())
+    };
+    let ints = |xs: &[i64]| -> *mut PyObject {
+        // SAFETY: GIL held; i below the new tuple's size; SetItem steals the int.
+        unsafe {
             let t = PyTuple_New(xs.len() as Py_ssize_t);
             for (i, &x) in xs.iter().enumerate() {
                 PyTuple_SetItem(t, i as Py_ssize_t, PyLong_FromLongLong(x));
             }
             t
-        };
-        let name = v.dtype.name();
+        }
+    };
+    let name = v.dtype.name();
+    // SAFETY: GIL held; each new object goes to `set`, which owns it (NULL: raised).
+    unsafe {
         set(c"version", PyLong_FromUnsignedLong(v.version as _))?;
         set(c"data", PyLong_FromVoidPtr(v.data))?;
         set(c"ndim", PyLong_FromLong(v.ndim as _))?;
@@ -358,17 +363,18 @@ fn info_dict(v: &ArrayView) -> Result<*mut PyObject, PyErrSet> {
         set(c"itemsize", PyLong_FromSize_t(v.itemsize()))?;
         set(c"device", ints(&[v.device.device_type as i64, v.device.device_id as i64]))?;
         set(c"flags", PyLong_FromUnsignedLong(v.flags as _))?;
-        for (k, bit) in [
-            (c"readonly", abi::READONLY),
-            (c"c_contiguous", abi::C_CONTIGUOUS),
-            (c"f_contiguous", abi::F_CONTIGUOUS),
-            (c"aligned", abi::ALIGNED),
-            (c"byteswapped", abi::BYTESWAPPED),
-        ] {
-            set(k, PyBool_FromLong((v.flags & bit != 0) as _))?;
-        }
-        Ok(d.into_ptr())
     }
+    for (k, bit) in [
+        (c"readonly", abi::READONLY),
+        (c"c_contiguous", abi::C_CONTIGUOUS),
+        (c"f_contiguous", abi::F_CONTIGUOUS),
+        (c"aligned", abi::ALIGNED),
+        (c"byteswapped", abi::BYTESWAPPED),
+    ] {
+        // SAFETY: GIL held.
+        set(k, unsafe { PyBool_FromLong((v.flags & bit != 0) as _) })?;
+    }
+    Ok(d.into_ptr())
 }
 
 /// The consumers' method table entries.

@@ -251,59 +251,71 @@ pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObje
 
 pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
-        // SAFETY: GIL held; obj is an Array. Under the lock, no acquire or
-        // getbuffer can run, and exports == 0 means nobody holds the memory.
-        unsafe {
-            let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
-            let a = data_ptr(obj);
-            let r = locked(obj, || -> Result<(), PyErrSet> {
-                let refuse = |n: isize| {
-                    raise(
-                        util::buffer_error(),
-                        &format!(
-                            "Array.resize(): cannot resize an Array while it has {n} exported view(s) or buffer(s)"
-                        ),
-                    )
-                };
-                if (*a).exported() != 0 {
-                    return refuse((*a).exported());
-                }
-                let itemsize = (*a).dtype.itemsize();
-                let (dims, size) = make_dims(&new_shape, itemsize, "Array.resize()")?;
-                let (block, bytes) = match alloc_block(size * itemsize) {
-                    Ok(b) => b,
-                    Err(PyErrSet) => {
-                        free_dims(dims, new_shape.len() as i32);
-                        return Err(PyErrSet);
-                    }
-                };
-                if !(*a).claim_for_resize() {
-                    // An export started since the check (free-threaded).
-                    free_dims(dims, new_shape.len() as i32);
-                    free_block(block, bytes);
-                    return refuse((*a).exported().max(1));
-                }
-                // Flat C-order contents are kept (as ndarray.resize): the
-                // common prefix is copied, the rest stays zero.
-                ptr::copy_nonoverlapping((*a).data, block, (*a).nbytes().min(size * itemsize));
-                let (old_data, old_bytes, old_dims, old_ndim) = ((*a).data, (*a).alloc_bytes, (*a).dims, (*a).ndim);
-                (*a).data = block;
-                (*a).alloc_bytes = bytes;
-                (*a).dims = dims;
-                (*a).ndim = new_shape.len() as i32;
-                (*a).size = size;
-                (*a).flags = view_flags(&*a);
-                (*a).end_resize();
-                free_block(old_data, old_bytes);
-                free_dims(old_dims, old_ndim);
-                Ok(())
-            });
-            match r {
-                Ok(()) => Py_NewRef(Py_None()),
-                Err(PyErrSet) => ptr::null_mut(),
-            }
+        let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
+        // SAFETY: GIL held; obj is an Array (a method of its type); run in
+        // obj's critical section.
+        match locked(obj, || unsafe { resize_locked(obj, &new_shape) }) {
+            // SAFETY: GIL held.
+            Ok(()) => unsafe { Py_NewRef(Py_None()) },
+            Err(PyErrSet) => ptr::null_mut(),
         }
     })
+}
+
+/// `Array.resize(shape)`: new memory and dims, the flat C-order contents kept.
+///
+/// # Safety
+/// GIL held; `obj` is an Array; called inside `locked(obj, ..)`, so no
+/// acquire or getbuffer runs meanwhile, and `exports == 0` means nobody
+/// holds the memory.
+unsafe fn resize_locked(obj: *mut PyObject, new_shape: &[i64]) -> Result<(), PyErrSet> {
+    let a = data_ptr(obj);
+    let refuse = |n: isize| {
+        raise(
+            util::buffer_error(),
+            &format!("Array.resize(): cannot resize an Array while it has {n} exported view(s) or buffer(s)"),
+        )
+    };
+    // SAFETY: obj is an Array: `a` is its live instance data.
+    let (exported, itemsize) = unsafe { ((*a).exported(), (*a).dtype.itemsize()) };
+    if exported != 0 {
+        return refuse(exported);
+    }
+    let (dims, size) = make_dims(new_shape, itemsize, "Array.resize()")?;
+    let (block, bytes) = match alloc_block(size * itemsize) {
+        Ok(b) => b,
+        Err(PyErrSet) => {
+            free_dims(dims, new_shape.len() as i32);
+            return Err(PyErrSet);
+        }
+    };
+    // SAFETY: as above.
+    if !unsafe { (*a).claim_for_resize() } {
+        // An export started since the check (free-threaded).
+        free_dims(dims, new_shape.len() as i32);
+        free_block(block, bytes);
+        // SAFETY: as above.
+        return refuse(unsafe { (*a).exported() }.max(1));
+    }
+    // SAFETY: claimed, so nobody reads or holds the memory and dims until
+    // end_resize; `block` holds size * itemsize bytes, the old data nbytes().
+    let (old_data, old_bytes, old_dims, old_ndim) = unsafe {
+        // Flat C-order contents are kept (as ndarray.resize): the common
+        // prefix is copied, the rest stays zero.
+        ptr::copy_nonoverlapping((*a).data, block, (*a).nbytes().min(size * itemsize));
+        let old = ((*a).data, (*a).alloc_bytes, (*a).dims, (*a).ndim);
+        (*a).data = block;
+        (*a).alloc_bytes = bytes;
+        (*a).dims = dims;
+        (*a).ndim = new_shape.len() as i32;
+        (*a).size = size;
+        (*a).flags = view_flags(&*a);
+        (*a).end_resize();
+        old
+    };
+    free_block(old_data, old_bytes);
+    free_dims(old_dims, old_ndim);
+    Ok(())
 }
 
 pub(super) unsafe extern "C" fn array_repr(obj: *mut PyObject) -> *mut PyObject {

@@ -365,50 +365,62 @@ fn free_dims(dims: *mut i64, ndim: i32) {
 
 /// Parse a shape argument: an int or a sequence of ints, each >= 0.
 fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, PyErrSet> {
-    // SAFETY: GIL held; obj live.
-    unsafe {
-        let one = |item: *mut PyObject| -> Result<i64, PyErrSet> {
-            let Ok(idx) = Owned::new(PyNumber_Index(item)) else {
-                PyErr_Clear();
-                return raise(util::type_error(), &format!("{what}: dimensions must be integers, not {}", util::type_name(item)));
-            };
-            let mut overflow = 0;
-            let v = PyLong_AsLongLongAndOverflow(idx.0, &mut overflow);
-            if v == -1 && !PyErr_Occurred().is_null() {
-                return Err(PyErrSet);
-            }
-            if overflow != 0 {
-                let text = Owned::new(PyObject_Str(idx.0)).ok().and_then(|s| util::str_of(s.0));
-                let text = text.unwrap_or_else(|| "?".into());
-                return if overflow < 0 {
-                    raise(util::value_error(), &format!("{what}: negative dimension {text}"))
-                } else {
-                    raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
-                };
-            }
-            if v < 0 {
-                return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
-            }
-            Ok(v)
-        };
-        if PyLong_Check(obj) != 0
-            || PyObject_HasAttrString(obj, c"__index__".as_ptr()) != 0 && PySequence_Check(obj) == 0
-        {
-            return Ok(vec![one(obj)?]);
-        }
-        if PySequence_Check(obj) == 0 || PyUnicode_Check(obj) != 0 || PyBytes_Check(obj) != 0 {
-            return raise(
-                util::type_error(),
-                &format!("{what}: shape must be an int or a sequence of ints, not {}", util::type_name(obj)),
-            );
-        }
-        let seq = Owned::new(PySequence_Tuple(obj))?;
-        let n = PyTuple_Size(seq.0);
-        if n as usize > MAX_NDIM {
-            return raise(util::value_error(), &format!("{what}: at most {MAX_NDIM} dimensions, got {n}"));
-        }
-        (0..n).map(|i| one(PyTuple_GetItem(seq.0, i))).collect()
+    // SAFETY: GIL held by every caller; obj live.
+    let scalar = unsafe {
+        PyLong_Check(obj) != 0 || PyObject_HasAttrString(obj, c"__index__".as_ptr()) != 0 && PySequence_Check(obj) == 0
+    };
+    if scalar {
+        return Ok(vec![parse_dim(obj, what)?]);
     }
+    // SAFETY: as above.
+    if unsafe { PySequence_Check(obj) == 0 || PyUnicode_Check(obj) != 0 || PyBytes_Check(obj) != 0 } {
+        // SAFETY: as above.
+        let name = unsafe { util::type_name(obj) };
+        return raise(util::type_error(), &format!("{what}: shape must be an int or a sequence of ints, not {name}"));
+    }
+    // SAFETY: as above; the new tuple is owned.
+    let seq = Owned::new(unsafe { PySequence_Tuple(obj) })?;
+    // SAFETY: GIL held; seq is a tuple.
+    let n = unsafe { PyTuple_Size(seq.0) };
+    if n as usize > MAX_NDIM {
+        return raise(util::value_error(), &format!("{what}: at most {MAX_NDIM} dimensions, got {n}"));
+    }
+    // SAFETY: GIL held; i < n, the items borrowed from seq, alive meanwhile.
+    (0..n).map(|i| parse_dim(unsafe { PyTuple_GetItem(seq.0, i) }, what)).collect()
+}
+
+/// One dimension of a shape: an integer (`__index__`) >= 0.
+fn parse_dim(item: *mut PyObject, what: &str) -> Result<i64, PyErrSet> {
+    // SAFETY: GIL held by every caller; item live; the new int is owned.
+    let Ok(idx) = Owned::new(unsafe { PyNumber_Index(item) }) else {
+        // SAFETY: GIL held; item live.
+        let name = unsafe {
+            PyErr_Clear();
+            util::type_name(item)
+        };
+        return raise(util::type_error(), &format!("{what}: dimensions must be integers, not {name}"));
+    };
+    let mut overflow = 0;
+    // SAFETY: GIL held; idx is an int.
+    let v = unsafe { PyLong_AsLongLongAndOverflow(idx.0, &mut overflow) };
+    // SAFETY: GIL held.
+    if v == -1 && unsafe { !PyErr_Occurred().is_null() } {
+        return Err(PyErrSet);
+    }
+    if overflow != 0 {
+        // SAFETY: GIL held; idx live; the new str is owned.
+        let text = Owned::new(unsafe { PyObject_Str(idx.0) }).ok().and_then(|s| util::str_of(s.0));
+        let text = text.unwrap_or_else(|| "?".into());
+        return if overflow < 0 {
+            raise(util::value_error(), &format!("{what}: negative dimension {text}"))
+        } else {
+            raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
+        };
+    }
+    if v < 0 {
+        return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
+    }
+    Ok(v)
 }
 
 // ---- DLPack (the exchange table's non-owning fill) ---------------------------

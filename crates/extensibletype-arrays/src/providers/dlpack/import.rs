@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use super::plan::check_tensor;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// `view.internal[0]` holds the managed tensor; bit 0 set: legacy.
@@ -14,48 +15,59 @@ pub(super) const LEGACY_TAG: usize = 1;
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), PyErrSet> {
-    // SAFETY: t is a live tensor (shape/strides hold ndim values).
-    unsafe {
-        if fill_small(t, flags, v) {
-            return Ok(());
-        }
-        if t.ndim < 0 || t.ndim as usize > crate::consumers::nd::MAX {
-            return raise(util::buffer_error(), &format!("DLPack tensor with {} dimensions", t.ndim));
-        }
-        if t.dtype.bits % 8 != 0 || t.dtype.lanes == 0 {
-            return raise(util::buffer_error(), &format!("DLPack dtype {} is not whole bytes", t.dtype.name()));
-        }
-        let n = t.ndim as usize;
-        if n > 0 && t.shape.is_null() {
-            return raise(util::buffer_error(), "DLPack tensor with ndim > 0 and no shape");
-        }
-        let itemsize = t.dtype.itemsize() as i64;
-        let shape_at = |k: usize| *t.shape.add(k);
-        // NULL strides (DLPack < 1.2 producers): C-contiguous, computed in
-        // place (no allocation on an acquire).
-        let c_stride = |k: usize| ((k + 1)..n).fold(1i64, |s, j| s.wrapping_mul(shape_at(j).max(1)));
-        let stride_at = |k: usize| itemsize.wrapping_mul(if t.strides.is_null() { c_stride(k) } else { *t.strides.add(k) });
-        v.version = abi::VERSION;
-        v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
-        v.ndim = n as i32;
-        v.dtype = t.dtype;
-        v.reserved = 0;
-        v.device = t.device;
-        v.owner = ptr::null_mut();
-        if n <= abi::SCRATCH / 2 {
-            v.store_dims_in_scratch((0..n).map(shape_at), (0..n).map(stride_at));
-        } else {
-            *heap = (0..n).map(shape_at).chain((0..n).map(stride_at)).collect();
-            v.shape = heap.as_mut_ptr();
-            v.strides = heap.as_mut_ptr().add(n);
-        }
-        let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
-        let aligned = (v.data as usize as i64) % align == 0
-            && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
-        v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 } | if aligned { abi::ALIGNED } else { 0 };
-        v.set_contiguity();
-        Ok(())
+    // SAFETY: t is a live tensor (this function's contract).
+    if unsafe { fill_small(t, flags, v) } {
+        return Ok(());
     }
+    let n = match check_tensor(t) {
+        Ok(n) => n,
+        Err(msg) => return raise(util::buffer_error(), &msg),
+    };
+    // SAFETY: t is live: its shape (non-NULL for n > 0, checked) and its
+    // strides (if not NULL) hold n values.
+    let (shape, strides) = unsafe { tensor_dims(t, n) };
+    let itemsize = t.dtype.itemsize() as i64;
+    // NULL strides (DLPack < 1.2 producers): C-contiguous, computed in
+    // place (no allocation on an acquire).
+    let c_stride = |k: usize| ((k + 1)..n).fold(1i64, |s, j| s.wrapping_mul(shape[j].max(1)));
+    let stride_at = |k: usize| itemsize.wrapping_mul(strides.map_or_else(|| c_stride(k), |s| s[k]));
+    v.version = abi::VERSION;
+    v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
+    v.ndim = n as i32;
+    v.dtype = t.dtype;
+    v.reserved = 0;
+    v.device = t.device;
+    v.owner = ptr::null_mut();
+    if n <= abi::SCRATCH / 2 {
+        // SAFETY: the caller's view stays put while filled (array.v1);
+        // n <= SCRATCH / 2.
+        unsafe { v.store_dims_in_scratch(shape.iter().copied(), (0..n).map(stride_at)) };
+    } else {
+        *heap = shape.iter().copied().chain((0..n).map(stride_at)).collect();
+        v.shape = heap.as_mut_ptr();
+        v.strides = heap.as_mut_ptr().wrapping_add(n);
+    }
+    let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
+    let aligned = (v.data as usize as i64) % align == 0
+        && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
+    v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 } | if aligned { abi::ALIGNED } else { 0 };
+    v.set_contiguity();
+    Ok(())
+}
+
+/// A tensor's shape and strides (None: NULL, C-contiguous) as slices.
+///
+/// # Safety
+/// `t` is live with `ndim == n`, its shape non-NULL when `n > 0`.
+unsafe fn tensor_dims(t: &DLTensor, n: usize) -> (&[i64], Option<&[i64]>) {
+    if n == 0 {
+        return (&[], None);
+    }
+    // SAFETY: the caller's contract.
+    let shape = unsafe { core::slice::from_raw_parts(t.shape, n) };
+    // SAFETY: as above; strides checked non-NULL.
+    let strides = (!t.strides.is_null()).then(|| unsafe { core::slice::from_raw_parts(t.strides, n) });
+    (shape, strides)
 }
 
 /// [`fill_from_tensor`] for the common case, in one pass and without

@@ -18,7 +18,8 @@
 //! Every deleter made here takes the GIL itself (it releases an array.v1
 //! view and a reference) and does nothing once the interpreter is gone.
 //!
-//! Files: `export.rs` (array.v1 -> DLPack), `exchange.rs` (Array's
+//! Files: `export.rs` (array.v1 -> DLPack), `plan.rs` (the checks of an
+//! export and an import, pure), `exchange.rs` (Array's
 //! `DLPackExchangeAPI`), `import.rs` (DLPack -> array.v1), `adopt.rs`
 //! (import without registration, on a miss), `bench.rs`
 //! (`_bench_dlpack_cost`, feature `hooks`); this file holds the shared
@@ -40,6 +41,7 @@ mod adopt;
 mod exchange;
 mod export;
 mod import;
+pub(crate) mod plan;
 #[cfg(feature = "hooks")]
 mod bench;
 
