@@ -16,7 +16,7 @@
 //! | folder | role |
 //! |---|---|
 //! | `abi/` | the ABI: `mod.rs` the view struct, keys, ids, flags; `dlpack.rs` DLPack 1.3 |
-//! | `providers/` | types that hand out views: `array/` (the `Array` type: instance data, exports, methods, type object), `numpy.rs`, `buffer.rs`, `dlpack/` (export, exchange table, import) |
+//! | `providers/` | types that hand out views: `array/` (the `Array` type: instance data, exports, methods, type object), `numpy.rs`, `buffer.rs`, `dlpack/` (export, its pure checks in `plan.rs`, exchange table, import) |
 //! | `consumers/` | code that reads views: `nd.rs` (n-d iteration), `kernels/` (loops, ISA dispatch), `par.rs` (threads) |
 //! | `python/` | the `_arrays` functions: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `hooks/` (test and bench hooks) |
 //!

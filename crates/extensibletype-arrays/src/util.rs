@@ -5,13 +5,12 @@ use core::ptr;
 use pyo3_ffi::*;
 
 pub(crate) use crate::runtime::pyutil::{add, guard, type_name, Owned};
+pub(crate) use crate::runtime::PyErrSet;
 
-/// Set `exc` with a Rust-formatted message; returns `Err(())`.
-pub(crate) fn raise<T>(exc: *mut PyObject, msg: &str) -> Result<T, ()> {
-    let msg = std::ffi::CString::new(msg.replace('\0', "\\0")).expect("NULs replaced");
+/// Set `exc(msg)` with [`PyErrSet::raise`]; returns `Err(PyErrSet)`.
+pub(crate) fn raise<T>(exc: *mut PyObject, msg: &str) -> Result<T, PyErrSet> {
     // SAFETY: GIL held by every caller; exc is an exception type.
-    unsafe { PyErr_SetString(exc, msg.as_ptr()) };
-    Err(())
+    Err(unsafe { PyErrSet::raise(exc, msg) })
 }
 
 /// The exception types, read at call time (statics of the interpreter).
@@ -33,7 +32,7 @@ pub(crate) fn index_error() -> *mut PyObject {
 }
 
 /// `Ok(ptr)` as a new reference for CPython, or NULL with the exception set.
-pub(crate) fn ret(r: Result<*mut PyObject, ()>) -> *mut PyObject {
+pub(crate) fn ret(r: Result<*mut PyObject, PyErrSet>) -> *mut PyObject {
     r.unwrap_or(ptr::null_mut())
 }
 

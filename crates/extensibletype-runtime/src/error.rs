@@ -56,19 +56,6 @@ impl PyErrSet {
     }
 }
 
-/// For code that still spells "an exception is set" as `Err(())`
-/// (CPython's convention in private helpers): `?` converts both ways.
-impl From<()> for PyErrSet {
-    fn from((): ()) -> PyErrSet {
-        PyErrSet
-    }
-}
-
-/// See `From<()> for PyErrSet`.
-impl From<PyErrSet> for () {
-    fn from(_: PyErrSet) {}
-}
-
 /// Why slot definitions were refused, found by validation that needs no
 /// Python (the registry decides under its mutex, where no Python object may
 /// be made): always a `ValueError`, raised in one place by [`Invalid::raise`]
@@ -108,19 +95,5 @@ mod tests {
             Box::new(e)
         }
         assert_eq!(boxed(PyErrSet).to_string(), "a Python exception is set");
-        // The bridge for `Err(())`-style private helpers, both ways.
-        fn raw() -> Result<(), ()> {
-            Err(())
-        }
-        fn typed() -> Result<(), PyErrSet> {
-            raw()?;
-            Ok(())
-        }
-        fn untyped() -> Result<(), ()> {
-            typed()?;
-            Ok(())
-        }
-        assert_eq!(typed(), Err(PyErrSet));
-        assert_eq!(untyped(), Err(()));
     }
 }

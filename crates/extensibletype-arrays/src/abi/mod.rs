@@ -336,7 +336,7 @@ impl Provider {
                 return Ok(p);
             }
             if runtime::find(obj, ID_ACQUIRE).is_null() {
-                crate::providers::dlpack::adopt_on_miss(obj).map_err(|()| runtime::PyErrSet)?;
+                crate::providers::dlpack::adopt_on_miss(obj)?;
                 if let Some(p) = Provider::of(obj) {
                     return Ok(p);
                 }

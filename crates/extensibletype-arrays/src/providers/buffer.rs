@@ -21,7 +21,7 @@ use crate::abi::{self, DLDataType};
 #[cfg(feature = "python")]
 use crate::abi::ArrayView;
 #[cfg(feature = "python")]
-use crate::util::{self, guard, raise};
+use crate::util::{self, guard, raise, PyErrSet};
 
 /// DLPack type and byte-swapped flag of a struct-module format string
 /// with `itemsize` (None: not a single numeric element).
@@ -85,101 +85,127 @@ pub(crate) unsafe extern "C" fn buf_acquire(obj: *mut PyObject, request: c_int, 
         // SAFETY: the interface's contract (GIL held, reference to obj).
         match unsafe { acquire_impl(obj, request, &mut *view) } {
             Ok(()) => 0,
-            Err(()) => -1,
+            Err(PyErrSet) => -1,
         }
     })
 }
 
 #[cfg(feature = "python")]
-unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), ()> {
-    // SAFETY: GIL held; obj live; v is the consumer's view.
-    unsafe {
-        if (v.size as usize) < core::mem::size_of::<ArrayView>() {
-            return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)");
-        }
-        if request & !abi::REQ_ALL != 0 {
-            return raise(util::buffer_error(), &format!("unsupported array.v1 request flags {request:#x}"));
-        }
-        let mut state = Box::new(State { buf: Py_buffer::new() });
-        let mut flags = PyBUF_RECORDS_RO;
-        if request & abi::REQ_WRITABLE != 0 {
-            flags |= PyBUF_WRITABLE;
-        }
-        if PyObject_GetBuffer(obj, &mut state.buf, flags) < 0 {
-            return Err(());
-        }
-        // From here on, every error path releases the buffer.
-        struct Guard(Option<Box<State>>);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                if let Some(mut s) = self.0.take() {
-                    // SAFETY: obtained by PyObject_GetBuffer above; GIL held.
-                    unsafe { PyBuffer_Release(&mut s.buf) }
-                }
+/// See [`buf_acquire`].
+///
+/// # Safety
+/// GIL held; `obj` live; `v` the consumer's view.
+unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), PyErrSet> {
+    if (v.size as usize) < core::mem::size_of::<ArrayView>() {
+        return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)");
+    }
+    if request & !abi::REQ_ALL != 0 {
+        return raise(util::buffer_error(), &format!("unsupported array.v1 request flags {request:#x}"));
+    }
+    let mut state = Box::new(State { buf: Py_buffer::new() });
+    let mut flags = PyBUF_RECORDS_RO;
+    if request & abi::REQ_WRITABLE != 0 {
+        flags |= PyBUF_WRITABLE;
+    }
+    // SAFETY: GIL held, obj live; the buffer is released by `guard` below
+    // or, once handed out in internal[0], by buf_release.
+    if unsafe { PyObject_GetBuffer(obj, &mut state.buf, flags) } < 0 {
+        return Err(PyErrSet);
+    }
+    // From here on, every error path releases the buffer.
+    struct Guard(Option<Box<State>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(mut s) = self.0.take() {
+                // SAFETY: obtained by PyObject_GetBuffer above; GIL held.
+                unsafe { PyBuffer_Release(&mut s.buf) }
             }
         }
-        let mut guard = Guard(Some(state));
-        let b = &guard.0.as_ref().expect("set above").buf;
-        let name = util::type_name(obj);
-        if !b.suboffsets.is_null() {
-            return raise(util::buffer_error(), &format!("{name}: indirect (suboffsets) buffers are not supported"));
-        }
-        let format: &[u8] = if b.format.is_null() { b"B" } else { CStr::from_ptr(b.format).to_bytes() };
-        let Some((dtype, swapped)) = parse_format(format, b.itemsize as usize) else {
-            return raise(
-                util::type_error(),
-                &format!(
-                    "{name}: buffer format {:?} (itemsize {}) has no DLPack equivalent",
-                    String::from_utf8_lossy(format),
-                    b.itemsize
-                ),
-            );
-        };
-        let n = b.ndim.max(0) as usize;
-        // shape NULL happens only for ndim 0 with RECORDS requests; strides
-        // NULL would mean C-contiguous.
-        let shape_at = |k: usize| if b.shape.is_null() { 1 } else { *b.shape.add(k) as i64 };
-        let mut c_strides = vec![0i64; n];
-        let mut s = b.itemsize as i64;
-        for k in (0..n).rev() {
-            c_strides[k] = s;
-            s *= shape_at(k);
-        }
-        let stride_at = |k: usize| if b.strides.is_null() { c_strides[k] } else { *b.strides.add(k) as i64 };
-        v.version = abi::VERSION;
-        v.data = b.buf;
-        v.ndim = n as i32;
-        v.dtype = dtype;
-        v.reserved = 0;
-        v.device = abi::DLDevice::CPU;
-        v.owner = ptr::null_mut();
-        if n <= abi::SCRATCH / 2 {
-            v.store_dims_in_scratch((0..n).map(shape_at), (0..n).map(stride_at));
-            v.internal[1] = ptr::null_mut();
-        } else {
-            let block: Vec<i64> = (0..n).map(shape_at).chain((0..n).map(stride_at)).collect();
-            let block = Box::into_raw(block.into_boxed_slice()).cast::<i64>();
-            v.shape = block;
-            v.strides = block.add(n);
-            v.internal[1] = block.cast();
-        }
-        let align = alignment(dtype);
-        let aligned = (b.buf as usize as i64) % align == 0
-            && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
-        v.flags = if b.readonly != 0 { abi::READONLY } else { 0 }
-            | if aligned { abi::ALIGNED } else { 0 }
-            | if swapped { abi::BYTESWAPPED } else { 0 };
-        v.set_contiguity();
-        if let Err(why) = abi::check_request(request, v.flags) {
-            free_dims(v);
-            return raise(util::buffer_error(), &format!("{name}: {why}"));
-        }
-        v.internal[0] = Box::into_raw(guard.0.take().expect("set above")).cast();
-        Ok(())
     }
+    let mut guard = Guard(Some(state));
+    let b = &guard.0.as_ref().expect("set above").buf;
+    // SAFETY: GIL held; obj live.
+    let name = unsafe { util::type_name(obj) };
+    if !b.suboffsets.is_null() {
+        return raise(util::buffer_error(), &format!("{name}: indirect (suboffsets) buffers are not supported"));
+    }
+    // SAFETY: a filled buffer's format is NULL or a C string it owns.
+    let format: &[u8] = if b.format.is_null() { b"B" } else { unsafe { CStr::from_ptr(b.format) }.to_bytes() };
+    let Some((dtype, swapped)) = parse_format(format, b.itemsize as usize) else {
+        return raise(
+            util::type_error(),
+            &format!(
+                "{name}: buffer format {:?} (itemsize {}) has no DLPack equivalent",
+                String::from_utf8_lossy(format),
+                b.itemsize
+            ),
+        );
+    };
+    // SAFETY: a filled buffer without suboffsets (checked above).
+    let dims = unsafe { buffer_dims(b) };
+    let n = dims.len() / 2;
+    v.version = abi::VERSION;
+    v.data = b.buf;
+    v.ndim = n as i32;
+    v.dtype = dtype;
+    v.reserved = 0;
+    v.device = abi::DLDevice::CPU;
+    v.owner = ptr::null_mut();
+    if n <= abi::SCRATCH / 2 {
+        let (shape, strides) = dims.split_at(n);
+        // SAFETY: the consumer's view stays put until release (array.v1);
+        // n <= SCRATCH / 2.
+        unsafe { v.store_dims_in_scratch(shape.iter().copied(), strides.iter().copied()) };
+        v.internal[1] = ptr::null_mut();
+    } else {
+        // Freed by free_dims (a boxed slice of 2 * ndim values).
+        let block = Box::into_raw(dims.into_boxed_slice()).cast::<i64>();
+        v.shape = block;
+        v.strides = block.wrapping_add(n);
+        v.internal[1] = block.cast();
+    }
+    let align = alignment(dtype);
+    let aligned = (b.buf as usize as i64) % align == 0
+        && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
+    v.flags = if b.readonly != 0 { abi::READONLY } else { 0 }
+        | if aligned { abi::ALIGNED } else { 0 }
+        | if swapped { abi::BYTESWAPPED } else { 0 };
+    v.set_contiguity();
+    if let Err(why) = abi::check_request(request, v.flags) {
+        // SAFETY: the dims block (if any) was stored above, in this view.
+        unsafe { free_dims(v) };
+        return raise(util::buffer_error(), &format!("{name}: {why}"));
+    }
+    v.internal[0] = Box::into_raw(guard.0.take().expect("set above")).cast();
+    Ok(())
 }
 
 #[cfg(feature = "python")]
+/// A buffer's shape then its byte strides (`2 * ndim` values; C-contiguous
+/// strides when the buffer has none).
+///
+/// # Safety
+/// `b` is a filled buffer: `shape` NULL (only for ndim 0 with RECORDS
+/// requests) or `ndim` values, `strides` NULL (C-contiguous) or `ndim` values.
+unsafe fn buffer_dims(b: &Py_buffer) -> Vec<i64> {
+    let n = b.ndim.max(0) as usize;
+    let mut dims = vec![0i64; 2 * n];
+    let mut s = b.itemsize as i64;
+    for k in (0..n).rev() {
+        // SAFETY: k < ndim, the caller's contract.
+        dims[k] = if b.shape.is_null() { 1 } else { unsafe { *b.shape.add(k) as i64 } };
+        // SAFETY: as above.
+        dims[n + k] = if b.strides.is_null() { s } else { unsafe { *b.strides.add(k) as i64 } };
+        s *= dims[k];
+    }
+    dims
+}
+
+#[cfg(feature = "python")]
+/// Free the dims block of a view made by [`acquire_impl`] (if on the heap).
+///
+/// # Safety
+/// `v.internal[1]` is NULL or the block `acquire_impl` stored for this `ndim`.
 unsafe fn free_dims(v: &mut ArrayView) {
     let block = v.internal[1].cast::<i64>();
     if !block.is_null() {

@@ -13,5 +13,12 @@ pub(crate) mod array;
 pub(crate) mod buffer;
 #[cfg(feature = "python")]
 pub(crate) mod dlpack;
+/// Without Python only DLPack's pure part builds: the export plan, tested
+/// by `cargo test` with no Python.
+#[cfg(not(feature = "python"))]
+#[allow(dead_code)]
+pub(crate) mod dlpack {
+    pub(crate) mod plan;
+}
 #[cfg(feature = "python")]
 pub(crate) mod numpy;

@@ -29,7 +29,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType};
-use crate::util::{self, guard, raise};
+use crate::util::{self, guard, raise, PyErrSet};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
 /// after the object header, up to `flags` (the fields read here).
@@ -82,7 +82,7 @@ fn header_size() -> usize {
 /// abi3t: measure the object header (`object.__basicsize__`, which is
 /// `sizeof(PyObject)`) once, at module init, before any registration can
 /// use the mirror. Elsewhere nothing to do.
-pub(crate) fn settle_header_size() -> Result<(), ()> {
+pub(crate) fn settle_header_size() -> Result<(), PyErrSet> {
     #[cfg(all(Py_LIMITED_API, Py_GIL_DISABLED))]
     // SAFETY: GIL held (module init); PyBaseObject_Type is a live static type.
     unsafe {
@@ -92,7 +92,7 @@ pub(crate) fn settle_header_size() -> Result<(), ()> {
         ))?;
         let n = PyLong_AsSsize_t(size.0);
         if n == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         if n < 2 * core::mem::size_of::<*mut c_void>() as Py_ssize_t || n % 8 != 0 {
             return raise(util::value_error(), &format!("unexpected object.__basicsize__ {n}"));
@@ -162,88 +162,105 @@ pub(crate) unsafe extern "C" fn np_acquire(obj: *mut PyObject, request: c_int, v
     guard(-1, || {
         // SAFETY: registered on numpy.ndarray only after the mirror was
         // verified, so obj is an ndarray (or subclass) with this layout; the
-        // caller holds a reference and the GIL.
-        unsafe {
-            let v = &mut *view;
-            if (v.size as usize) < core::mem::size_of::<ArrayView>() {
-                return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)")
-                    .unwrap_or(-1);
-            }
-            let a = array_fields(obj);
-            let d = descr_fields(a.descr);
-            let Some((dtype, swapped)) = dl_of(d) else {
-                return raise(
-                    util::type_error(),
-                    &format!(
-                        "numpy dtype '{}' has no DLPack equivalent (array.v1 needs a numeric type)",
-                        d.type_ as u8 as char
-                    ),
-                )
-                .unwrap_or(-1);
-            };
-            let nf = a.flags;
-            let mut flags = if nf & NPY_ARRAY_WRITEABLE == 0 { abi::READONLY } else { 0 };
-            if nf & NPY_ARRAY_C_CONTIGUOUS != 0 {
-                flags |= abi::C_CONTIGUOUS;
-            }
-            if nf & NPY_ARRAY_F_CONTIGUOUS != 0 {
-                flags |= abi::F_CONTIGUOUS;
-            }
-            if nf & NPY_ARRAY_ALIGNED != 0 {
-                flags |= abi::ALIGNED;
-            }
-            if swapped {
-                flags |= abi::BYTESWAPPED;
-            }
-            if request != 0 {
-                if request & !abi::REQ_ALL != 0 {
-                    return raise(
-                        util::buffer_error(),
-                        &format!("numpy.ndarray: unsupported array.v1 request flags {request:#x}"),
-                    )
-                    .unwrap_or(-1);
-                }
-                if let Err(why) = abi::check_request(request, flags) {
-                    return raise(util::buffer_error(), &format!("numpy.ndarray: {why}")).unwrap_or(-1);
-                }
-            }
-            let nd = a.nd;
-            if !(0..=NPY_MAXDIMS).contains(&nd) {
-                return raise(util::value_error(), "numpy.ndarray: invalid ndim").unwrap_or(-1);
-            }
-            v.version = abi::VERSION;
-            v.data = a.data.cast();
-            v.ndim = nd;
-            v.flags = flags;
-            v.dtype = dtype;
-            v.reserved = 0;
-            v.device = abi::DLDevice::CPU;
-            let n = nd as usize;
-            if n <= abi::SCRATCH / 2 {
-                // Copy (see the module doc); npy_intp is i64 here.
-                let dims = core::slice::from_raw_parts(a.dimensions, n);
-                let strides = core::slice::from_raw_parts(a.strides, n);
-                for k in 0..n {
-                    v.scratch[k] = dims[k] as i64;
-                    v.scratch[n + k] = strides[k] as i64;
-                }
-                v.shape = v.scratch.as_mut_ptr();
-                v.strides = v.scratch.as_mut_ptr().add(n);
-                v.internal[0] = ptr::null_mut();
-            } else {
-                let mut block = Vec::with_capacity(2 * n);
-                block.extend(core::slice::from_raw_parts(a.dimensions, n).iter().map(|&x| x as i64));
-                block.extend(core::slice::from_raw_parts(a.strides, n).iter().map(|&x| x as i64));
-                let block = Box::into_raw(block.into_boxed_slice()).cast::<i64>();
-                v.shape = block;
-                v.strides = block.add(n);
-                v.internal[0] = block.cast();
-            }
-            // Pin the array (NumPy's resize refuses while others hold it).
-            v.owner = Py_NewRef(obj);
-            0
+        // caller holds a reference and the GIL, and passes its view.
+        match unsafe { acquire_impl(obj, request, &mut *view) } {
+            Ok(()) => 0,
+            Err(PyErrSet) => -1,
         }
     })
+}
+
+/// See [`np_acquire`].
+///
+/// # Safety
+/// GIL held; `obj` a live ndarray whose layout was verified (module doc);
+/// `v` the consumer's view.
+#[inline(always)]
+unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) -> Result<(), PyErrSet> {
+    if (v.size as usize) < core::mem::size_of::<ArrayView>() {
+        return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)");
+    }
+    // SAFETY: obj is a live, verified ndarray (this function's contract).
+    let a = unsafe { array_fields(obj) };
+    // SAFETY: a verified ndarray's descr is live and verified too.
+    let d = unsafe { descr_fields(a.descr) };
+    let Some((dtype, swapped)) = dl_of(d) else {
+        return raise(
+            util::type_error(),
+            &format!("numpy dtype '{}' has no DLPack equivalent (array.v1 needs a numeric type)", d.type_ as u8 as char),
+        );
+    };
+    let flags = view_flags(a.flags, swapped);
+    if request != 0 {
+        if request & !abi::REQ_ALL != 0 {
+            return raise(util::buffer_error(), &format!("numpy.ndarray: unsupported array.v1 request flags {request:#x}"));
+        }
+        if let Err(why) = abi::check_request(request, flags) {
+            return raise(util::buffer_error(), &format!("numpy.ndarray: {why}"));
+        }
+    }
+    let nd = a.nd;
+    if !(0..=NPY_MAXDIMS).contains(&nd) {
+        return raise(util::value_error(), "numpy.ndarray: invalid ndim");
+    }
+    v.version = abi::VERSION;
+    v.data = a.data.cast();
+    v.ndim = nd;
+    v.flags = flags;
+    v.dtype = dtype;
+    v.reserved = 0;
+    v.device = abi::DLDevice::CPU;
+    let n = nd as usize;
+    // npy_intp is i64 here. A 0-d array may have NULL dimensions/strides.
+    let (dims, strides): (&[isize], &[isize]) = if n == 0 {
+        (&[], &[])
+    } else {
+        // SAFETY: an ndarray with nd > 0 has nd dimensions and strides,
+        // alive while the caller's reference (then ours, `owner`) holds it.
+        unsafe { (core::slice::from_raw_parts(a.dimensions, n), core::slice::from_raw_parts(a.strides, n)) }
+    };
+    if n <= abi::SCRATCH / 2 {
+        // Copy (see the module doc).
+        for k in 0..n {
+            v.scratch[k] = dims[k] as i64;
+            v.scratch[n + k] = strides[k] as i64;
+        }
+        v.shape = v.scratch.as_mut_ptr();
+        v.strides = v.scratch.as_mut_ptr().wrapping_add(n);
+        v.internal[0] = ptr::null_mut();
+    } else {
+        let mut block = Vec::with_capacity(2 * n);
+        block.extend(dims.iter().map(|&x| x as i64));
+        block.extend(strides.iter().map(|&x| x as i64));
+        // Freed by np_release (a boxed slice of 2 * ndim values).
+        let block = Box::into_raw(block.into_boxed_slice()).cast::<i64>();
+        v.shape = block;
+        v.strides = block.wrapping_add(n);
+        v.internal[0] = block.cast();
+    }
+    // Pin the array (NumPy's resize refuses while others hold it).
+    // SAFETY: GIL held, obj live; np_release drops this reference.
+    v.owner = unsafe { Py_NewRef(obj) };
+    Ok(())
+}
+
+/// array.v1 flags of an ndarray with NumPy flags `nf`.
+#[inline(always)]
+fn view_flags(nf: c_int, swapped: bool) -> u32 {
+    let mut flags = if nf & NPY_ARRAY_WRITEABLE == 0 { abi::READONLY } else { 0 };
+    if nf & NPY_ARRAY_C_CONTIGUOUS != 0 {
+        flags |= abi::C_CONTIGUOUS;
+    }
+    if nf & NPY_ARRAY_F_CONTIGUOUS != 0 {
+        flags |= abi::F_CONTIGUOUS;
+    }
+    if nf & NPY_ARRAY_ALIGNED != 0 {
+        flags |= abi::ALIGNED;
+    }
+    if swapped {
+        flags |= abi::BYTESWAPPED;
+    }
+    flags
 }
 
 /// `extensibletype.array.v1:release` for `numpy.ndarray`.

@@ -13,7 +13,7 @@ use crate::consumers::kernels::{self, Elem};
 use crate::consumers::nd::Nd;
 use crate::consumers::par;
 use crate::runtime::pyutil::py_method;
-use crate::util::{self, guard, prefix_error, raise, ret, NoGil, Owned};
+use crate::util::{self, guard, prefix_error, raise, ret, NoGil, Owned, PyErrSet};
 
 /// Element count from which the kernels release the GIL (below it a
 /// release/re-acquire costs more than the loop).
@@ -28,7 +28,7 @@ enum Kind {
 }
 
 /// The kernel element type of a view, or TypeError.
-fn kind_of(v: &ArrayView, func: &str, arg: &str) -> Result<Kind, ()> {
+fn kind_of(v: &ArrayView, func: &str, arg: &str) -> Result<Kind, PyErrSet> {
     if v.device != abi::DLDevice::CPU {
         return raise(
             util::type_error(),
@@ -68,14 +68,14 @@ unsafe fn view_arg<R>(
     arg: &str,
     obj: *mut PyObject,
     request: c_int,
-    f: impl FnOnce(&ArrayView) -> Result<R, ()>,
-) -> Result<R, ()> {
+    f: impl FnOnce(&ArrayView) -> Result<R, PyErrSet>,
+) -> Result<R, PyErrSet> {
     // SAFETY: GIL held; obj is an argument of the running call (alive).
     match unsafe { with_view(obj, request, f) } {
         Ok(r) => r,
         Err(_) => {
             prefix_error(&format!("{func}: {arg}"));
-            Err(())
+            Err(PyErrSet)
         }
     }
 }
@@ -109,7 +109,7 @@ enum Out {
 }
 
 impl Out {
-    fn into_py(self) -> Result<*mut PyObject, ()> {
+    fn into_py(self) -> Result<*mut PyObject, PyErrSet> {
         // SAFETY: GIL held (the views are released, the GIL is back).
         let out = Owned::new(unsafe {
             match self {
@@ -145,7 +145,7 @@ unsafe extern "C" fn py_dot(_m: *mut PyObject, args: *mut *mut PyObject, nargs: 
     })
 }
 
-fn same_kind_and_shape(func: &str, vx: &ArrayView, vy: &ArrayView) -> Result<Kind, ()> {
+fn same_kind_and_shape(func: &str, vx: &ArrayView, vy: &ArrayView) -> Result<Kind, PyErrSet> {
     let kx = kind_of(vx, func, "x")?;
     let ky = kind_of(vy, func, "y")?;
     if kx != ky {
@@ -213,19 +213,19 @@ unsafe extern "C" fn py_axpy(_m: *mut PyObject, args: *mut *mut PyObject, nargs:
     })
 }
 
-fn float_arg(a: *mut PyObject) -> Result<f64, ()> {
+fn float_arg(a: *mut PyObject) -> Result<f64, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         let v = PyFloat_AsDouble(a);
         if v == -1.0 && !PyErr_Occurred().is_null() {
             prefix_error("axpy(): a");
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(v)
     }
 }
 
-fn int_arg(a: *mut PyObject) -> Result<i64, ()> {
+fn int_arg(a: *mut PyObject) -> Result<i64, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         if PyLong_Check(a) == 0 && PyObject_HasAttrString(a, c"__index__".as_ptr()) == 0 {
@@ -238,7 +238,7 @@ fn int_arg(a: *mut PyObject) -> Result<i64, ()> {
         let v = PyLong_AsLongLong(idx.0);
         if v == -1 && !PyErr_Occurred().is_null() {
             prefix_error("axpy(): a");
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(v)
     }
@@ -298,7 +298,7 @@ unsafe extern "C" fn py_view_info(_m: *mut PyObject, args: *mut *mut PyObject, n
 /// (never truncated: `2**32 + 1` is refused, not taken as `REQ_WRITABLE`).
 /// Unknown bits inside that range go to the provider, which refuses them
 /// with `BufferError` (the array.v1 contract).
-unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, ()> {
+unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, PyErrSet> {
     // SAFETY: GIL held; obj is a live argument.
     unsafe {
         if PyLong_Check(obj) == 0 || PyBool_Check(obj) != 0 {
@@ -310,7 +310,7 @@ unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, ()> {
         let mut overflow: c_int = 0;
         let r = PyLong_AsLongLongAndOverflow(obj, &mut overflow);
         if r == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         if overflow != 0 || !(0..=i64::from(c_int::MAX)).contains(&r) {
             let text = Owned::new(PyObject_Repr(obj)).ok().and_then(|s| util::str_of(s.0));
@@ -327,25 +327,30 @@ unsafe fn request_flags(obj: *mut PyObject, func: &str) -> Result<c_int, ()> {
     }
 }
 
-fn info_dict(v: &ArrayView) -> Result<*mut PyObject, ()> {
-    // SAFETY: GIL held.
-    unsafe {
-        let d = Owned::new(PyDict_New())?;
-        let set = |k: &CStr, val: *mut PyObject| -> Result<(), ()> {
-            let val = Owned::new(val)?;
-            if PyDict_SetItemString(d.0, k.as_ptr(), val.0) < 0 {
-                return Err(());
-            }
-            Ok(())
-        };
-        let ints = |xs: &[i64]| -> *mut PyObject {
+fn info_dict(v: &ArrayView) -> Result<*mut PyObject, PyErrSet> {
+    // SAFETY: GIL held by every caller.
+    let d = Owned::new(unsafe { PyDict_New() })?;
+    let set = |k: &CStr, val: *mut PyObject| -> Result<(), PyErrSet> {
+        let val = Owned::new(val)?;
+        // SAFETY: GIL held; d is a dict, val owned (the dict takes its own reference).
+        if unsafe { PyDict_SetItemString(d.0, k.as_ptr(), val.0) } < 0 {
+            return Err(PyErrSet);
+        }
+        Ok(())
+    };
+    let ints = |xs: &[i64]| -> *mut PyObject {
+        // SAFETY: GIL held; i below the new tuple's size; SetItem steals the int.
+        unsafe {
             let t = PyTuple_New(xs.len() as Py_ssize_t);
             for (i, &x) in xs.iter().enumerate() {
                 PyTuple_SetItem(t, i as Py_ssize_t, PyLong_FromLongLong(x));
             }
             t
-        };
-        let name = v.dtype.name();
+        }
+    };
+    let name = v.dtype.name();
+    // SAFETY: GIL held; each new object goes to `set`, which owns it (NULL: raised).
+    unsafe {
         set(c"version", PyLong_FromUnsignedLong(v.version as _))?;
         set(c"data", PyLong_FromVoidPtr(v.data))?;
         set(c"ndim", PyLong_FromLong(v.ndim as _))?;
@@ -358,17 +363,18 @@ fn info_dict(v: &ArrayView) -> Result<*mut PyObject, ()> {
         set(c"itemsize", PyLong_FromSize_t(v.itemsize()))?;
         set(c"device", ints(&[v.device.device_type as i64, v.device.device_id as i64]))?;
         set(c"flags", PyLong_FromUnsignedLong(v.flags as _))?;
-        for (k, bit) in [
-            (c"readonly", abi::READONLY),
-            (c"c_contiguous", abi::C_CONTIGUOUS),
-            (c"f_contiguous", abi::F_CONTIGUOUS),
-            (c"aligned", abi::ALIGNED),
-            (c"byteswapped", abi::BYTESWAPPED),
-        ] {
-            set(k, PyBool_FromLong((v.flags & bit != 0) as _))?;
-        }
-        Ok(d.into_ptr())
     }
+    for (k, bit) in [
+        (c"readonly", abi::READONLY),
+        (c"c_contiguous", abi::C_CONTIGUOUS),
+        (c"f_contiguous", abi::F_CONTIGUOUS),
+        (c"aligned", abi::ALIGNED),
+        (c"byteswapped", abi::BYTESWAPPED),
+    ] {
+        // SAFETY: GIL held.
+        set(k, unsafe { PyBool_FromLong((v.flags & bit != 0) as _) })?;
+    }
+    Ok(d.into_ptr())
 }
 
 /// The consumers' method table entries.

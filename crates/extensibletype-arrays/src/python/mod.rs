@@ -20,14 +20,14 @@ use crate::providers::array as array_type;
 use crate::providers::numpy;
 use crate::runtime;
 use crate::runtime::pyutil::new_module;
-use crate::util::{self, guard, raise, Owned};
+use crate::util::{self, guard, raise, Owned, PyErrSet};
 
 mod consumers;
 mod hooks;
 mod providers;
 
 /// Check a fastcall argument count.
-pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_ssize_t) -> Result<(), ()> {
+pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_ssize_t) -> Result<(), PyErrSet> {
     if (min..=max).contains(&nargs) {
         return Ok(());
     }
@@ -46,30 +46,44 @@ pub(crate) fn nargs_in(name: &str, nargs: Py_ssize_t, min: Py_ssize_t, max: Py_s
 pub fn register(core: *mut PyObject) -> c_int {
     guard(-1, || match create(core) {
         Ok(()) => 0,
-        Err(()) => -1,
+        Err(PyErrSet) => -1,
     })
 }
 
-fn create(core: *mut PyObject) -> Result<(), ()> {
+fn create(core: *mut PyObject) -> Result<(), PyErrSet> {
     let mut methods = consumers::methods();
     methods.extend(providers::methods());
     methods.extend(hooks::methods());
     methods.push(PyMethodDef::zeroed());
-    // SAFETY: GIL held during module init.
+    runtime::import()?;
+    numpy::settle_header_size()?;
+    let m = new_module(
+        c"extensibletype.arrays",
+        c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.",
+        methods,
+    )?;
+    // SAFETY: GIL held during module init; m is the new module.
+    unsafe { add_constants(m.0)? };
+    array_type::create_type(m.0)?;
+    crate::providers::dlpack::add_to_module(m.0)?;
+    // SAFETY: GIL held; m is live (util::add takes the new reference).
+    util::add(core, c"_arrays", unsafe { Py_NewRef(m.0) })
+}
+
+/// The keys, ids, flags, thresholds and view layout (`VIEW_SIZE`,
+/// `VIEW_LAYOUT`) of `_arrays`.
+///
+/// # Safety
+/// GIL held; `m` is a live module.
+unsafe fn add_constants(m: *mut PyObject) -> Result<(), PyErrSet> {
+    // SAFETY: GIL held; util::add takes each new object (or NULL: raises).
     unsafe {
-        runtime::import()?;
-        numpy::settle_header_size()?;
-        let m = new_module(
-            c"extensibletype.arrays",
-            c"Duck-typed arrays over extensibletype slots (array.v1); see extensibletype.arrays.",
-            methods,
-        )?;
         let s = |v: &CStr| PyUnicode_FromString(v.as_ptr());
-        util::add(m.0, c"KEY_ACQUIRE", s(abi::KEY_ACQUIRE))?;
-        util::add(m.0, c"KEY_RELEASE", s(abi::KEY_RELEASE))?;
-        util::add(m.0, c"ID_ACQUIRE", PyLong_FromUnsignedLongLong(abi::ID_ACQUIRE))?;
-        util::add(m.0, c"ID_RELEASE", PyLong_FromUnsignedLongLong(abi::ID_RELEASE))?;
-        util::add(m.0, c"VERSION", PyLong_FromLong(abi::VERSION as _))?;
+        util::add(m, c"KEY_ACQUIRE", s(abi::KEY_ACQUIRE))?;
+        util::add(m, c"KEY_RELEASE", s(abi::KEY_RELEASE))?;
+        util::add(m, c"ID_ACQUIRE", PyLong_FromUnsignedLongLong(abi::ID_ACQUIRE))?;
+        util::add(m, c"ID_RELEASE", PyLong_FromUnsignedLongLong(abi::ID_RELEASE))?;
+        util::add(m, c"VERSION", PyLong_FromLong(abi::VERSION as _))?;
         for (name, v) in [
             (c"READONLY", abi::READONLY as i64),
             (c"C_CONTIGUOUS", abi::C_CONTIGUOUS as i64),
@@ -83,21 +97,22 @@ fn create(core: *mut PyObject) -> Result<(), ()> {
             (c"PAR_MIN", par::PAR_MIN as i64),
             (c"NPY_ARRAY_BASICSIZE", numpy::npy_array_basicsize() as i64),
         ] {
-            util::add(m.0, name, PyLong_FromLongLong(v))?;
+            util::add(m, name, PyLong_FromLongLong(v))?;
         }
-        let (fields, size) = abi::layout();
-        util::add(m.0, c"VIEW_SIZE", PyLong_FromSize_t(size))?;
+    }
+    let (fields, size) = abi::layout();
+    // SAFETY: GIL held; util::add takes the new int (or NULL: raises).
+    util::add(m, c"VIEW_SIZE", unsafe { PyLong_FromSize_t(size) })?;
+    // SAFETY: GIL held; the dict and its values are owned here.
+    unsafe {
         let layout = Owned::new(PyDict_New())?;
         for (name, off) in fields {
             let v = Owned::new(PyLong_FromSize_t(*off))?;
             let k = std::ffi::CString::new(*name).expect("no NUL");
             if PyDict_SetItemString(layout.0, k.as_ptr(), v.0) < 0 {
-                return Err(());
+                return Err(PyErrSet);
             }
         }
-        util::add(m.0, c"VIEW_LAYOUT", layout.into_ptr())?;
-        array_type::create_type(m.0)?;
-        crate::providers::dlpack::add_to_module(m.0)?;
-        Ok(util::add(core, c"_arrays", Py_NewRef(m.0))?)
+        util::add(m, c"VIEW_LAYOUT", layout.into_ptr())
     }
 }

@@ -12,7 +12,7 @@ use crate::abi;
 use crate::providers::{buffer, numpy};
 use crate::runtime::pyutil::py_method;
 use crate::runtime::{self, SlotDef};
-use crate::util::{self, guard, raise, ret, Owned};
+use crate::util::{self, guard, raise, ret, Owned, PyErrSet};
 
 // ---- registration --------------------------------------------------------------
 
@@ -27,7 +27,7 @@ fn slot_defs(acquire: abi::AcquireFn, release: abi::ReleaseFn) -> [SlotDef; 2] {
 ///
 /// # Safety
 /// GIL held; `tp` is a live object (a borrowed argument of the caller).
-unsafe fn require_type(tp: *mut PyObject, func: &str) -> Result<(), ()> {
+unsafe fn require_type(tp: *mut PyObject, func: &str) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; tp is a live argument.
     if unsafe { PyType_Check(tp) } == 0 {
         // SAFETY: as above.
@@ -42,14 +42,14 @@ unsafe extern "C" fn py_register_buffer_type(_m: *mut PyObject, tp: *mut PyObjec
         // SAFETY: GIL held; runtime imported at module init.
         ret(unsafe {
             require_type(tp, "register_buffer_type")
-                .and_then(|()| Ok(runtime::set_slots(tp, &slot_defs(buffer::buf_acquire, buffer::buf_release))?))
+                .and_then(|()| runtime::set_slots(tp, &slot_defs(buffer::buf_acquire, buffer::buf_release)))
                 .map(|()| Py_NewRef(Py_None()))
         })
     })
 }
 
 /// `ndarray.__basicsize__` >= the mirror's, and the type is numpy's.
-unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), ()> {
+unsafe fn check_ndarray_type(tp: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         require_type(tp, "_register_numpy")?;

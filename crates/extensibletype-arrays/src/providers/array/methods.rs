@@ -7,7 +7,7 @@ use super::*;
 // ---- element access --------------------------------------------------------
 
 /// Flat element offset (in elements) of an int / tuple-of-ints index.
-pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<usize, ()> {
+pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<usize, PyErrSet> {
     // SAFETY: GIL held; key live.
     unsafe {
         let shape = a.shape();
@@ -45,7 +45,7 @@ pub(super) unsafe fn element_index(a: &ArrayData, key: *mut PyObject) -> Result<
     }
 }
 
-pub(super) unsafe fn index_value(item: *mut PyObject) -> Result<i64, ()> {
+pub(super) unsafe fn index_value(item: *mut PyObject) -> Result<i64, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         if PyLong_Check(item) == 0 && PyObject_HasAttrString(item, c"__index__".as_ptr()) == 0 {
@@ -74,14 +74,14 @@ pub(super) enum Scalar {
     I(i64),
 }
 
-pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Scalar, ()> {
+pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Scalar, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         match dtype {
             DType::F64 | DType::F32 => {
                 let v = PyFloat_AsDouble(value);
                 if v == -1.0 && !PyErr_Occurred().is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 Ok(Scalar::F(v))
             }
@@ -95,7 +95,7 @@ pub(super) unsafe fn to_scalar(dtype: DType, value: *mut PyObject) -> Result<Sca
                 let idx = Owned::new(PyNumber_Index(value))?;
                 let v = PyLong_AsLongLong(idx.0);
                 if v == -1 && !PyErr_Occurred().is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 Ok(Scalar::I(v))
             }
@@ -156,7 +156,7 @@ pub(super) unsafe extern "C" fn array_getitem(obj: *mut PyObject, key: *mut PyOb
             let a = data(obj);
             match locked(obj, || element_index(a, key).map(|i| read(a, i))) {
                 Ok(v) => scalar_to_py(v),
-                Err(()) => ptr::null_mut(),
+                Err(PyErrSet) => ptr::null_mut(),
             }
         }
     })
@@ -173,7 +173,7 @@ pub(super) unsafe extern "C" fn array_setitem(obj: *mut PyObject, key: *mut PyOb
             let Ok(v) = to_scalar(a.dtype, value) else { return -1 };
             match locked(obj, || element_index(a, key).map(|i| write(a, i, v))) {
                 Ok(()) => 0,
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -233,7 +233,7 @@ pub(super) unsafe extern "C" fn array_tolist(obj: *mut PyObject, _unused: *mut P
     })
 }
 
-pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, ()> {
+pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         let Some((&n, rest)) = shape.split_first() else {
@@ -251,59 +251,71 @@ pub(super) fn build_list(shape: &[i64], values: &[Scalar]) -> Result<*mut PyObje
 
 pub(super) unsafe extern "C" fn array_resize(obj: *mut PyObject, shape: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
-        // SAFETY: GIL held; obj is an Array. Under the lock, no acquire or
-        // getbuffer can run, and exports == 0 means nobody holds the memory.
-        unsafe {
-            let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
-            let a = data_ptr(obj);
-            let r = locked(obj, || -> Result<(), ()> {
-                let refuse = |n: isize| {
-                    raise(
-                        util::buffer_error(),
-                        &format!(
-                            "Array.resize(): cannot resize an Array while it has {n} exported view(s) or buffer(s)"
-                        ),
-                    )
-                };
-                if (*a).exported() != 0 {
-                    return refuse((*a).exported());
-                }
-                let itemsize = (*a).dtype.itemsize();
-                let (dims, size) = make_dims(&new_shape, itemsize, "Array.resize()")?;
-                let (block, bytes) = match alloc_block(size * itemsize) {
-                    Ok(b) => b,
-                    Err(()) => {
-                        free_dims(dims, new_shape.len() as i32);
-                        return Err(());
-                    }
-                };
-                if !(*a).claim_for_resize() {
-                    // An export started since the check (free-threaded).
-                    free_dims(dims, new_shape.len() as i32);
-                    free_block(block, bytes);
-                    return refuse((*a).exported().max(1));
-                }
-                // Flat C-order contents are kept (as ndarray.resize): the
-                // common prefix is copied, the rest stays zero.
-                ptr::copy_nonoverlapping((*a).data, block, (*a).nbytes().min(size * itemsize));
-                let (old_data, old_bytes, old_dims, old_ndim) = ((*a).data, (*a).alloc_bytes, (*a).dims, (*a).ndim);
-                (*a).data = block;
-                (*a).alloc_bytes = bytes;
-                (*a).dims = dims;
-                (*a).ndim = new_shape.len() as i32;
-                (*a).size = size;
-                (*a).flags = view_flags(&*a);
-                (*a).end_resize();
-                free_block(old_data, old_bytes);
-                free_dims(old_dims, old_ndim);
-                Ok(())
-            });
-            match r {
-                Ok(()) => Py_NewRef(Py_None()),
-                Err(()) => ptr::null_mut(),
-            }
+        let Ok(new_shape) = parse_shape(shape, "Array.resize()") else { return ptr::null_mut() };
+        // SAFETY: GIL held; obj is an Array (a method of its type); run in
+        // obj's critical section.
+        match locked(obj, || unsafe { resize_locked(obj, &new_shape) }) {
+            // SAFETY: GIL held.
+            Ok(()) => unsafe { Py_NewRef(Py_None()) },
+            Err(PyErrSet) => ptr::null_mut(),
         }
     })
+}
+
+/// `Array.resize(shape)`: new memory and dims, the flat C-order contents kept.
+///
+/// # Safety
+/// GIL held; `obj` is an Array; called inside `locked(obj, ..)`, so no
+/// acquire or getbuffer runs meanwhile, and `exports == 0` means nobody
+/// holds the memory.
+unsafe fn resize_locked(obj: *mut PyObject, new_shape: &[i64]) -> Result<(), PyErrSet> {
+    let a = data_ptr(obj);
+    let refuse = |n: isize| {
+        raise(
+            util::buffer_error(),
+            &format!("Array.resize(): cannot resize an Array while it has {n} exported view(s) or buffer(s)"),
+        )
+    };
+    // SAFETY: obj is an Array: `a` is its live instance data.
+    let (exported, itemsize) = unsafe { ((*a).exported(), (*a).dtype.itemsize()) };
+    if exported != 0 {
+        return refuse(exported);
+    }
+    let (dims, size) = make_dims(new_shape, itemsize, "Array.resize()")?;
+    let (block, bytes) = match alloc_block(size * itemsize) {
+        Ok(b) => b,
+        Err(PyErrSet) => {
+            free_dims(dims, new_shape.len() as i32);
+            return Err(PyErrSet);
+        }
+    };
+    // SAFETY: as above.
+    if !unsafe { (*a).claim_for_resize() } {
+        // An export started since the check (free-threaded).
+        free_dims(dims, new_shape.len() as i32);
+        free_block(block, bytes);
+        // SAFETY: as above.
+        return refuse(unsafe { (*a).exported() }.max(1));
+    }
+    // SAFETY: claimed, so nobody reads or holds the memory and dims until
+    // end_resize; `block` holds size * itemsize bytes, the old data nbytes().
+    let (old_data, old_bytes, old_dims, old_ndim) = unsafe {
+        // Flat C-order contents are kept (as ndarray.resize): the common
+        // prefix is copied, the rest stays zero.
+        ptr::copy_nonoverlapping((*a).data, block, (*a).nbytes().min(size * itemsize));
+        let old = ((*a).data, (*a).alloc_bytes, (*a).dims, (*a).ndim);
+        (*a).data = block;
+        (*a).alloc_bytes = bytes;
+        (*a).dims = dims;
+        (*a).ndim = new_shape.len() as i32;
+        (*a).size = size;
+        (*a).flags = view_flags(&*a);
+        (*a).end_resize();
+        old
+    };
+    free_block(old_data, old_bytes);
+    free_dims(old_dims, old_ndim);
+    Ok(())
 }
 
 pub(super) unsafe extern "C" fn array_repr(obj: *mut PyObject) -> *mut PyObject {

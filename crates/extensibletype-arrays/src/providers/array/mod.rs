@@ -34,7 +34,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType};
-use crate::util::{self, guard, locked, raise, ret, Owned};
+use crate::util::{self, guard, locked, raise, ret, Owned, PyErrSet};
 use crate::runtime::pyutil::{keep_forever, py_method};
 use crate::runtime::{self, SlotDef};
 
@@ -254,13 +254,13 @@ pub(super) unsafe fn data<'a>(obj: *mut PyObject) -> &'a ArrayData {
 /// # Safety
 /// GIL held; `tp` is the Array type just made from the spec, no instance yet.
 #[cfg(Py_3_12)]
-unsafe fn settle_data_offset(tp: *mut PyObject) -> Result<(), ()> {
+unsafe fn settle_data_offset(tp: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; tp is a live type.
     unsafe {
         let size = Owned::new(PyObject_GetAttrString(tp, c"__basicsize__".as_ptr()))?;
         let basicsize = PyLong_AsSsize_t(size.0);
         if basicsize == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         let data_size = PyType_GetTypeDataSize(tp.cast());
         let offset = basicsize - data_size;
@@ -292,19 +292,19 @@ const RESIZING: isize = isize::MIN / 2;
 static ARRAY_TYPE: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// A fresh block of `bytes` zeroed bytes (at least 1), or MemoryError.
-fn alloc_block(bytes: usize) -> Result<(*mut u8, usize), ()> {
+fn alloc_block(bytes: usize) -> Result<(*mut u8, usize), PyErrSet> {
     let n = bytes.max(1);
     let Ok(layout) = Layout::from_size_align(n, DATA_ALIGN) else {
         // SAFETY: GIL held by callers.
         unsafe { PyErr_NoMemory() };
-        return Err(());
+        return Err(PyErrSet);
     };
     // SAFETY: non-zero size.
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
         // SAFETY: GIL held.
         unsafe { PyErr_NoMemory() };
-        return Err(());
+        return Err(PyErrSet);
     }
     Ok((p, n))
 }
@@ -317,7 +317,7 @@ fn free_block(p: *mut u8, n: usize) {
 }
 
 /// Shape + C strides block for `shape` (NULL for ndim 0) and the element count.
-fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), ()> {
+fn make_dims(shape: &[i64], itemsize: usize, what: &str) -> Result<(*mut i64, usize), PyErrSet> {
     // Both the element count and the largest stride (zero-size dimensions
     // count as 1 there) must stay within isize::MAX bytes.
     let too_large = || raise(util::value_error(), &format!("{what}: shape {} is too large", shape_text(shape)));
@@ -364,54 +364,63 @@ fn free_dims(dims: *mut i64, ndim: i32) {
 }
 
 /// Parse a shape argument: an int or a sequence of ints, each >= 0.
-fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, ()> {
-    // SAFETY: GIL held; obj live.
-    unsafe {
-        let one = |item: *mut PyObject| -> Result<i64, ()> {
-            let idx = Owned::new(PyNumber_Index(item)).map_err(|_| {
-                PyErr_Clear();
-                let _ = raise::<()>(
-                    util::type_error(),
-                    &format!("{what}: dimensions must be integers, not {}", util::type_name(item)),
-                );
-            })?;
-            let mut overflow = 0;
-            let v = PyLong_AsLongLongAndOverflow(idx.0, &mut overflow);
-            if v == -1 && !PyErr_Occurred().is_null() {
-                return Err(());
-            }
-            if overflow != 0 {
-                let text = Owned::new(PyObject_Str(idx.0)).ok().and_then(|s| util::str_of(s.0));
-                let text = text.unwrap_or_else(|| "?".into());
-                return if overflow < 0 {
-                    raise(util::value_error(), &format!("{what}: negative dimension {text}"))
-                } else {
-                    raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
-                };
-            }
-            if v < 0 {
-                return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
-            }
-            Ok(v)
-        };
-        if PyLong_Check(obj) != 0
-            || PyObject_HasAttrString(obj, c"__index__".as_ptr()) != 0 && PySequence_Check(obj) == 0
-        {
-            return Ok(vec![one(obj)?]);
-        }
-        if PySequence_Check(obj) == 0 || PyUnicode_Check(obj) != 0 || PyBytes_Check(obj) != 0 {
-            return raise(
-                util::type_error(),
-                &format!("{what}: shape must be an int or a sequence of ints, not {}", util::type_name(obj)),
-            );
-        }
-        let seq = Owned::new(PySequence_Tuple(obj))?;
-        let n = PyTuple_Size(seq.0);
-        if n as usize > MAX_NDIM {
-            return raise(util::value_error(), &format!("{what}: at most {MAX_NDIM} dimensions, got {n}"));
-        }
-        (0..n).map(|i| one(PyTuple_GetItem(seq.0, i))).collect()
+fn parse_shape(obj: *mut PyObject, what: &str) -> Result<Vec<i64>, PyErrSet> {
+    // SAFETY: GIL held by every caller; obj live.
+    let scalar = unsafe {
+        PyLong_Check(obj) != 0 || PyObject_HasAttrString(obj, c"__index__".as_ptr()) != 0 && PySequence_Check(obj) == 0
+    };
+    if scalar {
+        return Ok(vec![parse_dim(obj, what)?]);
     }
+    // SAFETY: as above.
+    if unsafe { PySequence_Check(obj) == 0 || PyUnicode_Check(obj) != 0 || PyBytes_Check(obj) != 0 } {
+        // SAFETY: as above.
+        let name = unsafe { util::type_name(obj) };
+        return raise(util::type_error(), &format!("{what}: shape must be an int or a sequence of ints, not {name}"));
+    }
+    // SAFETY: as above; the new tuple is owned.
+    let seq = Owned::new(unsafe { PySequence_Tuple(obj) })?;
+    // SAFETY: GIL held; seq is a tuple.
+    let n = unsafe { PyTuple_Size(seq.0) };
+    if n as usize > MAX_NDIM {
+        return raise(util::value_error(), &format!("{what}: at most {MAX_NDIM} dimensions, got {n}"));
+    }
+    // SAFETY: GIL held; i < n, the items borrowed from seq, alive meanwhile.
+    (0..n).map(|i| parse_dim(unsafe { PyTuple_GetItem(seq.0, i) }, what)).collect()
+}
+
+/// One dimension of a shape: an integer (`__index__`) >= 0.
+fn parse_dim(item: *mut PyObject, what: &str) -> Result<i64, PyErrSet> {
+    // SAFETY: GIL held by every caller; item live; the new int is owned.
+    let Ok(idx) = Owned::new(unsafe { PyNumber_Index(item) }) else {
+        // SAFETY: GIL held; item live.
+        let name = unsafe {
+            PyErr_Clear();
+            util::type_name(item)
+        };
+        return raise(util::type_error(), &format!("{what}: dimensions must be integers, not {name}"));
+    };
+    let mut overflow = 0;
+    // SAFETY: GIL held; idx is an int.
+    let v = unsafe { PyLong_AsLongLongAndOverflow(idx.0, &mut overflow) };
+    // SAFETY: GIL held.
+    if v == -1 && unsafe { !PyErr_Occurred().is_null() } {
+        return Err(PyErrSet);
+    }
+    if overflow != 0 {
+        // SAFETY: GIL held; idx live; the new str is owned.
+        let text = Owned::new(unsafe { PyObject_Str(idx.0) }).ok().and_then(|s| util::str_of(s.0));
+        let text = text.unwrap_or_else(|| "?".into());
+        return if overflow < 0 {
+            raise(util::value_error(), &format!("{what}: negative dimension {text}"))
+        } else {
+            raise(util::value_error(), &format!("{what}: dimension {text} is too large"))
+        };
+    }
+    if v < 0 {
+        return raise(util::value_error(), &format!("{what}: negative dimension {v}"));
+    }
+    Ok(v)
 }
 
 // ---- DLPack (the exchange table's non-owning fill) ---------------------------

@@ -11,83 +11,37 @@ pub(super) unsafe extern "C" fn array_new(subtype: *mut PyTypeObject, args: *mut
 }
 
 /// `Array(shape, dtype="float64")`.
-pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut PyObject) -> Result<*mut PyObject, ()> {
-    // SAFETY: GIL held; CPython passes a tuple and a dict or NULL.
-    unsafe {
-        let nargs = PyTuple_Size(args);
-        let mut shape_arg = if nargs >= 1 { PyTuple_GetItem(args, 0) } else { ptr::null_mut() };
-        let mut dtype_arg = if nargs >= 2 { PyTuple_GetItem(args, 1) } else { ptr::null_mut() };
-        if nargs > 2 {
-            return raise(util::type_error(), &format!("Array() takes at most 2 positional arguments ({nargs} given)"));
-        }
-        if !kwds.is_null() {
-            let mut pos: Py_ssize_t = 0;
-            let (mut k, mut v) = (ptr::null_mut(), ptr::null_mut());
-            while PyDict_Next(kwds, &mut pos, &mut k, &mut v) != 0 {
-                let name = util::str_of(k).unwrap_or_default();
-                let slot = match name.as_str() {
-                    "shape" => &mut shape_arg,
-                    "dtype" => &mut dtype_arg,
-                    _ => {
-                        return raise(
-                            util::type_error(),
-                            &format!("Array() got an unexpected keyword argument '{name}'"),
-                        )
-                    }
-                };
-                if !slot.is_null() {
-                    return raise(util::type_error(), &format!("Array() got multiple values for argument '{name}'"));
-                }
-                *slot = v;
-            }
-        }
-        if shape_arg.is_null() {
-            return raise(util::type_error(), "Array() missing required argument 'shape'");
-        }
-        let shape = parse_shape(shape_arg, "Array()")?;
-        let dtype = if dtype_arg.is_null() || dtype_arg == Py_None() {
-            DType::F64
-        } else {
-            let name = if PyUnicode_Check(dtype_arg) != 0 {
-                util::str_of(dtype_arg)
-            } else {
-                // numpy dtypes and type objects: use str() / __name__.
-                let s = if PyType_Check(dtype_arg) != 0 {
-                    PyObject_GetAttrString(dtype_arg, c"__name__".as_ptr())
-                } else {
-                    PyObject_Str(dtype_arg)
-                };
-                Owned::new(s).ok().and_then(|s| util::str_of(s.0))
-            };
-            match name.as_deref().and_then(DType::parse) {
-                Some(d) => d,
-                None => {
-                    PyErr_Clear();
-                    return raise(
-                        util::type_error(),
-                        &format!(
-                            "Array(): unsupported dtype {:?} (supported: float64, float32, int64)",
-                            name.unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-        };
-        let (dims, size) = make_dims(&shape, dtype.itemsize(), "Array()")?;
-        let block = match alloc_block(size * dtype.itemsize()) {
-            Ok(b) => b,
-            Err(()) => {
-                free_dims(dims, shape.len() as i32);
-                return Err(());
-            }
-        };
-        let alloc: allocfunc = core::mem::transmute(PyType_GetSlot(subtype, Py_tp_alloc));
-        let obj = alloc(subtype, 0);
-        if obj.is_null() {
+///
+/// # Safety
+/// GIL held; `subtype` is `Array` or a subclass; `args` a tuple and `kwds`
+/// a dict or NULL (the `tp_new` contract).
+pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, kwds: *mut PyObject) -> Result<*mut PyObject, PyErrSet> {
+    // SAFETY: GIL held; a tuple and a dict or NULL (this function's contract).
+    let (shape_arg, dtype_arg) = unsafe { new_args(args, kwds)? };
+    let shape = parse_shape(shape_arg, "Array()")?;
+    // SAFETY: GIL held; NULL or a live object from args or kwds.
+    let dtype = unsafe { parse_dtype(dtype_arg)? };
+    let (dims, size) = make_dims(&shape, dtype.itemsize(), "Array()")?;
+    let block = match alloc_block(size * dtype.itemsize()) {
+        Ok(b) => b,
+        Err(PyErrSet) => {
             free_dims(dims, shape.len() as i32);
-            free_block(block.0, block.1);
-            return Err(());
+            return Err(PyErrSet);
         }
+    };
+    // SAFETY: GIL held; subtype is Array or a subclass (its tp_alloc).
+    let obj = unsafe {
+        let alloc: allocfunc = core::mem::transmute(PyType_GetSlot(subtype, Py_tp_alloc));
+        alloc(subtype, 0)
+    };
+    if obj.is_null() {
+        free_dims(dims, shape.len() as i32);
+        free_block(block.0, block.1);
+        return Err(PyErrSet);
+    }
+    // SAFETY: obj is a new, zeroed instance of Array or a subclass: its
+    // ArrayData is allocated and written here once, before anyone sees it.
+    unsafe {
         let a = data_ptr(obj);
         #[cfg(Py_3_12)]
         debug_assert_eq!(PyObject_GetTypeData(obj, array_type()), a.cast(), "data_ptr is PEP 697's address");
@@ -100,10 +54,80 @@ pub(super) unsafe fn new_impl(subtype: *mut PyTypeObject, args: *mut PyObject, k
         ptr::addr_of_mut!((*a).exports).write(AtomicIsize::new(0));
         let flags = view_flags(&*a);
         ptr::addr_of_mut!((*a).flags).write(flags);
-        Ok(obj)
     }
+    Ok(obj)
 }
 
+/// `Array()`'s `shape` and `dtype` arguments (borrowed; `dtype` NULL when
+/// not given): at most 2 positional, the rest by keyword, `shape` required.
+///
+/// # Safety
+/// GIL held; `args` a tuple, `kwds` a dict or NULL.
+unsafe fn new_args(args: *mut PyObject, kwds: *mut PyObject) -> Result<(*mut PyObject, *mut PyObject), PyErrSet> {
+    // SAFETY: GIL held; args is a tuple (this function's contract).
+    let nargs = unsafe { PyTuple_Size(args) };
+    // SAFETY: as above; indices below nargs.
+    let item = |i| if nargs > i { unsafe { PyTuple_GetItem(args, i) } } else { ptr::null_mut() };
+    let (mut shape_arg, mut dtype_arg) = (item(0), item(1));
+    if nargs > 2 {
+        return raise(util::type_error(), &format!("Array() takes at most 2 positional arguments ({nargs} given)"));
+    }
+    let (mut pos, mut k, mut v): (Py_ssize_t, _, _) = (0, ptr::null_mut(), ptr::null_mut());
+    // SAFETY: GIL held; kwds a dict (checked non-NULL), not changed while iterated.
+    while !kwds.is_null() && unsafe { PyDict_Next(kwds, &mut pos, &mut k, &mut v) } != 0 {
+        let name = util::str_of(k).unwrap_or_default();
+        let slot = match name.as_str() {
+            "shape" => &mut shape_arg,
+            "dtype" => &mut dtype_arg,
+            _ => return raise(util::type_error(), &format!("Array() got an unexpected keyword argument '{name}'")),
+        };
+        if !slot.is_null() {
+            return raise(util::type_error(), &format!("Array() got multiple values for argument '{name}'"));
+        }
+        *slot = v;
+    }
+    if shape_arg.is_null() {
+        return raise(util::type_error(), "Array() missing required argument 'shape'");
+    }
+    Ok((shape_arg, dtype_arg))
+}
+
+/// `Array()`'s dtype: float64 for NULL or None, else by name (a str, a
+/// type's `__name__` or `str()` of the object, e.g. a numpy dtype).
+///
+/// # Safety
+/// GIL held; `dtype_arg` NULL or a live object.
+unsafe fn parse_dtype(dtype_arg: *mut PyObject) -> Result<DType, PyErrSet> {
+    // SAFETY: GIL held; dtype_arg NULL (checked first) or live.
+    if dtype_arg.is_null() || dtype_arg == unsafe { Py_None() } {
+        return Ok(DType::F64);
+    }
+    // SAFETY: GIL held; dtype_arg live; the new reference is owned.
+    let name = unsafe {
+        if PyUnicode_Check(dtype_arg) != 0 {
+            util::str_of(dtype_arg)
+        } else {
+            // numpy dtypes and type objects: use str() / __name__.
+            let s = if PyType_Check(dtype_arg) != 0 {
+                PyObject_GetAttrString(dtype_arg, c"__name__".as_ptr())
+            } else {
+                PyObject_Str(dtype_arg)
+            };
+            Owned::new(s).ok().and_then(|s| util::str_of(s.0))
+        }
+    };
+    match name.as_deref().and_then(DType::parse) {
+        Some(d) => Ok(d),
+        None => {
+            // SAFETY: GIL held.
+            unsafe { PyErr_Clear() };
+            raise(
+                util::type_error(),
+                &format!("Array(): unsupported dtype {:?} (supported: float64, float32, int64)", name.unwrap_or_default()),
+            )
+        }
+    }
+}
 
 pub(super) unsafe extern "C" fn array_dealloc(obj: *mut PyObject) {
     // SAFETY: called by CPython once, on the last reference. Exports hold
@@ -124,7 +148,7 @@ pub(super) unsafe extern "C" fn array_dealloc(obj: *mut PyObject) {
 
 /// Create the `Array` type (metaclass `ExtensibleType`, slots
 /// acquire/release) and add it to `module`.
-pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
+pub(crate) fn create_type(module: *mut PyObject) -> Result<(), PyErrSet> {
     macro_rules! g {
         ($name:literal, $f:expr, $doc:literal) => {
             PyGetSetDef { name: $name.as_ptr(), get: Some($f), set: None, doc: $doc.as_ptr(), closure: ptr::null_mut() }
@@ -199,6 +223,6 @@ pub(crate) fn create_type(module: *mut PyObject) -> Result<(), ()> {
         settle_data_offset(tp.0)?;
         let tp = tp.into_ptr();
         ARRAY_TYPE.store(Py_NewRef(tp), Ordering::Release);
-        Ok(util::add(module, c"Array", tp)?)
+        util::add(module, c"Array", tp)
     }
 }

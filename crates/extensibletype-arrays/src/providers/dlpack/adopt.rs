@@ -66,7 +66,7 @@ const NO_DLPACK: &str =
 ///
 /// # Safety
 /// The GIL is held; `tp` is a live type.
-pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable>, ()> {
+pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable>, PyErrSet> {
     // SAFETY: GIL held; tp is live; the table behind a capsule is static
     // for the producer's lifetime (the protocol).
     unsafe {
@@ -103,7 +103,7 @@ pub(crate) unsafe fn probe(tp: *mut PyObject) -> Result<Result<Export, NotUsable
 ///
 /// # Safety
 /// The GIL is held; `tp` is a live type; no lock of this module is held.
-pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> Result<(), ()> {
+pub(crate) unsafe fn publish(tp: *mut PyObject, export: Export, first: bool) -> Result<(), PyErrSet> {
     let acquire: AcquireFn = match (export, first) {
         (Export::C(api), false) => acquire_for(api),
         (Export::C(_), true) => dl_c_acquire_first,
@@ -282,7 +282,7 @@ fn refused_put(key: StateKey, reason: &str) {
 ///
 /// # Safety
 /// The GIL is held; `tp` is live.
-unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
+unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, PyErrSet> {
     let reason = std::ffi::CString::new(reason.replace('\0', "\\0")).expect("NULs replaced");
     // SAFETY: GIL held; the format's arguments match (%R an object, %s C strings).
     unsafe {
@@ -294,7 +294,7 @@ unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
             reason.as_ptr(),
         );
     }
-    Err(())
+    Err(PyErrSet)
 }
 
 // ---- the slow path -------------------------------------------------------------
@@ -306,7 +306,7 @@ unsafe fn not_provider<T>(tp: *mut PyObject, reason: &str) -> Result<T, ()> {
 /// # Safety
 /// The GIL is held (an attached thread state); `obj` is live; no lock of
 /// this module is held.
-pub(crate) unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), ()> {
+pub(crate) unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held; obj (hence its type) is live.
     unsafe {
         let tp = Py_TYPE(obj).cast::<PyObject>();
@@ -361,51 +361,61 @@ unsafe fn under_a_base(tp: *mut PyObject) -> bool {
 ///
 /// # Safety
 /// The GIL is held; `base` is a live type.
-pub(crate) unsafe fn add_base(base: *mut PyObject) -> Result<bool, ()> {
+pub(crate) unsafe fn add_base(base: *mut PyObject) -> Result<bool, PyErrSet> {
     // SAFETY: GIL held; every object made here is owned.
-    unsafe {
+    let is_abc = unsafe {
         let abc = Owned::new(PyImport_ImportModule(c"abc".as_ptr()))?;
         let meta = Owned::new(PyObject_GetAttrString(abc.0, c"ABCMeta".as_ptr()))?;
-        let is_abc = match PyObject_IsInstance(base, meta.0) {
-            -1 => return Err(()),
+        match PyObject_IsInstance(base, meta.0) {
+            -1 => return Err(PyErrSet),
             r => r == 1,
-        };
-        let subclasses = Owned::new(PyObject_CallMethod(
+        }
+    };
+    // SAFETY: GIL held; base is a live type (this function's contract).
+    let mut stack = unsafe { subclasses_of(base)? };
+    if !is_abc && stack.is_empty() {
+        return Ok(false);
+    }
+    // SAFETY: GIL held; base is live.
+    unsafe { BASES.push(base) };
+    // Real subclasses that exist now (later ones, and virtual ones, are
+    // adopted on their first miss); each walk level below its own.
+    let mut seen = std::collections::HashSet::new();
+    while let Some(sub) = stack.pop() {
+        // SAFETY: GIL held; sub is owned.
+        if unsafe { PyType_Check(sub.0) } == 0 || !seen.insert(sub.0 as usize) {
+            continue;
+        }
+        // SAFETY: GIL held; sub is a live type.
+        if let Ok(export) = unsafe { probe(sub.0)? } {
+            // SAFETY: as above.
+            unsafe { publish(sub.0, export, false)? };
+        }
+        // SAFETY: as above.
+        stack.extend(unsafe { subclasses_of(sub.0)? });
+    }
+    Ok(true)
+}
+
+/// `type.__subclasses__(tp)`: the direct subclasses of `tp`, owned.
+///
+/// # Safety
+/// The GIL is held; `tp` is a live type.
+unsafe fn subclasses_of(tp: *mut PyObject) -> Result<Vec<Owned>, PyErrSet> {
+    // SAFETY: GIL held; tp is a live type; the list and the items taken
+    // from it are owned.
+    unsafe {
+        let list = Owned::new(PyObject_CallMethod(
             ptr::addr_of_mut!(PyType_Type).cast(),
             c"__subclasses__".as_ptr(),
             c"O".as_ptr(),
-            base,
+            tp,
         ))?;
-        let n = PyList_Size(subclasses.0);
+        let n = PyList_Size(list.0);
         if n < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
-        if !is_abc && n == 0 {
-            return Ok(false);
-        }
-        BASES.push(base);
-        // Real subclasses that exist now (later ones, and virtual ones, are
-        // adopted on their first miss); each walk level below its own.
-        let mut stack: Vec<Owned> = (0..n).map(|i| Owned(Py_NewRef(PyList_GetItem(subclasses.0, i)))).collect();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(sub) = stack.pop() {
-            if PyType_Check(sub.0) == 0 || !seen.insert(sub.0 as usize) {
-                continue;
-            }
-            if let Ok(export) = probe(sub.0)? {
-                publish(sub.0, export, false)?;
-            }
-            let more = Owned::new(PyObject_CallMethod(
-                ptr::addr_of_mut!(PyType_Type).cast(),
-                c"__subclasses__".as_ptr(),
-                c"O".as_ptr(),
-                sub.0,
-            ))?;
-            for i in 0..PyList_Size(more.0) {
-                stack.push(Owned(Py_NewRef(PyList_GetItem(more.0, i))));
-            }
-        }
-        Ok(true)
+        Ok((0..n).map(|i| Owned(Py_NewRef(PyList_GetItem(list.0, i)))).collect())
     }
 }
 
@@ -421,17 +431,20 @@ unsafe fn settle(obj: *mut PyObject, stage: Stage, export: Export) {
     if stage == Stage::Untried {
         return;
     }
+    // SAFETY: GIL held; obj is live.
+    let tp = unsafe { Py_TYPE(obj) };
     // SAFETY: GIL held; the listed types are alive (the list holds them);
     // PyType_IsSubtype reads MROs and runs no Python code.
-    unsafe {
-        let tp = Py_TYPE(obj);
-        let Some(target) = PROVISIONAL.take(|t| {
-            t == tp as usize || PyType_IsSubtype(tp, t as *mut PyTypeObject) != 0
-        }) else {
-            return; // settled meanwhile (another thread), or registered up front
-        };
-        let pending = (!PyErr_Occurred().is_null()).then(|| PendingError::take());
-        if stage == Stage::Exported {
+    let taken = unsafe { PROVISIONAL.take(|t| t == tp as usize || PyType_IsSubtype(tp, t as *mut PyTypeObject) != 0) };
+    let Some(target) = taken else {
+        return; // settled meanwhile (another thread), or registered up front
+    };
+    // SAFETY: GIL held; the exception taken here is put back below.
+    let pending = unsafe { (!PyErr_Occurred().is_null()).then(|| PendingError::take()) };
+    if stage == Stage::Exported {
+        // SAFETY: GIL held; target is a live type (owned); no exception is
+        // set (taken above) until `pending` is put back.
+        unsafe {
             if publish(target.0, export, false).is_err() {
                 // The first-use acquire stays and keeps working.
                 PyErr_WriteUnraisable(target.0);
@@ -439,14 +452,31 @@ unsafe fn settle(obj: *mut PyObject, stage: Stage, export: Export) {
             if let Some(p) = pending {
                 p.restore();
             }
-            return;
         }
-        let reason = pending.as_ref().map_or_else(|| "no exception".to_owned(), |p| p.message());
-        let defs = [
-            SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: ptr::null() },
-            SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: ptr::null() },
-            SlotDef { key: KEY_EXCHANGE_API.as_ptr(), id: 0, ptr: ptr::null() },
-        ];
+        return;
+    }
+    // SAFETY: GIL held; obj is live, target a live type (owned).
+    unsafe { give_up(obj, &target, pending) }
+}
+
+/// The first-use export of `obj` failed: remove the slots of its adopted
+/// type `target`, remember the refusal, put the producer's exception
+/// (`pending`) back with a note.
+///
+/// # Safety
+/// The GIL is held; `obj` is live, `target` a live type; no exception is
+/// set (it is in `pending`).
+unsafe fn give_up(obj: *mut PyObject, target: &Owned, pending: Option<PendingError>) {
+    // SAFETY: GIL held; `pending` is a taken exception.
+    let reason = pending.as_ref().map_or_else(|| "no exception".to_owned(), |p| unsafe { p.message() });
+    let defs = [
+        SlotDef { key: abi::KEY_ACQUIRE.as_ptr(), id: 0, ptr: ptr::null() },
+        SlotDef { key: abi::KEY_RELEASE.as_ptr(), id: 0, ptr: ptr::null() },
+        SlotDef { key: KEY_EXCHANGE_API.as_ptr(), id: 0, ptr: ptr::null() },
+    ];
+    // SAFETY: GIL held; target is a live type; obj is live; the list's
+    // references taken here are owned.
+    unsafe {
         if runtime::set_slots(target.0, &defs).is_err() {
             PyErr_WriteUnraisable(target.0);
         }
@@ -560,7 +590,7 @@ pub(super) unsafe extern "C" fn py_adopted(_m: *mut PyObject, _unused: *mut PyOb
                 let list = Owned::new(PyList_New(0))?;
                 for t in &types {
                     if PyList_Append(list.0, t.0) < 0 {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                 }
                 let count = Owned::new(PyLong_FromSize_t(ADOPTIONS.load(Ordering::Relaxed)))?;

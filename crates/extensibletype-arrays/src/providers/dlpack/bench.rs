@@ -27,7 +27,7 @@ pub(super) unsafe extern "C" fn py_bench(_m: *mut PyObject, args: *mut *mut PyOb
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut PyObject, ()> {
+pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         if nargs != 3 {
@@ -36,7 +36,7 @@ pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> 
         let (obj, method, iters) = (*args, *args.add(1), *args.add(2));
         let n = PyLong_AsLongLong(iters);
         if n == -1 && !PyErr_Occurred().is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         let n = n.max(1) as u64;
         let method = util::str_of(method).unwrap_or_default();
@@ -62,13 +62,13 @@ pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> 
             "dunder" => Kind::Dunder,
             _ => return raise(util::value_error(), "method must be 'fill', 'fill_lookup', 'managed' or 'dunder'"),
         };
-        let one = |kind: Kind| -> Result<u64, ()> {
+        let one = |kind: Kind| -> Result<u64, PyErrSet> {
             match kind {
                 // Table cached per type (as the spec allows): the fill alone.
                 Kind::Fill => {
                     let mut t = DLTensor::zeroed();
                     if (api.dltensor_from_py_object_no_sync.expect("set"))(black_box(obj).cast(), &mut t) != 0 {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                     Ok(fold(&t))
                 }
@@ -77,18 +77,18 @@ pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> 
                     let cap = Owned::new(PyObject_GetAttr(Py_TYPE(black_box(obj)).cast(), attr.0))?;
                     let a = PyCapsule_GetPointer(cap.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
                     if a.is_null() {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                     let mut t = DLTensor::zeroed();
                     if ((*a).dltensor_from_py_object_no_sync.expect("set"))(obj.cast(), &mut t) != 0 {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                     Ok(fold(&t))
                 }
                 Kind::Managed => {
                     let mut mt = ptr::null_mut();
                     if (api.managed_tensor_from_py_object_no_sync.expect("set"))(black_box(obj).cast(), &mut mt) != 0 {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                     let f = fold(&(*mt).dl_tensor);
                     delete_versioned(mt);
@@ -98,7 +98,7 @@ pub(super) unsafe fn bench_impl(args: *mut *mut PyObject, nargs: Py_ssize_t) -> 
                     let cap = call_dunder(black_box(obj))?;
                     let mt = PyCapsule_GetPointer(cap.0, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
                     if mt.is_null() {
-                        return Err(());
+                        return Err(PyErrSet);
                     }
                     Ok(fold(&(*mt).dl_tensor)) // the capsule's destructor deletes
                 }

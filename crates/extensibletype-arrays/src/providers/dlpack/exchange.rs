@@ -10,7 +10,7 @@ pub(super) fn array_type() -> *mut PyTypeObject {
 }
 
 /// Set a Python error from a table function (GIL held).
-pub(super) fn table_error<T>(exc: *mut PyObject, msg: &str) -> Result<T, ()> {
+pub(super) fn table_error<T>(exc: *mut PyObject, msg: &str) -> Result<T, PyErrSet> {
     raise(exc, msg)
 }
 
@@ -26,7 +26,7 @@ pub(super) unsafe extern "C" fn xapi_from_py(py_object: *mut c_void, out: *mut *
                     *out = mt.cast();
                     0
                 }
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -56,7 +56,7 @@ pub(super) unsafe extern "C" fn xapi_to_py(tensor: *mut DLManagedTensorVersioned
                     *out_py_object = o.cast();
                     0
                 }
-                Err(()) => -1,
+                Err(PyErrSet) => -1,
             }
         }
     })
@@ -104,58 +104,85 @@ pub(super) unsafe fn run_deleter(call: impl FnOnce()) {
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
 /// The caller owns `mt`; it is consumed on every path.
-pub(super) unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject, ()> {
-    // SAFETY: GIL held; mt is ours until its deleter runs.
-    unsafe {
-        if mt.is_null() {
-            return raise(util::value_error(), "managed_tensor_to_py_object_no_sync: NULL tensor");
-        }
-        struct Del(*mut DLManagedTensorVersioned);
-        impl Drop for Del {
-            fn drop(&mut self) {
-                // SAFETY: owned by the enclosing call.
-                unsafe { delete_versioned(self.0) }
-            }
-        }
-        let del = Del(mt);
-        if (*mt).version.major != MAJOR {
-            return raise(util::buffer_error(), &format!("DLPack major version {} is not supported", (*mt).version.major));
-        }
-        // Our own zero-copy export of an Array: the Array itself. (Only our
-        // exports have this deleter: its body is unique to this module, so
-        // no other function is merged with it; a miss just copies.)
-        if (*mt).deleter.is_some_and(|d| core::ptr::fn_addr_eq(d, deleter_versioned as VersionedDeleter)) {
-            let e = &*(*mt).manager_ctx.cast::<Export>();
-            if !e.obj.is_null() && PyObject_TypeCheck(e.obj, array_type()) != 0 {
-                let o = Py_NewRef(e.obj);
-                drop(del);
-                return Ok(o);
-            }
-        }
-        // Anything else: a new Array holding a copy.
-        let t = &(*mt).dl_tensor;
-        let mut view = ArrayView::new();
-        fill_from_tensor(t, (*mt).flags, &mut view, &mut Vec::new())?;
-        let dtype = match view.dtype {
-            DLDataType::F64 => c"float64",
-            DLDataType::F32 => c"float32",
-            DLDataType::I64 => c"int64",
-            other => return raise(util::buffer_error(), &format!("Array cannot hold dtype {}", other.name())),
-        };
-        if view.device.device_type != KDL_CPU {
-            return raise(util::buffer_error(), "Array holds CPU memory only");
-        }
-        let shape = Owned::new(PyTuple_New(view.ndim as Py_ssize_t))?;
-        for (i, &n) in view.shape().iter().enumerate() {
-            PyTuple_SetItem(shape.0, i as Py_ssize_t, PyLong_FromLongLong(n));
-        }
-        let name = Owned::new(PyUnicode_FromString(dtype.as_ptr()))?;
-        let argv = [shape.0, name.0];
-        let arr = Owned::new(PyObject_Vectorcall(array_type().cast(), argv.as_ptr(), 2, ptr::null_mut()))?;
-        crate::providers::array::with_data(arr.0, |dst| copy_c_order(&view, dst));
-        drop(del);
-        Ok(arr.into_ptr())
+pub(super) unsafe fn to_py_impl(mt: *mut DLManagedTensorVersioned) -> Result<*mut PyObject, PyErrSet> {
+    if mt.is_null() {
+        return raise(util::value_error(), "managed_tensor_to_py_object_no_sync: NULL tensor");
     }
+    struct Del(*mut DLManagedTensorVersioned);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            // SAFETY: owned by the enclosing call.
+            unsafe { delete_versioned(self.0) }
+        }
+    }
+    let del = Del(mt);
+    // SAFETY: a live tensor, ours until `del` runs its deleter (this
+    // function's contract); `m` is not used past that.
+    let m = unsafe { &*mt };
+    if m.version.major != MAJOR {
+        return raise(util::buffer_error(), &format!("DLPack major version {} is not supported", m.version.major));
+    }
+    // SAFETY: GIL held; m live.
+    if let Some(o) = unsafe { own_array(m) } {
+        drop(del);
+        return Ok(o);
+    }
+    // Anything else: a new Array holding a copy.
+    let mut view = ArrayView::new();
+    // SAFETY: GIL held; m's tensor is live until `del` drops.
+    unsafe { fill_from_tensor(&m.dl_tensor, m.flags, &mut view, &mut Vec::new())? };
+    let dtype = match view.dtype {
+        DLDataType::F64 => c"float64",
+        DLDataType::F32 => c"float32",
+        DLDataType::I64 => c"int64",
+        other => return raise(util::buffer_error(), &format!("Array cannot hold dtype {}", other.name())),
+    };
+    if view.device.device_type != KDL_CPU {
+        return raise(util::buffer_error(), "Array holds CPU memory only");
+    }
+    // SAFETY: GIL held; a CPU view of m's memory, live until `del` drops.
+    let arr = unsafe { array_copy_of(&view, dtype)? };
+    drop(del);
+    Ok(arr.into_ptr())
+}
+
+/// Our own zero-copy export of an Array: the Array itself (a new
+/// reference). Only our exports have this deleter (its body is unique to
+/// this module, so no other function is merged with it; a miss just copies).
+///
+/// # Safety
+/// GIL held; `m` is a live tensor.
+unsafe fn own_array(m: &DLManagedTensorVersioned) -> Option<*mut PyObject> {
+    if !m.deleter.is_some_and(|d| core::ptr::fn_addr_eq(d, deleter_versioned as VersionedDeleter)) {
+        return None;
+    }
+    // SAFETY: export() made this tensor: manager_ctx is its live Export.
+    let e = unsafe { &*m.manager_ctx.cast::<Export>() };
+    // SAFETY: GIL held; e.obj is NULL or the reference the export holds.
+    unsafe { (!e.obj.is_null() && PyObject_TypeCheck(e.obj, array_type()) != 0).then(|| Py_NewRef(e.obj)) }
+}
+
+/// A new Array of `dtype` (float64, float32 or int64) holding a C-order
+/// copy of `view`.
+///
+/// # Safety
+/// GIL held; `view` a live CPU view of that dtype.
+unsafe fn array_copy_of(view: &ArrayView, dtype: &CStr) -> Result<Owned, PyErrSet> {
+    // SAFETY: GIL held.
+    let shape = Owned::new(unsafe { PyTuple_New(view.ndim as Py_ssize_t) })?;
+    for (i, &n) in view.shape().iter().enumerate() {
+        // SAFETY: GIL held; i below the new tuple's size; steals the int.
+        unsafe { PyTuple_SetItem(shape.0, i as Py_ssize_t, PyLong_FromLongLong(n)) };
+    }
+    // SAFETY: GIL held; a C string.
+    let name = Owned::new(unsafe { PyUnicode_FromString(dtype.as_ptr()) })?;
+    let argv = [shape.0, name.0];
+    // SAFETY: GIL held; the Array type and 2 live arguments.
+    let arr = Owned::new(unsafe { PyObject_Vectorcall(array_type().cast(), argv.as_ptr(), 2, ptr::null_mut()) })?;
+    // SAFETY: GIL held; a new Array of view's shape and dtype, so its data
+    // holds exactly the view's bytes; the view is live (the contract).
+    unsafe { crate::providers::array::with_data(arr.0, |dst| copy_c_order(view, dst)) };
+    Ok(arr)
 }
 
 /// Keep a Python error (if any) as the allocator's SetError call.
@@ -207,13 +234,13 @@ pub(super) unsafe extern "C" fn xapi_allocator(
     // SAFETY: the GIL is taken for the Python calls; prototype is readable.
     unsafe {
         let gil = PyGILState_Ensure();
-        let r = guard(Err(()), || alloc_impl(&*prototype));
+        let r = guard(Err(PyErrSet), || alloc_impl(&*prototype));
         let rc = match r {
             Ok(mt) => {
                 *out = mt;
                 0
             }
-            Err(()) => {
+            Err(PyErrSet) => {
                 report_to(error_ctx, set_error);
                 -1
             }
@@ -227,7 +254,7 @@ pub(super) unsafe extern "C" fn xapi_allocator(
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn alloc_impl(p: &DLTensor) -> Result<*mut DLManagedTensorVersioned, ()> {
+pub(super) unsafe fn alloc_impl(p: &DLTensor) -> Result<*mut DLManagedTensorVersioned, PyErrSet> {
     // SAFETY: GIL held; p's shape holds ndim values.
     unsafe {
         if p.device.device_type != KDL_CPU {
@@ -280,7 +307,7 @@ pub(crate) static EXCHANGE_API: DLPackExchangeAPI = DLPackExchangeAPI {
 ///
 /// # Safety
 /// GIL held; `tp` is the Array type.
-pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), ()> {
+pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: the table is static and never written (the capsule's pointer
     // is *mut by API only).
     unsafe {
@@ -290,7 +317,7 @@ pub(crate) unsafe fn install(tp: *mut PyObject) -> Result<(), ()> {
             None,
         ))?;
         if PyObject_SetAttrString(tp, ATTR_EXCHANGE_API.as_ptr(), cap.0) < 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(())
     }

@@ -4,18 +4,8 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// What `__dlpack__` / `to_dlpack` were asked for.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Request {
-    /// `None`: legacy capsule; `Some`: the consumer's max version.
-    pub max_version: Option<(u32, u32)>,
-    /// Requested device (`None`: the array's own).
-    pub dl_device: Option<DLDevice>,
-    /// `Some(true)`: must copy; `Some(false)`: must not; `None`: if needed.
-    pub copy: Option<bool>,
-    /// The consumer passed a stream other than None.
-    pub stream_given: bool,
-}
+pub(crate) use super::plan::Request;
+use super::plan::{c_strides, element_strides, plan_export, Plan};
 
 /// One export: the managed tensor (versioned or legacy, one of the two is
 /// handed out), the view it describes, and what keeps the memory alive.
@@ -131,168 +121,138 @@ pub(super) unsafe fn copy_c_order(src: &ArrayView, dst: *mut u8) {
 ///
 /// # Safety
 /// GIL held; `obj` alive; [`runtime::import`] done.
-pub(crate) unsafe fn export(obj: *mut PyObject, req: Request) -> Result<(*mut c_void, bool), ()> {
-    // SAFETY: GIL held; the view stays in the boxed Export (fixed address)
-    // from acquire to release.
-    unsafe {
-        let provider = Provider::of_or_raise(obj)?;
-        let mut e = Box::new(Export {
-            versioned: DLManagedTensorVersioned {
-                version: DLPackVersion { major: MAJOR, minor: MINOR },
-                manager_ctx: ptr::null_mut(),
-                deleter: Some(deleter_versioned),
-                flags: 0,
-                dl_tensor: DLTensor::zeroed(),
-            },
-            legacy: DLManagedTensor { dl_tensor: DLTensor::zeroed(), manager_ctx: ptr::null_mut(), deleter: Some(deleter_legacy) },
-            view: ArrayView::new(),
-            provider: None,
-            obj: ptr::null_mut(),
-            strides: [0; INLINE_DIMS],
-            heap: Vec::new(),
-            copy: Vec::new(),
-        });
-        abi::acquire_with(provider, obj, 0, &mut e.view)?;
-        e.provider = Some(provider);
-        e.obj = Py_NewRef(obj);
-        // From here on, dropping `guard` releases the view and the reference.
-        struct Undo(Option<Box<Export>>);
-        impl Drop for Undo {
-            fn drop(&mut self) {
-                if let Some(e) = self.0.take() {
-                    // SAFETY: a fully initialised, not yet handed out Export.
-                    unsafe { free_export(Box::into_raw(e)) }
-                }
+pub(crate) unsafe fn export(obj: *mut PyObject, req: Request) -> Result<(*mut c_void, bool), PyErrSet> {
+    // SAFETY: GIL held and obj alive (this function's contract).
+    let provider = unsafe { Provider::of_or_raise(obj)? };
+    let mut e = Box::new(Export {
+        versioned: DLManagedTensorVersioned {
+            version: DLPackVersion { major: MAJOR, minor: MINOR },
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(deleter_versioned),
+            flags: 0,
+            dl_tensor: DLTensor::zeroed(),
+        },
+        legacy: DLManagedTensor { dl_tensor: DLTensor::zeroed(), manager_ctx: ptr::null_mut(), deleter: Some(deleter_legacy) },
+        view: ArrayView::new(),
+        provider: None,
+        obj: ptr::null_mut(),
+        strides: [0; INLINE_DIMS],
+        heap: Vec::new(),
+        copy: Vec::new(),
+    });
+    // SAFETY: GIL held, obj alive; the view stays in the boxed Export (a
+    // fixed address) from acquire until free_export releases it.
+    unsafe { abi::acquire_with(provider, obj, 0, &mut e.view)? };
+    e.provider = Some(provider);
+    // SAFETY: GIL held, obj alive; the reference is dropped by free_export.
+    e.obj = unsafe { Py_NewRef(obj) };
+    // From here on, dropping `undo` releases the view and the reference.
+    struct Undo(Option<Box<Export>>);
+    impl Drop for Undo {
+        fn drop(&mut self) {
+            if let Some(e) = self.0.take() {
+                // SAFETY: a fully initialised, not yet handed out Export.
+                unsafe { free_export(Box::into_raw(e)) }
             }
         }
-        let mut undo = Undo(Some(e));
-        let e = undo.0.as_mut().expect("set above");
-        let v = &e.view;
-        let name = util::type_name(obj);
-        if req.stream_given && v.device.device_type == KDL_CPU {
-            return raise(util::value_error(), "__dlpack__: stream must be None for CPU arrays");
+    }
+    let mut undo = Undo(Some(e));
+    let e = undo.0.as_mut().expect("set above");
+    let plan = match plan_export(&e.view, &req) {
+        Ok(plan) => plan,
+        Err(err) => {
+            // SAFETY: GIL held; obj alive.
+            let name = unsafe { util::type_name(obj) };
+            let exc = if err.is_value_error() { util::value_error() } else { util::buffer_error() };
+            return raise(exc, &err.message(&name));
         }
-        if req.stream_given {
-            return raise(
-                util::buffer_error(),
-                &format!("{name}: cannot synchronise streams for DLPack device {}", v.device.device_type),
-            );
-        }
-        if let Some(dev) = req.dl_device {
-            if dev != v.device {
-                return raise(
-                    util::buffer_error(),
-                    &format!(
-                        "{name}: cannot export to DLPack device ({}, {}); the array is on ({}, {})",
-                        dev.device_type, dev.device_id, v.device.device_type, v.device.device_id
-                    ),
-                );
-            }
-        }
-        if v.flags & abi::BYTESWAPPED != 0 {
-            return raise(util::buffer_error(), &format!("{name}: DLPack has no non-native byte order"));
-        }
-        let itemsize = v.itemsize() as i64;
-        if itemsize == 0 || v.dtype.bits % 8 != 0 {
-            return raise(util::buffer_error(), &format!("{name}: dtype {} has no whole-byte elements", v.dtype.name()));
-        }
-        let whole = v.strides().iter().all(|s| s % itemsize == 0);
-        let must_copy = match req.copy {
-            Some(true) => true,
-            Some(false) if !whole => {
-                return raise(
-                    util::buffer_error(),
-                    &format!("{name}: strides are not whole elements; DLPack needs a copy (copy=False)"),
-                )
-            }
-            _ => !whole,
-        };
-        if must_copy && v.device.device_type != KDL_CPU {
-            return raise(util::buffer_error(), &format!("{name}: copies are made of CPU arrays only"));
-        }
-        let versioned = match req.max_version {
-            Some((major, _)) => major >= MAJOR,
-            None => false,
-        };
-        if !versioned && !must_copy && v.flags & abi::READONLY != 0 {
-            return raise(
-                util::buffer_error(),
-                &format!("{name}: a read-only array cannot be exported as a legacy \"dltensor\" (pass max_version)"),
-            );
-        }
+    };
+    let t = if plan.copy {
+        // SAFETY: GIL held; the view is acquired and the reference held.
+        unsafe { e.take_copy(&plan) }
+    } else {
+        e.share(&plan)
+    };
+    let ctx: *mut Export = &mut **e;
+    let out: *mut c_void = if plan.versioned {
+        e.versioned.flags = plan.flags;
+        e.versioned.dl_tensor = t;
+        e.versioned.manager_ctx = ctx.cast();
+        ptr::addr_of_mut!(e.versioned).cast()
+    } else {
+        e.legacy.dl_tensor = t;
+        e.legacy.manager_ctx = ctx.cast();
+        ptr::addr_of_mut!(e.legacy).cast()
+    };
+    // Handed out: the deleter frees it from now on.
+    let _ = Box::into_raw(undo.0.take().expect("set above"));
+    Ok((out, plan.versioned))
+}
+
+impl Export {
+    /// The tensor over the view's own memory (`plan.copy` false): element
+    /// strides inline up to [`INLINE_DIMS`] dimensions, else on the heap.
+    fn share(&mut self, plan: &Plan) -> DLTensor {
+        let v = &self.view;
         let n = v.ndim.max(0) as usize;
-        let mut t = DLTensor {
+        let strides = element_strides(v.strides(), plan.itemsize);
+        let strides_ptr = if n == 0 {
+            ptr::null_mut()
+        } else if n <= INLINE_DIMS {
+            for (slot, s) in self.strides.iter_mut().zip(strides) {
+                *slot = s;
+            }
+            self.strides.as_mut_ptr()
+        } else {
+            self.heap = strides.collect();
+            self.heap.as_mut_ptr()
+        };
+        DLTensor {
             data: v.data,
             device: v.device,
             ndim: n as i32,
             dtype: v.dtype,
-            shape: v.shape,
-            strides: ptr::null_mut(),
+            shape: if n == 0 { ptr::null_mut() } else { v.shape },
+            strides: strides_ptr,
             byte_offset: 0,
-        };
-        let mut flags = 0;
-        if must_copy {
-            let size = v.size() as usize;
-            let bytes = size * itemsize as usize;
-            e.copy = vec![0u64; bytes.div_ceil(8).max(1)];
-            copy_c_order(&e.view, e.copy.as_mut_ptr().cast());
-            // Shape then C strides (elements), owned by the export.
-            e.heap = e.view.shape().to_vec();
-            let mut s = 1i64;
-            let mut strides = vec![0i64; n];
-            for k in (0..n).rev() {
-                strides[k] = s;
-                s *= e.heap[k].max(1);
-            }
-            e.heap.extend(strides);
-            // The memory is ours now: release the view and the reference.
-            if let Some(p) = e.provider.take() {
-                (p.release)(e.obj, &mut e.view);
-            }
-            Py_DECREF(e.obj);
-            e.obj = ptr::null_mut();
-            t.data = e.copy.as_mut_ptr().cast();
-            if n > 0 {
-                t.shape = e.heap.as_mut_ptr();
-                t.strides = e.heap.as_mut_ptr().add(n);
-            } else {
-                t.shape = ptr::null_mut();
-            }
-            flags |= FLAG_IS_COPIED;
-        } else {
-            if e.view.flags & abi::READONLY != 0 {
-                flags |= FLAG_READ_ONLY;
-            }
-            let strides = e.view.strides().iter().map(|s| s / itemsize);
-            if n <= INLINE_DIMS {
-                for (slot, s) in e.strides.iter_mut().zip(strides) {
-                    *slot = s;
-                }
-                if n > 0 {
-                    t.strides = e.strides.as_mut_ptr();
-                }
-            } else {
-                e.heap = strides.collect();
-                t.strides = e.heap.as_mut_ptr();
-            }
-            if n == 0 {
-                t.shape = ptr::null_mut();
-            }
         }
-        let ctx: *mut Export = &mut **e;
-        let out: *mut c_void = if versioned {
-            e.versioned.flags = flags;
-            e.versioned.dl_tensor = t;
-            e.versioned.manager_ctx = ctx.cast();
-            ptr::addr_of_mut!(e.versioned).cast()
-        } else {
-            e.legacy.dl_tensor = t;
-            e.legacy.manager_ctx = ctx.cast();
-            ptr::addr_of_mut!(e.legacy).cast()
-        };
-        // Handed out: the deleter frees it from now on.
-        let _ = Box::into_raw(undo.0.take().expect("set above"));
-        Ok((out, versioned))
+    }
+
+    /// Copy the view's elements in C order into `self.copy`, then release
+    /// the view and the reference (the memory is the export's own now);
+    /// the tensor over the copy, shape and strides in `self.heap`.
+    ///
+    /// # Safety
+    /// GIL held; `self.view` acquired from `self.provider` on `self.obj`,
+    /// whose reference is held; a CPU view (`plan_export` checked).
+    unsafe fn take_copy(&mut self, plan: &Plan) -> DLTensor {
+        let (n, device, dtype) = (self.view.ndim.max(0) as usize, self.view.device, self.view.dtype);
+        let bytes = self.view.size() as usize * plan.itemsize as usize;
+        self.copy = vec![0u64; bytes.div_ceil(8).max(1)];
+        // SAFETY: a live CPU view; `copy` holds `size * itemsize` bytes.
+        unsafe { copy_c_order(&self.view, self.copy.as_mut_ptr().cast()) };
+        // Shape then C strides (elements), owned by the export.
+        self.heap = self.view.shape().to_vec();
+        let strides = c_strides(&self.heap);
+        self.heap.extend(strides);
+        if let Some(p) = self.provider.take() {
+            // SAFETY: the view was acquired from p on obj and is released once.
+            unsafe { (p.release)(self.obj, &mut self.view) };
+        }
+        // SAFETY: GIL held; the reference taken by export().
+        unsafe { Py_DECREF(self.obj) };
+        self.obj = ptr::null_mut();
+        let base = self.heap.as_mut_ptr();
+        let (shape, strides) = if n > 0 { (base, base.wrapping_add(n)) } else { (ptr::null_mut(), ptr::null_mut()) };
+        DLTensor {
+            data: self.copy.as_mut_ptr().cast(),
+            device,
+            ndim: n as i32,
+            dtype,
+            shape,
+            strides,
+            byte_offset: 0,
+        }
     }
 }
 
@@ -318,7 +278,7 @@ pub(super) unsafe extern "C" fn capsule_destructor(cap: *mut PyObject) {
 ///
 /// # Safety
 /// As [`export()`].
-pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<*mut PyObject, ()> {
+pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: forwarded; on capsule failure the tensor is deleted here.
     unsafe {
         let (mt, versioned) = export(obj, req)?;
@@ -330,7 +290,7 @@ pub(crate) unsafe fn export_capsule(obj: *mut PyObject, req: Request) -> Result<
             } else {
                 deleter_legacy(mt.cast());
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(cap)
     }
@@ -346,7 +306,7 @@ pub(super) unsafe fn parse_request(
     args: *const *mut PyObject,
     nargs: Py_ssize_t,
     kwnames: *mut PyObject,
-) -> Result<Request, ()> {
+) -> Result<Request, PyErrSet> {
     // SAFETY: GIL held; fastcall arguments as CPython passes them.
     unsafe {
         let mut req = Request { max_version: None, dl_device: None, copy: None, stream_given: false };
@@ -360,18 +320,18 @@ pub(super) unsafe fn parse_request(
             match key.as_str() {
                 "stream" => req.stream_given = !none,
                 "max_version" if !none => {
-                    let pair = int_pair(v).ok_or(()).or_else(|()| {
-                        raise(util::type_error(), &format!("{func}: max_version must be a (major, minor) tuple of ints"))
-                    })?;
+                    let Some(pair) = int_pair(v) else {
+                        return raise(util::type_error(), &format!("{func}: max_version must be a (major, minor) tuple of ints"));
+                    };
                     if pair.0 < 0 || pair.1 < 0 {
                         return raise(util::value_error(), &format!("{func}: negative max_version"));
                     }
                     req.max_version = Some((pair.0.min(u32::MAX as i64) as u32, pair.1.min(u32::MAX as i64) as u32));
                 }
                 "dl_device" if !none => {
-                    let pair = int_pair(v).ok_or(()).or_else(|()| {
-                        raise(util::type_error(), &format!("{func}: dl_device must be a (device_type, device_id) tuple of ints"))
-                    })?;
+                    let Some(pair) = int_pair(v) else {
+                        return raise(util::type_error(), &format!("{func}: dl_device must be a (device_type, device_id) tuple of ints"));
+                    };
                     req.dl_device = Some(DLDevice { device_type: pair.0 as i32, device_id: pair.1 as i32 });
                 }
                 "copy" if !none => {

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use super::plan::check_tensor;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// `view.internal[0]` holds the managed tensor; bit 0 set: legacy.
@@ -13,49 +14,60 @@ pub(super) const LEGACY_TAG: usize = 1;
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), ()> {
-    // SAFETY: t is a live tensor (shape/strides hold ndim values).
-    unsafe {
-        if fill_small(t, flags, v) {
-            return Ok(());
-        }
-        if t.ndim < 0 || t.ndim as usize > crate::consumers::nd::MAX {
-            return raise(util::buffer_error(), &format!("DLPack tensor with {} dimensions", t.ndim));
-        }
-        if t.dtype.bits % 8 != 0 || t.dtype.lanes == 0 {
-            return raise(util::buffer_error(), &format!("DLPack dtype {} is not whole bytes", t.dtype.name()));
-        }
-        let n = t.ndim as usize;
-        if n > 0 && t.shape.is_null() {
-            return raise(util::buffer_error(), "DLPack tensor with ndim > 0 and no shape");
-        }
-        let itemsize = t.dtype.itemsize() as i64;
-        let shape_at = |k: usize| *t.shape.add(k);
-        // NULL strides (DLPack < 1.2 producers): C-contiguous, computed in
-        // place (no allocation on an acquire).
-        let c_stride = |k: usize| ((k + 1)..n).fold(1i64, |s, j| s.wrapping_mul(shape_at(j).max(1)));
-        let stride_at = |k: usize| itemsize.wrapping_mul(if t.strides.is_null() { c_stride(k) } else { *t.strides.add(k) });
-        v.version = abi::VERSION;
-        v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
-        v.ndim = n as i32;
-        v.dtype = t.dtype;
-        v.reserved = 0;
-        v.device = t.device;
-        v.owner = ptr::null_mut();
-        if n <= abi::SCRATCH / 2 {
-            v.store_dims_in_scratch((0..n).map(shape_at), (0..n).map(stride_at));
-        } else {
-            *heap = (0..n).map(shape_at).chain((0..n).map(stride_at)).collect();
-            v.shape = heap.as_mut_ptr();
-            v.strides = heap.as_mut_ptr().add(n);
-        }
-        let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
-        let aligned = (v.data as usize as i64) % align == 0
-            && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
-        v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 } | if aligned { abi::ALIGNED } else { 0 };
-        v.set_contiguity();
-        Ok(())
+pub(super) unsafe fn fill_from_tensor(t: &DLTensor, flags: u64, v: &mut ArrayView, heap: &mut Vec<i64>) -> Result<(), PyErrSet> {
+    // SAFETY: t is a live tensor (this function's contract).
+    if unsafe { fill_small(t, flags, v) } {
+        return Ok(());
     }
+    let n = match check_tensor(t) {
+        Ok(n) => n,
+        Err(msg) => return raise(util::buffer_error(), &msg),
+    };
+    // SAFETY: t is live: its shape (non-NULL for n > 0, checked) and its
+    // strides (if not NULL) hold n values.
+    let (shape, strides) = unsafe { tensor_dims(t, n) };
+    let itemsize = t.dtype.itemsize() as i64;
+    // NULL strides (DLPack < 1.2 producers): C-contiguous, computed in
+    // place (no allocation on an acquire).
+    let c_stride = |k: usize| ((k + 1)..n).fold(1i64, |s, j| s.wrapping_mul(shape[j].max(1)));
+    let stride_at = |k: usize| itemsize.wrapping_mul(strides.map_or_else(|| c_stride(k), |s| s[k]));
+    v.version = abi::VERSION;
+    v.data = (t.data as *mut u8).wrapping_add(t.byte_offset as usize).cast();
+    v.ndim = n as i32;
+    v.dtype = t.dtype;
+    v.reserved = 0;
+    v.device = t.device;
+    v.owner = ptr::null_mut();
+    if n <= abi::SCRATCH / 2 {
+        // SAFETY: the caller's view stays put while filled (array.v1);
+        // n <= SCRATCH / 2.
+        unsafe { v.store_dims_in_scratch(shape.iter().copied(), (0..n).map(stride_at)) };
+    } else {
+        *heap = shape.iter().copied().chain((0..n).map(stride_at)).collect();
+        v.shape = heap.as_mut_ptr();
+        v.strides = heap.as_mut_ptr().wrapping_add(n);
+    }
+    let align = if t.dtype.code == abi::DL_COMPLEX { itemsize / 2 } else { itemsize }.clamp(1, 8);
+    let aligned = (v.data as usize as i64) % align == 0
+        && v.shape().iter().zip(v.strides()).all(|(&len, &st)| len <= 1 || st % align == 0);
+    v.flags = if flags & FLAG_READ_ONLY != 0 { abi::READONLY } else { 0 } | if aligned { abi::ALIGNED } else { 0 };
+    v.set_contiguity();
+    Ok(())
+}
+
+/// A tensor's shape and strides (None: NULL, C-contiguous) as slices.
+///
+/// # Safety
+/// `t` is live with `ndim == n`, its shape non-NULL when `n > 0`.
+unsafe fn tensor_dims(t: &DLTensor, n: usize) -> (&[i64], Option<&[i64]>) {
+    if n == 0 {
+        return (&[], None);
+    }
+    // SAFETY: the caller's contract.
+    let shape = unsafe { core::slice::from_raw_parts(t.shape, n) };
+    // SAFETY: as above; strides checked non-NULL.
+    let strides = (!t.strides.is_null()).then(|| unsafe { core::slice::from_raw_parts(t.strides, n) });
+    (shape, strides)
 }
 
 /// [`fill_from_tensor`] for the common case, in one pass and without
@@ -171,7 +183,7 @@ impl Managed {
 /// `stage` becomes [`Stage::Exported`] once the producer handed over a
 /// tensor of our major version (what may fail after that is this object's
 /// content, such as a sub-byte dtype, or the request).
-pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, obj: *mut PyObject, stage: &mut Stage) -> Result<(), ()> {
+pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, obj: *mut PyObject, stage: &mut Stage) -> Result<(), PyErrSet> {
     // SAFETY: the caller owns m.
     unsafe {
         let (t, flags) = match m {
@@ -193,7 +205,7 @@ pub(super) unsafe fn adopt(m: Managed, request: c_int, v: &mut ArrayView, obj: *
         let r = fill_from_tensor(t, flags, v, &mut heap).and_then(|()| check_request_of(obj, request, v));
         if r.is_err() {
             m.delete();
-            return Err(());
+            return Err(PyErrSet);
         }
         v.internal[0] = match m {
             Managed::Versioned(mt) => mt.cast(),
@@ -217,7 +229,7 @@ pub(super) unsafe fn who(obj: *mut PyObject) -> String {
 ///
 /// # Safety
 /// The GIL is held; `obj` is live.
-unsafe fn check_request_of(obj: *mut PyObject, request: c_int, v: &ArrayView) -> Result<(), ()> {
+unsafe fn check_request_of(obj: *mut PyObject, request: c_int, v: &ArrayView) -> Result<(), PyErrSet> {
     abi::check_request(request, v.flags).or_else(|why| {
         // SAFETY: the caller's contract (the name is formatted on failure only).
         let name = unsafe { who(obj) };
@@ -242,7 +254,7 @@ unsafe fn keep_heap_dims(v: &mut ArrayView, heap: Vec<i64>) {
     };
 }
 
-pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), ()> {
+pub(super) fn check_view(v: &ArrayView, request: c_int) -> Result<(), PyErrSet> {
     if (v.size as usize) < core::mem::size_of::<ArrayView>() {
         return raise(util::value_error(), "array.v1 acquire: view struct too small (size field not set?)");
     }
@@ -393,7 +405,7 @@ unsafe fn adopt_slow(mt: *mut DLManagedTensorVersioned, obj: *mut PyObject, requ
 /// # Safety
 /// The array.v1 contract: GIL held, `obj` alive, `v` writable; the type's
 /// table holds the exchange table next to this acquire.
-pub(crate) unsafe fn c_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), ()> {
+pub(crate) unsafe fn c_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), PyErrSet> {
     // SAFETY: the caller's contract; the exchange table was registered with
     // these slots and is static.
     unsafe { c_acquire_with(runtime::find(obj, ID_EXCHANGE_API).cast(), obj, request, v, stage) }
@@ -416,7 +428,7 @@ unsafe fn c_acquire_with(
     request: c_int,
     v: &mut ArrayView,
     stage: &mut Stage,
-) -> Result<(), ()> {
+) -> Result<(), PyErrSet> {
     // SAFETY: the caller's contract.
     unsafe {
         check_view(v, request)?;
@@ -427,7 +439,7 @@ unsafe fn c_acquire_with(
         let mut mt: *mut DLManagedTensorVersioned = ptr::null_mut();
         if from_py(obj.cast(), &mut mt) != 0 || mt.is_null() {
             managed_failed(obj);
-            return Err(());
+            return Err(PyErrSet);
         }
         adopt(Managed::Versioned(mt), request, v, obj, stage)
     }
@@ -437,7 +449,7 @@ unsafe fn c_acquire_with(
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn consume_capsule(cap: *mut PyObject, obj: *mut PyObject) -> Result<Managed, ()> {
+pub(super) unsafe fn consume_capsule(cap: *mut PyObject, obj: *mut PyObject) -> Result<Managed, PyErrSet> {
     // SAFETY: GIL held; cap alive.
     unsafe {
         if PyCapsule_CheckExact(cap) == 0 {
@@ -446,14 +458,14 @@ pub(super) unsafe fn consume_capsule(cap: *mut PyObject, obj: *mut PyObject) -> 
         if PyCapsule_IsValid(cap, NAME_VERSIONED.as_ptr()) != 0 {
             let mt = PyCapsule_GetPointer(cap, NAME_VERSIONED.as_ptr()).cast::<DLManagedTensorVersioned>();
             if PyCapsule_SetName(cap, NAME_USED_VERSIONED.as_ptr()) < 0 {
-                return Err(());
+                return Err(PyErrSet);
             }
             return Ok(Managed::Versioned(mt));
         }
         if PyCapsule_IsValid(cap, NAME_LEGACY.as_ptr()) != 0 {
             let mt = PyCapsule_GetPointer(cap, NAME_LEGACY.as_ptr()).cast::<DLManagedTensor>();
             if PyCapsule_SetName(cap, NAME_USED_LEGACY.as_ptr()) < 0 {
-                return Err(());
+                return Err(PyErrSet);
             }
             return Ok(Managed::Legacy(mt));
         }
@@ -489,7 +501,7 @@ pub(super) static PY_NAMES: std::sync::OnceLock<PyNames> = std::sync::OnceLock::
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn py_names() -> Result<&'static PyNames, ()> {
+pub(super) unsafe fn py_names() -> Result<&'static PyNames, PyErrSet> {
     if let Some(n) = PY_NAMES.get() {
         return Ok(n);
     }
@@ -499,7 +511,7 @@ pub(super) unsafe fn py_names() -> Result<&'static PyNames, ()> {
         let kwnames = Py_BuildValue(c"(s)".as_ptr(), c"max_version".as_ptr());
         let version = Py_BuildValue(c"(II)".as_ptr(), MAJOR, MINOR);
         if dlpack.is_null() || kwnames.is_null() || version.is_null() {
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(PY_NAMES.get_or_init(|| PyNames { dlpack, kwnames, version }))
     }
@@ -510,7 +522,7 @@ pub(super) unsafe fn py_names() -> Result<&'static PyNames, ()> {
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
+pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         let names = py_names()?;
@@ -520,7 +532,7 @@ pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
             return Ok(Owned(cap));
         }
         if PyErr_ExceptionMatches(PyExc_TypeError) == 0 {
-            return Err(());
+            return Err(PyErrSet);
         }
         // Kept: if the retry fails too, its exception gets this one as
         // __context__ (as a Python `except TypeError:` retry would).
@@ -538,7 +550,7 @@ pub(super) unsafe fn call_dunder(obj: *mut PyObject) -> Result<Owned, ()> {
                     }
                 }
             }
-            return Err(());
+            return Err(PyErrSet);
         }
         Ok(Owned(cap))
     }
@@ -556,7 +568,7 @@ pub(crate) unsafe extern "C" fn dl_py_acquire(obj: *mut PyObject, request: c_int
 ///
 /// # Safety
 /// The array.v1 contract: GIL held, `obj` alive, `v` writable.
-pub(crate) unsafe fn py_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), ()> {
+pub(crate) unsafe fn py_acquire(obj: *mut PyObject, request: c_int, v: &mut ArrayView, stage: &mut Stage) -> Result<(), PyErrSet> {
     // SAFETY: the caller's contract.
     unsafe {
         check_view(v, request)?;
@@ -619,7 +631,7 @@ unsafe fn release_other(v: &mut ArrayView) {
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const DLPackExchangeAPI>, ()> {
+pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const DLPackExchangeAPI>, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         for (name, int_ok) in [(ATTR_EXCHANGE_API, false), (ATTR_EXCHANGE_API_OLD, true)] {
@@ -629,7 +641,7 @@ pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const 
                     PyErr_Clear();
                     continue;
                 }
-                return Err(());
+                return Err(PyErrSet);
             }
             let attr = Owned(attr);
             if int_ok && PyLong_Check(attr.0) != 0 {
@@ -638,7 +650,7 @@ pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const 
                     if PyErr_Occurred().is_null() {
                         return raise(util::value_error(), &format!("{name:?} is a NULL address"));
                     }
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 return Ok(Some(api));
             }
@@ -650,7 +662,7 @@ pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const 
             }
             let api = PyCapsule_GetPointer(attr.0, NAME_EXCHANGE_API.as_ptr()).cast::<DLPackExchangeAPI>();
             if api.is_null() {
-                return Err(()); // ValueError from PyCapsule_GetPointer: wrong name
+                return Err(PyErrSet); // ValueError from PyCapsule_GetPointer: wrong name
             }
             return Ok(Some(api));
         }
@@ -671,7 +683,7 @@ pub(super) unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-pub(super) unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, ()> {
+pub(super) unsafe fn register_impl(tp: *mut PyObject) -> Result<*mut PyObject, PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         if PyType_Check(tp) == 0 {

@@ -18,7 +18,8 @@
 //! Every deleter made here takes the GIL itself (it releases an array.v1
 //! view and a reference) and does nothing once the interpreter is gone.
 //!
-//! Files: `export.rs` (array.v1 -> DLPack), `exchange.rs` (Array's
+//! Files: `export.rs` (array.v1 -> DLPack), `plan.rs` (the checks of an
+//! export and an import, pure), `exchange.rs` (Array's
 //! `DLPackExchangeAPI`), `import.rs` (DLPack -> array.v1), `adopt.rs`
 //! (import without registration, on a miss), `bench.rs`
 //! (`_bench_dlpack_cost`, feature `hooks`); this file holds the shared
@@ -32,7 +33,7 @@ use pyo3_ffi::*;
 use crate::abi::{self, ArrayView, DLDataType, DLDevice, Provider};
 use crate::dlpack_abi::*;
 use crate::consumers::nd::Nd;
-use crate::util::{self, guard, raise, ret, Owned};
+use crate::util::{self, guard, raise, ret, Owned, PyErrSet};
 use crate::runtime::{self, SlotDef};
 use crate::id;
 
@@ -40,6 +41,7 @@ mod adopt;
 mod exchange;
 mod export;
 mod import;
+pub(crate) mod plan;
 #[cfg(feature = "hooks")]
 mod bench;
 
@@ -61,7 +63,7 @@ const INLINE_DIMS: usize = 8;
 ///
 /// # Safety
 /// The GIL is held and every pointer argument is live and valid for its type.
-unsafe fn constants(m: *mut PyObject) -> Result<(), ()> {
+unsafe fn constants(m: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held.
     unsafe {
         for (name, v) in [
@@ -72,13 +74,13 @@ unsafe fn constants(m: *mut PyObject) -> Result<(), ()> {
         ] {
             util::add(m, name, PyLong_FromLongLong(v))?;
         }
-        Ok(util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(EXCHANGE_API).cast_mut().cast()))?)
+        util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(EXCHANGE_API).cast_mut().cast()))
     }
 }
 
 /// Add `to_dlpack`, `register_dlpack_type`, `_bench_dlpack_cost` and the
 /// constants to the `_arrays` module, and the exchange table to `Array`.
-pub(crate) fn add_to_module(m: *mut PyObject) -> Result<(), ()> {
+pub(crate) fn add_to_module(m: *mut PyObject) -> Result<(), PyErrSet> {
     let methods: &'static mut [PyMethodDef] = Box::leak(Box::new([
         crate::runtime::pyutil::py_method!(c"to_dlpack", PyCFunctionFastWithKeywords, py_to_dlpack, METH_FASTCALL | METH_KEYWORDS,
             c"to_dlpack(obj, *, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\
@@ -111,7 +113,7 @@ pub(crate) fn add_to_module(m: *mut PyObject) -> Result<(), ()> {
             }
             let f = Owned::new(PyCFunction_NewEx(def, ptr::null_mut(), ptr::null_mut()))?;
             if PyModule_AddObjectRef(m, def.ml_name, f.0) < 0 {
-                return Err(());
+                return Err(PyErrSet);
             }
         }
         constants(m)?;

@@ -12,7 +12,7 @@ use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType, Provider};
 use crate::python::nargs_in;
-use crate::util::{self, guard, raise, ret, Owned};
+use crate::util::{self, guard, raise, ret, Owned, PyErrSet};
 
 // ---- view-cost benchmark --------------------------------------------------------
 
@@ -83,7 +83,7 @@ unsafe fn int_at(t: *mut PyObject, i: Py_ssize_t) -> i64 {
 
 /// One view of `obj` through `method`, as a consumer would get it.
 #[inline(always)]
-unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) -> Result<Seen, ()> {
+unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) -> Result<Seen, PyErrSet> {
     // SAFETY: GIL held; obj alive; names interned and alive.
     unsafe {
         match method {
@@ -96,12 +96,12 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                     Method::SlotsCached(p) => *p,
                     _ => match Provider::of(obj) {
                         Some(p) => p,
-                        None => return Ok(Provider::of_or_raise(obj).map(|_| Seen::default())?),
+                        None => return Provider::of_or_raise(obj).map(|_| Seen::default()),
                     },
                 };
                 view.size = core::mem::size_of::<ArrayView>() as u32;
                 if (p.acquire)(obj, 0, view) != 0 {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let seen = Seen {
                     data: view.data as usize,
@@ -116,7 +116,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
             Method::Buffer => {
                 let mut b = Py_buffer::new();
                 if PyObject_GetBuffer(obj, &mut b, PyBUF_RECORDS_RO) < 0 {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let fmt = if b.format.is_null() { b"B"[0] } else { *b.format as u8 };
                 let seen = Seen {
@@ -133,7 +133,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                 let cap = Owned::new(PyObject_GetAttr(obj, *name))?;
                 let s = PyCapsule_GetPointer(cap.0, ptr::null()).cast::<PyArrayInterface>();
                 if s.is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let s = &*s;
                 Ok(Seen {
@@ -149,7 +149,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                 let cap = Owned::new(PyObject_VectorcallMethod(*name, argv.as_ptr(), 1, ptr::null_mut()))?;
                 let t = PyCapsule_GetPointer(cap.0, c"dltensor".as_ptr()).cast::<DLTensor>();
                 if t.is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let t = &*t;
                 Ok(Seen {
@@ -171,7 +171,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                     if PyErr_Occurred().is_null() {
                         return raise(util::value_error(), "incomplete __array_interface__");
                     }
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let mut dims = [0i64; 8];
                 let nd = PyTuple_Size(shape).min(8);
@@ -188,7 +188,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                 let mut len: Py_ssize_t = 0;
                 let ts = PyUnicode_AsUTF8AndSize(typestr, &mut len);
                 if ts.is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let code = typestr_code(core::slice::from_raw_parts(ts.cast::<u8>(), len as usize));
                 Ok(Seen { data: addr, ndim: nd as i64, shape0: dims[0], stride0: st[0], code })
@@ -219,11 +219,11 @@ pub(super) unsafe extern "C" fn py_bench_view_cost(
                 let (obj, method, iters) = (*args, *args.add(1), *args.add(2));
                 let n = PyLong_AsLongLong(iters);
                 if n == -1 && !PyErr_Occurred().is_null() {
-                    return Err(());
+                    return Err(PyErrSet);
                 }
                 let n = n.max(1) as u64;
                 let mut keep: Vec<Owned> = Vec::new();
-                let mut intern = |s: &CStr| -> Result<*mut PyObject, ()> {
+                let mut intern = |s: &CStr| -> Result<*mut PyObject, PyErrSet> {
                     let o = Owned::new(PyUnicode_InternFromString(s.as_ptr()))?;
                     let p = o.0;
                     keep.push(o);
