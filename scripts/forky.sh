@@ -17,8 +17,9 @@
 # the host changes.
 #
 # `run` binds /proc, /dev, /sys, the host's Rust toolchain (CARGO_HOME,
-# RUSTUP_HOME: the host's cargo runs inside), pip's find-links directory and
-# this checkout at the same paths.  The mounts are made in a private mount
+# RUSTUP_HOME: the host's cargo runs inside), pip's find-links directory,
+# scripts/lib.sh's wheel cache and this checkout at the same paths; it passes
+# the host's source digest in (EXTENSIBLETYPE_SOURCE_DIGEST: no git inside).  The mounts are made in a private mount
 # namespace (unshare -m), so they vanish with the command whatever way it ends
 # and the host's mount table never sees them; without unshare, a trap unmounts
 # them.  Concurrent runs are fine (each has its own namespace).
@@ -33,6 +34,8 @@ CACHE_ROOT="${HOME}/.cache/extensibletype"
 CHROOT="${CACHE_ROOT}/forky-root"
 STAMP="${CHROOT}/.extensibletype-forky-complete"
 LOCK="${CACHE_ROOT}/forky-root.lock"
+# scripts/lib.sh's wheel cache, bound inside (the abi3 wheel built on the host serves the root too).
+WHEEL_CACHE="${EXTENSIBLETYPE_WHEEL_CACHE:-$HOME/.cache/extensibletype/wheels}"
 SUITE=forky
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PACKAGES=python3.14,python3.14-dev,python3.14-venv,python3.15,python3.15-dev,python3.15-venv,gcc,g++,libc6-dev
@@ -126,7 +129,7 @@ sync_files() {
 # Directories bound at the same path inside the root.
 bind_dirs() {
     local d
-    for d in "${CARGO_HOME:-$HOME/.cargo}" "${RUSTUP_HOME:-$HOME/.rustup}" "$ROOT" ${PIP_FIND_LINKS:-} ${FORKY_EXTRA_BINDS:-}; do
+    for d in "${CARGO_HOME:-$HOME/.cargo}" "${RUSTUP_HOME:-$HOME/.rustup}" "$ROOT" "$WHEEL_CACHE" ${PIP_FIND_LINKS:-} ${FORKY_EXTRA_BINDS:-}; do
         [[ -d "$d" ]] && printf '%s\n' "$(cd "$d" && pwd -P)"
     done | sort -u
 }
@@ -208,6 +211,14 @@ case "${1:-}" in
     run)
         shift
         [[ $# -gt 0 ]] || die "usage: forky.sh run CMD [ARGS...]"
+        # No git inside the root: scripts/lib.sh's source digest is taken
+        # here, on the host, unless the caller gave one.
+        if [[ -z "${EXTENSIBLETYPE_SOURCE_DIGEST:-}" ]]; then
+            EXTENSIBLETYPE_SOURCE_DIGEST=$(bash -c 'source "$1" && source_digest' sh "$ROOT/scripts/lib.sh") ||
+                die "cannot take the source digest of $ROOT on the host (scripts/lib.sh source_digest)"
+            export EXTENSIBLETYPE_SOURCE_DIGEST
+        fi
+        mkdir -p "$WHEEL_CACHE"
         run_in_root "$@"
         ;;
     __inside)

@@ -16,12 +16,106 @@ PY_DEPS=(maturin pytest cython numpy setuptools wheel)
 # other steps run from the venv).
 PY_DEPS_311=(numba meson-python ninja mypy)
 
-# A digest of everything that goes into the wheel: reinstall only on change.
-# EXTENSIBLETYPE_SOURCE_DIGEST overrides it (scripts/test-forky.sh: no git in the chroot).
+# A digest of everything that goes into the wheel: the names and contents
+# of the files git lists (tracked, and untracked but not ignored) under
+# DIGEST_PATHS. Reinstall only on change; the source half of a cached
+# wheel's key (wheel_cache_*). EXTENSIBLETYPE_SOURCE_DIGEST overrides it:
+# the forky chroot has no git, so scripts/forky.sh passes the host's in.
+# Without git (or outside a git checkout) and without the override it fails
+# loudly: a digest of no files would match every tree.
+DIGEST_PATHS=(src crates include python/extensibletype build_backend Cargo.toml Cargo.lock pyproject.toml)
 source_digest() {
     if [ -n "${EXTENSIBLETYPE_SOURCE_DIGEST:-}" ]; then echo "$EXTENSIBLETYPE_SOURCE_DIGEST"; return; fi
-    git -C "$ROOT" ls-files -co --exclude-standard -- src crates include python/extensibletype Cargo.toml Cargo.lock pyproject.toml \
-        | sort | (cd "$ROOT" && xargs cat 2>/dev/null) | sha256sum | cut -d' ' -f1
+    local files
+    if ! command -v git >/dev/null 2>&1 ||
+        ! files=$(git -C "$ROOT" ls-files -co --exclude-standard -- "${DIGEST_PATHS[@]}") || [ -z "$files" ]; then
+        log "source_digest: git cannot list the sources of $ROOT (git not installed, or not a git checkout);" \
+            "set EXTENSIBLETYPE_SOURCE_DIGEST (scripts/forky.sh run does)"
+        return 1
+    fi
+    # "sha256  name" a file, sorted: a rename or a deleted file changes it too.
+    printf '%s\n' "$files" | LC_ALL=C sort -u | (cd "$ROOT" && tr '\n' '\0' | xargs -0 sha256sum 2>&1) |
+        sha256sum | cut -d' ' -f1
+}
+
+# Built wheels, shared by every checkout of this machine (a fresh clone of an
+# unchanged tree installs them instead of compiling):
+# WHEEL_CACHE/KIND/DIGEST/NAME.whl. KIND names the build (wheel_kind:
+# interpreter tag or abi3/abi3t, cargo features, platform, the builder's
+# glibc), DIGEST is source_digest: a tree whose sources differ has another
+# key, so it never installs a stale wheel. The newest WHEEL_CACHE_KEEP
+# digests of each KIND are kept (a cache hit counts as new), older ones are
+# deleted when a wheel is added.
+WHEEL_CACHE=${EXTENSIBLETYPE_WHEEL_CACHE:-$HOME/.cache/extensibletype/wheels}
+WHEEL_CACHE_KEEP=${EXTENSIBLETYPE_WHEEL_CACHE_KEEP:-3}
+
+# wheel_kind PYTHON FLAVOUR FEATURES: the KIND of a build with PYTHON
+# (FLAVOUR cp: for that interpreter, e.g. cp311, cp313t; abi3 or abi3t).
+wheel_kind() {
+    "$1" - "$2" "$3" <<'PY'
+import os, re, sys, sysconfig
+flavour, features = sys.argv[1:]
+if flavour == "cp":
+    flavour = "cp%d%d%s" % (*sys.version_info[:2], getattr(sys, "abiflags", ""))
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+except (AttributeError, ValueError, OSError):
+    libc = ""
+libc = libc.replace(" ", "") if libc.startswith("glibc ") else "libc-unknown"
+print(re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join([flavour, features.replace(",", "+"), sysconfig.get_platform(), libc])))
+PY
+}
+
+# wheel_cache_get KIND DIGEST: print the cached wheel, or fail. An abi3 or
+# abi3t wheel built against an older glibc runs here too (the host's, in the
+# forky chroot), so it counts.
+wheel_cache_get() {
+    local kind=$1 digest=$2 d v mine=${1##*-glibc} w
+    local -a dirs=("$WHEEL_CACHE/$kind/$digest")
+    case $kind in abi3*-glibc*) dirs+=("$WHEEL_CACHE/${kind%-glibc*}"-glibc*/"$digest") ;; esac
+    for d in "${dirs[@]}"; do
+        v=${d%/*}
+        v=${v##*-glibc}
+        [ "$v" = "$mine" ] || [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
+        for w in "$d"/*.whl; do
+            [ -f "$w" ] || continue
+            touch "$d"
+            echo "$w"
+            return 0
+        done
+    done
+    return 1
+}
+
+# wheel_cache_put KIND DIGEST OUT: move the wheel that a build left in the
+# directory OUT into the cache, drop the oldest of KIND beyond
+# WHEEL_CACHE_KEEP; print the cached wheel.
+wheel_cache_put() {
+    local kind=$1 digest=$2 out=$3 dst="$WHEEL_CACHE/$1/$2" w
+    w=$(ls "$out"/*.whl 2>/dev/null)
+    if [ "$(printf '%s\n' "$w" | grep -c .)" != 1 ]; then
+        log "wheel_cache_put: expected one wheel in $out, found: ${w:-none}"
+        rm -rf "$out"
+        return 1
+    fi
+    mkdir -p "$WHEEL_CACHE/$kind" || return 1
+    rm -rf "$dst"
+    mv "$out" "$dst" || { rm -rf "$out"; return 1; }  # atomic: readers see no half-written wheel
+    ls -1dt "$WHEEL_CACHE/$kind"/*/ | tail -n +"$((WHEEL_CACHE_KEEP + 1))" | while IFS= read -r d; do rm -rf "$d"; done
+    echo "$dst/${w##*/}"
+}
+
+# cached_wheel KIND DIGEST WHAT CMD...: the cached wheel, or build it by
+# running CMD with the output directory appended (stdout to stderr) and
+# cache it. Prints the wheel's path.
+cached_wheel() {
+    local kind=$1 digest=$2 what=$3 out
+    shift 3
+    wheel_cache_get "$kind" "$digest" && return 0
+    mkdir -p "$WHEEL_CACHE" && out=$(mktemp -d "$WHEEL_CACHE/.build.XXXXXX") || return 1
+    log "$what (wheel cache miss: $kind)"
+    "$@" "$out" >&2 || { rm -rf "$out"; return 1; }
+    wheel_cache_put "$kind" "$digest" "$out"
 }
 
 # Cargo features of the module for test and demo builds (not release
@@ -40,7 +134,7 @@ PYO3_FT313=$(sed -n 's/^PYO3_FT313 = "\(.*\)"$/\1/p' "$ROOT/build_backend/extens
 # the sources change. Prints its path.
 tree_with_pyo3() {
     local v=$1 dst="$ROOT/target/trees/pyo3-$1" digest
-    digest=$(source_digest)
+    digest=$(source_digest) || return 1
     if [ "$(cat "$dst/.digest" 2>/dev/null)" != "$digest" ]; then
         rm -rf "$dst" && mkdir -p "$dst" || return 1
         (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -C "$dst" -xf - || return 1
@@ -55,27 +149,37 @@ tree_with_pyo3() {
     echo "$dst"
 }
 
-# Build the abi3 wheel once per source digest, then install it with $1.
+# Build the abi3 wheel once per source digest (wheel cache), then install it
+# with $1.
 install_abi3() {
-    local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3/$2"
-    if ! ls "$dist"/*abi3*.whl >/dev/null 2>&1; then
-        log "maturin build --features abi3,$TEST_FEATURES"
-        rm -rf "$ROOT/target/wheels-abi3"
-        CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features "abi3,$TEST_FEATURES" -i "$vpy" --out "$dist" >&2 || return 1
-    fi
-    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3*.whl >&2
+    local vpy=$1 digest=$2 kind whl
+    kind=$(wheel_kind "$vpy" abi3 "abi3,$TEST_FEATURES") &&
+        whl=$(cached_wheel "$kind" "$digest" "maturin build --features abi3,$TEST_FEATURES" \
+            env CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features "abi3,$TEST_FEATURES" -i "$vpy" --out) &&
+        "$vpy" -m pip install -q --no-deps --force-reinstall "$whl" >&2
 }
 
 # Build the abi3t wheel (PEP 803; pyo3-ffi 0.30's abi3t-py315 feature, with
-# CPython 3.15) once per source digest, then install it with $1.
+# CPython 3.15) once per source digest (wheel cache), then install it with $1.
 install_abi3t() {
-    local vpy=$1 digest=$2 dist="$ROOT/target/wheels-abi3t/$2"
-    if ! ls "$dist"/*abi3t*.whl >/dev/null 2>&1; then
-        log "maturin build --features pyo3-ffi/abi3t-py315,$TEST_FEATURES"
-        rm -rf "$ROOT/target/wheels-abi3t"
-        CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features "pyo3-ffi/abi3t-py315,$TEST_FEATURES" -i "$vpy" --out "$dist" >&2 || return 1
-    fi
-    "$vpy" -m pip install -q --no-deps --force-reinstall "$dist"/*abi3t*.whl >&2
+    local vpy=$1 digest=$2 kind whl
+    kind=$(wheel_kind "$vpy" abi3t "pyo3-ffi/abi3t-py315,$TEST_FEATURES") &&
+        whl=$(cached_wheel "$kind" "$digest" "maturin build --features pyo3-ffi/abi3t-py315,$TEST_FEATURES" \
+            env CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features "pyo3-ffi/abi3t-py315,$TEST_FEATURES" -i "$vpy" --out) &&
+        "$vpy" -m pip install -q --no-deps --force-reinstall "$whl" >&2
+}
+
+# The wheel `pip install .` would build for $1 (on free-threaded 3.13 the
+# build backend moves a copy of the tree to pyo3-ffi 0.28:
+# build_backend/extensibletype_build.py), built once per source digest (wheel
+# cache): `pip wheel .` then `pip install` of it, which is what `pip install .` does.
+install_tree() {
+    local vpy=$1 digest=$2 tag=$3 kind whl
+    kind=$(wheel_kind "$vpy" cp "$TEST_FEATURES") &&
+        whl=$(cached_wheel "$kind" "$digest" "pip wheel . (python $tag)" \
+            env PATH="${vpy%/python}:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" \
+            "$vpy" -m pip wheel -q --no-build-isolation --no-deps "$ROOT" -w) &&
+        "$vpy" -m pip install -q --no-deps --force-reinstall "$whl" >&2
 }
 
 # prepare_venv TAG PYTHON: .venv/TAG with PY_DEPS and the package (`pip
@@ -105,19 +209,12 @@ print(*[d for d in sys.argv[1:] if absent(d)])' "${deps[@]}")
         "$vpy" -m pip install -q "${missing[@]}" >&2 ||
             for dep in "${missing[@]}"; do "$vpy" -m pip install -q "$dep" >&2 || log "could not install $dep for $tag"; done
     fi
-    digest=$(source_digest)
+    digest=$(source_digest) || return 1
     if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
         case $tag in
             *-abi3) install_abi3 "$vpy" "$digest" ;;
             *-abi3t) install_abi3t "$vpy" "$digest" ;;
-            *)
-                # Exactly what a user runs: `pip install .` (on free-threaded
-                # 3.13 the build backend moves a copy of the tree to pyo3-ffi
-                # 0.28: build_backend/extensibletype_build.py).
-                log "pip install . (python $tag)"
-                PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$ROOT/target/py$tag" MATURIN_PEP517_ARGS="--features $TEST_FEATURES" \
-                    "$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$ROOT" >&2
-                ;;
+            *) install_tree "$vpy" "$digest" "$tag" ;;
         esac || { log "build/install failed for $tag"; return 1; }
         echo "$digest" >"$venv/.extensibletype-digest"
     fi

@@ -178,8 +178,11 @@ fn inline_path() -> &'static core::ffi::CStr {
 }
 
 /// `target` as a type, or a TypeError (`Err(ptr::null_mut())` to return).
+///
+/// # Safety
+/// GIL held; `target` is live.
 unsafe fn type_arg(target: *mut PyObject) -> Result<*mut PyTypeObject, *mut PyObject> {
-    // SAFETY: GIL held; target is live.
+    // SAFETY: GIL held; target is live (the caller's contract).
     unsafe {
         if PyType_Check(target) == 0 {
             PyErr_SetString(PyExc_TypeError, c"_bench_lookup('find_in_type'): target must be a type".as_ptr());
@@ -187,6 +190,247 @@ unsafe fn type_arg(target: *mut PyObject) -> Result<*mut PyTypeObject, *mut PyOb
         }
     }
     Ok(target.cast())
+}
+
+/// The rows `_bench_lookup` times (its `method` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    /// `"path"`: which lookup code the find rows run.
+    Path,
+    Find,
+    FindInType,
+    GetSlot,
+    GetAttr,
+    Vtable,
+}
+
+impl Method {
+    /// The method named `name`, or `None`.
+    fn parse(name: &str) -> Option<Method> {
+        Some(match name {
+            "path" => Method::Path,
+            "find" => Method::Find,
+            "find_in_type" => Method::FindInType,
+            "getslot" => Method::GetSlot,
+            "getattr" => Method::GetAttr,
+            "vtable" => Method::Vtable,
+            _ => return None,
+        })
+    }
+}
+
+/// What one `_bench_lookup` call does, decided from `method` and `n` alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Name the find rows' code.
+    Path,
+    /// `n == 0` with a find method: one lookup, the pointer found.
+    One(Method),
+    /// `n` timed lookups (at least 1).
+    Timed(Method, u64),
+}
+
+/// The ValueError's message for a negative `n`.
+const N_NEGATIVE: &core::ffi::CStr = c"_bench_lookup(): n must be >= 0";
+
+/// The plan for `method` and `n`, or the message of the ValueError.
+fn plan(method: &str, n: i64) -> Result<Plan, &'static core::ffi::CStr> {
+    if n < 0 {
+        return Err(N_NEGATIVE);
+    }
+    let Some(method) = Method::parse(method) else {
+        return Err(c"_bench_lookup(): method must be 'find', 'find_in_type', 'getslot', 'getattr', 'vtable' or 'path'");
+    };
+    Ok(match method {
+        Method::Path => Plan::Path,
+        Method::Find | Method::FindInType if n == 0 => Plan::One(method),
+        _ => Plan::Timed(method, n.max(1) as u64),
+    })
+}
+
+/// The arguments of `_bench_lookup`, checked.
+struct Args {
+    method: *mut PyObject,
+    target: *mut PyObject,
+    arg: *mut PyObject,
+    n: i64,
+    mode: Mode,
+}
+
+/// Unpack `_bench_lookup`'s arguments (`None` with an exception set).
+///
+/// # Safety
+/// GIL held; `args` holds `nargs` live objects (a fastcall vector).
+unsafe fn bench_args(args: *mut *mut PyObject, nargs: Py_ssize_t) -> Option<Args> {
+    if nargs != 4 && nargs != 5 {
+        // SAFETY: GIL held (the caller's contract).
+        unsafe {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"_bench_lookup(method, target, arg, n, throughput=False) takes 4 or 5 arguments".as_ptr(),
+            );
+        }
+        return None;
+    }
+    // SAFETY: GIL held; args holds nargs (4 or 5, checked above) live objects.
+    unsafe {
+        let mode = if nargs == 5 {
+            match PyObject_IsTrue(*args.add(4)) {
+                -1 => return None,
+                0 => Mode::Latency,
+                _ => Mode::Throughput,
+            }
+        } else {
+            Mode::Latency
+        };
+        let n = PyLong_AsLongLong(*args.add(3));
+        if n == -1 && !PyErr_Occurred().is_null() {
+            return None;
+        }
+        Some(Args { method: *args, target: *args.add(1), arg: *args.add(2), n, mode })
+    }
+}
+
+/// `arg` as an id (`None` with an exception set).
+///
+/// # Safety
+/// GIL held; `arg` is live.
+unsafe fn id_arg(arg: *mut PyObject) -> Option<u64> {
+    // SAFETY: GIL held; arg is live (the caller's contract).
+    unsafe {
+        let id = PyLong_AsUnsignedLongLong(arg);
+        if !PyErr_Occurred().is_null() {
+            return None;
+        }
+        Some(id)
+    }
+}
+
+/// One lookup by the runtime (`n == 0`): the pointer found as an int (0:
+/// none), NULL with an exception set.
+///
+/// # Safety
+/// GIL held; the runtime is imported; `target` and `arg` are live.
+unsafe fn lookup_once(method: Method, target: *mut PyObject, arg: *mut PyObject) -> *mut PyObject {
+    // SAFETY: GIL held; target and arg are live (the caller's contract).
+    unsafe {
+        let Some(id) = id_arg(arg) else { return ptr::null_mut() };
+        let tp = if method == Method::Find {
+            Py_TYPE(target)
+        } else {
+            match type_arg(target) {
+                Ok(tp) => tp,
+                Err(e) => return e,
+            }
+        };
+        PyLong_FromSize_t(runtime::find_in_type(tp, id) as usize)
+    }
+}
+
+/// The `find` (`from_type`: `find_in_type`) rows: ns per lookup, `None`
+/// with an exception set.
+///
+/// # Safety
+/// GIL held; the runtime and the C unit are imported; `target` and `arg`
+/// are live for the call.
+unsafe fn time_find(from_type: bool, target: *mut PyObject, arg: *mut PyObject, n: u64, mode: Mode) -> Option<f64> {
+    // SAFETY: GIL held; arg is live.
+    let id = unsafe { id_arg(arg) }?;
+    // SAFETY: GIL held; target is live.
+    if from_type && unsafe { type_arg(target) }.is_err() {
+        return None;
+    }
+    #[cfg(bench_c)]
+    {
+        let f: header::Loop = match (from_type, mode) {
+            (false, Mode::Latency) => header::extensibletype_bench_chain_obj,
+            (false, Mode::Throughput) => header::extensibletype_bench_tput_obj,
+            (true, Mode::Latency) => header::extensibletype_bench_chain_type,
+            (true, Mode::Throughput) => header::extensibletype_bench_tput_type,
+        };
+        // SAFETY: GIL held, the C unit imported, target alive for the call
+        // (held by the caller).
+        Some(unsafe { timed_header(f, target, id, n) })
+    }
+    #[cfg(not(bench_c))]
+    {
+        // SAFETY: GIL held; target alive for the call (held by the caller)
+        // and, for find_in_type, a type (checked above).
+        unsafe {
+            Some(if from_type {
+                timed(&[target.cast::<PyTypeObject>()], n, mode, |t| runtime::find_in_type(t, id) as usize)
+            } else {
+                timed(&[target], n, mode, |o| runtime::find(o, id) as usize)
+            })
+        }
+    }
+}
+
+/// The `PyType_GetSlot` row (`None` with an exception set).
+///
+/// # Safety
+/// GIL held; `target` and `arg` are live for the call.
+unsafe fn time_getslot(target: *mut PyObject, arg: *mut PyObject, n: u64, mode: Mode) -> Option<f64> {
+    // SAFETY: GIL held; target and arg are live (the caller's contract).
+    unsafe {
+        let slot = PyLong_AsLong(arg);
+        if !PyErr_Occurred().is_null() {
+            return None;
+        }
+        Some(timed(&[target], n, mode, |o| PyType_GetSlot(Py_TYPE(o), slot as _) as usize))
+    }
+}
+
+/// The `PyObject_GetAttr` + `PyCapsule_GetPointer` row (`None` with an
+/// exception set).
+///
+/// # Safety
+/// GIL held; `target` and `arg` are live for the call.
+unsafe fn time_getattr(target: *mut PyObject, arg: *mut PyObject, n: u64, mode: Mode) -> Option<f64> {
+    // SAFETY: GIL held; target and arg are live (the caller's contract);
+    // every new reference is released.
+    unsafe {
+        if PyUnicode_Check(arg) == 0 {
+            PyErr_SetString(PyExc_TypeError, c"_bench_lookup('getattr'): arg must be a str".as_ptr());
+            return None;
+        }
+        let probe = PyObject_GetAttr(target, arg);
+        if probe.is_null() {
+            return None;
+        }
+        let ok = PyCapsule_IsValid(probe, ptr::null()) != 0;
+        Py_DECREF(probe);
+        if !ok {
+            PyErr_SetString(PyExc_TypeError, c"_bench_lookup('getattr'): the attribute must be a PyCapsule with name NULL".as_ptr());
+            return None;
+        }
+        Some(timed(&[target], n, mode, |o| {
+            let cap = PyObject_GetAttr(o, arg);
+            if cap.is_null() {
+                PyErr_Clear();
+                return 0;
+            }
+            let p = PyCapsule_GetPointer(cap, ptr::null());
+            Py_DECREF(cap);
+            p as usize
+        }))
+    }
+}
+
+/// The fixed-offset vtable row (the baseline).
+fn time_vtable(n: u64, mode: Mode) -> f64 {
+    let table = vtable();
+    let fake_type = Box::new(VtableType { _header: [0; 50], vtable: &*table });
+    let fake = Box::new(VtableObject { _refcnt: 1, ty: &*fake_type });
+    let fake: *const VtableObject = &*fake;
+    timed(&[fake], n, mode, |o| {
+        // SAFETY: `fake`, its type and `table` live until the end of this function.
+        unsafe {
+            let ty = core::ptr::read_volatile(ptr::addr_of!((*o).ty));
+            let vt = core::ptr::read_volatile(ptr::addr_of!((*ty).vtable));
+            (*vt)[3] as usize
+        }
+    })
 }
 
 /// `_bench_lookup(method, target, arg, n, throughput=False) -> float`: ns
@@ -205,155 +449,55 @@ unsafe fn type_arg(target: *mut PyObject) -> Result<*mut PyTypeObject, *mut PyOb
 unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; CPython passes nargs live arguments.
+        let Some(a) = (unsafe { bench_args(args, nargs) }) else { return ptr::null_mut() };
+        if a.n < 0 {
+            // SAFETY: GIL held.
+            unsafe { PyErr_SetString(PyExc_ValueError, N_NEGATIVE.as_ptr()) };
+            return ptr::null_mut();
+        }
+        if runtime::import().is_err() {
+            return ptr::null_mut();
+        }
+        #[cfg(bench_c)]
+        // SAFETY: GIL held.
+        if unsafe { header::extensibletype_bench_import() } < 0 {
+            return ptr::null_mut();
+        }
+        // SAFETY: GIL held; a.method is live (an argument).
+        let Some(method) = (unsafe { runtime::pyutil::utf8(a.method) }) else {
+            // SAFETY: GIL held.
+            unsafe { PyErr_SetString(PyExc_TypeError, c"_bench_lookup(): method must be a str".as_ptr()) };
+            return ptr::null_mut();
+        };
+        let plan = match plan(method, a.n) {
+            Ok(plan) => plan,
+            Err(msg) => {
+                // SAFETY: GIL held.
+                unsafe { PyErr_SetString(PyExc_ValueError, msg.as_ptr()) };
+                return ptr::null_mut();
+            }
+        };
+        // SAFETY: GIL held; target and arg are live for the call (held by
+        // the caller); the runtime (and the C unit) are imported above.
         unsafe {
-            if nargs != 4 && nargs != 5 {
-                PyErr_SetString(
-                    PyExc_TypeError,
-                    c"_bench_lookup(method, target, arg, n, throughput=False) takes 4 or 5 arguments".as_ptr(),
-                );
-                return ptr::null_mut();
-            }
-            let (method, target, arg) = (*args, *args.add(1), *args.add(2));
-            let mode = if nargs == 5 {
-                match PyObject_IsTrue(*args.add(4)) {
-                    -1 => return ptr::null_mut(),
-                    0 => Mode::Latency,
-                    _ => Mode::Throughput,
+            let ns = match plan {
+                Plan::Path => return PyUnicode_FromString(inline_path().as_ptr()),
+                Plan::One(method) => return lookup_once(method, a.target, a.arg),
+                Plan::Timed(m @ (Method::Find | Method::FindInType), n) => {
+                    time_find(m == Method::FindInType, a.target, a.arg, n, a.mode)
                 }
-            } else {
-                Mode::Latency
+                Plan::Timed(Method::GetSlot, n) => time_getslot(a.target, a.arg, n, a.mode),
+                Plan::Timed(Method::GetAttr, n) => time_getattr(a.target, a.arg, n, a.mode),
+                Plan::Timed(Method::Vtable, n) => Some(time_vtable(n, a.mode)),
+                Plan::Timed(Method::Path, _) => unreachable!("plan() maps path to Plan::Path"),
             };
-            let n = PyLong_AsLongLong(*args.add(3));
-            if n == -1 && !PyErr_Occurred().is_null() {
-                return ptr::null_mut();
+            match ns {
+                Some(ns) => PyFloat_FromDouble(ns),
+                None => ptr::null_mut(),
             }
-            if n < 0 {
-                PyErr_SetString(PyExc_ValueError, c"_bench_lookup(): n must be >= 0".as_ptr());
-                return ptr::null_mut();
-            }
-            if runtime::import().is_err() {
-                return ptr::null_mut();
-            }
-            #[cfg(bench_c)]
-            if header::extensibletype_bench_import() < 0 {
-                return ptr::null_mut();
-            }
-            let Some(method) = runtime::pyutil::utf8(method) else {
-                PyErr_SetString(PyExc_TypeError, c"_bench_lookup(): method must be a str".as_ptr());
-                return ptr::null_mut();
-            };
-            if method == "path" {
-                return PyUnicode_FromString(inline_path().as_ptr());
-            }
-            if n == 0 && (method == "find" || method == "find_in_type") {
-                // One lookup: the pointer found (0 = none).
-                let id = PyLong_AsUnsignedLongLong(arg);
-                if !PyErr_Occurred().is_null() {
-                    return ptr::null_mut();
-                }
-                let tp = if method == "find" {
-                    Py_TYPE(target)
-                } else {
-                    match type_arg(target) {
-                        Ok(tp) => tp,
-                        Err(e) => return e,
-                    }
-                };
-                return PyLong_FromSize_t(runtime::find_in_type(tp, id) as usize);
-            }
-            let n = n.max(1) as u64;
-            let ns = match method {
-                "find" | "find_in_type" => {
-                    let id = PyLong_AsUnsignedLongLong(arg);
-                    if !PyErr_Occurred().is_null() {
-                        return ptr::null_mut();
-                    }
-                    let from_type = method == "find_in_type";
-                    if from_type {
-                        if let Err(e) = type_arg(target) {
-                            return e;
-                        }
-                    }
-                    #[cfg(bench_c)]
-                    {
-                        let f: header::Loop = match (from_type, mode) {
-                            (false, Mode::Latency) => header::extensibletype_bench_chain_obj,
-                            (false, Mode::Throughput) => header::extensibletype_bench_tput_obj,
-                            (true, Mode::Latency) => header::extensibletype_bench_chain_type,
-                            (true, Mode::Throughput) => header::extensibletype_bench_tput_type,
-                        };
-                        // SAFETY: target is alive for the call (held by the caller).
-                        timed_header(f, target, id, n)
-                    }
-                    #[cfg(not(bench_c))]
-                    {
-                        // SAFETY: target is alive for the call (held by the caller).
-                        if from_type {
-                            timed(&[target.cast::<PyTypeObject>()], n, mode, |t| runtime::find_in_type(t, id) as usize)
-                        } else {
-                            timed(&[target], n, mode, |o| runtime::find(o, id) as usize)
-                        }
-                    }
-                }
-                "getslot" => {
-                    let slot = PyLong_AsLong(arg);
-                    if !PyErr_Occurred().is_null() {
-                        return ptr::null_mut();
-                    }
-                    timed(&[target], n, mode, |o| PyType_GetSlot(Py_TYPE(o), slot as _) as usize)
-                }
-                "getattr" => {
-                    if PyUnicode_Check(arg) == 0 {
-                        PyErr_SetString(PyExc_TypeError, c"_bench_lookup('getattr'): arg must be a str".as_ptr());
-                        return ptr::null_mut();
-                    }
-                    let probe = PyObject_GetAttr(target, arg);
-                    if probe.is_null() {
-                        return ptr::null_mut();
-                    }
-                    let ok = PyCapsule_IsValid(probe, ptr::null()) != 0;
-                    Py_DECREF(probe);
-                    if !ok {
-                        PyErr_SetString(PyExc_TypeError, c"_bench_lookup('getattr'): the attribute must be a PyCapsule with name NULL".as_ptr());
-                        return ptr::null_mut();
-                    }
-                    timed(&[target], n, mode, |o| {
-                        let cap = PyObject_GetAttr(o, arg);
-                        if cap.is_null() {
-                            PyErr_Clear();
-                            return 0;
-                        }
-                        let p = PyCapsule_GetPointer(cap, ptr::null());
-                        Py_DECREF(cap);
-                        p as usize
-                    })
-                }
-                "vtable" => {
-                    let table = vtable();
-                    let fake_type = Box::new(VtableType { _header: [0; 50], vtable: &*table });
-                    let fake = Box::new(VtableObject { _refcnt: 1, ty: &*fake_type });
-                    let fake: *const VtableObject = &*fake;
-                    timed(&[fake], n, mode, |o| {
-                        // SAFETY: `fake`, its type and `table` live until the end of this arm.
-                        let ty = core::ptr::read_volatile(ptr::addr_of!((*o).ty));
-                        let vt = core::ptr::read_volatile(ptr::addr_of!((*ty).vtable));
-                        (*vt)[3] as usize
-                    })
-                }
-                _ => {
-                    PyErr_SetString(
-                        PyExc_ValueError,
-                        c"_bench_lookup(): method must be 'find', 'find_in_type', 'getslot', 'getattr', 'vtable' or 'path'"
-                            .as_ptr(),
-                    );
-                    return ptr::null_mut();
-                }
-            };
-            PyFloat_FromDouble(ns)
         }
     })
 }
-
 /// The method table entry of `_bench_lookup` (added to `_core`).
 pub(crate) fn method() -> PyMethodDef {
     extensibletype_runtime::pyutil::py_method!(c"_bench_lookup", PyCFunctionFast, bench_lookup, METH_FASTCALL,
@@ -362,4 +506,33 @@ pub(crate) fn method() -> PyMethodDef {
           python -m extensibletype bench).\n\
           method: 'find' (arg: id), 'find_in_type' (target: a type), 'getslot' (arg: slot number), \
           'getattr' (arg: attribute name of a capsule), 'vtable'; 'path' names the find rows' code.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan("path", 0), Ok(Plan::Path));
+        assert_eq!(plan("path", 5), Ok(Plan::Path));
+        assert_eq!(plan("find", 0), Ok(Plan::One(Method::Find)));
+        assert_eq!(plan("find_in_type", 0), Ok(Plan::One(Method::FindInType)));
+        assert_eq!(plan("find", 7), Ok(Plan::Timed(Method::Find, 7)));
+        // n == 0 times one lookup for the other rows.
+        assert_eq!(plan("getslot", 0), Ok(Plan::Timed(Method::GetSlot, 1)));
+        assert_eq!(plan("getattr", 3), Ok(Plan::Timed(Method::GetAttr, 3)));
+        assert_eq!(plan("vtable", 1), Ok(Plan::Timed(Method::Vtable, 1)));
+        assert_eq!(plan("find", -1), Err(N_NEGATIVE));
+        assert_eq!(plan("nope", -1), Err(N_NEGATIVE), "n is checked first");
+        let unknown = plan("Find", 1).unwrap_err().to_str().unwrap();
+        assert!(unknown.contains("method must be"), "{unknown}");
+        assert_eq!(plan("", 1).unwrap_err().to_str().unwrap(), unknown);
+    }
+
+    #[test]
+    fn vtable_row_reads_the_table() {
+        assert!(time_vtable(10, Mode::Latency) >= 0.0);
+        assert!(time_vtable(10, Mode::Throughput) >= 0.0);
+    }
 }

@@ -66,7 +66,7 @@ enum Kind {
 }
 
 /// A signature the register path can call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Sig {
     ret: Kind,
     flag: Flag,
@@ -273,19 +273,49 @@ thread_local! {
     static MEMO: RefCell<Memo> = const { RefCell::new([const { None }; 64]) };
 }
 
-/// `bind(obj, key)`: see the module doc. ValueError for a key that is not a
-/// canonical typed key (the parser's message), TypeError for a non-str key.
+/// Why a key's text is not a canonical typed key (the ValueError's message).
+#[derive(Debug, PartialEq, Eq)]
+enum KeyError {
+    NotUtf8,
+    Parse(String),
+}
+
+/// The id of a key and its register-path signature (`None`: the ctypes
+/// path), parsed from the key's text without Python.
+fn parse_key(bytes: &[u8]) -> Result<(u64, Option<Sig>), KeyError> {
+    let text = core::str::from_utf8(bytes).map_err(|_| KeyError::NotUtf8)?;
+    let sig = match parse_typed_key(text) {
+        Ok(k) => Sig::of(&k.signature),
+        Err(e) => return Err(KeyError::Parse(e.message().to_owned())),
+    };
+    Ok((extensibletype_core::key::prehash_bytes(bytes), sig))
+}
+
+/// [`parse_key`] through this thread's memo (slot: the key object's
+/// address, confirmed by the text).
+fn memo_parse(addr: usize, bytes: &[u8]) -> Result<(u64, Option<Sig>), KeyError> {
+    let slot = (addr >> 4) % 64;
+    let memo = MEMO.with(|m| match &m.borrow()[slot] {
+        Some((k, id, sig)) if &k[..] == bytes => Some((*id, *sig)),
+        _ => None,
+    });
+    if let Some(hit) = memo {
+        return Ok(hit);
+    }
+    let (id, sig) = parse_key(bytes)?;
+    MEMO.with(|m| m.borrow_mut()[slot] = Some((bytes.into(), id, sig)));
+    Ok((id, sig))
+}
+
+/// The UTF-8 text of `bind`'s key (TypeError for a non-str; `None` with an
+/// exception set). Borrowed from `key`: valid while `key` lives.
 ///
 /// # Safety
-/// Called by CPython with the GIL held and `nargs` arguments.
-pub(crate) unsafe extern "C" fn bind(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
-    // SAFETY: GIL held; CPython passes nargs live arguments.
+/// GIL held; `key` is live.
+unsafe fn key_text<'a>(key: *mut PyObject) -> Option<&'a [u8]> {
+    // SAFETY: GIL held; key is live (the caller's contract); the text is
+    // the str's cached UTF-8, `len` bytes, alive as long as the str.
     unsafe {
-        if nargs != 2 {
-            PyErr_Format(PyExc_TypeError, c"bind() takes exactly 2 arguments (%zd given)".as_ptr(), nargs);
-            return ptr::null_mut();
-        }
-        let (obj, key) = (*args, *args.add(1));
         if PyUnicode_Check(key) == 0 {
             let msg = format!("bind() key must be str, not {}", runtime::pyutil::type_name(key));
             let text = PyUnicode_FromStringAndSize(msg.as_ptr().cast(), msg.len() as Py_ssize_t);
@@ -293,40 +323,27 @@ pub(crate) unsafe extern "C" fn bind(_m: *mut PyObject, args: *mut *mut PyObject
                 PyErr_SetObject(PyExc_TypeError, text);
                 Py_DECREF(text);
             }
-            return ptr::null_mut();
+            return None;
         }
         let mut len: Py_ssize_t = 0;
         let text = PyUnicode_AsUTF8AndSize(key, &mut len);
         if text.is_null() {
-            return ptr::null_mut();
+            return None;
         }
-        let bytes = core::slice::from_raw_parts(text.cast::<u8>(), len as usize);
-        let slot = (key as usize >> 4) % 64;
-        let memo = MEMO.with(|m| match &m.borrow()[slot] {
-            Some((k, id, sig)) if &k[..] == bytes => Some((*id, *sig)),
-            _ => None,
-        });
-        let (id, sig) = match memo {
-            Some(hit) => hit,
-            None => {
-                let Ok(text) = core::str::from_utf8(bytes) else {
-                    PyErr_SetString(PyExc_ValueError, c"bind() key is not valid UTF-8".as_ptr());
-                    return ptr::null_mut();
-                };
-                let sig = match parse_typed_key(text) {
-                    Ok(k) => Sig::of(&k.signature),
-                    Err(e) => return crate::functions::value_error(e.message()),
-                };
-                let id = extensibletype_core::key::prehash_bytes(bytes);
-                MEMO.with(|m| m.borrow_mut()[slot] = Some((bytes.into(), id, sig)));
-                (id, sig)
-            }
-        };
-        let Some(sig) = sig else { return ctypes_bind(obj, key) };
-        let func = runtime::find(obj, id);
-        if func.is_null() {
-            return Py_NewRef(Py_None());
-        }
+        Some(core::slice::from_raw_parts(text.cast::<u8>(), len as usize))
+    }
+}
+
+/// A new `TypedMethod` binding `obj` to the function at `func` (NULL with
+/// an exception set).
+///
+/// # Safety
+/// GIL held; `obj` and `key` are live; `func` is the address registered
+/// for `key` on `type(obj)`, a function of signature `sig`.
+unsafe fn new_typed_method(obj: *mut PyObject, key: *mut PyObject, func: usize, sig: Sig) -> *mut PyObject {
+    // SAFETY: GIL held; `me` is a fresh TypedMethod (its type's basicsize);
+    // the references stored are new.
+    unsafe {
         let tp = typed_method_type();
         if tp.is_null() {
             return ptr::null_mut();
@@ -339,10 +356,48 @@ pub(crate) unsafe extern "C" fn bind(_m: *mut PyObject, args: *mut *mut PyObject
         (*m).vectorcall = Some(call);
         (*m).obj = Py_NewRef(obj);
         (*m).key = Py_NewRef(key);
-        (*m).func = func as usize;
+        (*m).func = func;
         (*m).sig = sig;
         me
     }
+}
+
+/// `bind(obj, key)`: see the module doc. ValueError for a key that is not a
+/// canonical typed key (the parser's message), TypeError for a non-str key.
+///
+/// # Safety
+/// Called by CPython with the GIL held and `nargs` arguments.
+pub(crate) unsafe extern "C" fn bind(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
+    if nargs != 2 {
+        // SAFETY: GIL held.
+        unsafe { PyErr_Format(PyExc_TypeError, c"bind() takes exactly 2 arguments (%zd given)".as_ptr(), nargs) };
+        return ptr::null_mut();
+    }
+    // SAFETY: CPython passes nargs (2, checked) live arguments.
+    let (obj, key) = unsafe { (*args, *args.add(1)) };
+    // SAFETY: GIL held; key is live.
+    let Some(bytes) = (unsafe { key_text(key) }) else { return ptr::null_mut() };
+    let (id, sig) = match memo_parse(key as usize, bytes) {
+        Ok(parsed) => parsed,
+        Err(KeyError::NotUtf8) => {
+            // SAFETY: GIL held.
+            unsafe { PyErr_SetString(PyExc_ValueError, c"bind() key is not valid UTF-8".as_ptr()) };
+            return ptr::null_mut();
+        }
+        // SAFETY: GIL held.
+        Err(KeyError::Parse(message)) => return unsafe { crate::functions::value_error(&message) },
+    };
+    // SAFETY: GIL held; obj and key are live.
+    let Some(sig) = sig else { return unsafe { ctypes_bind(obj, key) } };
+    // SAFETY: GIL held; obj is live.
+    let func = unsafe { runtime::find(obj, id) };
+    if func.is_null() {
+        // SAFETY: GIL held.
+        return unsafe { Py_NewRef(Py_None()) };
+    }
+    // SAFETY: GIL held; func is what the lookup found for key's id on
+    // type(obj), registered under the typed key whose signature is sig.
+    unsafe { new_typed_method(obj, key, func as usize, sig) }
 }
 
 /// The ctypes implementation (`extensibletype._bind.bind`) for a signature
@@ -506,17 +561,97 @@ unsafe fn read_out(kind: Kind, out: &[u64; 2]) -> Raw {
     }
 }
 
-unsafe extern "C" fn call(me: *mut PyObject, args: *const *mut PyObject, nargsf: usize, kwnames: *mut PyObject) -> *mut PyObject {
-    // SAFETY: CPython calls this with the GIL for a live TypedMethod, with
-    // `nargs` live arguments; the conversions below fill the registers the
-    // way `call_registers` requires for `sig` (checked by `Sig::of`).
+/// The argument registers of a call, filled in class order (see the module
+/// doc): `self` first, then each integer-class value to the next integer
+/// register, each floating-point value to the next vector register.
+struct Registers {
+    ints: [u64; INT_REGS],
+    floats: [f64; FLOAT_REGS],
+    ni: usize,
+    nf: usize,
+}
+
+impl Registers {
+    /// Registers holding `self` (the bound object's address).
+    #[inline(always)]
+    fn new(obj: usize) -> Registers {
+        let mut ints = [0u64; INT_REGS];
+        ints[0] = obj as u64;
+        Registers { ints, floats: [0f64; FLOAT_REGS], ni: 1, nf: 0 }
+    }
+
+    /// The next integer register (`Sig::of` bounds how many a signature uses).
+    #[inline(always)]
+    fn int(&mut self, v: u64) {
+        self.ints[self.ni] = v;
+        self.ni += 1;
+    }
+
+    /// The next vector register: `x` as a double, or for `f32` the float's
+    /// bits in the low 32 bits.
+    #[inline(always)]
+    fn float(&mut self, kind: Kind, x: f64) {
+        self.floats[self.nf] = if kind == Kind::F32 { f64::from_bits(u64::from((x as f32).to_bits())) } else { x };
+        self.nf += 1;
+    }
+}
+
+/// Convert the arguments into registers per `sig` (`None` with
+/// `ctypes.ArgumentError` set).
+///
+/// # Safety
+/// GIL held; `args` holds `sig.nargs` live objects; `obj` is live.
+#[inline(always)]
+unsafe fn load_arguments(sig: &Sig, obj: *mut PyObject, args: *const *mut PyObject) -> Option<Registers> {
+    let mut regs = Registers::new(obj as usize);
+    for k in 0..sig.nargs {
+        // SAFETY: GIL held; args holds sig.nargs live objects (the caller's contract).
+        unsafe {
+            let a = *args.add(k);
+            match sig.args[k] {
+                kind @ (Kind::F64 | Kind::F32) => {
+                    let x = PyFloat_AsDouble(a);
+                    if x == -1.0 && !PyErr_Occurred().is_null() {
+                        argument_error(k + 2);
+                        return None;
+                    }
+                    regs.float(kind, x);
+                }
+                Kind::Int { bytes, signed } => {
+                    let r = PyLong_AsUnsignedLongLongMask(a);
+                    if r == u64::MAX && !PyErr_Occurred().is_null() {
+                        argument_error(k + 2);
+                        return None;
+                    }
+                    regs.int(extend(r, bytes, signed));
+                }
+                Kind::Bool => {
+                    let t = PyObject_IsTrue(a);
+                    if t < 0 {
+                        argument_error(k + 2);
+                        return None;
+                    }
+                    regs.int(t as u64);
+                }
+                _ => regs.int(a as usize as u64), // O: borrowed
+            }
+        }
+    }
+    Some(regs)
+}
+
+/// The TypeError for a call with `nargs` positional arguments to a method
+/// taking `sig.nargs` (`false`: raised).
+///
+/// # Safety
+/// GIL held; `kwnames` is NULL or a tuple.
+#[inline(always)]
+unsafe fn check_call(sig: &Sig, nargs: usize, kwnames: *mut PyObject) -> bool {
+    // SAFETY: GIL held; kwnames NULL or a tuple (the caller's contract).
     unsafe {
-        let m = me.cast::<TypedMethod>();
-        let sig = (*m).sig;
-        let nargs = nargsf & !ARGUMENTS_OFFSET;
         if !kwnames.is_null() && PyTuple_Size(kwnames) > 0 {
             PyErr_SetString(PyExc_TypeError, c"a typed method takes no keyword arguments".as_ptr());
-            return ptr::null_mut();
+            return false;
         }
         if nargs != sig.nargs {
             PyErr_Format(
@@ -526,71 +661,73 @@ unsafe extern "C" fn call(me: *mut PyObject, args: *const *mut PyObject, nargsf:
                 if sig.nargs == 1 { c"".as_ptr() } else { c"s".as_ptr() },
                 nargs as Py_ssize_t,
             );
-            return ptr::null_mut();
+            return false;
         }
-        let obj = (*m).obj;
-        if obj.is_null() {
-            PyErr_SetString(PyExc_ReferenceError, c"the typed method's object was cleared".as_ptr());
-            return ptr::null_mut();
-        }
-        let mut ints = [0u64; INT_REGS];
-        let mut floats = [0f64; FLOAT_REGS];
-        ints[0] = obj as usize as u64;
-        let (mut ni, mut nf) = (1, 0);
-        for k in 0..nargs {
-            let a = *args.add(k);
-            match sig.args[k] {
-                Kind::F64 | Kind::F32 => {
-                    let x = PyFloat_AsDouble(a);
-                    if x == -1.0 && !PyErr_Occurred().is_null() {
-                        argument_error(k + 2);
-                        return ptr::null_mut();
-                    }
-                    floats[nf] = if sig.args[k] == Kind::F32 { f64::from_bits(u64::from((x as f32).to_bits())) } else { x };
-                    nf += 1;
-                }
-                Kind::Int { bytes, signed } => {
-                    let r = PyLong_AsUnsignedLongLongMask(a);
-                    if r == u64::MAX && !PyErr_Occurred().is_null() {
-                        argument_error(k + 2);
-                        return ptr::null_mut();
-                    }
-                    ints[ni] = extend(r, bytes, signed);
-                    ni += 1;
-                }
-                Kind::Bool => {
-                    let t = PyObject_IsTrue(a);
-                    if t < 0 {
-                        argument_error(k + 2);
-                        return ptr::null_mut();
-                    }
-                    ints[ni] = t as u64;
-                    ni += 1;
-                }
-                _ => {
-                    ints[ni] = a as usize as u64; // O: borrowed
-                    ni += 1;
-                }
-            }
-        }
-        let raises = sig.flag == Flag::Raises && !matches!(sig.ret, Kind::NewRef);
-        let mut out = [0u64; 2];
-        if raises && sig.ret != Kind::Void {
-            ints[ni] = out.as_mut_ptr() as usize as u64;
-        }
-        let raw = call_registers((*m).func, &ints, &floats, sig.ret, raises);
-        if raises {
-            let Raw::Int(rc) = raw else { unreachable!("an !e call reads the integer register") };
-            if rc as u32 != 0 {
-                if PyErr_Occurred().is_null() {
-                    PyErr_Format(PyExc_SystemError, c"%R returned -1 without setting an exception".as_ptr(), me);
-                }
-                return ptr::null_mut();
-            }
-            return box_result(sig.ret, read_out(sig.ret, &out));
-        }
-        box_result(sig.ret, raw)
     }
+    true
+}
+
+/// Whether `sig` is called with an out-pointer and returns a status (`!e`
+/// with a result other than `O+`).
+#[inline(always)]
+fn status_result(sig: &Sig) -> bool {
+    sig.flag == Flag::Raises && !matches!(sig.ret, Kind::NewRef)
+}
+
+/// The result of an `!e` call: `rc` 0 boxes what the function wrote to
+/// `out`; otherwise NULL with its exception (a SystemError if it set none).
+///
+/// # Safety
+/// GIL held; `me` is live; `out` holds what the function wrote for `sig.ret`.
+#[inline(always)]
+unsafe fn status_return(me: *mut PyObject, sig: &Sig, rc: u64, out: &[u64; 2]) -> *mut PyObject {
+    // SAFETY: GIL held; me is live (the caller's contract).
+    unsafe {
+        if rc as u32 != 0 {
+            if PyErr_Occurred().is_null() {
+                PyErr_Format(PyExc_SystemError, c"%R returned -1 without setting an exception".as_ptr(), me);
+            }
+            return ptr::null_mut();
+        }
+        box_result(sig.ret, read_out(sig.ret, out))
+    }
+}
+
+unsafe extern "C" fn call(me: *mut PyObject, args: *const *mut PyObject, nargsf: usize, kwnames: *mut PyObject) -> *mut PyObject {
+    // SAFETY: CPython calls this with the GIL for a live TypedMethod.
+    let (sig, obj, func) = unsafe {
+        let m = me.cast::<TypedMethod>();
+        ((*m).sig, (*m).obj, (*m).func)
+    };
+    let nargs = nargsf & !ARGUMENTS_OFFSET;
+    // SAFETY: GIL held; kwnames is NULL or a tuple (vectorcall).
+    if !unsafe { check_call(&sig, nargs, kwnames) } {
+        return ptr::null_mut();
+    }
+    if obj.is_null() {
+        // SAFETY: GIL held.
+        unsafe { PyErr_SetString(PyExc_ReferenceError, c"the typed method's object was cleared".as_ptr()) };
+        return ptr::null_mut();
+    }
+    // SAFETY: GIL held; args holds nargs == sig.nargs live objects; obj is
+    // live (the method holds a reference).
+    let Some(mut regs) = (unsafe { load_arguments(&sig, obj, args) }) else { return ptr::null_mut() };
+    let raises = status_result(&sig);
+    let mut out = [0u64; 2];
+    if raises && sig.ret != Kind::Void {
+        regs.int(out.as_mut_ptr() as usize as u64);
+    }
+    // SAFETY: func is the function registered under a typed key of
+    // signature sig, which `Sig::of` accepted for the register path, and
+    // `regs` holds its arguments in class order (plus the out-pointer).
+    let raw = unsafe { call_registers(func, &regs.ints, &regs.floats, sig.ret, raises) };
+    if raises {
+        let Raw::Int(rc) = raw else { unreachable!("an !e call reads the integer register") };
+        // SAFETY: GIL held; me is live; out holds what the function wrote.
+        return unsafe { status_return(me, &sig, rc, &out) };
+    }
+    // SAFETY: GIL held.
+    unsafe { box_result(sig.ret, raw) }
 }
 
 #[cfg(test)]
@@ -614,6 +751,40 @@ mod tests {
         assert!(sig("i64(O,*f64,i64)").is_none());
         assert!(sig("p(O)!t").is_some());
         assert!(sig("O+(O)!t").is_some());
+    }
+
+    #[test]
+    fn keys() {
+        let (id, sig) = parse_key(b"test.v1:f#f64(O,i32)").unwrap();
+        assert_eq!(id, extensibletype_core::key::prehash_bytes(b"test.v1:f#f64(O,i32)"));
+        let sig = sig.expect("registers");
+        assert_eq!((sig.ret, sig.nargs, sig.args[0]), (Kind::F64, 1, Kind::Int { bytes: 4, signed: true }));
+        assert!(parse_key(b"test.v1:f#c128(O)").unwrap().1.is_none(), "complex: the ctypes path");
+        assert_eq!(parse_key(b"test.v1:f#f64(O\xff)"), Err(KeyError::NotUtf8));
+        assert!(matches!(parse_key(b"test.v1:f#f64(X)"), Err(KeyError::Parse(m)) if !m.is_empty()));
+        assert!(matches!(parse_key(b"no signature"), Err(KeyError::Parse(_))));
+        // The memo answers as the parser does, also for a reused address.
+        assert_eq!(memo_parse(0x1000, b"test.v1:f#f64(O)"), parse_key(b"test.v1:f#f64(O)"));
+        assert_eq!(memo_parse(0x1000, b"test.v1:f#f64(O)"), parse_key(b"test.v1:f#f64(O)"));
+        assert_eq!(memo_parse(0x1000, b"test.v1:g#i64(O)"), parse_key(b"test.v1:g#i64(O)"));
+        assert_eq!(memo_parse(0x1000, b"test.v1:f#f64(X)"), parse_key(b"test.v1:f#f64(X)"));
+    }
+
+    #[test]
+    fn registers_in_class_order() {
+        let mut r = Registers::new(0x10);
+        r.float(Kind::F64, 1.5);
+        r.int(7);
+        r.float(Kind::F32, 2.5);
+        r.int(9);
+        assert_eq!((r.ni, r.nf), (3, 2));
+        assert_eq!(r.ints[..3], [0x10, 7, 9]);
+        assert_eq!(r.floats[0], 1.5);
+        assert_eq!(r.floats[1].to_bits() as u32, 2.5f32.to_bits(), "f32 in the low 32 bits");
+        let raises = sig("f64(O)!e").unwrap();
+        assert!(status_result(&raises));
+        assert!(!status_result(&sig("O+(O)!e").unwrap()), "O+ signals by NULL");
+        assert!(!status_result(&sig("f64(O)").unwrap()));
     }
 
     #[test]

@@ -165,36 +165,40 @@ unsafe extern "C" fn method_key(_m: *mut PyObject, args: *mut *mut PyObject, nar
     }
 }
 
-unsafe extern "C" fn parse_typed_key(_m: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+/// A new tuple of new `str`s (NULL with an exception set).
+///
+/// # Safety
+/// GIL held.
+unsafe fn str_tuple(items: &[String]) -> *mut PyObject {
     // SAFETY: GIL held; every new reference is stolen by the tuple or released.
     unsafe {
-        let Some(text) = str_arg(key, c"_parse_typed_key", c"key") else { return ptr::null_mut() };
-        let k = match extensibletype_core::signature::parse_typed_key(text) {
-            Ok(k) => k,
-            Err(e) => return value_error(e.message()),
-        };
-        let sig = &k.signature;
-        let args = PyTuple_New(sig.args.len() as Py_ssize_t);
-        if args.is_null() {
+        let t = PyTuple_New(items.len() as Py_ssize_t);
+        if t.is_null() {
             return ptr::null_mut();
         }
-        for (i, arg) in sig.args.iter().enumerate() {
-            let item = new_str(&arg.to_string());
+        for (i, s) in items.iter().enumerate() {
+            let item = new_str(s);
             if item.is_null() {
-                Py_DECREF(args);
+                Py_DECREF(t);
                 return ptr::null_mut();
             }
             // Steals item; cannot fail for an index in range of a new tuple.
-            PyTuple_SetItem(args, i as Py_ssize_t, item);
+            PyTuple_SetItem(t, i as Py_ssize_t, item);
         }
-        let items = [
-            new_str(k.interface),
-            new_str(k.method),
-            new_str(&sig.ret.to_string()),
-            args,
-            new_str(sig.flag.letter()),
-        ];
-        let out = if items.iter().any(|p| p.is_null()) { ptr::null_mut() } else { PyTuple_New(5) };
+        t
+    }
+}
+
+/// A new tuple stealing `items` (NULL with an exception set if one of them
+/// is NULL or the tuple cannot be made; the others are released then).
+///
+/// # Safety
+/// GIL held; each item is NULL or a new reference.
+unsafe fn tuple_stealing<const N: usize>(items: [*mut PyObject; N]) -> *mut PyObject {
+    // SAFETY: GIL held; each item is NULL or a new reference (the caller's
+    // contract), stolen by the tuple or released.
+    unsafe {
+        let out = if items.iter().any(|p| p.is_null()) { ptr::null_mut() } else { PyTuple_New(N as Py_ssize_t) };
         if out.is_null() {
             for item in items {
                 if !item.is_null() {
@@ -207,6 +211,23 @@ unsafe extern "C" fn parse_typed_key(_m: *mut PyObject, key: *mut PyObject) -> *
             PyTuple_SetItem(out, i as Py_ssize_t, item);
         }
         out
+    }
+}
+
+unsafe extern "C" fn parse_typed_key(_m: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+    // SAFETY: GIL held; key is live (CPython's METH_O argument).
+    let Some(text) = (unsafe { str_arg(key, c"_parse_typed_key", c"key") }) else { return ptr::null_mut() };
+    let k = match extensibletype_core::signature::parse_typed_key(text) {
+        Ok(k) => k,
+        // SAFETY: GIL held.
+        Err(e) => return unsafe { value_error(e.message()) },
+    };
+    let sig = &k.signature;
+    let args: Vec<String> = sig.args.iter().map(|a| a.to_string()).collect();
+    // SAFETY: GIL held; each item is a new reference or NULL.
+    unsafe {
+        let args = str_tuple(&args);
+        tuple_stealing([new_str(k.interface), new_str(k.method), new_str(&sig.ret.to_string()), args, new_str(sig.flag.letter())])
     }
 }
 
