@@ -1,10 +1,11 @@
 //! Multi-threaded `sum`, `dot` and `axpy` for large inputs.
 //!
-//! Below [`PAR_MIN`] elements (or with one thread) these call the
-//! single-threaded kernels directly, so small inputs give bit-for-bit the
-//! results they always had. From [`PAR_MIN`] on, the iteration is cut into
-//! parts of about [`PART`] elements (along the one run of a contiguous
-//! array, on multiples of 512 elements, or along the outermost axis); the
+//! Below [`PAR_MIN`] elements ([`DOT_PAR_MIN`] for `dot`), or with one
+//! thread, these call the single-threaded kernels directly, so small inputs
+//! give bit-for-bit the results they always had. From there on, the
+//! iteration is cut into parts of about [`PART`] elements, or [`PARTS`]
+//! parts of a smaller input (along the one run of a contiguous array, on
+//! multiples of 512 elements, or along the outermost axis); the
 //! cut depends on the shape only, and part results are added in part
 //! order, so a result never depends on the thread count or on timing.
 //!
@@ -25,7 +26,7 @@
 //! touch Python. A panic in a worker's part (no kernel panics today) is
 //! re-raised in the caller, never turned into a zero part.
 //!
-//! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
+//! [`PAR_MIN`] and [`DOT_PAR_MIN`] were measured, not guessed: `python benches/kernels.py
 //! --sweep` times each kernel with one thread and with the automatic count
 //! at n = 2^12 … 3·2^20 (threshold forced to 1 through `_set_par_min`) and
 //! prints the smallest n where the threaded time is lower and stays lower
@@ -45,7 +46,9 @@ use crate::consumers::nd::Nd;
 pub(crate) const PAR_MIN: usize = 1 << 20;
 /// Element count from which `dot` uses several threads: NumPy's `x @ y`
 /// (OpenBLAS `ddot`) threads from 10,001 elements, so a single-threaded
-/// `dot` loses to it at 10^5–10^6; measured by `benches/kernels.py --sweep` (docs/arrays.md).
+/// `dot` loses to it at 10^5–10^6. `benches/kernels.py --sweep` (best of
+/// 21, load average 6–7.6) found threaded `dot` faster than one thread at
+/// every n from 49,152 on; this is the next power of two (docs/arrays.md).
 pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
 /// Largest part size in elements.
 const PART: usize = 1 << 16;
