@@ -11,7 +11,13 @@ the axpy reference when SciPy is installed. "strided" is `base[::2]` of a
 buffer twice as long (every operand, y included). Each figure is the best
 of `--repeats` samples, each sample a loop long enough to take ~0.5 ms;
 NumPy and ours alternate sample by sample, so load from other processes
-hits both alike. Ratios are ours / NumPy (< 1: ours is faster).
+hits both alike. Before each sample the bench waits until the process's
+other threads are idle (`settle`, at most 0.3 s): OpenBLAS's threads spin
+for ~0.1 s after every threaded call (here: ~30 ms of CPU), so without the
+wait the sample after NumPy's `x @ y` runs beside a thread burning a core
+(on this 2-vCPU machine: our 10^7 strided `dot` 43 ms instead of 27 ms).
+`--no-settle` measures that way. Ratios are ours / NumPy (< 1: ours is
+faster).
 
 `--sweep` times our kernels at n = 2^12 .. 2^21 (and 1.5 * 2^k) with one
 thread and with the automatic count, the parallel threshold forced to 1
@@ -52,15 +58,34 @@ def calls_for(f, target=5e-4):
         k *= 4
 
 
+SETTLE = True
+
+
+def settle(limit=0.3, quiet=5e-3):
+    """Wait (at most `limit` s) until two `quiet`-second sleeps in a row cost
+    the process under 2% of a CPU: no other thread of ours (OpenBLAS's
+    spinning workers, our pool's bounded spin) is running."""
+    if not SETTLE:
+        return
+    end = time.perf_counter() + limit
+    calm = 0
+    while calm < 2 and time.perf_counter() < end:
+        c = time.process_time()
+        time.sleep(quiet)
+        calm = calm + 1 if time.process_time() - c < 0.02 * quiet else 0
+
+
 def best_pair(fa, fb, repeats):
     """Best time per call (seconds) of fa and fb, sampled alternately."""
     ka, kb = calls_for(fa), calls_for(fb)
     ta = tb = float("inf")
     for _ in range(repeats):
+        settle()
         t = time.perf_counter()
         for _ in range(ka):
             fa()
         ta = min(ta, (time.perf_counter() - t) / ka)
+        settle()
         t = time.perf_counter()
         for _ in range(kb):
             fb()
@@ -81,7 +106,8 @@ def header():
         f"CPython {platform.python_version()} ({gil}), NumPy {np.__version__}, kernels: {xa._impl._isa()}, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-        f"PAR_MIN={xa._impl.PAR_MIN}, axpy reference: {ref}, "
+        f"PAR_MIN={xa._impl.PAR_MIN}, "
+        f"{'settled' if SETTLE else 'unsettled (--no-settle)'} samples, axpy reference: {ref}, "
         f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
 
@@ -187,9 +213,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="5 repeats instead of 15")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--sweep", action="store_true", help="the thread-threshold sweep instead of the table")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="do not wait for other threads to go idle before each sample")
     ap.add_argument("--max-exp", type=int, default=7, help="largest n = 10^k in the table (default 7)")
     opts = ap.parse_args()
     repeats = opts.repeats or (5 if opts.quick else 15)
+    global SETTLE
+    SETTLE = not opts.no_settle
     header()
     if opts.sweep:
         sweep(repeats)

@@ -1,10 +1,11 @@
 //! Multi-threaded `sum`, `dot` and `axpy` for large inputs.
 //!
-//! Below [`PAR_MIN`] elements (or with one thread) these call the
-//! single-threaded kernels directly, so small inputs give bit-for-bit the
-//! results they always had. From [`PAR_MIN`] on, the iteration is cut into
-//! parts of about [`PART`] elements (along the one run of a contiguous
-//! array, on multiples of 512 elements, or along the outermost axis); the
+//! Below [`PAR_MIN`] elements ([`DOT_PAR_MIN`] for `dot`), or with one
+//! thread, these call the single-threaded kernels directly, so small inputs
+//! give bit-for-bit the results they always had. From there on, the
+//! iteration is cut into parts of about [`PART`] elements, or [`PARTS`]
+//! parts of a smaller input (along the one run of a contiguous array, on
+//! multiples of 512 elements, or along the outermost axis); the
 //! cut depends on the shape only, and part results are added in part
 //! order, so a result never depends on the thread count or on timing.
 //!
@@ -19,13 +20,13 @@
 //! a bounded spin, then a condition variable the last worker signals.
 //! Sleeping there is normal (a worker finishing the part it holds), but a
 //! wait longer than two of the caller's own parts means a worker was
-//! descheduled mid-part (an oversubscribed machine), so the next
-//! [`ALONE_JOBS`] jobs run on the caller alone (the same parts: the result
-//! does not change). The callers have released the GIL; workers never
+//! descheduled mid-part (an oversubscribed machine), so the caller's jobs
+//! run alone for [`ALONE_FACTOR`] times that wait (the same parts: the
+//! result does not change). The callers have released the GIL; workers never
 //! touch Python. A panic in a worker's part (no kernel panics today) is
 //! re-raised in the caller, never turned into a zero part.
 //!
-//! [`PAR_MIN`] was measured, not guessed: `python benches/kernels.py
+//! [`PAR_MIN`] and [`DOT_PAR_MIN`] were measured, not guessed: `python benches/kernels.py
 //! --sweep` times each kernel with one thread and with the automatic count
 //! at n = 2^12 … 3·2^20 (threshold forced to 1 through `_set_par_min`) and
 //! prints the smallest n where the threaded time is lower and stays lower
@@ -43,17 +44,27 @@ use crate::consumers::nd::Nd;
 /// threshold for all three, the largest, so no kernel is slowed by threads
 /// below its crossover). It was 2^17, a guess.
 pub(crate) const PAR_MIN: usize = 1 << 20;
-/// Largest part size in elements (smaller inputs above the threshold are
-/// cut in two halves of whole grains).
+/// Element count from which `dot` uses several threads: NumPy's `x @ y`
+/// (OpenBLAS `ddot`) threads from 10,001 elements, so a single-threaded
+/// `dot` loses to it at 10^5–10^6. `benches/kernels.py --sweep` (best of
+/// 21, load average 6–7.6) found threaded `dot` faster than one thread at
+/// every n from 49,152 on; this is the next power of two (docs/arrays.md).
+pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
+/// Largest part size in elements.
 const PART: usize = 1 << 16;
-/// Forced threshold (0: [`PAR_MIN`]); the sweep in `benches/kernels.py`.
+/// Inputs below `PARTS * PART` elements are cut into about this many parts
+/// (of whole grains), so a worker that arrives late finds parts left, and
+/// one that is descheduled holds a small share.
+const PARTS: usize = 8;
+/// Forced threshold (0: [`PAR_MIN`] / [`DOT_PAR_MIN`]); the sweep in
+/// `benches/kernels.py`.
 static PAR_MIN_FORCED: AtomicUsize = AtomicUsize::new(0);
 
-/// The threshold in use.
+/// The threshold in use (`default` unless one is forced).
 #[inline]
-fn par_min() -> usize {
+fn par_min(default: usize) -> usize {
     match PAR_MIN_FORCED.load(Ordering::Relaxed) {
-        0 => PAR_MIN,
+        0 => default,
         n => n,
     }
 }
@@ -98,18 +109,18 @@ unsafe impl<const K: usize> Sync for Part<K> {}
 // SAFETY: as for Sync: the memory outlives every worker that touches a part.
 unsafe impl<const K: usize> Send for Part<K> {}
 
-/// Cut `nd` into parts (None: too small to be worth it).
-fn split<const K: usize>(nd: &Nd<K>) -> Option<Vec<Part<K>>> {
-    if nd.size < par_min() || nd.ndim == 0 {
+/// Cut `nd` into parts (None: below `min` elements, or too small to cut).
+fn split<const K: usize>(nd: &Nd<K>, min: usize) -> Option<Vec<Part<K>>> {
+    if nd.size < par_min(min) || nd.ndim == 0 {
         return None;
     }
     let n = nd.shape[0];
     let inner = nd.size / n; // elements per index of axis 0
     // Along the run itself (ndim 1): whole grains; along an outer axis: rows.
-    // Parts of PART elements, or two halves of a smaller input (the cut
-    // depends on the shape only; from 2 * PART on it is always PART).
+    // Parts of PART elements, or PARTS parts of a smaller input (the cut
+    // depends on the shape only; from PARTS * PART on it is always PART).
     let unit = if nd.ndim == 1 { GRAIN } else { 1 };
-    let part = PART.min(nd.size.div_ceil(2));
+    let part = PART.min(nd.size.div_ceil(PARTS));
     let per = (part / inner.max(1)).div_ceil(unit).max(1) * unit;
     let count = n.div_ceil(per);
     if count < 2 {
@@ -300,11 +311,15 @@ fn ensure_workers(pool: &'static Pool, n: usize) {
     }
 }
 
-/// Jobs still to run without workers after a caller had to sleep for one.
-static ALONE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-/// How many: enough that a loaded machine costs one sleep per this many
-/// calls, few enough that a machine that quietens gets its cores back soon.
-const ALONE_JOBS: u32 = 32;
+/// Nanoseconds of jobs still to run without workers after a caller had to
+/// sleep for a late worker (each job run alone subtracts its duration).
+static ALONE_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// That budget is this many times the wait: a late worker then costs at
+/// most about 1/ALONE_FACTOR of the time that follows, and the budget is
+/// the same for small and large jobs (a count of jobs, as before, kept a
+/// 10^7-element `dot` alone for half a second after one 3 ms wait, and let
+/// a 10^5-element one retry threads every millisecond).
+const ALONE_FACTOR: u32 = 8;
 
 /// Compute `f` on every part (caller and pool); results in part order.
 fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn(&Nd<K>) -> R + Sync) -> Vec<R> {
@@ -315,9 +330,10 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
     };
     let pool = pool();
     let mut t = if pool.pid == std::process::id() { threads() } else { 1 };
-    // A worker recently made a caller wait long (see below): run alone.
-    // One decrement per caller, never below 0 (two callers may race here).
-    if t > 1 && ALONE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+    // A worker recently made a caller wait long (see below): run alone
+    // (the job's duration is taken off the budget at the end).
+    let alone = t > 1 && ALONE_NS.load(Ordering::Relaxed) > 0;
+    if alone {
         t = 1;
     }
     let work_ref: &(dyn Fn(usize) + Sync) = &work;
@@ -351,6 +367,11 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
     let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.drain()));
     // The caller's own time per part: the yardstick for "a worker is late".
     let my_part = t0.elapsed() / (*mine.as_ref().unwrap_or(&1)).max(1) as u32;
+    if alone {
+        // Never below 0 (two callers may race here).
+        let spent = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        let _ = ALONE_NS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(spent)));
+    }
     if t > 1 {
         let mut g = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have replaced our job in the slot (then no
@@ -373,9 +394,12 @@ fn run<const K: usize, R: Send + Copy + Default>(parts: Vec<Part<K>>, f: impl Fn
             // it holds. Longer than two of our own parts: on an
             // oversubscribed machine it was descheduled mid-part and we
             // waited for the OS to run it again. Run the next jobs alone
-            // (same parts, same result; only the timing changes).
-            if w0.elapsed() > 2 * my_part + SPIN {
-                ALONE.store(ALONE_JOBS, Ordering::Relaxed);
+            // for ALONE_FACTOR times that wait (same parts, same result;
+            // only the timing changes).
+            let waited = w0.elapsed();
+            if waited > 2 * my_part + SPIN {
+                let budget = (waited * ALONE_FACTOR).as_nanos().min(u64::MAX as u128) as u64;
+                ALONE_NS.store(budget, Ordering::Relaxed);
             }
         }
     }
@@ -401,7 +425,7 @@ fn pairwise<T: Elem>(v: &[T]) -> T {
 /// # Safety
 /// As [`kernels::sum`]; the memory stays valid for the call.
 pub(crate) unsafe fn sum<T: Elem>(nd: &Nd<1>) -> T {
-    match split(nd) {
+    match split(nd, PAR_MIN) {
         // SAFETY: forwarded (each part lies inside nd's views).
         Some(parts) => pairwise(&run(parts, |p| unsafe { kernels::sum::<T>(p) })),
         // SAFETY: forwarded.
@@ -414,7 +438,7 @@ pub(crate) unsafe fn sum<T: Elem>(nd: &Nd<1>) -> T {
 /// # Safety
 /// As [`kernels::dot`].
 pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
-    match split(nd) {
+    match split(nd, DOT_PAR_MIN) {
         // SAFETY: forwarded.
         Some(parts) => pairwise(&run(parts, |p| unsafe { kernels::dot::<T>(p) })),
         // SAFETY: forwarded.
@@ -428,12 +452,84 @@ pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
 /// # Safety
 /// As [`kernels::axpy`].
 pub(crate) unsafe fn axpy<T: Elem>(nd: &Nd<2>, a: T) {
-    match split(nd) {
+    match split(nd, PAR_MIN) {
         Some(parts) => {
             // SAFETY: forwarded; disjoint parts of y.
             run(parts, |p| unsafe { kernels::axpy::<T>(p, a) });
         }
         // SAFETY: forwarded.
         None => unsafe { kernels::axpy::<T>(nd, a) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{ArrayView, DLDataType};
+
+    /// A 1-d float64 view of `data` with byte stride `stride`.
+    fn view(data: &mut [f64], shape: &mut [i64; 1], stride: &mut [i64; 1]) -> ArrayView {
+        let mut v = ArrayView::new();
+        v.data = data.as_mut_ptr().cast();
+        v.shape = shape.as_mut_ptr();
+        v.strides = stride.as_mut_ptr();
+        v.ndim = 1;
+        v.dtype = DLDataType::F64;
+        v
+    }
+
+    /// The split covers the run exactly once, in order, on whole grains:
+    /// PARTS parts below PARTS * PART elements, parts of PART above; dot
+    /// is cut from DOT_PAR_MIN, sum only from PAR_MIN.
+    #[test]
+    fn split_covers_the_run_in_order() {
+        for n in [DOT_PAR_MIN - 1, DOT_PAR_MIN, 100_000, PARTS * PART - 1, PARTS * PART + 1, PAR_MIN + 511] {
+            let mut x = vec![0.0f64; n];
+            let (mut s, mut t) = ([n as i64], [8i64]);
+            let v = view(&mut x, &mut s, &mut t);
+            let nd = Nd::new([&v], true);
+            let Some(parts) = split(&nd, DOT_PAR_MIN) else {
+                assert!(n < DOT_PAR_MIN, "n={n} not cut");
+                continue;
+            };
+            assert!(n >= DOT_PAR_MIN);
+            assert_eq!(split(&nd, PAR_MIN).is_some(), n >= PAR_MIN, "n={n}");
+            let mut at = x.as_ptr() as usize;
+            for p in &parts {
+                assert_eq!(p.0.ptrs[0] as usize, at, "n={n}: parts in order, no gap");
+                at += 8 * p.0.size;
+            }
+            assert_eq!(at, x.as_ptr() as usize + 8 * n, "n={n}: every element once");
+            let want = if n < PARTS * PART { PARTS } else { n.div_ceil(PART) };
+            assert!(parts.len().abs_diff(want) <= 1, "n={n}: {} parts", parts.len());
+            assert!(parts[..parts.len() - 1].iter().all(|p| p.0.size % GRAIN == 0));
+        }
+    }
+
+    /// dot around DOT_PAR_MIN, contiguous and every 3rd element: the same
+    /// bits on 1 and 2 threads, and the exact sum of integer products.
+    #[test]
+    fn dot_threshold_same_bits_on_any_thread_count() {
+        for n in [DOT_PAR_MIN - 1, DOT_PAR_MIN, 3 * DOT_PAR_MIN + 17] {
+            for k in [1usize, 3] {
+                let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64).collect();
+                let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104729) % 997) as f64).collect();
+                let exact: f64 = (0..n).map(|i| x[i * k] * y[i * k]).sum(); // integers < 2^53: exact
+                let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
+                let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
+                let vx = view(&mut x, &mut sx, &mut tx);
+                let vy = view(&mut y, &mut sy, &mut ty);
+                let nd = Nd::new([&vx, &vy], true);
+                let mut got = Vec::new();
+                for t in [1, 2] {
+                    set_threads(t);
+                    // SAFETY: the views describe x and y, alive for the call.
+                    got.push(unsafe { dot::<f64>(&nd) });
+                }
+                set_threads(0);
+                assert_eq!(got[0].to_bits(), got[1].to_bits(), "n={n} k={k}");
+                assert_eq!(got[0], exact, "n={n} k={k}");
+            }
+        }
     }
 }
