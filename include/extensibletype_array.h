@@ -76,7 +76,7 @@
  *
  * Layout (64-bit platforms; docs/spec.md section 12; checked by the compiler
  * in tests/abi/abi_layout.c and by const asserts in
- * crates/extensibletype-arrays/src/abi/mod.rs):
+ * crates/extensibletype-array-abi/src/lib.rs):
  *
  *   offset  0  uint32_t size            in: sizeof(ExtType_ArrayView)
  *   offset  4  uint32_t version         out: EXTTYPE_ARRAY_VERSION

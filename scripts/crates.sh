@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The library crates are publishable: `cargo package` packs and verifies
 # (builds from the packed sources alone) extensibletype-core,
-# extensibletype-runtime, extensibletype-arrays and extensibletype, in
+# extensibletype-runtime, extensibletype-array-abi, extensibletype-arrays and
+# extensibletype, in
 # dependency order, each against the others' packed copies (what
 # `cargo publish --dry-run` checks, without the upload). The module crate
 # (the Python extension, built by maturin) is `publish = false`. Also checks
@@ -18,7 +19,7 @@ mkdir -p "$ROOT/target"
 log="$ROOT/target/crates.log"
 passed=0 failed=0
 if cargo package --workspace --exclude extensibletype-module --allow-dirty >"$log" 2>&1; then
-    passed=$((passed + 4))
+    passed=$((passed + 5))
 else
     failed=$((failed + 1))
     tail -20 "$log" >&2

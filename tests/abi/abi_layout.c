@@ -7,7 +7,7 @@
  * (crates/extensibletype-core/src/table/mod.rs), ExtType_API and
  * ExtType_SlotDef where the runtime instantiates them with CPython's types
  * (crates/extensibletype-runtime/src/bootstrap.rs), the array.v1 structs in
- * crates/extensibletype-arrays/src/abi/mod.rs.
+ * crates/extensibletype-array-abi/src/lib.rs.
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
  * (test_abi_layout_static_asserts); it has no main and emits no code.

@@ -15,10 +15,10 @@
 //!
 //! | folder | role |
 //! |---|---|
-//! | `abi/` | the ABI: `mod.rs` the view struct, keys, ids, flags; `dlpack.rs` DLPack 1.3 |
+//! | [`abi`] | the ABI, its own crate (`crates/extensibletype-array-abi`, re-exported): the view struct, keys, ids, flags, `Provider`, `with_view`; `dlpack.rs` DLPack 1.3 |
 //! | `providers/` | types that hand out views: `array/` (the `Array` type: instance data, exports, methods, type object), `numpy.rs`, `buffer.rs`, `dlpack/` (export, its pure checks in `plan.rs`, exchange table, import) |
 //! | `consumers/` | code that reads views: `nd.rs` (n-d iteration), `kernels/` (loops, ISA dispatch), `par.rs` (threads) |
-//! | `python/` | the `_arrays` functions: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `hooks/` (test and bench hooks) |
+//! | `python/` | every Python binding of `_arrays`: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `dlpack.rs` (`to_dlpack`, `register_dlpack_type`, `_adopt`, ...), `hooks/` (test and bench hooks) |
 //!
 //! Feature `hooks` (off by default; the test and demo builds turn it on)
 //! adds `_set_threads`, `_set_par_min`, `_bench_view_cost` and `_bench_dlpack_cost`.
@@ -30,12 +30,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "python")]
-use extensibletype_core::table;
 use extensibletype_core::id;
 #[cfg(feature = "python")]
 use extensibletype_runtime as runtime;
 
-pub mod abi;
+#[doc(inline)]
+pub use extensibletype_array_abi as abi;
 /// The DLPack 1.3 C ABI (`dlpack.h`), Rust side: [`abi::dlpack`].
 pub use abi::dlpack as dlpack_abi;
 

@@ -5,8 +5,9 @@
 //! - [`consumers`]: `sum`, `dot`, `axpy`, `view_info`;
 //! - [`providers`]: `register_buffer_type`, `_register_numpy`,
 //!   `_numpy_fields`, `_slot_addresses`;
-//! - `register_dlpack_type`, `to_dlpack` and the `Array` type come from
-//!   `crate::providers` (`dlpack::add_to_module`, `array::create_type`);
+//! - [`dlpack`]: `to_dlpack`, `register_dlpack_type`, `_adopt`, the
+//!   `DLPACK_*` constants (the machinery is `crate::providers::dlpack`);
+//! - the `Array` type comes from `crate::providers` (`array::create_type`);
 //! - [`hooks`]: test and benchmark hooks (`_set_isa`, `_isa`; with feature
 //!   `hooks`: `_set_threads`, `_set_par_min`, `_bench_view_cost`, `_bench_dlpack_cost`).
 
@@ -23,6 +24,7 @@ use crate::runtime::pyutil::new_module;
 use crate::util::{self, guard, raise, Owned, PyErrSet};
 
 mod consumers;
+mod dlpack;
 mod hooks;
 mod providers;
 
@@ -65,7 +67,7 @@ fn create(core: *mut PyObject) -> Result<(), PyErrSet> {
     // SAFETY: GIL held during module init; m is the new module.
     unsafe { add_constants(m.0)? };
     array_type::create_type(m.0)?;
-    crate::providers::dlpack::add_to_module(m.0)?;
+    dlpack::add_to_module(m.0)?;
     // SAFETY: GIL held; m is live (util::add takes the new reference).
     util::add(core, c"_arrays", unsafe { Py_NewRef(m.0) })
 }

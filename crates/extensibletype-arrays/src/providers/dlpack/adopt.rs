@@ -567,7 +567,7 @@ pub(crate) unsafe extern "C" fn dl_py_acquire_first(obj: *mut PyObject, request:
 /// `_adopt(obj) -> True`: what `ExtType_ArrayGetView` calls on a miss:
 /// `True` once `type(obj)` provides array.v1 (already, or adopted now),
 /// else the consumer's `TypeError`.
-pub(super) unsafe extern "C" fn py_adopt(_m: *mut PyObject, obj: *mut PyObject) -> *mut PyObject {
+pub(crate) unsafe extern "C" fn py_adopt(_m: *mut PyObject, obj: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held (METH_O); obj is live for the call.
         unsafe {
@@ -581,7 +581,7 @@ pub(super) unsafe extern "C" fn py_adopt(_m: *mut PyObject, obj: *mut PyObject) 
 
 /// `_adopted() -> (count, [types])`: adoptions on a miss so far, and the
 /// types adopted on a miss that are still adopted.
-pub(super) unsafe extern "C" fn py_adopted(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+pub(crate) unsafe extern "C" fn py_adopted(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held (METH_NOARGS).
         ret(unsafe {
@@ -602,7 +602,7 @@ pub(super) unsafe extern "C" fn py_adopted(_m: *mut PyObject, _unused: *mut PyOb
 
 /// `_forget_adopted()`: remove the slots of every type adopted on a miss,
 /// forget the abstract bases and the remembered refusals (test clean-up).
-pub(super) unsafe extern "C" fn py_forget_adopted(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+pub(crate) unsafe extern "C" fn py_forget_adopted(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held (METH_NOARGS); the drained references are ours.
         unsafe {

@@ -16,7 +16,7 @@ pub(super) fn fold(t: &DLTensor) -> u64 {
 }
 
 /// `_bench_dlpack_cost(obj, method, iterations) -> float` (ns per call).
-pub(super) unsafe extern "C" fn py_bench(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
+pub(crate) unsafe extern "C" fn py_bench(_m: *mut PyObject, args: *mut *mut PyObject, nargs: Py_ssize_t) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; fastcall arguments.
         ret(unsafe { bench_impl(args, nargs) })

@@ -398,7 +398,7 @@ pub(crate) unsafe extern "C" fn array_dlpack_device(_obj: *mut PyObject, _unused
 }
 
 /// `to_dlpack(obj, *, stream=None, max_version=None, dl_device=None, copy=None)`.
-pub(super) unsafe extern "C" fn py_to_dlpack(
+pub(crate) unsafe extern "C" fn py_to_dlpack(
     _m: *mut PyObject,
     args: *const *mut PyObject,
     nargs: Py_ssize_t,

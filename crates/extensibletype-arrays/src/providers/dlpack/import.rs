@@ -672,7 +672,7 @@ pub(super) unsafe fn exchange_api_of(tp: *mut PyObject) -> Result<Option<*const 
 
 /// `register_dlpack_type(tp) -> str`: "c" (exchange table), "python", or
 /// "subclasses" (an abstract base: its DLPack subclasses are adopted).
-pub(super) unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *mut PyObject) -> *mut PyObject {
+pub(crate) unsafe extern "C" fn py_register_dlpack_type(_m: *mut PyObject, tp: *mut PyObject) -> *mut PyObject {
     guard(ptr::null_mut(), || {
         // SAFETY: GIL held; runtime imported at module init.
         ret(unsafe { register_impl(tp) })

@@ -1,6 +1,10 @@
+//! # extensibletype-array-abi
+//!
 //! The `array.v1` interface: the Rust twin of `include/extensibletype_array.h`
 //! (layouts: docs/spec.md §12, asserted by the compiler here and in
 //! `tests/abi/abi_layout.c`; checked live by `python/tests/test_arrays.py`).
+//! Re-exported as `extensibletype::arrays::abi` (and
+//! `extensibletype_arrays::abi`); [`dlpack`] also as `dlpack_abi` there.
 //!
 //! A provider registers two slots on its type:
 //! [`KEY_ACQUIRE`] → [`AcquireFn`] and [`KEY_RELEASE`] → [`ReleaseFn`].
@@ -8,9 +12,18 @@
 //! and brackets its use of the memory with one acquire and one release; the
 //! full contract (threads, lifetimes, exceptions) is in the header.
 //!
+//! Without feature `python` this crate is the pure layout (structs, keys,
+//! ids, flags, [`contiguity`], [`check_request`]), usable with no Python;
+//! feature `python` adds `Provider`, `with_view` and `acquire_with`.
+//!
+//! This crate is also the template for a new slot set (docs/spec.md §13):
+//! its ABI in a small crate like this one (`src/lib.rs`: keys, ids,
+//! `#[repr(C)]` structs with their layout asserts, the consumer helpers),
+//! its providers and Python names in a crate like `extensibletype-arrays`.
+//!
 //! ```no_run
 //! # #[cfg(feature = "python")] mod demo {
-//! use extensibletype_arrays::abi::{self, with_view}; // extensibletype::arrays::abi
+//! use extensibletype_array_abi::{self as abi, with_view}; // extensibletype::arrays::abi
 //! # use extensibletype_runtime::pyo3_ffi;
 //! # unsafe fn demo(obj: *mut pyo3_ffi::PyObject) -> Result<(), extensibletype_runtime::PyErrSet> {
 //! // GIL held, extensibletype::runtime::import() done, obj kept alive:
@@ -23,6 +36,9 @@
 //! # fn main() {}
 //! ```
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
@@ -33,9 +49,11 @@ use pyo3_ffi::*;
 
 pub mod dlpack;
 pub use dlpack::{DLDataType, DLDevice};
-use crate::id;
+use extensibletype_core::id;
 #[cfg(feature = "python")]
-use crate::runtime;
+use extensibletype_core::table;
+#[cfg(feature = "python")]
+use extensibletype_runtime as runtime;
 
 /// Version of the view layout filled by providers of the v1 keys.
 pub const VERSION: u32 = 1;
@@ -322,7 +340,9 @@ impl Provider {
     /// §12.3): a type exposing DLPack (`__dlpack_c_exchange_api__`, the older
     /// `__c_dlpack_exchange_api__`, or `__dlpack__`) is adopted as a provider
     /// (once: later lookups are ordinary hits). Otherwise a `TypeError`
-    /// naming the missing key and the DLPack names looked for.
+    /// naming the missing key and the DLPack names looked for. The adoption
+    /// is the array slot set's ([`set_adopt_on_miss`], else
+    /// `extensibletype.arrays._adopt`).
     ///
     /// Adoption runs Python code (attribute lookups, `set_slots`): call this
     /// holding no lock that such code could need.
@@ -336,7 +356,7 @@ impl Provider {
                 return Ok(p);
             }
             if runtime::find(obj, ID_ACQUIRE).is_null() {
-                crate::providers::dlpack::adopt_on_miss(obj)?;
+                adopt_on_miss(obj)?;
                 if let Some(p) = Provider::of(obj) {
                     return Ok(p);
                 }
@@ -351,6 +371,70 @@ impl Provider {
             );
             Err(runtime::PyErrSet)
         }
+    }
+}
+
+/// What [`Provider::of_or_raise`] calls on a miss to adopt `type(obj)`
+/// (docs/spec.md §12.3): `Ok` when the caller should look up again (the
+/// type may provide array.v1 now), `Err(PyErrSet)` with an exception set
+/// (the consumer's `TypeError`, or what adoption raised).
+///
+/// # Safety
+/// GIL held (an attached thread state); `obj` is live; the caller holds no
+/// lock that Python code could need.
+#[cfg(feature = "python")]
+pub type AdoptFn = unsafe fn(obj: *mut PyObject) -> Result<(), runtime::PyErrSet>;
+
+#[cfg(feature = "python")]
+static ADOPT: std::sync::OnceLock<AdoptFn> = std::sync::OnceLock::new();
+
+/// Make `adopt` the adoption [`Provider::of_or_raise`] runs on a miss in
+/// this binary (the array.v1 slot set's `register` does, so its own
+/// consumers adopt without a module import). The first call wins; later
+/// calls change nothing. Without it a miss asks
+/// `extensibletype.arrays._adopt(obj)`, as the C header's
+/// `ExtType_ArrayGetView` does.
+#[cfg(feature = "python")]
+pub fn set_adopt_on_miss(adopt: AdoptFn) {
+    let _ = ADOPT.set(adopt);
+}
+
+/// The adoption of a miss: the installed [`AdoptFn`], else
+/// `extensibletype.arrays._adopt(obj)` (`Ok` too when nothing in this
+/// process can adopt: the module is not importable or has no `_adopt`).
+///
+/// # Safety
+/// As [`AdoptFn`].
+#[cfg(feature = "python")]
+unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), runtime::PyErrSet> {
+    if let Some(adopt) = ADOPT.get() {
+        // SAFETY: forwarded (the caller's contract is AdoptFn's).
+        return unsafe { adopt(obj) };
+    }
+    // SAFETY: GIL held; every new reference is released on every path.
+    unsafe {
+        let module = PyImport_ImportModule(c"extensibletype.arrays".as_ptr());
+        if module.is_null() {
+            if PyErr_ExceptionMatches(PyExc_ImportError) == 0 {
+                return Err(runtime::PyErrSet);
+            }
+            PyErr_Clear();
+            return Ok(());
+        }
+        let adopt = PyObject_GetAttrString(module, c"_adopt".as_ptr());
+        Py_DECREF(module);
+        if adopt.is_null() || adopt == Py_None() {
+            Py_XDECREF(adopt);
+            PyErr_Clear();
+            return Ok(());
+        }
+        let done = PyObject_CallFunctionObjArgs(adopt, obj, ptr::null_mut::<PyObject>());
+        Py_DECREF(adopt);
+        if done.is_null() {
+            return Err(runtime::PyErrSet);
+        }
+        Py_DECREF(done);
+        Ok(())
     }
 }
 
