@@ -13,18 +13,8 @@ use pyo3_ffi::*;
 
 use crate::dlpack_abi;
 use crate::providers::dlpack;
-use crate::runtime::{self, pyutil::py_method};
+use crate::runtime::pyutil::py_method;
 use crate::util::{self, Owned, PyErrSet};
-
-/// The array slot set's adoption on a miss (docs/spec.md §12.3), as the
-/// ABI crate's hook ([`crate::abi::AdoptFn`]).
-///
-/// # Safety
-/// As [`crate::abi::AdoptFn`].
-unsafe fn adopt_on_miss(obj: *mut PyObject) -> Result<(), runtime::PyErrSet> {
-    // SAFETY: forwarded.
-    unsafe { dlpack::adopt_on_miss(obj).map_err(|_| runtime::PyErrSet) }
-}
 
 /// Constants the tests read.
 ///
@@ -41,7 +31,7 @@ unsafe fn constants(m: *mut PyObject) -> Result<(), PyErrSet> {
         ] {
             util::add(m, name, PyLong_FromLongLong(v))?;
         }
-        Ok(util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(dlpack::EXCHANGE_API).cast_mut().cast()))?)
+        util::add(m, c"_DLPACK_API_ADDRESS", PyLong_FromVoidPtr(ptr::addr_of!(dlpack::EXCHANGE_API).cast_mut().cast()))
     }
 }
 
@@ -49,7 +39,7 @@ unsafe fn constants(m: *mut PyObject) -> Result<(), PyErrSet> {
 /// constants to the `_arrays` module, and the exchange table to `Array`;
 /// make this slot set's adoption the one a miss runs in this binary.
 pub(super) fn add_to_module(m: *mut PyObject) -> Result<(), PyErrSet> {
-    crate::abi::set_adopt_on_miss(adopt_on_miss);
+    crate::abi::set_adopt_on_miss(dlpack::adopt_on_miss);
     let methods: &'static mut [PyMethodDef] = Box::leak(Box::new([
         py_method!(c"to_dlpack", PyCFunctionFastWithKeywords, dlpack::py_to_dlpack, METH_FASTCALL | METH_KEYWORDS,
             c"to_dlpack(obj, *, stream=None, max_version=None, dl_device=None, copy=None)\n--\n\n\

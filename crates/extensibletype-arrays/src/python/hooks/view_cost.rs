@@ -105,7 +105,7 @@ unsafe fn one_view(method: &Method, obj: *mut PyObject, view: &mut ArrayView) ->
                 _ => match unsafe { Provider::of(obj) } {
                     Some(p) => p,
                     // SAFETY: GIL held; obj is live.
-                    None => return Ok(unsafe { Provider::of_or_raise(obj) }.map(|_| Seen::default())?),
+                    None => return unsafe { Provider::of_or_raise(obj) }.map(|_| Seen::default()),
                 },
             };
             view.size = core::mem::size_of::<ArrayView>() as u32;
