@@ -41,16 +41,18 @@ source_digest() {
 # Built wheels, shared by every checkout of this machine (a fresh clone of an
 # unchanged tree installs them instead of compiling):
 # WHEEL_CACHE/KIND/DIGEST/NAME.whl. KIND names the build (wheel_kind:
-# interpreter tag or abi3/abi3t, cargo features, platform, the builder's
-# glibc), DIGEST is source_digest: a tree whose sources differ has another
+# interpreter tag or abi3/abi3t, cargo features, a hash of `rustc -vV` and
+# of RUSTFLAGS/CC/CFLAGS/CARGO_PROFILE_*, platform, the builder's glibc),
+# DIGEST is source_digest: a tree whose sources differ has another
 # key, so it never installs a stale wheel. The newest WHEEL_CACHE_KEEP
 # digests of each KIND are kept (a cache hit counts as new), older ones are
-# deleted when a wheel is added.
+# deleted when a wheel is added, and so is a KIND unused for 30 days.
 WHEEL_CACHE=${EXTENSIBLETYPE_WHEEL_CACHE:-$HOME/.cache/extensibletype/wheels}
 WHEEL_CACHE_KEEP=${EXTENSIBLETYPE_WHEEL_CACHE_KEEP:-3}
 
 # wheel_kind PYTHON FLAVOUR FEATURES: the KIND of a build with PYTHON
-# (FLAVOUR cp: for that interpreter, e.g. cp311, cp313t; abi3 or abi3t).
+# (FLAVOUR cp: for that interpreter, e.g. cp311, cp313t; abi3 or abi3t) in
+# this environment.
 wheel_kind() {
     "$1" - "$2" "$3" <<'PY'
 import os, re, sys, sysconfig
@@ -62,7 +64,17 @@ try:
 except (AttributeError, ValueError, OSError):
     libc = ""
 libc = libc.replace(" ", "") if libc.startswith("glibc ") else "libc-unknown"
-print(re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join([flavour, features.replace(",", "+"), sysconfig.get_platform(), libc])))
+# The toolchain and the flags that change the code built, as a short hash.
+import hashlib, subprocess
+try:
+    rustc = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout
+except OSError:
+    rustc = "no rustc"
+env = sorted((k, v) for k, v in os.environ.items()
+             if k in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CC", "CFLAGS")
+             or k.startswith("CARGO_PROFILE_"))
+tc = "tc" + hashlib.sha256(repr((rustc, env)).encode()).hexdigest()[:10]
+print(re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join([flavour, features.replace(",", "+"), tc, sysconfig.get_platform(), libc])))
 PY
 }
 
@@ -79,7 +91,7 @@ wheel_cache_get() {
         [ "$v" = "$mine" ] || [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
         for w in "$d"/*.whl; do
             [ -f "$w" ] || continue
-            touch "$d"
+            touch "$d" "${d%/*}"
             echo "$w"
             return 0
         done
@@ -102,6 +114,10 @@ wheel_cache_put() {
     rm -rf "$dst"
     mv "$out" "$dst" || { rm -rf "$out"; return 1; }  # atomic: readers see no half-written wheel
     ls -1dt "$WHEEL_CACHE/$kind"/*/ | tail -n +"$((WHEEL_CACHE_KEEP + 1))" | while IFS= read -r d; do rm -rf "$d"; done
+    # Kinds unused for 30 days (another toolchain, flags, interpreter) and
+    # builds interrupted a day ago go too.
+    find "$WHEEL_CACHE" -mindepth 1 -maxdepth 1 -type d \( -name '.build.*' -mtime +0 -o ! -name '.build.*' -mtime +30 \) \
+        -exec rm -rf {} + 2>/dev/null
     echo "$dst/${w##*/}"
 }
 

@@ -22,9 +22,11 @@ wheel are ordered (the 3.11 venv is built before the steps that reuse it;
 the abi3 wheel once, before every abi3 step).
 
 Logs: target/suite-logs/STEP.log (build then run output), STEP.xml (pytest),
-printed on failure. Venvs (.venv/), wheels and cargo artefacts (target/),
-the 3.13t build and the forky chroot (~/.cache/extensibletype) are reused,
-so a second run only tests.
+printed on failure. Venvs (.venv/), cargo artefacts (target/), the 3.13t
+build and the forky chroot (~/.cache/extensibletype) are reused, so a second
+run only tests; built wheels are cached per source digest and build kind
+(~/.cache/extensibletype/wheels, scripts/lib.sh), so a fresh clone of an
+unchanged tree does not compile them again.
 
 Stdlib only, on the machine's python3 (3.11): the suite must start before
 any venv exists (it creates them), and nox or an xtask crate would be one

@@ -92,6 +92,8 @@ def test_cache_key_changes_with_the_tree(tree, tmp_path):
     env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "EXTENSIBLETYPE_SOURCE_DIGEST": ""}
     kind = sh(tree, 'wheel_kind "$1" cp hooks', shutil.which("python3")).stdout.strip()
     assert kind.startswith("cp3") and "-hooks-" in kind
+    flags = sh(tree, 'wheel_kind "$1" cp hooks', shutil.which("python3"), env={"RUSTFLAGS": "-Cdebug-assertions"})
+    assert flags.stdout.strip() != kind, "RUSTFLAGS change the code built"
     get = FAKE_BUILD + 'd=$(source_digest) && cached_wheel "$1" "$d" "build" fake_build --out'
     first = sh(tree, get, kind, env={**env, "BUILT": "first"}).stdout.strip()
     assert Path(first).read_text() == "first\n"
@@ -110,11 +112,16 @@ def test_cache_keeps_the_newest(tree, tmp_path):
     env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "EXTENSIBLETYPE_WHEEL_CACHE_KEEP": "2",
            "BUILT": "w"}
     put = FAKE_BUILD + 'cached_wheel cp311-hooks-linux-x86_64-glibc2.36 "$1" build fake_build --out'
+    stale = tmp_path / "cache" / "cp310-hooks-linux-x86_64-glibc2.36"  # a kind unused for 40 days
+    (stale / "d0").mkdir(parents=True)
+    old = __import__("time").time() - 40 * 86400
+    os.utime(stale, (old, old))
     for d in ("d1", "d2", "d3"):
         sh(tree, put, d, env=env)
         os.utime(tmp_path / "cache" / "cp311-hooks-linux-x86_64-glibc2.36" / d, (0, 0) if d == "d1" else None)
     kept = sorted(p.name for p in (tmp_path / "cache" / "cp311-hooks-linux-x86_64-glibc2.36").iterdir())
     assert kept == ["d2", "d3"]
+    assert not stale.exists()
 
 
 def test_abi3_from_an_older_glibc_only(tree, tmp_path):
