@@ -18,6 +18,8 @@ use extensibletype::runtime::pyo3_ffi::*;
 /// Run Python source in a fresh namespace holding `ExtensibleType`; return
 /// the namespace (new reference).
 unsafe fn exec(src: &std::ffi::CStr) -> *mut PyObject {
+    // SAFETY: the caller holds the GIL (the bench initialises Python and
+    // keeps its thread attached); `src` is NUL-terminated.
     unsafe {
         let globals = PyDict_New();
         PyDict_SetItemString(globals, c"__builtins__".as_ptr(), PyEval_GetBuiltins());
@@ -114,5 +116,6 @@ criterion_main!(benches);
 #[inline(never)]
 #[no_mangle]
 pub unsafe extern "C" fn probe_find_for_asm(obj: *mut PyObject, id: u64) -> *const c_void {
+    // SAFETY: the caller's contract is `runtime::find`'s.
     unsafe { runtime::find(obj, id) }
 }
