@@ -17,6 +17,9 @@ use extensibletype::runtime::pyo3_ffi::*;
 
 /// Run Python source in a fresh namespace holding `ExtensibleType`; return
 /// the namespace (new reference).
+///
+/// # Safety
+/// The GIL is held (an attached thread state).
 unsafe fn exec(src: &std::ffi::CStr) -> *mut PyObject {
     // SAFETY: the caller holds the GIL (the bench initialises Python and
     // keeps its thread attached); `src` is NUL-terminated.
