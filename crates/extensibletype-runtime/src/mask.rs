@@ -5,7 +5,7 @@
 //! The mask is applied where a table is computed, never by readers (the
 //! table format and the header's inline lookup do not change):
 //!
-//! - publishing an extensible class ([`crate::registry`]) drops masked
+//! - publishing an extensible class ([`crate::write::registry`]) drops masked
 //!   entries from its effective table, from [`Facts`] gathered (with the
 //!   GIL, before the registry mutex) about the own namespaces of its MRO;
 //!   assigning or deleting a typed method name on an extensible class

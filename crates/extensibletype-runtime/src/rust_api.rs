@@ -1,6 +1,6 @@
 //! The Rust API's writers (and the metaclass accessor): what another
 //! extension calls once [`crate::import`] succeeded. They go through the
-//! process's [`Api`] struct, exactly like a C consumer of
+//! process's [`crate::Api`] struct, exactly like a C consumer of
 //! `extensibletype.h`, so a second copy of this crate reaches the owner's
 //! registry.
 

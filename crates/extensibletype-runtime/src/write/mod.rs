@@ -4,7 +4,7 @@
 //!
 //! - [`convert`]: what users pass (Python mappings, C `ExtType_SlotDef`s)
 //!   into validated changes, before anything is touched;
-//! - [`publish`]: apply a change to a type and republish it and every
+//! - [`mod@publish`]: apply a change to a type and republish it and every
 //!   subclass;
 //! - [`registry`]: who owns which slots, under one mutex; the foreign
 //!   registry; all-or-nothing builds;

@@ -1,6 +1,6 @@
 //! What `extensibletype.get_slots` and `table_info` report, read through the
-//! registry's query API ([`registry::Locked::slots_along`],
-//! [`registry::Locked::table_view`]): gathered under the mutex, turned into
+//! registry's query API ([`Locked::slots_along`],
+//! [`Locked::table_view`]): gathered under the mutex, turned into
 //! Python objects after it is released.
 
 use core::ffi::CStr;
