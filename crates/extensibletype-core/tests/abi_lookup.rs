@@ -328,7 +328,7 @@ fn a_struct_from_before_the_type_cache_reads_no_cache() {
     rt.fill(&tp, 9, &cached);
     let mut api = rt.api();
     api.struct_size = core::mem::offset_of!(Api, type_cache) as u32;
-    api.type_cache = 8 as *const CacheEntry;
+    api.type_cache = ptr::dangling::<CacheEntry>();
     api.type_cache_bits = 99;
     let meta = FakeType::new(1, ptr::null());
     let before = slow_calls();

@@ -190,7 +190,7 @@ unsafe fn type_arg(target: *mut PyObject) -> Result<*mut PyTypeObject, *mut PyOb
 }
 
 /// `_bench_lookup(method, target, arg, n, throughput=False) -> float`: ns
-/// per lookup (with `n == 0` and a find method: one lookup by the runtime,
+/// per lookup (with `n == 0` and a find method: one lookup by the runtime's Rust `find` or `find_in_type`,
 /// the pointer found as an int; with `method == "path"`: which lookup code
 /// the find rows run, as a str).
 ///
@@ -251,15 +251,15 @@ unsafe extern "C" fn bench_lookup(_m: *mut PyObject, args: *mut *mut PyObject, n
                 if !PyErr_Occurred().is_null() {
                     return ptr::null_mut();
                 }
-                let tp = if method == "find" {
-                    Py_TYPE(target)
+                let found = if method == "find" {
+                    runtime::find(target, id)
                 } else {
                     match type_arg(target) {
-                        Ok(tp) => tp,
+                        Ok(tp) => runtime::find_in_type(tp, id),
                         Err(e) => return e,
                     }
                 };
-                return PyLong_FromSize_t(runtime::find_in_type(tp, id) as usize);
+                return PyLong_FromSize_t(found as usize);
             }
             let n = n.max(1) as u64;
             let ns = match method {

@@ -276,11 +276,6 @@ pub(crate) fn foreign_record(tp: *mut PyTypeObject) -> Option<&'static Record> {
     FOREIGN_INDEX.find(tp as usize)
 }
 
-/// GIL-free: the effective table of a registered foreign type, or NULL.
-#[inline]
-pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
-    foreign_record(tp).map_or(ptr::null(), |r| r.effective.load(Ordering::Acquire))
-}
 /// Sub-metaclasses of ExtensibleType: metaclass address → itself.
 pub(crate) static METACLASSES: AtomicPtr<RawTable> = AtomicPtr::new(ptr::null_mut());
 
