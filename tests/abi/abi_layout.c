@@ -4,10 +4,11 @@
  * field, against the numbers of docs/spec.md (sections 2, 3, 8 and 12).
  * The Rust #[repr(C)] twins assert the same numbers with `const` blocks:
  * the table structs next to their definitions
- * (crates/extensibletype-core/src/table/mod.rs), ExtType_API and
- * ExtType_SlotDef where the runtime instantiates them with CPython's types
- * (crates/extensibletype-runtime/src/bootstrap.rs), the array.v1 structs in
- * crates/extensibletype-array-abi/src/lib.rs.
+ * (crates/extensibletype-core/src/table/mod.rs), ExtType_API,
+ * ExtType_TypeData, ExtType_TypeCacheEntry and ExtType_SlotDef next to
+ * theirs (crates/extensibletype-core/src/abi/mod.rs; the runtime's
+ * bootstrap.rs checks ExtType_API again with CPython's types), the array.v1
+ * structs in crates/extensibletype-array-abi/src/lib.rs.
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py
  * (test_abi_layout_static_asserts); it has no main and emits no code.

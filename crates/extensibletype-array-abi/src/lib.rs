@@ -306,23 +306,25 @@ pub struct Provider {
 impl Provider {
     /// The provider of `type(obj)`, if it has both slots. No GIL needed.
     ///
-    /// Both ids are probed in the one table [`runtime::table_of`] resolves
-    /// (extensible and foreign-registered types); otherwise (subclasses of
-    /// registered types, sub-metaclasses) through [`runtime::find_in_type`].
+    /// Through the runtime's lookup reader ([`runtime::reader`]): both ids
+    /// are probed in the one table its fast rungs resolve (own table or
+    /// type cache entry); otherwise (a type not cached yet) each through the
+    /// reader's whole ladder (the first fills the cache entry).
     ///
     /// # Safety
     /// [`runtime::import`] has succeeded; the caller holds a reference to `obj`.
     #[inline]
     pub unsafe fn of(obj: *mut PyObject) -> Option<Provider> {
-        // SAFETY: forwarded; the table of an extensible type is published
-        // with a release store and lives as long as the type; registered
+        // SAFETY: forwarded (a live object's type is a live type, whose type
+        // is its metaclass); tables live as long as their type; registered
         // pointers under these keys are functions of these signatures (the
         // interface's contract).
         unsafe {
-            let tp = Py_TYPE(obj);
-            let table = runtime::table_of(tp);
+            let (reader, tp) = (runtime::reader(), Py_TYPE(obj));
+            let meta = Py_TYPE(tp.cast());
+            let table = reader.table_of(tp, meta);
             let (a, r) = if table.is_null() {
-                (runtime::find_in_type(tp, ID_ACQUIRE), runtime::find_in_type(tp, ID_RELEASE))
+                (reader.find_in_type(tp, meta, ID_ACQUIRE), reader.find_in_type(tp, meta, ID_RELEASE))
             } else {
                 (crate::table::raw_lookup(table, ID_ACQUIRE), crate::table::raw_lookup(table, ID_RELEASE))
             };

@@ -1,7 +1,7 @@
-//! The header's inline lookup as `abi::Api` implements it (`table_of`,
-//! `cached_table`, `find_in_type`), driven without Python: fake type objects
-//! (a version tag and a `TypeData` at offsets the fake API names), a type
-//! cache, a foreign registry and a counting slow path.
+//! The header's inline lookup as `abi::Reader` implements it (`import`,
+//! `table_of`, `cached_table`, `find_in_type`), driven without Python: fake
+//! type objects (a version tag and a `TypeData` at offsets the fake API
+//! names), a type cache, a foreign registry and a counting slow path.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
@@ -9,8 +9,8 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::cell::Cell;
 
 use extensibletype_core::abi::{
-    Api, CacheEntry, OpaqueObject, OpaqueSpec, OpaqueType, SlotDef, TypeData, ABI_VERSION,
-    TYPE_CACHE_HASH_MULT,
+    Api, CacheEntry, ImportError, OpaqueObject, OpaqueSpec, OpaqueType, Reader, SlotDef, TypeData,
+    ABI_VERSION, TYPE_CACHE_HASH_MULT,
 };
 use extensibletype_core::{RawTable, Table};
 
@@ -159,9 +159,15 @@ fn table(value: usize) -> Table {
     Table::build(&[(ID, value as *const c_void), (7, 0x70 as *const c_void)]).unwrap()
 }
 
+/// The reader of `api` (which must be valid).
+fn reader(api: &Api) -> Reader {
+    // SAFETY: `api` is a complete struct; the fake runtime outlives the reader.
+    unsafe { Reader::import(api) }.expect("a valid fake API struct")
+}
+
 fn find(api: &Api, tp: &FakeType, meta: *mut OpaqueType, id: u64) -> usize {
     // SAFETY: the fake runtime outlives the call; tp is a live fake type.
-    unsafe { api.find_in_type(tp.tp(), meta, id) as usize }
+    unsafe { reader(api).find_in_type(tp.tp(), meta, id) as usize }
 }
 
 #[test]
@@ -200,7 +206,7 @@ fn a_class_of_the_metaclass_uses_its_own_table() {
         "no slow path when the own table answers"
     );
     // SAFETY: as find().
-    let probed = unsafe { api.table_of(tp.tp(), rt.metaclass.tp()) };
+    let probed = unsafe { reader(&api).table_of(tp.tp(), rt.metaclass.tp()) };
     assert_eq!(probed, own.as_raw());
 }
 
@@ -222,7 +228,7 @@ fn another_metaclass_never_reads_type_data() {
         "the slow path gets the id"
     );
     // SAFETY: as find().
-    assert!(unsafe { api.table_of(tp.tp(), other_meta.tp()) }.is_null());
+    assert!(unsafe { reader(&api).table_of(tp.tp(), other_meta.tp()) }.is_null());
 }
 
 #[test]
@@ -243,7 +249,7 @@ fn an_empty_class_of_the_metaclass_falls_back() {
 #[test]
 fn the_cache_answers_only_for_its_type_and_tag() {
     let rt = Runtime::new();
-    let api = rt.api();
+    let api = reader(&rt.api());
     let meta = FakeType::new(1, ptr::null());
     let cached = table(0xC0);
     let tp = FakeType::new(9, ptr::null());
@@ -276,74 +282,119 @@ fn the_cache_answers_only_for_its_type_and_tag() {
 }
 
 #[test]
-fn a_cache_without_entries_or_with_bad_bits_is_never_read() {
+fn import_refuses_a_cache_without_entries_or_with_bad_bits() {
+    // Like ExtType_Import: type cache fields present but invalid = refused.
+    let rt = Runtime::new();
+    let mut api = rt.api();
+    api.type_cache = ptr::null();
+    // SAFETY: complete structs that outlive the calls (every import below).
+    unsafe {
+        assert_eq!(Reader::import(&api).err(), Some(ImportError::TypeCache));
+        let mut api = rt.api();
+        api.type_cache_bits = 0;
+        assert_eq!(Reader::import(&api).err(), Some(ImportError::TypeCache));
+        api.type_cache_bits = 33;
+        assert_eq!(Reader::import(&api).err(), Some(ImportError::TypeCache));
+        api.type_cache_bits = 32;
+        assert!(Reader::import(&api).is_ok());
+    }
+}
+
+#[test]
+fn import_refuses_another_abi_or_a_short_struct() {
+    let rt = Runtime::new();
+    // SAFETY: complete structs that outlive the calls.
+    unsafe {
+        let mut api = rt.api();
+        api.abi_version = ABI_VERSION + 1;
+        assert_eq!(
+            Reader::import(&api).err(),
+            Some(ImportError::Abi { abi_version: ABI_VERSION + 1, struct_size: api.struct_size })
+        );
+        let mut api = rt.api();
+        api.struct_size = core::mem::offset_of!(Api, foreign_registry) as u32 + 7;
+        assert!(matches!(Reader::import(&api), Err(ImportError::Abi { .. })));
+        assert!(Reader::import(&api).unwrap_err().to_string().contains("ABI version"));
+    }
+}
+
+#[test]
+fn a_struct_from_before_the_type_cache_reads_no_cache() {
+    // Its cache fields are past struct_size: never read (here they hold
+    // garbage); every probe misses and the slow path answers.
     let rt = Runtime::new();
     let cached = table(0xC0);
     let tp = FakeType::new(9, ptr::null());
     rt.fill(&tp, 9, &cached);
     let mut api = rt.api();
-    // SAFETY: the fake runtime and types are live (all probes below); a
-    // cache the API struct does not describe validly is never indexed.
+    api.struct_size = core::mem::offset_of!(Api, type_cache) as u32;
+    api.type_cache = ptr::dangling::<CacheEntry>();
+    api.type_cache_bits = 99;
+    let meta = FakeType::new(1, ptr::null());
+    let before = slow_calls();
+    // SAFETY: the struct outlives the reader; tp is a live fake type.
     unsafe {
-        assert_eq!(api.cached_table(tp.tp()), cached.as_raw());
-        api.type_cache = ptr::null();
-        assert!(api.cached_table(tp.tp()).is_null());
-        let mut api = rt.api();
-        api.type_cache_bits = 0;
-        assert!(api.cached_table(tp.tp()).is_null());
-        api.type_cache_bits = 33;
-        assert!(api.cached_table(tp.tp()).is_null());
+        let r = Reader::import(&api).expect("an ABI v1 struct without the cache fields");
+        assert!(r.cached_table(tp.tp()).is_null());
+        assert_eq!(r.find_in_type(tp.tp(), meta.tp(), ID) as usize, SLOW_ANSWER);
     }
+    assert_eq!(slow_calls(), before + 1);
 }
 
 #[test]
-fn foreign_types_use_the_registry_after_the_cache() {
+fn the_foreign_registry_is_not_read() {
+    // Since the registry became an index, `*foreign_registry` is NULL; the
+    // header reads neither it nor a table published there, and neither does
+    // the reader: the cache, then the slow path.
     let rt = Runtime::new();
     let meta = FakeType::new(1, ptr::null());
     let tp = FakeType::new(9, ptr::null());
     let effective = table(0xF0);
     let registry = Table::build(&[(tp.tp() as u64, effective.as_raw().cast())]).unwrap();
-    let mut api = rt.api();
+    rt.registry.store(registry.as_raw().cast_mut(), Ordering::Release);
+    let api = rt.api();
     let before = slow_calls();
-    // No registry published yet: slow path.
     assert_eq!(find(&api, &tp, meta.tp(), ID), SLOW_ANSWER);
-    rt.registry
-        .store(registry.as_raw().cast_mut(), Ordering::Release);
-    assert_eq!(find(&api, &tp, meta.tp(), ID), 0xF0);
-    assert_eq!(
-        find(&api, &tp, meta.tp(), 99),
-        0,
-        "a miss in the registered table is final"
-    );
-    let unregistered = FakeType::new(9, ptr::null());
-    assert_eq!(find(&api, &unregistered, meta.tp(), ID), SLOW_ANSWER);
-    assert_eq!(slow_calls(), before + 2);
-    // The cache comes first.
+    assert_eq!(slow_calls(), before + 1);
     let cached = table(0xC0);
     rt.fill(&tp, 9, &cached);
     assert_eq!(find(&api, &tp, meta.tp(), ID), 0xC0);
-    // A runtime without a registry pointer.
-    api.foreign_registry = ptr::null();
-    assert_eq!(find(&api, &unregistered, meta.tp(), ID), SLOW_ANSWER);
-    assert_eq!(slow_calls(), before + 3);
+    assert_eq!(find(&api, &tp, meta.tp(), 99), 0, "a miss in the cached table is final");
+    assert_eq!(slow_calls(), before + 1);
 }
 
 #[test]
-fn null_type_and_id_zero_miss_without_the_slow_path() {
+fn id_zero_never_matches_an_empty_entry() {
     let rt = Runtime::new();
     let api = rt.api();
     let tp = FakeType::new(9, table(0xA0).into_raw());
     let before = slow_calls();
-    // SAFETY: a NULL tp is allowed; tp is a live fake type.
-    unsafe {
-        assert!(api
-            .find_in_type(ptr::null_mut(), rt.metaclass.tp(), ID)
-            .is_null());
-        assert!(api.find_in_type(tp.tp(), rt.metaclass.tp(), 0).is_null());
-        let other_meta = FakeType::new(1, ptr::null());
-        assert!(api.find_in_type(tp.tp(), other_meta.tp(), 0).is_null());
-    }
-    assert_eq!(slow_calls(), before);
+    assert_eq!(find(&api, &tp, rt.metaclass.tp(), 0), 0);
+    assert_eq!(slow_calls(), before, "an own table answers id 0 itself (a miss)");
     // SAFETY: the table came from into_raw above and is taken back once.
     drop(unsafe { Table::from_raw(tp.data.table.load(Ordering::Relaxed)) });
+}
+
+#[test]
+fn the_slow_rung_can_be_replaced() {
+    unsafe extern "C" fn other(_tp: *mut OpaqueType, _id: u64) -> *const c_void {
+        0x07e as *const c_void
+    }
+    let rt = Runtime::new();
+    let api = rt.api();
+    let tp = FakeType::new(9, ptr::null());
+    let meta = FakeType::new(1, ptr::null());
+    let before = slow_calls();
+    // SAFETY: the fake runtime outlives the reader; tp is a live fake type.
+    let got = unsafe { reader(&api).with_find_slow(other).find_in_type(tp.tp(), meta.tp(), ID) };
+    assert_eq!(got as usize, 0x07e);
+    assert_eq!(slow_calls(), before, "the API's slow path is not called");
+}
+
+#[test]
+fn the_index_is_the_header_formula() {
+    for tp in [0usize, 0x10, 0x7f12_3456_7890, usize::MAX] {
+        let want = ((tp as u64).wrapping_mul(TYPE_CACHE_HASH_MULT) >> (64 - BITS)) as usize;
+        assert_eq!(extensibletype_core::abi::type_cache_index(tp, 64 - BITS), want);
+    }
 }

@@ -20,7 +20,6 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use crate::cpython::{compat, layout};
-use crate::layout::{TypeData, TypeDataExt};
 use crate::pyutil::{keep_forever, Owned, PendingError};
 use crate::write::convert::Changes;
 use crate::write::{init_class, publish};
@@ -320,71 +319,6 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
     }
 }
 
-/// GIL-free slow path of a lookup (`ExtType_API.find_slow`): everything the
-/// inline path ([`super::table_of`]) does not answer.
-///
-/// - Through the type cache (`cache::table_for`: fills the entry).
-/// - An extensible type with a table (sub-metaclasses): probe it (published
-///   tables are masked by their publisher, docs/spec.md §4.1).
-/// - A registered foreign type, for an untyped id: its effective table.
-/// - Otherwise (a type never initialised, an extensible type whose table is
-///   not in its type data, a plain subclass of registered types, a typed id
-///   on a foreign type): the own slots of each class in the MRO, first
-///   definition wins — exactly the merge a published table would hold
-///   (docs/spec.md §4, §5) — then the Python-override mask
-///   (`crate::mask::filter`: exact with an attached thread state, a miss
-///   for a maskable typed entry without one).
-///
-/// Any thread, with or without a thread state: it calls into CPython only
-/// with an attached thread state of the calling thread, and a thread without
-/// one answers NULL once interpreter exit began ([`super::threads`]).
-///
-/// # Safety
-/// `tp` must be a live type (the caller holds a reference to it or to an
-/// instance).
-pub(crate) unsafe extern "C" fn find_slow(tp: *mut PyTypeObject, id: u64) -> *const c_void {
-    // SAFETY: see the function's contract; published tables are immutable
-    // and live as long as their type (registry tables forever).
-    unsafe {
-        if tp.is_null() {
-            return ptr::null();
-        }
-        let Some(_section) = super::threads::Section::enter() else {
-            return ptr::null(); // interpreter exit, no thread state
-        };
-        // Through the type cache (fills the entry for the next lookup).
-        if let Some(table) = super::cache::table_for(tp) {
-            return crate::table::raw_lookup(table, id);
-        }
-        if layout::is_extensible(tp) {
-            // A published table is exact (masked by its publisher).
-            let table = TypeData::load(tp);
-            if !table.is_null() {
-                return crate::table::raw_lookup(table, id);
-            }
-        } else if !super::mask::is_typed(id) {
-            // A registry table answers untyped ids only (a typed one may be
-            // masked by a namespace no hook watches).
-            let table = super::state::foreign_table(tp);
-            if !table.is_null() {
-                return crate::table::raw_lookup(table, id);
-            }
-        }
-        let mut before: Vec<*mut PyTypeObject> = Vec::new();
-        let found = layout::find_in_mro(tp, false, |t| {
-            let own = layout::own_table_of(t);
-            let found = if own.is_null() { ptr::null() } else { crate::table::raw_lookup(own, id) };
-            if found.is_null() {
-                before.push(t);
-                None
-            } else {
-                Some(found)
-            }
-        });
-        let Some(found) = found else { return ptr::null() };
-        // Python overrides win: masked by a class before the provider?
-        let mut entry = vec![(id, found, before.len())];
-        super::mask::filter(&before, &mut entry);
-        entry.first().map_or(ptr::null(), |e| e.1)
-    }
-}
+// The lookup's slow path (`ExtType_API.find_slow`) is the read side's:
+// `crate::lookup::slow`.
+pub(crate) use crate::lookup::slow::find_slow;

@@ -33,25 +33,21 @@ const _: () = {
     assert!(offset_of!(TypeData, own_table) == 16); // internal
 };
 
-/// What the inline fast path needs, side by side (one address to form).
+/// The process's metaclass and table offset, side by side (one address to
+/// form).
 struct FastPath {
     metaclass: AtomicPtr<PyTypeObject>,
     offset: AtomicIsize,
-    /// Where the process's foreign registry table is published.
-    foreign: AtomicPtr<AtomicPtr<RawTable>>,
 }
 
-static FAST: FastPath = FastPath {
-    metaclass: AtomicPtr::new(ptr::null_mut()),
-    offset: AtomicIsize::new(0),
-    foreign: AtomicPtr::new(ptr::null_mut()),
-};
+static FAST: FastPath = FastPath { metaclass: AtomicPtr::new(ptr::null_mut()), offset: AtomicIsize::new(0) };
 
-/// Record the process's metaclass, table offset and foreign registry (from
-/// creation or from another copy's API struct).
-pub(crate) fn set_fast_path(meta: *mut PyTypeObject, offset: isize, foreign: *const AtomicPtr<RawTable>) {
+/// Record the process's metaclass and table offset (from creation or from
+/// another copy's API struct). `_foreign_registry` (`Api::foreign_registry`)
+/// is not read: no reader probes a registry table any more (the lookup
+/// reader asks the type cache, then `find_slow`).
+pub(crate) fn set_fast_path(meta: *mut PyTypeObject, offset: isize, _foreign_registry: *const AtomicPtr<RawTable>) {
     FAST.offset.store(offset, Ordering::Relaxed);
-    FAST.foreign.store(foreign.cast_mut(), Ordering::Relaxed);
     FAST.metaclass.store(meta, Ordering::Release);
 }
 
@@ -59,18 +55,6 @@ pub(crate) fn set_fast_path(meta: *mut PyTypeObject, offset: isize, foreign: *co
 #[inline]
 pub(crate) fn metaclass() -> *mut PyTypeObject {
     FAST.metaclass.load(Ordering::Acquire)
-}
-
-/// The published foreign registry table (type address → that type's
-/// effective table), or NULL. GIL-free (acquire load).
-#[inline]
-pub(crate) fn foreign_registry() -> *const RawTable {
-    let at = FAST.foreign.load(Ordering::Relaxed);
-    if at.is_null() {
-        return ptr::null();
-    }
-    // SAFETY: `at` points to a static of the runtime that owns the registry.
-    unsafe { (*at).load(Ordering::Acquire) }
 }
 
 /// Offset of [`TypeData`] from the start of every extensible type object.

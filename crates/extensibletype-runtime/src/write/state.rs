@@ -262,11 +262,6 @@ pub(crate) fn foreign_record(tp: *mut PyTypeObject) -> Option<&'static Record> {
     OWNER.foreign_index.find(tp as usize)
 }
 
-/// GIL-free: the effective table of a registered foreign type, or NULL.
-#[inline]
-pub(crate) fn foreign_table(tp: *mut PyTypeObject) -> *const RawTable {
-    foreign_record(tp).map_or(ptr::null(), |r| r.effective.load(Ordering::Acquire))
-}
 
 /// GIL-free: is `meta` a sub-metaclass seen by a writer?
 #[inline]

@@ -24,8 +24,9 @@
 //! any table and inserts only if the generation is unchanged under `LOCK`, so
 //! an entry computed from old tables is never inserted after the clear.
 //!
-//! Readers ([`probe`], and the same code inline in `extensibletype.h`) take no
-//! lock, no GIL and no thread state: each entry is a seqlock (`seq` odd while
+//! Readers (`extensibletype_core::abi::Reader::cached_table`, and the same
+//! code inline in `extensibletype.h`) take no lock, no GIL and no thread
+//! state: each entry is a seqlock (`seq` odd while
 //! a writer is inside; a reader retries by taking the slow path when `seq`
 //! changed). Entries hold no pointer that a reader can follow after its type
 //! died: the type pointer is only compared, and the table is the type's own
@@ -53,20 +54,19 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::BTreeMap;
 use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
 
-use super::layout::{self, TypeData, TypeDataExt};
-use super::{interpreters, state};
 use crate::idhash::IdMap;
+use crate::interpreters;
+use crate::layout;
 use crate::table::{RawEntry, RawTable, Table, HEADER_SIZE};
+use extensibletype_core::abi::type_cache_index;
 
-mod tags;
-pub(crate) use tags::init;
-use tags::assign_tag;
+pub(crate) use super::tags::init;
+use super::tags::assign_tag;
 
 /// log2 of the number of entries.
 pub const CACHE_BITS: u32 = 10;
@@ -191,34 +191,10 @@ pub(crate) fn set_view(entries: *const CacheEntry, tag_offset: isize) {
     VIEW.entries.store(entries.cast_mut(), Ordering::Release);
 }
 
+/// The entry of `tp` (the index every reader probes).
 #[inline(always)]
 fn index(tp: *mut PyTypeObject) -> usize {
-    ((tp as u64).wrapping_mul(HASH_MULT) >> (64 - CACHE_BITS)) as usize
-}
-
-/// The cached table for `tp`, or NULL (ask the slow path). No GIL, no
-/// thread state, no lock; one entry read under its seqlock.
-///
-/// # Safety
-/// `tp` must be a live type; [`set_view`] must have run.
-#[inline(always)]
-pub(crate) unsafe fn probe(tp: *mut PyTypeObject) -> *const RawTable {
-    // SAFETY: entries points to CACHE_SIZE entries that live forever.
-    unsafe {
-        let e = &*VIEW.entries.load(Ordering::Relaxed).add(index(tp));
-        let seq = e.seq.load(Ordering::Acquire);
-        let etp = e.tp.load(Ordering::Relaxed);
-        let etag = e.tag.load(Ordering::Relaxed);
-        let table = e.table.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        let seq2 = e.seq.load(Ordering::Relaxed);
-        let tag = layout::version_tag(tp, VIEW.tag_offset.load(Ordering::Relaxed));
-        if ((seq ^ seq2) | (seq & 1) | (etag ^ tag)) == 0 && etp == tp {
-            table
-        } else {
-            ptr::null()
-        }
-    }
+    type_cache_index(tp as usize, 64 - CACHE_BITS)
 }
 
 /// Write one entry (LOCK held).
@@ -270,108 +246,20 @@ pub(crate) unsafe fn entries_of<'a>(table: *const RawTable) -> &'a [RawEntry] {
     }
 }
 
-/// The table a lookup on `tp` probes, computed from the published tables
-/// (no GIL), and whether it may be cached: `None` when it would need a new
-/// merged table and the cache is busy (the caller then walks the MRO
-/// itself).
-///
-/// Python overrides (`crate::mask`): a table published in an extensible
-/// type's data is exact (its publisher masked it and republishes on every
-/// change a hook sees). A foreign record's effective table is used only
-/// when it holds no typed id (its classes' namespaces change without any
-/// hook); otherwise, and for every type without a table, the own tables
-/// are merged along the MRO and masked here: exactly with an attached
-/// thread state, conservatively (not cacheable) without.
-///
-/// # Safety
-/// `tp` must be a live, ready type; a thread without an attached thread
-/// state is inside a `threads::Section`.
-unsafe fn effective_table(tp: *mut PyTypeObject) -> Option<(*const RawTable, bool)> {
-    // SAFETY: see the contract; published tables are immutable and live as
-    // long as their type (registry tables forever).
-    unsafe {
-        if layout::is_extensible(tp) {
-            let table = TypeData::load(tp);
-            if !table.is_null() {
-                return Some((table, true));
-            }
-            // Initialised with an empty table, or a class whose mask
-            // depends on a class no hook watches (published NULL), or
-            // never initialised: merge below.
-        } else if let Some(record) = state::foreign_record(tp) {
-            let table = record.effective.load(Ordering::Acquire);
-            if !table.is_null() && mro_unchanged(record, tp) && !crate::mask::has_typed(table) {
-                return Some((table, true));
-            }
-        }
-        // Merge the own slots along the current MRO, first definition wins
-        // (what a published table would hold), then mask.
-        let mut mro: Vec<*mut PyTypeObject> = Vec::new();
-        let mut owns: Vec<(*const RawTable, usize)> = Vec::new();
-        layout::find_in_mro(tp, false, |t| {
-            let own = layout::own_table_of(t);
-            if !own.is_null() {
-                owns.push((own, mro.len()));
-            }
-            mro.push(t);
-            None::<()>
-        });
-        match owns.len() {
-            0 => return Some((empty_table(), true)),
-            1 if owns[0].1 == 0 || !crate::mask::has_typed(owns[0].0) => return Some((owns[0].0, true)),
-            _ => {}
-        }
-        let mut merged: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
-        for &(own, at) in &owns {
-            for e in entries_of(own) {
-                if e.id != 0 {
-                    merged.entry(e.id).or_insert((e.ptr as usize, at));
-                }
-            }
-        }
-        let mut provided: Vec<crate::mask::Provided> =
-            merged.into_iter().map(|(id, (p, at))| (id, p as *const c_void, at)).collect();
-        let exact = crate::mask::filter(&mro, &mut provided);
-        if provided.is_empty() {
-            return Some((empty_table(), exact));
-        }
-        let key: Vec<(u64, usize)> = provided.iter().map(|&(id, p, _)| (id, p as usize)).collect();
-        let mut guard = LOCK.try_lock().ok()?;
-        let interned = guard.interned.get_or_insert_with(IdMap::default);
-        if let Some(t) = interned.get(&key) {
-            return Some((t.as_raw(), exact));
-        }
-        let entries: Vec<(u64, *const c_void)> = key.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
-        let table = Table::build(&entries).ok()?;
-        let raw = table.as_raw();
-        interned.insert(key, table);
-        Some((raw, exact))
+/// The interned table holding exactly `content` (sorted `(id, ptr)`
+/// pairs), built on first use and never freed; `None` when the cache is
+/// busy (its lock is held) or the table cannot be built. No GIL needed.
+pub(crate) fn intern(content: Vec<(u64, usize)>) -> Option<*const RawTable> {
+    let mut guard = LOCK.try_lock().ok()?;
+    let interned = guard.interned.get_or_insert_with(IdMap::default);
+    if let Some(t) = interned.get(&content) {
+        return Some(t.as_raw());
     }
-}
-
-/// Is the MRO a registered foreign type's effective table was merged along
-/// (`record`'s snapshot, loaded after its effective table) still its MRO?
-/// (False when unknown: the caller merges afresh.)
-///
-/// # Safety
-/// `tp` must be a live, ready type.
-unsafe fn mro_unchanged(record: &state::Record, tp: *mut PyTypeObject) -> bool {
-    // SAFETY: published snapshots are never freed; each is
-    // `[len, addresses...]`.
-    unsafe {
-        let snapshot: *const usize = record.mro.load(Ordering::Acquire);
-        if snapshot.is_null() {
-            return false;
-        }
-        let len = *snapshot;
-        let mut i = 0;
-        let same = layout::find_in_mro(tp, false, |t| {
-            i += 1;
-            (i > len || *snapshot.add(i) != t as usize).then_some(())
-        })
-        .is_none();
-        same && i == len
-    }
+    let entries: Vec<(u64, *const c_void)> = content.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
+    let table = Table::build(&entries).ok()?;
+    let raw = table.as_raw();
+    interned.insert(content, table);
+    Some(raw)
 }
 
 /// `tp`'s version tag as the type cache reads it (CPython's
@@ -398,13 +286,19 @@ pub(crate) unsafe fn version_of(tp: *mut PyTypeObject) -> u32 {
 }
 
 /// The slow path's answer for `tp` through the cache: the table a lookup on
-/// `tp` probes (and the entry filled when `tp` has a version tag), or `None`
-/// (cache off or busy: the caller walks the MRO). No GIL needed; with an
-/// attached thread state, a type without a version tag gets one first.
+/// `tp` probes, as `effective` computes it (`None`: busy), and the entry
+/// filled when `tp` has a version tag and the answer is cacheable; `None`
+/// when the cache is off or busy (the caller answers per id). No GIL needed;
+/// with an attached thread state, a type without a version tag gets one
+/// first.
 ///
 /// # Safety
-/// `tp` must be a live, ready type.
-pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable> {
+/// `tp` must be a live, ready type; `effective` reads only published tables
+/// (it runs after the generation is read, see the module doc).
+pub(crate) unsafe fn table_for(
+    tp: *mut PyTypeObject,
+    effective: impl FnOnce() -> Option<(*const RawTable, bool)>,
+) -> Option<*const RawTable> {
     let off = tag_offset();
     if off == 0 {
         return None;
@@ -425,7 +319,7 @@ pub(crate) unsafe fn table_for(tp: *mut PyTypeObject) -> Option<*const RawTable>
         }
         // The generation before any table is read: see the module doc.
         let generation = GENERATION.load(Ordering::Acquire);
-        let (table, cacheable) = effective_table(tp)?;
+        let (table, cacheable) = effective()?;
         if tag != 0 && cacheable {
             if let Ok(mut guard) = LOCK.try_lock() {
                 // With several interpreters, only process-wide tags (checked

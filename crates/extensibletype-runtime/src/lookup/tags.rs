@@ -2,7 +2,13 @@
 //! attached thread state) and, under the limited API, proving where
 //! `tp_version_tag` lies on the running interpreter before the cache uses it.
 
-use super::*;
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3_ffi::*;
+
+use super::cache::{own_entries, set_view};
+use crate::layout;
 
 #[cfg(all(Py_3_12, not(Py_LIMITED_API)))]
 extern "C" {
@@ -46,28 +52,34 @@ pub(super) unsafe fn assign_tag(tp: *mut PyTypeObject) {
             }
         }
         #[cfg(Py_LIMITED_API)]
-        {
-            // A failed attribute lookup on the type assigns the tag. Only
-            // where it runs no Python code: the metaclass uses type's own
-            // tp_getattro (no __getattr__/__getattribute__ override).
-            let meta = Py_TYPE(tp.cast());
-            let name = PROBE_NAME.load(Ordering::Acquire);
-            let type_getattro = PyType_GetSlot(ptr::addr_of_mut!(PyType_Type), Py_tp_getattro);
-            if name.is_null() || PyType_GetSlot(meta, Py_tp_getattro) != type_getattro {
-                return;
-            }
-            let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-            #[allow(deprecated)]
-            PyErr_Fetch(&mut t, &mut v, &mut tb);
-            let found = PyObject_GetAttr(tp.cast(), name);
-            if found.is_null() {
-                PyErr_Clear();
-            } else {
-                Py_DECREF(found);
-            }
-            #[allow(deprecated)]
-            PyErr_Restore(t, v, tb);
+        assign_tag_by_getattr(tp);
+    }
+}
+
+/// Under the limited API: a failed attribute lookup on the type assigns the
+/// tag. Only where it runs no Python code: the metaclass uses type's own
+/// tp_getattro (no `__getattr__`/`__getattribute__` override). A pending
+/// exception is kept.
+///
+/// # Safety
+/// The calling thread has an attached thread state; `tp` is a live, ready
+/// type.
+#[cfg(Py_LIMITED_API)]
+unsafe fn assign_tag_by_getattr(tp: *mut PyTypeObject) {
+    // SAFETY: the caller's contract (attached thread state, live type).
+    unsafe {
+        let meta = Py_TYPE(tp.cast());
+        let name = PROBE_NAME.load(Ordering::Acquire);
+        let type_getattro = PyType_GetSlot(ptr::addr_of_mut!(PyType_Type), Py_tp_getattro);
+        if name.is_null() || PyType_GetSlot(meta, Py_tp_getattro) != type_getattro {
+            return;
         }
+        let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        #[allow(deprecated)]
+        PyErr_Fetch(&mut t, &mut v, &mut tb);
+        lookup_missing(tp.cast(), name);
+        #[allow(deprecated)]
+        PyErr_Restore(t, v, tb);
     }
 }
 

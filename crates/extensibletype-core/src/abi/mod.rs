@@ -1,9 +1,9 @@
-//! The ABI v1 structs shared with `include/extensibletype.h`, and the
-//! header's inline lookup over them. Both sides check the same offsets and
-//! sizes at compile time: the C side in `tests/abi/abi_layout.c` (compiled by
-//! `python/tests/test_header.py`), the Rust side in `const` blocks (the table
-//! structs in `table/mod.rs`; [`Api`] in the runtime's `lib.rs`, where it is
-//! instantiated with CPython's types).
+//! The ABI v1 structs shared with `include/extensibletype.h`, and (in
+//! [`reader`]) the header's inline lookup over them. Both sides check the
+//! same offsets and sizes at compile time: the C side in
+//! `tests/abi/abi_layout.c` (compiled by `python/tests/test_header.py`), the
+//! Rust side in `const` blocks (the table structs in `table/mod.rs`; these
+//! structs below, with their opaque pointer types).
 //!
 //! Nothing here depends on Python. Where a struct holds a CPython pointer
 //! (`PyObject *`, `PyTypeObject *`, `PyType_Spec *`) its type is a
@@ -14,10 +14,12 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::marker::PhantomData;
-use core::ptr;
-use core::sync::atomic::{fence, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32};
 
-use crate::table::{raw_lookup, RawTable};
+use crate::table::RawTable;
+
+pub mod reader;
+pub use reader::{type_cache_index, ImportError, Reader};
 
 /// ABI version of the table layout, the lookup formula and [`Api`].
 pub const ABI_VERSION: u32 = 1;
@@ -161,6 +163,48 @@ pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     pub version_tag_offset: i32,
 }
 
+// ABI v1 layout (docs/spec.md sections 3 and 8), checked by the compiler:
+// the same numbers as tests/abi/abi_layout.c. Every CPython pointer is a
+// thin pointer, so the opaque defaults have the layout of any
+// instantiation. Append-only: a new field is one more line.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Api>() == 128 && align_of::<Api>() == 8);
+    assert!(offset_of!(Api, abi_version) == 0);
+    assert!(offset_of!(Api, struct_size) == 4);
+    assert!(offset_of!(Api, metaclass) == 8);
+    assert!(offset_of!(Api, table_offset) == 16);
+    assert!(offset_of!(Api, find_slow) == 24);
+    assert!(offset_of!(Api, prehash) == 32);
+    assert!(offset_of!(Api, set_slots) == 40);
+    assert!(offset_of!(Api, from_spec) == 48);
+    assert!(offset_of!(Api, py_set_slots) == 56); // internal
+    assert!(offset_of!(Api, py_get_slots) == 64); // internal
+    assert!(offset_of!(Api, py_table_info) == 72); // internal
+    assert!(offset_of!(Api, py_lookup) == 80); // internal
+    assert!(offset_of!(Api, bind_key) == 88); // internal
+    assert!(offset_of!(Api, foreign_registry) == 96);
+    assert!(offset_of!(Api, ob_type_offset) == 104); // appended
+    assert!(offset_of!(Api, type_cache) == 112); // appended: the type cache
+    assert!(offset_of!(Api, type_cache_bits) == 120);
+    assert!(offset_of!(Api, version_tag_offset) == 124);
+    assert!(size_of::<CacheEntry>() == 32 && align_of::<CacheEntry>() == 8);
+    assert!(offset_of!(CacheEntry, seq) == 0);
+    assert!(offset_of!(CacheEntry, tag) == 4);
+    assert!(offset_of!(CacheEntry, tp) == 8);
+    assert!(offset_of!(CacheEntry, table) == 16);
+    assert!(offset_of!(CacheEntry, reserved) == 24);
+    assert!(size_of::<TypeData>() == 24 && align_of::<TypeData>() == 8);
+    assert!(offset_of!(TypeData, table) == 0);
+    assert!(offset_of!(TypeData, state) == 8); // internal
+    assert!(offset_of!(TypeData, own_table) == 16); // internal
+    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
+    assert!(offset_of!(SlotDef, key) == 0);
+    assert!(offset_of!(SlotDef, id) == 8);
+    assert!(offset_of!(SlotDef, ptr) == 16);
+};
+
 // SAFETY: the struct is immutable after publication; the metaclass pointer
 // is only dereferenced by code holding the GIL or a reference.
 unsafe impl<O, T, S> Sync for Api<O, T, S> {}
@@ -172,98 +216,5 @@ impl<O, T, S> Api<O, T, S> {
     /// at least as large as ours)? `ExtType_Import` refuses it otherwise.
     pub fn is_compatible(&self) -> bool {
         self.abi_version == ABI_VERSION && self.struct_size as usize >= core::mem::size_of::<Api>()
-    }
-
-    /// The table a lookup on `tp` probes inline — the header's
-    /// `ExtType_FindInType` fast path: the type's own effective table when
-    /// `meta` (the type of `tp`) is the metaclass, else `tp`'s entry in the
-    /// foreign registry. NULL means "ask [`find_slow`](Api::find_slow)".
-    ///
-    /// # Safety
-    /// `self` must be a published API struct; `tp` must be a live type object
-    /// (the caller holds a reference to it or to an instance) and `meta` its
-    /// type (`Py_TYPE(tp)`). No GIL needed.
-    #[inline]
-    pub unsafe fn table_of(&self, tp: *mut T, meta: *mut T) -> *const RawTable {
-        // SAFETY: a type whose metaclass is `metaclass` carries TypeData at
-        // `table_offset`; tables are published with release stores and live
-        // as long as their type (registry tables for the process); the type
-        // cache lives for the process.
-        unsafe {
-            if meta == self.metaclass {
-                let data = tp.cast::<u8>().offset(self.table_offset).cast::<TypeData>();
-                let table = (*data).table.load(Ordering::Acquire);
-                if !table.is_null() {
-                    return table;
-                }
-            }
-            let table = self.cached_table(tp);
-            if !table.is_null() {
-                return table;
-            }
-            if self.foreign_registry.is_null() {
-                return ptr::null();
-            }
-            let registry = (*self.foreign_registry).load(Ordering::Acquire);
-            if registry.is_null() {
-                return ptr::null();
-            }
-            raw_lookup(registry, tp as u64).cast()
-        }
-    }
-
-    /// The table the runtime's type cache names for `tp`, or NULL (a cache
-    /// miss: ask [`find_slow`](Api::find_slow), which fills the entry). One
-    /// entry read under its seqlock, plus `tp`'s version tag; no lock.
-    ///
-    /// # Safety
-    /// As [`table_of`](Api::table_of); `self` must pass
-    /// [`is_compatible`](Api::is_compatible) (the cache fields exist).
-    #[inline]
-    pub unsafe fn cached_table(&self, tp: *mut T) -> *const RawTable {
-        if self.type_cache.is_null() || self.type_cache_bits == 0 || self.type_cache_bits > 32 {
-            return ptr::null();
-        }
-        let index = ((tp as u64).wrapping_mul(TYPE_CACHE_HASH_MULT) >> (64 - self.type_cache_bits)) as usize;
-        // SAFETY: the cache has 1 << type_cache_bits entries and lives for
-        // the process; version_tag_offset is 0 (the readable object header)
-        // or an offset the runtime proved to lie inside every type object.
-        unsafe {
-            let e = &*self.type_cache.add(index);
-            let seq = e.seq.load(Ordering::Acquire);
-            let etp = e.tp.load(Ordering::Relaxed);
-            let etag = e.tag.load(Ordering::Relaxed);
-            let table = e.table.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            let seq2 = e.seq.load(Ordering::Relaxed);
-            let tag = (*tp.cast::<u8>().offset(self.version_tag_offset as isize).cast::<AtomicU32>()).load(Ordering::Relaxed);
-            if ((seq ^ seq2) | (seq & 1) | (etag ^ tag)) == 0 && etp == tp {
-                table
-            } else {
-                ptr::null()
-            }
-        }
-    }
-
-    /// Find the implementation of `id` on `tp` (NULL when absent, for id 0
-    /// and for a NULL `tp`): [`table_of`](Api::table_of), one probe, and the
-    /// runtime's slow path when the fast path has no table.
-    ///
-    /// # Safety
-    /// As [`table_of`](Api::table_of) (`tp` may be NULL).
-    #[inline]
-    pub unsafe fn find_in_type(&self, tp: *mut T, meta: *mut T, id: u64) -> *const c_void {
-        if tp.is_null() || id == 0 {
-            return ptr::null();
-        }
-        // SAFETY: the caller's contract: `tp` is a live type and `meta` this
-        // API's metaclass, so `table_of` and the slow path may read it.
-        unsafe {
-            let table = self.table_of(tp, meta);
-            if !table.is_null() {
-                return raw_lookup(table, id);
-            }
-            (self.find_slow)(tp, id)
-        }
     }
 }
