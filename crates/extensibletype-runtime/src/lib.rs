@@ -36,7 +36,6 @@
 // its contract: clippy's undocumented_unsafe_blocks and missing_safety_doc,
 // set for the whole workspace in Cargo.toml's [workspace.lints.clippy].
 
-
 use pyo3_ffi::*;
 
 /// The pyo3-ffi this runtime was built against (the one in your build).
@@ -73,7 +72,6 @@ pub(crate) use write::state;
 pub use error::PyErrSet;
 pub use typed::{find_typed, find_typed_in_type, method_id, method_id_with, Convention, TypedFn, TypedId};
 pub use cpython::layout::TypeData;
-
 
 pub use extensibletype_core::abi::{SlotDef, ABI_VERSION, CAPSULE_NAME};
 
