@@ -124,10 +124,11 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
     }
     let mut guard = Guard(Some(state));
     let b = &guard.0.as_ref().expect("set above").buf;
+    // The type's name for error messages, made only on an error.
     // SAFETY: GIL held; obj live.
-    let name = unsafe { util::type_name(obj) };
+    let name = || unsafe { util::type_name(obj) };
     if !b.suboffsets.is_null() {
-        return raise(util::buffer_error(), &format!("{name}: indirect (suboffsets) buffers are not supported"));
+        return raise(util::buffer_error(), &format!("{}: indirect (suboffsets) buffers are not supported", name()));
     }
     // SAFETY: a filled buffer's format is NULL or a C string it owns.
     let format: &[u8] = if b.format.is_null() { b"B" } else { unsafe { CStr::from_ptr(b.format) }.to_bytes() };
@@ -135,7 +136,8 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
         return raise(
             util::type_error(),
             &format!(
-                "{name}: buffer format {:?} (itemsize {}) has no DLPack equivalent",
+                "{}: buffer format {:?} (itemsize {}) has no DLPack equivalent",
+                name(),
                 String::from_utf8_lossy(format),
                 b.itemsize
             ),
@@ -174,7 +176,7 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
     if let Err(why) = abi::check_request(request, v.flags) {
         // SAFETY: the dims block (if any) was stored above, in this view.
         unsafe { free_dims(v) };
-        return raise(util::buffer_error(), &format!("{name}: {why}"));
+        return raise(util::buffer_error(), &format!("{}: {why}", name()));
     }
     v.internal[0] = Box::into_raw(guard.0.take().expect("set above")).cast();
     Ok(())

@@ -211,24 +211,22 @@ unsafe fn acquire_impl(obj: *mut PyObject, request: c_int, v: &mut ArrayView) ->
     v.reserved = 0;
     v.device = abi::DLDevice::CPU;
     let n = nd as usize;
-    // npy_intp is i64 here. A 0-d array may have NULL dimensions/strides.
-    let (dims, strides): (&[isize], &[isize]) = if n == 0 {
-        (&[], &[])
-    } else {
-        // SAFETY: an ndarray with nd > 0 has nd dimensions and strides,
-        // alive while the caller's reference (then ours, `owner`) holds it.
-        unsafe { (core::slice::from_raw_parts(a.dimensions, n), core::slice::from_raw_parts(a.strides, n)) }
-    };
     if n <= abi::SCRATCH / 2 {
-        // Copy (see the module doc).
+        // Copy (see the module doc); npy_intp is i64 here.
         for k in 0..n {
-            v.scratch[k] = dims[k] as i64;
-            v.scratch[n + k] = strides[k] as i64;
+            // SAFETY: k < nd: a live ndarray's dimensions and strides hold
+            // nd values (they may be NULL only for nd == 0).
+            let (len, stride) = unsafe { (*a.dimensions.add(k), *a.strides.add(k)) };
+            v.scratch[k] = len as i64;
+            v.scratch[n + k] = stride as i64;
         }
         v.shape = v.scratch.as_mut_ptr();
         v.strides = v.scratch.as_mut_ptr().wrapping_add(n);
         v.internal[0] = ptr::null_mut();
     } else {
+        // SAFETY: nd > 0 values each, alive while the caller's reference
+        // (then ours, `owner`) holds the array.
+        let (dims, strides) = unsafe { (core::slice::from_raw_parts(a.dimensions, n), core::slice::from_raw_parts(a.strides, n)) };
         let mut block = Vec::with_capacity(2 * n);
         block.extend(dims.iter().map(|&x| x as i64));
         block.extend(strides.iter().map(|&x| x as i64));
