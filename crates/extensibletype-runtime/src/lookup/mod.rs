@@ -136,7 +136,23 @@ pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
     if tp.is_null() || id == 0 {
         return ptr::null();
     }
-    // SAFETY: forwarded; the reader's slow rung refuses a non-type.
+    // The reader's type-cache probe reads `tp`'s version tag, a field past
+    // the end of a small non-type object: refuse those before it.
+    // SAFETY: `tp` is a live object (the contract).
+    if unsafe { PyType_Check(tp.cast()) } == 0 {
+        return ptr::null();
+    }
+    // SAFETY: forwarded; `tp` is a live type.
+    unsafe { find_in_live_type(tp, id) }
+}
+
+/// [`find_in_type`] once `tp` is known to be a live type and `id` non-zero.
+///
+/// # Safety
+/// [`import`](crate::import) must have succeeded; `tp` is a live type.
+#[inline(always)]
+unsafe fn find_in_live_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
+    // SAFETY: forwarded.
     unsafe {
         match READER.get() {
             Some(reader) => reader.find_in_type(tp, Py_TYPE(tp.cast()), id),
@@ -149,14 +165,15 @@ pub unsafe fn find_in_type(tp: *mut PyTypeObject, id: u64) -> *const c_void {
 /// for a NULL `obj` or id 0).
 ///
 /// # Safety
-/// As [`find_in_type`]; `obj` must be NULL or a live object.
+/// [`import`](crate::import) must have succeeded; `obj` must be NULL or a
+/// live object.
 #[inline]
 pub unsafe fn find(obj: *mut PyObject, id: u64) -> *const c_void {
-    if obj.is_null() {
+    if obj.is_null() || id == 0 {
         return ptr::null();
     }
-    // SAFETY: forwarded; a live object has a live type.
-    unsafe { find_in_type(Py_TYPE(obj), id) }
+    // SAFETY: forwarded; a live object's type is a live type.
+    unsafe { find_in_live_type(Py_TYPE(obj), id) }
 }
 
 /// A token for "this state of `tp`", for callers that remember something
