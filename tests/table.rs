@@ -200,6 +200,59 @@ fn structured_families_at_their_sizes() {
     }
 }
 
+/// `k * step + offset` for k in 1..=n, as `structured_sets_build_in_bounded_time` makes them.
+fn progression(step: u64, offset: u64, n: u64) -> Vec<u64> {
+    let mut ids: Vec<u64> = (1..=n).map(|k| k.wrapping_mul(step).wrapping_add(offset)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.retain(|&id| id != 0);
+    ids
+}
+
+/// Progressions that cost 5.1-6.7x a random build before the builder stopped
+/// re-sorting bin multipliers the crowding ranking had already rejected
+/// (found by scanning offsets {0, 7, 2^63}, shifts 0..64, fixed odd steps,
+/// every n up to 2048).
+#[test]
+fn structured_progressions_past_the_ranking() {
+    for (step, offset, n) in [
+        (0x9e37_79b9_7f4a_7c15u64, 7u64, 366u64),
+        (0xff51_afd7_ed55_8ccd, 1 << 63, 958),
+        (1 << 2, 0, 534),
+        (5, 7, 1511),
+    ] {
+        let ids = progression(step, offset, n);
+        check_bounded(&format!("k * {step:#x} + {offset:#x}, n {n}"), &ids, random_work(ids.len()));
+    }
+}
+
+/// Progressions still over docs/spec.md §2's bound (at most 5x the build work
+/// of a random set of the same size): the worst a scan of offsets {0, 7, 2^63},
+/// shifts 0..64, fixed odd steps and every n up to 2048 found (11 of 491,999
+/// sets). The first is the proptest seed of `structured_sets_build_in_bounded_time`
+/// (work 2,758 vs 5 x 518). Ignored until the builder's bounded pass is fixed;
+/// run with `cargo test --release --test table -- --ignored`.
+#[test]
+#[ignore = "breaks the 5x-random build-work bound of docs/spec.md section 2.3"]
+fn structured_progressions_over_the_bound() {
+    for (step, offset, n) in [
+        (1u64 << 20, 7u64, 127u64),
+        (1 << 33, 0, 1006),
+        (5, 7, 1921),
+        (0x700_0000_0007, 0, 2010),
+        (1 << 26, 7, 2),
+        (1 << 11, 0, 1013),
+        (1 << 47, 1 << 63, 1002),
+        (1 << 33, 7, 1023),
+        (1 << 52, 1 << 63, 253),
+        (1 << 4, 7, 30),
+        (1 << 22, 0, 509),
+    ] {
+        let ids = progression(step, offset, n);
+        check_bounded(&format!("k * {step:#x} + {offset:#x}, n {n}"), &ids, random_work(ids.len()));
+    }
+}
+
 #[test]
 fn single_bit_ids() {
     let ids: Vec<u64> = (0..64).map(|b| 1u64 << b).collect();

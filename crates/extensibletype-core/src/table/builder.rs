@@ -131,6 +131,8 @@ impl Builder {
                     // crowded of the next few go first (for ids on a lattice
                     // some are near-perfect). Random sets rarely get there.
                     let mut order: [u32; BIN_ATTEMPTS as usize] = core::array::from_fn(|i| i as u32);
+                    // Crowding already counted by the ranking, per position in `order`.
+                    let mut known = [None; BIN_ATTEMPTS as usize];
                     for next in 0..order.len() {
                         if next == 1 && bounds.is_some() {
                             let mut ranked = [(0u64, 0u32); RANKED_BIN_ATTEMPTS];
@@ -138,11 +140,17 @@ impl Builder {
                                 *r = (self.crowding(multiplier(seed, log_s, log_b, a, u32::MAX), log_b), a);
                             }
                             ranked.sort_unstable();
-                            for (o, r) in order[1..].iter_mut().zip(ranked) {
+                            for ((o, k), r) in order[1..].iter_mut().zip(&mut known[1..]).zip(ranked) {
                                 *o = r.1;
+                                *k = Some(r.0);
                             }
                         }
                         let bin_attempt = order[next];
+                        if let (Some(b), Some(crowding)) = (bounds, known[next]) {
+                            if crowding > b.max_crowding(log_b) {
+                                continue; // ranked as too crowded: no need to sort it again
+                            }
+                        }
                         let k2 = multiplier(seed, log_s, log_b, bin_attempt, u32::MAX);
                         let crowding = self.sort_into_bins(k2, log_b);
                         if bounds.is_some_and(|b| crowding > b.max_crowding(log_b)) {
