@@ -7,7 +7,7 @@
  * (crates/extensibletype-core/src/table/mod.rs), ExtType_API,
  * ExtType_TypeData, ExtType_TypeCacheEntry and ExtType_SlotDef next to
  * theirs (crates/extensibletype-core/src/abi/mod.rs; the runtime's
- * bootstrap.rs checks ExtType_API again with CPython's types), the array.v1
+ * bootstrap.rs checks that its CPython-typed instantiations have that layout), the array.v1
  * structs in crates/extensibletype-array-abi/src/lib.rs.
  *
  * Compiled as C11 and as C++17 by python/tests/test_header.py

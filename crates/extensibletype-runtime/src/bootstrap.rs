@@ -76,42 +76,16 @@ pub(crate) fn api() -> &'static Api {
     unsafe { THIS_COPY.api.load(Ordering::Acquire).as_ref().expect("extensibletype::runtime::import() not called") }
 }
 
-// ABI v1 layout of `ExtType_API` and `ExtType_SlotDef` (docs/spec.md
-// section 8), checked by the compiler: the same numbers and signatures as
-// tests/abi/abi_layout.c. Append-only: a new field is one more line in each.
-#[cfg(target_pointer_width = "64")]
+// ABI v1 layout: asserted field by field once, in core
+// (`extensibletype_core::abi`, on its opaque pointer types; the same numbers
+// as tests/abi/abi_layout.c). CPython's pointer types are thin pointers too,
+// so this crate's instantiations have that layout: checked here.
 const _: () = {
-    use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Api>() == 128 && align_of::<Api>() == 8);
-    assert!(offset_of!(Api, abi_version) == 0);
-    assert!(offset_of!(Api, struct_size) == 4);
-    assert!(offset_of!(Api, metaclass) == 8);
-    assert!(offset_of!(Api, table_offset) == 16);
-    assert!(offset_of!(Api, find_slow) == 24);
-    assert!(offset_of!(Api, prehash) == 32);
-    assert!(offset_of!(Api, set_slots) == 40);
-    assert!(offset_of!(Api, from_spec) == 48);
-    assert!(offset_of!(Api, py_set_slots) == 56); // internal
-    assert!(offset_of!(Api, py_get_slots) == 64); // internal
-    assert!(offset_of!(Api, py_table_info) == 72); // internal
-    assert!(offset_of!(Api, py_lookup) == 80); // internal
-    assert!(offset_of!(Api, bind_key) == 88); // internal
-    assert!(offset_of!(Api, foreign_registry) == 96);
-    assert!(offset_of!(Api, ob_type_offset) == 104); // appended
-    // Appended: the type cache.
-    assert!(offset_of!(Api, type_cache) == 112);
-    assert!(offset_of!(Api, type_cache_bits) == 120);
-    assert!(offset_of!(Api, version_tag_offset) == 124);
-    assert!(size_of::<CacheEntry>() == 32 && align_of::<CacheEntry>() == 8);
-    assert!(offset_of!(CacheEntry, seq) == 0);
-    assert!(offset_of!(CacheEntry, tag) == 4);
-    assert!(offset_of!(CacheEntry, tp) == 8);
-    assert!(offset_of!(CacheEntry, table) == 16);
-    assert!(offset_of!(CacheEntry, reserved) == 24);
-    assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
-    assert!(offset_of!(SlotDef, key) == 0);
-    assert!(offset_of!(SlotDef, id) == 8);
-    assert!(offset_of!(SlotDef, ptr) == 16);
+    use core::mem::{align_of, size_of};
+    use extensibletype_core::abi as core_abi;
+    assert!(size_of::<Api>() == size_of::<core_abi::Api>() && align_of::<Api>() == align_of::<core_abi::Api>());
+    assert!(size_of::<CacheEntry>() == size_of::<core_abi::CacheEntry>());
+    assert!(align_of::<CacheEntry>() == align_of::<core_abi::CacheEntry>());
 };
 
 /// The field types of [`Api`], pinned to the C signatures of docs/spec.md
