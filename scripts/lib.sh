@@ -86,9 +86,12 @@ wheel_cache_get() {
     local -a dirs=("$WHEEL_CACHE/$kind/$digest")
     case $kind in abi3*-glibc*) dirs+=("$WHEEL_CACHE/${kind%-glibc*}"-glibc*/"$digest") ;; esac
     for d in "${dirs[@]}"; do
+        # Only a kind with a glibc version compares versions (without one,
+        # v and mine are the whole path and kind, which never compare so).
         v=${d%/*}
         v=${v##*-glibc}
-        [ "$v" = "$mine" ] || [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
+        [ "$d" = "${dirs[0]}" ] || [ "$v" = "$mine" ] ||
+            [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
         for w in "$d"/*.whl; do
             [ -f "$w" ] || continue
             touch "$d" "${d%/*}"

@@ -132,3 +132,16 @@ def test_abi3_from_an_older_glibc_only(tree, tmp_path):
     assert sh(tree, get, "abi3-abi3+hooks-linux-x86_64-glibc2.41", env=env).stdout.strip() == host
     assert sh(tree, get, "abi3-abi3+hooks-linux-x86_64-glibc2.31", env=env, check=False).returncode == 1
     assert sh(tree, get, "cp311-hooks-linux-x86_64-glibc2.41", env=env, check=False).returncode == 1
+
+
+KIND = "cp311-hooks-tc0-linux-x86_64-glibc2.36"
+
+
+
+def test_a_kind_without_glibc_hits(tree, tmp_path):
+    # wheel_kind names musl and other libcs "libc-unknown".
+    env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "BUILT": "w"}
+    put = FAKE_BUILD + 'cached_wheel "$1" dg build fake_build --out'
+    kind = "cp311-hooks-tc0-linux-x86_64-libc-unknown"
+    first = sh(tree, put, kind, env=env).stdout.strip()
+    assert sh(tree, 'wheel_cache_get "$1" dg', kind, env=env).stdout.strip() == first
