@@ -71,8 +71,9 @@ try:
 except OSError:
     rustc = "no rustc"
 env = sorted((k, v) for k, v in os.environ.items()
-             if k in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CC", "CFLAGS")
-             or k.startswith("CARGO_PROFILE_"))
+             if k in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CC", "CFLAGS",
+                      "EXTENSIBLETYPE_BENCH_RUST_PORT")  # read by crates/extensibletype-module/build.rs
+             or k.startswith(("CARGO_PROFILE_", "PYO3_")))
 tc = "tc" + hashlib.sha256(repr((rustc, env)).encode()).hexdigest()[:10]
 print(re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join([flavour, features.replace(",", "+"), tc, sysconfig.get_platform(), libc])))
 PY

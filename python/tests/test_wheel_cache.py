@@ -145,3 +145,10 @@ def test_a_kind_without_glibc_hits(tree, tmp_path):
     kind = "cp311-hooks-tc0-linux-x86_64-libc-unknown"
     first = sh(tree, put, kind, env=env).stdout.strip()
     assert sh(tree, 'wheel_cache_get "$1" dg', kind, env=env).stdout.strip() == first
+
+
+def test_bench_port_and_pyo3_config_change_the_kind(tree):
+    py = shutil.which("python3")
+    kind = sh(tree, 'wheel_kind "$1" cp hooks', py).stdout.strip()
+    for var, val in (("EXTENSIBLETYPE_BENCH_RUST_PORT", "1"), ("PYO3_CONFIG_FILE", "/x")):
+        assert sh(tree, 'wheel_kind "$1" cp hooks', py, env={var: val}).stdout.strip() != kind, var
