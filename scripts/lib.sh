@@ -115,8 +115,18 @@ wheel_cache_put() {
         return 1
     fi
     mkdir -p "$WHEEL_CACHE/$kind" || return 1
-    rm -rf "$dst"
-    mv "$out" "$dst" || { rm -rf "$out"; return 1; }  # atomic: readers see no half-written wheel
+    # Atomic (readers see no half-written wheel), and never over an entry
+    # another job of the same sources put meanwhile (it may be installing
+    # from it): keep that one. An entry without a wheel is debris: replace it.
+    if ! mv -T "$out" "$dst" 2>/dev/null; then
+        if ! ls "$dst"/*.whl >/dev/null 2>&1; then
+            rm -rf "$dst"
+            mv -T "$out" "$dst" || { rm -rf "$out"; return 1; }
+        else
+            rm -rf "$out"
+            w=$(ls "$dst"/*.whl | head -1)
+        fi
+    fi
     ls -1dt "$WHEEL_CACHE/$kind"/*/ | tail -n +"$((WHEEL_CACHE_KEEP + 1))" | while IFS= read -r d; do rm -rf "$d"; done
     # Kinds unused for 30 days (another toolchain, flags, interpreter) and
     # builds interrupted a day ago go too.

@@ -152,3 +152,18 @@ def test_bench_port_and_pyo3_config_change_the_kind(tree):
     kind = sh(tree, 'wheel_kind "$1" cp hooks', py).stdout.strip()
     for var, val in (("EXTENSIBLETYPE_BENCH_RUST_PORT", "1"), ("PYO3_CONFIG_FILE", "/x")):
         assert sh(tree, 'wheel_kind "$1" cp hooks', py, env={var: val}).stdout.strip() != kind, var
+
+
+
+def test_a_second_put_keeps_the_first_wheel(tree, tmp_path):
+    # Two jobs of the same sources and kind finish their builds one after
+    # the other: the second must not delete the wheel the first may be
+    # installing from.
+    env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "BUILT": "w"}
+    put = (FAKE_BUILD + 'mkdir -p "$WHEEL_CACHE" && out=$(mktemp -d "$WHEEL_CACHE/.build.XXXXXX") && '
+           'fake_build --out "$out" && wheel_cache_put "$1" dg "$out"')
+    first = sh(tree, put, KIND, env=env).stdout.strip()
+    inode = os.stat(first).st_ino
+    second = sh(tree, put, KIND, env={**env, "BUILT": "w2"}).stdout.strip()
+    assert second == first and os.stat(first).st_ino == inode
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [KIND], "no build directory left behind"
