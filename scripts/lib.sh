@@ -139,12 +139,22 @@ wheel_cache_put() {
 # running CMD with the output directory appended (stdout to stderr) and
 # cache it. Prints the wheel's path.
 cached_wheel() {
-    local kind=$1 digest=$2 what=$3 out
+    local kind=$1 digest=$2 what=$3 out before
     shift 3
     wheel_cache_get "$kind" "$digest" && return 0
     mkdir -p "$WHEEL_CACHE" && out=$(mktemp -d "$WHEEL_CACHE/.build.XXXXXX") || return 1
     log "$what (wheel cache miss: $kind)"
+    before=$(source_digest 2>/dev/null)
     "$@" "$out" >&2 || { rm -rf "$out"; return 1; }
+    # Sources edited during the build: the wheel is not that of `digest`;
+    # install it this once (the venv's digest then differs next time) but
+    # cache nothing, or reverting the edit would install it as `digest`'s.
+    # (Left in .build.*, removed a day later.)
+    if [ "$(source_digest 2>/dev/null)" != "$before" ]; then
+        log "$what: sources changed during the build; wheel not cached"
+        ls "$out"/*.whl | head -1
+        return 0
+    fi
     wheel_cache_put "$kind" "$digest" "$out"
 }
 
