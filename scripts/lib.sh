@@ -71,8 +71,9 @@ try:
 except OSError:
     rustc = "no rustc"
 env = sorted((k, v) for k, v in os.environ.items()
-             if k in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CC", "CFLAGS")
-             or k.startswith("CARGO_PROFILE_"))
+             if k in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CC", "CFLAGS",
+                      "EXTENSIBLETYPE_BENCH_RUST_PORT")  # read by crates/extensibletype-module/build.rs
+             or k.startswith(("CARGO_PROFILE_", "PYO3_")))
 tc = "tc" + hashlib.sha256(repr((rustc, env)).encode()).hexdigest()[:10]
 print(re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join([flavour, features.replace(",", "+"), tc, sysconfig.get_platform(), libc])))
 PY
@@ -86,9 +87,12 @@ wheel_cache_get() {
     local -a dirs=("$WHEEL_CACHE/$kind/$digest")
     case $kind in abi3*-glibc*) dirs+=("$WHEEL_CACHE/${kind%-glibc*}"-glibc*/"$digest") ;; esac
     for d in "${dirs[@]}"; do
+        # Only a kind with a glibc version compares versions (without one,
+        # v and mine are the whole path and kind, which never compare so).
         v=${d%/*}
         v=${v##*-glibc}
-        [ "$v" = "$mine" ] || [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
+        [ "$d" = "${dirs[0]}" ] || [ "$v" = "$mine" ] ||
+            [ "$(printf '%s\n' "$v" "$mine" | sort -V | head -1)" = "$v" ] || continue
         for w in "$d"/*.whl; do
             [ -f "$w" ] || continue
             touch "$d" "${d%/*}"
@@ -111,8 +115,18 @@ wheel_cache_put() {
         return 1
     fi
     mkdir -p "$WHEEL_CACHE/$kind" || return 1
-    rm -rf "$dst"
-    mv "$out" "$dst" || { rm -rf "$out"; return 1; }  # atomic: readers see no half-written wheel
+    # Atomic (readers see no half-written wheel), and never over an entry
+    # another job of the same sources put meanwhile (it may be installing
+    # from it): keep that one. An entry without a wheel is debris: replace it.
+    if ! mv -T "$out" "$dst" 2>/dev/null; then
+        if ! ls "$dst"/*.whl >/dev/null 2>&1; then
+            rm -rf "$dst"
+            mv -T "$out" "$dst" || { rm -rf "$out"; return 1; }
+        else
+            rm -rf "$out"
+            w=$(ls "$dst"/*.whl | head -1)
+        fi
+    fi
     ls -1dt "$WHEEL_CACHE/$kind"/*/ | tail -n +"$((WHEEL_CACHE_KEEP + 1))" | while IFS= read -r d; do rm -rf "$d"; done
     # Kinds unused for 30 days (another toolchain, flags, interpreter) and
     # builds interrupted a day ago go too.
@@ -125,12 +139,22 @@ wheel_cache_put() {
 # running CMD with the output directory appended (stdout to stderr) and
 # cache it. Prints the wheel's path.
 cached_wheel() {
-    local kind=$1 digest=$2 what=$3 out
+    local kind=$1 digest=$2 what=$3 out before
     shift 3
     wheel_cache_get "$kind" "$digest" && return 0
     mkdir -p "$WHEEL_CACHE" && out=$(mktemp -d "$WHEEL_CACHE/.build.XXXXXX") || return 1
     log "$what (wheel cache miss: $kind)"
+    before=$(source_digest 2>/dev/null)
     "$@" "$out" >&2 || { rm -rf "$out"; return 1; }
+    # Sources edited during the build: the wheel is not that of `digest`;
+    # install it this once (the venv's digest then differs next time) but
+    # cache nothing, or reverting the edit would install it as `digest`'s.
+    # (Left in .build.*, removed a day later.)
+    if [ "$(source_digest 2>/dev/null)" != "$before" ]; then
+        log "$what: sources changed during the build; wheel not cached"
+        ls "$out"/*.whl | head -1
+        return 0
+    fi
     wheel_cache_put "$kind" "$digest" "$out"
 }
 

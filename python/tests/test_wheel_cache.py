@@ -132,3 +132,53 @@ def test_abi3_from_an_older_glibc_only(tree, tmp_path):
     assert sh(tree, get, "abi3-abi3+hooks-linux-x86_64-glibc2.41", env=env).stdout.strip() == host
     assert sh(tree, get, "abi3-abi3+hooks-linux-x86_64-glibc2.31", env=env, check=False).returncode == 1
     assert sh(tree, get, "cp311-hooks-linux-x86_64-glibc2.41", env=env, check=False).returncode == 1
+
+
+KIND = "cp311-hooks-tc0-linux-x86_64-glibc2.36"
+
+
+def test_sources_edited_during_the_build_are_not_cached(tree, tmp_path):
+    env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "EXTENSIBLETYPE_SOURCE_DIGEST": ""}
+    # The build sees an edit made while it runs (an editor saving mid-build).
+    editing = ('fake_build() { echo "pub fn edited() {}" >"$ROOT/src/lib.rs"; '
+               'echo "$BUILT" >"$2/extensibletype-0-py3-none-any.whl"; }\n')
+    get = 'd=$(source_digest) && cached_wheel "$1" "$d" "build" fake_build --out'
+    original = (tree / "src" / "lib.rs").read_text()
+    mixed = sh(tree, editing + get, KIND, env={**env, "BUILT": "mixed"}).stdout.strip()
+    assert Path(mixed).read_text() == "mixed\n", "installed this once"
+    # Reverting the edit must not install the wheel built from the edit.
+    (tree / "src" / "lib.rs").write_text(original)
+    again = sh(tree, FAKE_BUILD + get, KIND, env={**env, "BUILT": "clean"}).stdout.strip()
+    assert Path(again).read_text() == "clean\n"
+    # ... and that clean build is cached.
+    assert sh(tree, FAKE_BUILD + get, KIND, env={**env, "BUILT": "x"}).stdout.strip() == again
+
+
+def test_a_second_put_keeps_the_first_wheel(tree, tmp_path):
+    # Two jobs of the same sources and kind finish their builds one after
+    # the other: the second must not delete the wheel the first may be
+    # installing from.
+    env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "BUILT": "w"}
+    put = (FAKE_BUILD + 'mkdir -p "$WHEEL_CACHE" && out=$(mktemp -d "$WHEEL_CACHE/.build.XXXXXX") && '
+           'fake_build --out "$out" && wheel_cache_put "$1" dg "$out"')
+    first = sh(tree, put, KIND, env=env).stdout.strip()
+    inode = os.stat(first).st_ino
+    second = sh(tree, put, KIND, env={**env, "BUILT": "w2"}).stdout.strip()
+    assert second == first and os.stat(first).st_ino == inode
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [KIND], "no build directory left behind"
+
+
+def test_a_kind_without_glibc_hits(tree, tmp_path):
+    # wheel_kind names musl and other libcs "libc-unknown".
+    env = {"EXTENSIBLETYPE_WHEEL_CACHE": str(tmp_path / "cache"), "BUILT": "w"}
+    put = FAKE_BUILD + 'cached_wheel "$1" dg build fake_build --out'
+    kind = "cp311-hooks-tc0-linux-x86_64-libc-unknown"
+    first = sh(tree, put, kind, env=env).stdout.strip()
+    assert sh(tree, 'wheel_cache_get "$1" dg', kind, env=env).stdout.strip() == first
+
+
+def test_bench_port_and_pyo3_config_change_the_kind(tree):
+    py = shutil.which("python3")
+    kind = sh(tree, 'wheel_kind "$1" cp hooks', py).stdout.strip()
+    for var, val in (("EXTENSIBLETYPE_BENCH_RUST_PORT", "1"), ("PYO3_CONFIG_FILE", "/x")):
+        assert sh(tree, 'wheel_kind "$1" cp hooks', py, env={var: val}).stdout.strip() != kind, var
