@@ -11,7 +11,7 @@ use pyo3_ffi::*;
 
 use crate::pyutil::Owned;
 use crate::write::{self, convert, query};
-use crate::{find_in_type, guard, metaclass, Api, PyErrSet, SlotDef, ABI_VERSION};
+use crate::{find_in_type, guard, lookup, Api, PyErrSet, SlotDef, ABI_VERSION};
 
 /// The API struct of a runtime that owns `meta`; `ob_type_offset` as
 /// measured by `layout::measure_ob_type_offset` (0: none proven).
@@ -21,7 +21,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         struct_size: core::mem::size_of::<Api>() as u32,
         metaclass: meta,
         table_offset,
-        find_slow: metaclass::find_slow,
+        find_slow: lookup::slow::find_slow,
         prehash: prehash_c,
         set_slots: set_slots_c,
         from_spec: from_spec_c,

@@ -14,8 +14,8 @@
 //!   mixin) stands before the provider of a typed entry, the class's
 //!   table is *not* published in its type data: its lookups take the type
 //!   cache, whose entries CPython's version tags invalidate;
-//! - the type cache and the slow path (`cache::effective_table`,
-//!   `metaclass::find_slow`) merge own tables along the MRO and mask with
+//! - the type cache and the slow path (`lookup/slow.rs`: one
+//!   decision tree for a whole table and for one id) merge own tables along the MRO and mask with
 //!   [`filter`]: the namespaces are read only with an attached thread
 //!   state; without one every typed entry that a class before its provider
 //!   could mask is dropped and the answer is not cached (a miss is allowed,

@@ -318,7 +318,3 @@ unsafe fn release_state(tp: *mut PyTypeObject) {
         }
     }
 }
-
-// The lookup's slow path (`ExtType_API.find_slow`) is the read side's:
-// `crate::lookup::slow`.
-pub(crate) use crate::lookup::slow::find_slow;

@@ -2,7 +2,7 @@
 //! path stops reading type internals at interpreter exit (docs/spec.md §6).
 //!
 //! Lookups need no thread state: a C pthread that CPython never saw may call
-//! `ExtType_Find`. The slow path ([`crate::metaclass::find_slow`]) calls into
+//! `ExtType_Find`. The slow path ([`crate::lookup::slow::find_slow`]) calls into
 //! CPython only to give a type a version tag, and only when [`attached`]
 //! says the *calling* thread holds an attached thread state, decided from
 //! that thread's own state on every version:
