@@ -189,23 +189,19 @@ tree_with_pyo3() {
     echo "$dst"
 }
 
-# Build the abi3 wheel once per source digest (wheel cache), then install it
-# with $1.
-install_abi3() {
-    local vpy=$1 digest=$2 kind whl
-    kind=$(wheel_kind "$vpy" abi3 "abi3,$TEST_FEATURES") &&
-        whl=$(cached_wheel "$kind" "$digest" "maturin build --features abi3,$TEST_FEATURES" \
-            env CARGO_TARGET_DIR="$ROOT/target/abi3" "$vpy" -m maturin build -q --release --features "abi3,$TEST_FEATURES" -i "$vpy" --out) &&
-        "$vpy" -m pip install -q --no-deps --force-reinstall "$whl" >&2
-}
-
-# Build the abi3t wheel (PEP 803; pyo3-ffi 0.30's abi3t-py315 feature, with
-# CPython 3.15) once per source digest (wheel cache), then install it with $1.
-install_abi3t() {
-    local vpy=$1 digest=$2 kind whl
-    kind=$(wheel_kind "$vpy" abi3t "pyo3-ffi/abi3t-py315,$TEST_FEATURES") &&
-        whl=$(cached_wheel "$kind" "$digest" "maturin build --features pyo3-ffi/abi3t-py315,$TEST_FEATURES" \
-            env CARGO_TARGET_DIR="$ROOT/target/abi3t" "$vpy" -m maturin build -q --release --features "pyo3-ffi/abi3t-py315,$TEST_FEATURES" -i "$vpy" --out) &&
+# Build a limited-API wheel once per source digest (wheel cache), then install
+# it with $1. $3 is the kind, abi3 or abi3t (PEP 803: pyo3-ffi 0.30's
+# abi3t-py315 feature, with CPython 3.15); each has its own target dir.
+install_limited() {
+    local vpy=$1 digest=$2 abi=$3 feature kind whl
+    case $abi in
+        abi3) feature=abi3 ;;
+        abi3t) feature=pyo3-ffi/abi3t-py315 ;;
+        *) echo "install_limited: unknown kind $abi" >&2; return 2 ;;
+    esac
+    kind=$(wheel_kind "$vpy" "$abi" "$feature,$TEST_FEATURES") &&
+        whl=$(cached_wheel "$kind" "$digest" "maturin build --features $feature,$TEST_FEATURES" \
+            env CARGO_TARGET_DIR="$ROOT/target/$abi" "$vpy" -m maturin build -q --release --features "$feature,$TEST_FEATURES" -i "$vpy" --out) &&
         "$vpy" -m pip install -q --no-deps --force-reinstall "$whl" >&2
 }
 
@@ -252,8 +248,8 @@ print(*[d for d in sys.argv[1:] if absent(d)])' "${deps[@]}")
     digest=$(source_digest) || return 1
     if [ "$(cat "$venv/.extensibletype-digest" 2>/dev/null)" != "$digest" ]; then
         case $tag in
-            *-abi3) install_abi3 "$vpy" "$digest" ;;
-            *-abi3t) install_abi3t "$vpy" "$digest" ;;
+            *-abi3) install_limited "$vpy" "$digest" abi3 ;;
+            *-abi3t) install_limited "$vpy" "$digest" abi3t ;;
             *) install_tree "$vpy" "$digest" "$tag" ;;
         esac || { log "build/install failed for $tag"; return 1; }
         echo "$digest" >"$venv/.extensibletype-digest"

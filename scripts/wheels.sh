@@ -16,7 +16,7 @@
 #
 # The abi3t wheel (PEP 803, one binary for 3.15 and 3.15t) needs a CPython
 # 3.15 to build against; scripts/test-forky.sh builds and tests it in the
-# Debian forky chroot (scripts/lib.sh install_abi3t), not here.
+# Debian forky chroot (scripts/lib.sh install_limited abi3t), not here.
 #
 # Wheels are linked with zig (`maturin build --zig --compatibility
 # manylinux_2_28`), so they run on glibc 2.28+ systems (RHEL 8, Debian 10)
