@@ -16,6 +16,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 mkdir -p "$ROOT/target"
+# Cargo unpacks each crate it verifies into
+# $CARGO_HOME/registry/src/-<hash of this checkout's path>/NAME-VERSION and
+# never unpacks one again once that folder exists: a clone at a path used
+# before would verify against an older copy of our own crates (same version
+# number). Remove those copies first; only local registries' folders start
+# with "-".
+rm -rf -- "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/extensibletype-*
 log="$ROOT/target/crates.log"
 passed=0 failed=0
 if cargo package --workspace --exclude extensibletype-module --allow-dirty >"$log" 2>&1; then
