@@ -20,9 +20,12 @@ mkdir -p "$ROOT/target"
 # $CARGO_HOME/registry/src/-<hash of this checkout's path>/NAME-VERSION and
 # never unpacks one again once that folder exists: a clone at a path used
 # before would verify against an older copy of our own crates (same version
-# number). Remove those copies first; only local registries' folders start
-# with "-".
+# number). Remove those copies first (only local registries' folders start
+# with "-"), and verify in a target dir of its own, emptied first: cargo
+# does not rebuild a registry crate whose version it has built before.
 rm -rf -- "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/extensibletype-*
+export CARGO_TARGET_DIR="$ROOT/target/crates"
+rm -rf -- "$CARGO_TARGET_DIR"
 log="$ROOT/target/crates.log"
 passed=0 failed=0
 if cargo package --workspace --exclude extensibletype-module --allow-dirty >"$log" 2>&1; then
