@@ -58,6 +58,7 @@ use std::alloc::{self, Layout};
 
 mod builder;
 pub use builder::Builder;
+pub mod flat;
 
 /// Largest number of entries a table can hold (displacements are `u16`).
 pub const MAX_ENTRIES: usize = 1 << 16;
