@@ -14,10 +14,12 @@
 //! at the smallest `m` whose expected attempt count is at most that number
 //! (trading memory for build time); every size gets
 //! [`FlatPolicy::attempts`] multipliers, the cap `m ≤ 4·2^⌈log2 n⌉`
-//! [`FlatPolicy::cap_attempts`]. A set that finds none keeps its v1 table.
+//! [`FlatPolicy::cap_attempts`]; a set for which even the cap expects more
+//! than four times that many attempts is refused at once (no search). A set
+//! that finds none keeps its v1 table.
 //!
-//! Multipliers are `splitmix64(splitmix64(seed ^ position)) | 1` with the
-//! seed `n + Σ splitmix64(id)` (as in the v1 builder): the same set in any
+//! Multipliers are a Weyl sequence from `splitmix64(splitmix64(seed ^ size)) | 1`,
+//! the seed `n + Σ splitmix64(id)` (as in the v1 builder): the same set in any
 //! order gives the same bytes.
 
 use super::*;
@@ -76,6 +78,12 @@ pub fn cap_log_m(n: usize) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros() + 2
 }
 
+/// `exp(n(n - 1) / 2m)`: about how many random multipliers it takes to
+/// find one injective on `n` ids into `2^log_m` slots.
+pub fn expected_attempts(n: usize, log_m: u32) -> f64 {
+    ((n * n.saturating_sub(1)) as f64 / (2u64 << log_m) as f64).exp()
+}
+
 /// `log2` of the first size the search tries for `n` ids under `policy`.
 pub fn start_log_m(n: usize, policy: FlatPolicy) -> u32 {
     let smallest = n.max(2).next_power_of_two().trailing_zeros();
@@ -83,10 +91,8 @@ pub fn start_log_m(n: usize, policy: FlatPolicy) -> u32 {
         return smallest;
     }
     // exp(n(n-1)/2m) <= E  <=>  n(n-1) <= 2m ln E
-    let pairs = (n * n.saturating_sub(1)) as f64;
-    let budget = 2.0 * f64::from(policy.max_expected).ln();
     let mut log_m = smallest;
-    while log_m < cap_log_m(n) && pairs > budget * (1u64 << log_m) as f64 {
+    while log_m < cap_log_m(n) && expected_attempts(n, log_m) > f64::from(policy.max_expected) {
         log_m += 1;
     }
     log_m
@@ -105,10 +111,19 @@ pub fn find_shape(ids: &[u64], policy: FlatPolicy, work: &mut FlatWork) -> Optio
         seed = seed.wrapping_add(splitmix64(id));
     }
     let cap = cap_log_m(n);
+    // Hopeless within the cap (n = 64: about 2,600 attempts expected at 256
+    // slots): give up at once rather than spend the whole budget.
+    if expected_attempts(n, cap) > 4.0 * f64::from(policy.cap_attempts.max(1)) {
+        return None;
+    }
     for log_m in start_log_m(n, policy)..=cap {
         let attempts = if log_m == cap { policy.cap_attempts } else { policy.attempts };
-        for attempt in 0..attempts {
-            let k1 = flat_multiplier(seed, log_m, attempt);
+        // One mixed base per size, then a Weyl sequence: the next multiplier
+        // costs an add, not two dependent SplitMix rounds after each
+        // mispredicted collision exit.
+        let mut k1 = flat_multiplier(seed, log_m, 0);
+        for _ in 0..attempts {
+            k1 = k1.wrapping_add(WEYL_STEP);
             work.attempts += 1;
             let collision = match log_m {
                 0..=6 => first_collision::<1>(ids, k1, log_m),
@@ -147,7 +162,9 @@ fn first_collision<const W: usize>(ids: &[u64], k1: u64, log_m: u32) -> Option<u
 /// Build a flat table (a v1 table with 16 zero displacements), or
 /// `Ok(None)` when no shape is found within the cap (the caller keeps its
 /// v1 table). Same checks as [`Table::build`]: zero ids, NULL pointers,
-/// duplicate ids are errors.
+/// duplicate ids are errors, except that a set refused without a search
+/// (more than [`FLAT_MAX_ENTRIES`] ids, or hopeless within the cap) is not
+/// scanned for duplicates: the v1 build that follows reports them.
 pub fn build_flat(entries: &[(u64, *const c_void)], policy: FlatPolicy, work: &mut FlatWork) -> Result<Option<Table>, BuildError> {
     let n = entries.len();
     if n > FLAT_MAX_ENTRIES {
@@ -164,6 +181,11 @@ pub fn build_flat(entries: &[(u64, *const c_void)], policy: FlatPolicy, work: &m
         *slot = id;
     }
     let ids = &ids[..n];
+    if expected_attempts(n, cap_log_m(n)) > 4.0 * f64::from(policy.cap_attempts.max(1)) {
+        // Refused without a search (and without the O(n²) duplicate scan):
+        // the v1 builder the caller falls back to reports duplicates.
+        return Ok(None);
+    }
     let Some(shape) = find_shape(ids, policy, work) else {
         // A duplicate never fits any multiplier: report it rather than fall back.
         for (i, &id) in ids.iter().enumerate() {
@@ -209,6 +231,10 @@ fn emit_flat(entries: &[(u64, *const c_void)], shape: FlatShape) -> Table {
     }
     Table { raw }
 }
+
+/// Step between a size's multipliers (even, so every multiplier stays odd):
+/// 2^64 / golden ratio, rounded to even.
+const WEYL_STEP: u64 = 0x9e37_79b9_7f4a_7c16;
 
 /// An odd multiplier, a pure function of the id-set seed, the size and the
 /// attempt (a different stream from the v1 builder's: bit 63 of the position).
