@@ -181,7 +181,9 @@ fn main() {
 
     let mut tables = String::from(
         "# Exact table bytes (docs/spec.md section 2; little-endian, 64-bit) for fixed id sets.\n\
-         # Format: a `[name]` line, an `entries` line of id:ptr pairs (hex), a `bytes` line (hex).\n\
+         # Format: a `[name]` line, an `entries` line of id:ptr pairs (hex), a `bytes` line (hex):\n\
+         # Table::build's table; a `published` line (hex) when the runtime publishes\n\
+         # another table for the set (Table::build_published: a flat table, section 2.4).\n\
          # The bytes depend on the builder's multiplier derivation: regenerate with\n\
          # `cargo run --example golden` after changing it deliberately.\n",
     );
@@ -191,6 +193,12 @@ fn main() {
         let table = Table::build(&entries).expect("golden id sets build");
         let pairs: Vec<String> = entries.iter().map(|(id, p)| format!("{id:#x}:{:#x}", *p as usize)).collect();
         let _ = writeln!(tables, "\n[{name}]\nentries {}\nbytes {}", pairs.join(" "), hex(table.as_bytes()));
+        // What the runtime publishes for this set, when it differs: a flat
+        // table (docs/spec.md §2.4), also an ABI v1 table.
+        let published = Table::build_published(&entries).expect("golden sets are valid");
+        if published.as_bytes() != table.as_bytes() {
+            let _ = writeln!(tables, "published {}", hex(published.as_bytes()));
+        }
     }
     std::fs::write(dir.join("tables.txt"), tables).expect("write tables.txt");
 

@@ -76,12 +76,21 @@
  *     i = ((id * k1) >> s) ^ d[(id * k2) >> t];
  *     entries[i].id == id ? entries[i].ptr : NULL
  *
+ * Flat tables: a table whose entries start at offset 64 and whose (at most
+ * 16) displacements are all 0 is single-level: entries[(id * k1) >> s].
+ * The runtime builds one for every effective table of up to 24 slots.
+ *
  * Type data: every type object whose metaclass is ExtensibleType (or a
  * subclass) holds an ExtType_TypeData {ExtType_Table *table (atomic);
- * void *state; ExtType_Table *own_table;} at the same byte offset from the
- * start of the type object:
- * api->table_offset. A NULL table means "empty, or not initialised yet"
- * (the slow path api->find_slow decides). `state` is the runtime's.
+ * void *state; ExtType_Table *own_table; uintptr_t flat (atomic);
+ * uint64_t flat_k1 (atomic);} at the same byte offset from the start of
+ * the type object: api->table_offset. A NULL table means "empty, or not
+ * initialised yet" (the slow path api->find_slow decides). `state` is the
+ * runtime's. `flat` (appended; at api->flat_offset) describes the same
+ * table in one word: &entries[0] | (s - 4) for a flat table, the table
+ * itself (low 6 bits 0) for any other, 0 for none; `flat_k1` is the flat
+ * table's k1. ExtType_FindInType probes through it (ExtType__DescriptorFind):
+ * two dependent loads fewer than the v1 formula for a flat table.
  *
  * Keys and ids: id = first 8 bytes of md5(key), little-endian. Id 0 is
  * reserved (never a slot; an empty entry's id).
@@ -138,11 +147,20 @@ typedef struct ExtType_Entry {
 /* What the metaclass adds to every extensible type object, at
    api->table_offset (Rust: extensibletype::runtime::TypeData). `table` is
    written with release stores and must be read with an acquire load
-   (ExtType_LoadTable); `state` is private to the runtime. */
+   (ExtType_LoadTable); `state` is private to the runtime. The runtime
+   publishes a table with three stores: flat_k1 (relaxed), flat (release),
+   table (release); `flat` and `table` always name the same table. */
 typedef struct ExtType_TypeData {
     ExtType_Table *table;
     void *state;
     ExtType_Table *own_table; /* runtime-private: this type's own slots */
+    /* Appended (read through api->flat_offset, present iff the API struct
+       has that field): the flat descriptor of `table` (see the top of this
+       file) and the k1 of the flat table it names. A reader may pair a word
+       with another publication's k1; ExtType__DescriptorFind checks k1
+       against the table's own. */
+    uintptr_t flat;
+    uint64_t flat_k1;
 } ExtType_TypeData;
 
 /* One slot to set (Rust: extensibletype::runtime::SlotDef).
@@ -226,6 +244,11 @@ typedef struct ExtType_API {
     /* Offset of tp_version_tag in type objects, proven by the runtime on the
        running interpreter; 0 = cache off (entries are never filled). */
     int32_t version_tag_offset;
+    /* Offset of ExtType_TypeData.flat (then flat_k1) from the start of every
+       type whose metaclass is `metaclass` or a subclass. Without this field,
+       ExtType_Import() uses table_offset: the word there is the v1 table
+       (64-byte aligned: low 6 bits 0), which the lookup probes as such. */
+    Py_ssize_t flat_offset;
 } ExtType_API;
 
 /* The smallest API struct this header accepts: ABI v1 up to
@@ -240,7 +263,7 @@ typedef struct ExtType_API {
 /* ---------------------------------------------------------------------- */
 
 /* Filled by ExtType_Import(); the fast path reads metaclass and
-   table_offset from here (one cache line). */
+   flat_offset from here (one cache line). */
 typedef struct ExtType__Cache {
     PyTypeObject *metaclass;
     Py_ssize_t table_offset;
@@ -252,6 +275,8 @@ typedef struct ExtType__Cache {
     const ExtType_TypeCacheEntry *type_cache;
     uint32_t type_cache_shift;
     int32_t version_tag_offset;
+    /* api->flat_offset, or api->table_offset for a runtime without it. */
+    Py_ssize_t flat_offset;
 } ExtType__Cache;
 
 #if defined(EXTTYPE_API_UNIQUE_SYMBOL)
@@ -259,11 +284,11 @@ typedef struct ExtType__Cache {
 #  if defined(EXTTYPE_NO_IMPORT)
 extern ExtType__Cache EXTTYPE__CACHE;
 #  else
-ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0, NULL, 0, 0};
+ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0, NULL, 0, 0, 0};
 #  endif
 #else
 #  define EXTTYPE__CACHE ExtType__cache
-static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0, NULL, 0, 0};
+static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0, NULL, 0, 0, 0};
 #endif
 
 /* Acquire load of a pointer (C99, C11 and C++ alike). */
@@ -369,11 +394,47 @@ EXTTYPE__INLINE void *ExtType_TableFind(const ExtType_Table *table, uint64_t id)
 }
 
 /* The current table of an extensible type (acquire load), NULL when empty or
-   not initialised. `tp`'s metaclass must be ExtensibleType or a subclass. */
+   not initialised. `tp`'s metaclass must be ExtensibleType or a subclass.
+   (ExtType_FindInType reads the same table through its flat descriptor.) */
 EXTTYPE__INLINE const ExtType_Table *ExtType_LoadTable(PyTypeObject *tp, Py_ssize_t table_offset)
 {
     ExtType_Table **slot = (ExtType_Table **)(void *)((char *)tp + table_offset);
     return EXTTYPE__LOAD_ACQUIRE(slot);
+}
+
+/* Low bits of a descriptor word holding s - 4 (the entries are 64-byte
+   aligned); 0 in a word that is a v1 table pointer. */
+#define EXTTYPE__DESCRIPTOR_SHIFT_MASK ((uintptr_t)63)
+/* Byte offset of entries[0] in a flat table (header and 16 zero bins). */
+#define EXTTYPE__FLAT_ENTRIES_OFFSET 64
+
+/* The descriptor word of an extensible type (acquire load): see
+   ExtType_TypeData. `tp`'s metaclass must be ExtensibleType or a subclass.
+   Against a runtime without flat descriptors, flat_offset is table_offset
+   and this is the v1 table pointer. */
+EXTTYPE__INLINE uintptr_t ExtType__LoadDescriptor(PyTypeObject *tp)
+{
+    ExtType_Table **slot = (ExtType_Table **)(void *)((char *)tp + EXTTYPE__CACHE.flat_offset);
+    return (uintptr_t)EXTTYPE__LOAD_ACQUIRE(slot);
+}
+
+/* Probe a flat table through a descriptor word with non-zero low bits:
+   entries[(id * k1) >> s], whose byte offset is ((id * k1) >> (s - 4)) & ~15
+   (inside the table whatever k1 is: s travels in the word). `k1` may come
+   from another publication than `word`; the table's own k1 (loaded beside
+   the entry) decides, and on a mismatch the table is probed with its own
+   header. Branch-free hit test. No GIL. */
+EXTTYPE__INLINE void *ExtType__DescriptorFind(uintptr_t word, uint64_t k1, uint64_t id)
+{
+    const char *entries = (const char *)(word & ~EXTTYPE__DESCRIPTOR_SHIFT_MASK);
+    const ExtType_Table *table = (const ExtType_Table *)(const void *)(entries - EXTTYPE__FLAT_ENTRIES_OFFSET);
+    const ExtType_Entry *e = (const ExtType_Entry *)(const void *)(
+        entries + (size_t)(((id * k1) >> (word & EXTTYPE__DESCRIPTOR_SHIFT_MASK)) & ~(uint64_t)15));
+    uintptr_t hit = (uintptr_t)0 - (uintptr_t)(e->id == id);
+    if (table->k1 != k1) {
+        return ExtType_TableFind(table, id); /* a torn pair: a republish raced us */
+    }
+    return (void *)((uintptr_t)e->ptr & hit);
 }
 
 /* The table a lookup on `tp` probes according to the runtime's type cache,
@@ -409,9 +470,17 @@ EXTTYPE__INLINE const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
 EXTTYPE__INLINE void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
 {
     if (EXTTYPE__LIKELY(ExtType__TypeOf((PyObject *)tp) == EXTTYPE__CACHE.metaclass)) {
-        const ExtType_Table *table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
-        if (EXTTYPE__LIKELY(table != NULL)) {
-            return ExtType_TableFind(table, id);
+        /* One word describes the table (ExtType_TypeData): a flat table is
+           probed in one level, any other with the v1 formula. */
+        uintptr_t word = ExtType__LoadDescriptor(tp);
+        if (EXTTYPE__LIKELY((word & EXTTYPE__DESCRIPTOR_SHIFT_MASK) != 0)) {
+            const uint64_t *k1 = (const uint64_t *)(const void *)(
+                (const char *)tp + EXTTYPE__CACHE.flat_offset +
+                (offsetof(ExtType_TypeData, flat_k1) - offsetof(ExtType_TypeData, flat)));
+            return ExtType__DescriptorFind(word, EXTTYPE__LOAD_RELAXED(k1), id);
+        }
+        if (word != 0) {
+            return ExtType_TableFind((const ExtType_Table *)word, id);
         }
     }
     if (EXTTYPE__CACHE.api == NULL) {
@@ -497,6 +566,7 @@ static inline int ExtType_Import(void)
     EXTTYPE__CACHE.ob_type_offset = EXTTYPE__API_HAS(api, ob_type_offset) ? api->ob_type_offset : 0;
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
+    EXTTYPE__CACHE.flat_offset = EXTTYPE__API_HAS(api, flat_offset) ? api->flat_offset : api->table_offset;
     EXTTYPE__CACHE.foreign_registry = api->foreign_registry;
     if (EXTTYPE__API_HAS(api, version_tag_offset)) {
         EXTTYPE__CACHE.type_cache = api->type_cache;

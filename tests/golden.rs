@@ -41,17 +41,24 @@ fn ids() -> Vec<(String, u64)> {
         .collect()
 }
 
+#[derive(Clone)]
 struct Golden {
     name: String,
     entries: Vec<(u64, usize)>,
     bytes: Vec<u8>,
+    /// What the runtime publishes (`Table::build_published`), when not `bytes`.
+    published: Option<Vec<u8>>,
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
 
 fn tables() -> Vec<Golden> {
     let mut out: Vec<Golden> = Vec::new();
     for line in golden("tables.txt").lines() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            out.push(Golden { name: name.into(), entries: vec![], bytes: vec![] });
+            out.push(Golden { name: name.into(), entries: vec![], bytes: vec![], published: None });
         } else if let Some(rest) = line.strip_prefix("entries ") {
             let set = out.last_mut().expect("[name] first");
             for pair in rest.split(' ') {
@@ -60,7 +67,9 @@ fn tables() -> Vec<Golden> {
             }
         } else if let Some(hex) = line.strip_prefix("bytes ") {
             let set = out.last_mut().expect("[name] first");
-            set.bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            set.bytes = unhex(hex);
+        } else if let Some(hex) = line.strip_prefix("published ") {
+            out.last_mut().expect("[name] first").published = Some(unhex(hex));
         }
     }
     out
@@ -89,13 +98,27 @@ fn golden_table_bytes() {
              (after a deliberate builder change: cargo run --example golden)",
             set.name
         );
+        let published = Table::build_published(&entries).unwrap();
+        assert!(
+            published.as_bytes() == set.published.as_deref().unwrap_or(&set.bytes),
+            "table {:?}: Table::build_published differs from tests/golden/tables.txt",
+            set.name
+        );
+        assert_eq!(published.is_flat(), set.published.is_some(), "{}: only flat tables differ", set.name);
     }
 }
 
 #[test]
 fn golden_bytes_answer_the_lookup_formula() {
-    // Independent of the builder: the ABI v1 lookup on the reference bytes.
-    for set in tables() {
+    // Independent of the builder: the ABI v1 lookup on the reference bytes
+    // (flat tables are ABI v1 tables too).
+    let sets = tables();
+    assert!(sets.iter().any(|s| s.published.is_some()), "a flat table among the golden sets");
+    let all = sets.into_iter().flat_map(|s| {
+        let flat = s.published.clone().map(|bytes| Golden { name: format!("{} (published)", s.name), bytes, ..s.clone() });
+        core::iter::once(s).chain(flat)
+    });
+    for set in all {
         // A 64-byte-aligned copy, as tables are published.
         let words = set.bytes.len().div_ceil(64);
         let mut block = vec![[0u64; 8]; words];

@@ -28,17 +28,21 @@ if _TESTS not in sys.path:
 import cbuild  # noqa: E402
 
 CFLAGS = ["-Wall", "-Wextra", "-Werror", "-g"]
+# The ABI v1 header as first shipped, before the flat descriptor (a frozen
+# copy; python/tests/test_reader_golden.py compiles consumers against it).
+FROZEN_ABI1 = HERE.parents[1] / "tests" / "abi" / "frozen-abi1"
 
 
-def build(name, source, cflags=()):
+def build(name, source, cflags=(), include=None):
     """Compile benches/c/`source` into the extension module `name` (warnings
-    are errors) and import it."""
+    are errors) against the installed headers, or those in `include`, and
+    import it."""
     import extensibletype
 
     path = cbuild.build(
         name,
         [HERE / source],
-        include_dirs=[Path(extensibletype.get_include()), HERE],
+        include_dirs=[Path(include or extensibletype.get_include()), HERE],
         cflags=CFLAGS + list(cflags),
     )
     return cbuild.load(path)

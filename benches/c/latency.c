@@ -11,6 +11,10 @@
  *   vtable      C++-style: a vtable pointer at a fixed offset of a static
  *               type object (Py_TYPE(obj)->vtable[k]); no check at all
  *   exttype     ExtType_Find(obj, id) on types made with ExtType_FromSpec
+ *   exttype_v1  the same lookup as a consumer compiled against the header
+ *               before the flat descriptor does it (ExtType_v1Find below:
+ *               the `table` pointer and the two-level formula), on the
+ *               same types: the descriptor's saving, in one run
  *   exttype_foreign  ExtType_Find on static types registered with
  *               ExtType_SetSlots (foreign registry: the slow path)
  *   sep200      SEP 200 (2012): a per-type {id, ptr} array, probe the
@@ -52,6 +56,28 @@ IMPL_T(0) IMPL_T(1) IMPL_T(2) IMPL_T(3) IMPL_T(4) IMPL_T(5) IMPL_T(6) IMPL_T(7)
     impl_##t##_6, impl_##t##_7, impl_##t##_8, impl_##t##_9, impl_##t##_10, impl_##t##_11, \
     impl_##t##_12, impl_##t##_13, impl_##t##_14, impl_##t##_15}
 static const impl_fn impls[NTYPES][NKEYS] = {ROW(0), ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7)};
+
+/* ExtType_FindInType as the ABI v1 header shipped it before the flat
+   descriptor (tests/abi/frozen-abi1/extensibletype.h), built from the
+   helpers this header still has: load `table`, probe it with the v1
+   formula (a flat table is a v1 table too); else the type cache, else the
+   slow path. */
+static inline __attribute__((always_inline)) void *ExtType_v1Find(PyObject *obj, uint64_t id)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    const ExtType_Table *table;
+    if (EXTTYPE__LIKELY(Py_TYPE((PyObject *)tp) == EXTTYPE__CACHE.metaclass)) {
+        table = ExtType_LoadTable(tp, EXTTYPE__CACHE.table_offset);
+        if (EXTTYPE__LIKELY(table != NULL)) {
+            return ExtType_TableFind(table, id);
+        }
+    }
+    table = ExtType__CachedTable(tp);
+    if (EXTTYPE__LIKELY(table != NULL)) {
+        return ExtType_TableFind(table, id);
+    }
+    return EXTTYPE__CACHE.api->find_slow(tp, id);
+}
 
 /* ---- Static types with a vtable, a SEP 200 table and a dict ----------- */
 
@@ -236,6 +262,7 @@ static int setup(void)
     for (t = 0; t < NTYPES; t++) {
         for (k = 0; k < NKEYS; k++) {
             if (ExtType_Find(ext_objs[t], ids[k]) != (void *)impls[t][k] ||
+                ExtType_v1Find(ext_objs[t], ids[k]) != (void *)impls[t][k] ||
                 ExtType_Find(static_objs[t], ids[k]) != (void *)impls[t][k] ||
                 PyType_GetSlot((PyTypeObject *)ext_types[t], slot_ids[k]) != (void *)impls[t][k]) {
                 PyErr_Format(PyExc_RuntimeError, "setup check failed for type %d key %d", t, k);
@@ -361,6 +388,7 @@ static inline void *dict_find(PyObject *obj, PyObject *key)
 BENCH(direct, static_objs, (impls[pr.t][k]))
 BENCH(vtable, static_objs, (((const BenchType *)Py_TYPE(obj))->vtable[k]))
 BENCH(exttype, ext_objs, ExtType_Find(obj, ids[k]))
+BENCH(exttype_v1, ext_objs, ExtType_v1Find(obj, ids[k]))
 BENCH(exttype_foreign, static_objs, ExtType_Find(obj, ids[k]))
 BENCH(sep200, static_objs, sep200_find((const BenchType *)Py_TYPE(obj), ids[k], sep_expected[k]))
 BENCH(getslot, ext_objs, PyType_GetSlot(Py_TYPE(obj), slot_ids[k]))
@@ -373,7 +401,7 @@ static const struct {
     bench_fn call, find, chain;
 } methods[] = {
 #define M(m) {#m, bench_##m##_call, bench_##m##_find, bench_##m##_chain}
-    M(direct), M(vtable), M(exttype), M(exttype_foreign), M(sep200), M(getslot), M(dict), M(getattr),
+    M(direct), M(vtable), M(exttype), M(exttype_v1), M(exttype_foreign), M(sep200), M(getslot), M(dict), M(getattr),
 #undef M
 };
 #define NMETHODS ((int)(sizeof methods / sizeof methods[0]))

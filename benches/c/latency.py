@@ -38,6 +38,7 @@ LABELS = {
     "direct": "direct call (pre-resolved pointer)",
     "vtable": "fixed-offset vtable on the type",
     "exttype": "**`ExtType_Find`** (metaclass fast path)",
+    "exttype_v1": "`ExtType_Find` as built before the flat descriptor",
     "exttype_foreign": "`ExtType_Find`, foreign-registered type",
     "sep200": "SEP 200 scan, expected position",
     "getslot": "`PyType_GetSlot`",

@@ -58,7 +58,10 @@ ARRAY_KEYS = ["extensibletype.array.v1:acquire", "extensibletype.array.v1:releas
 
 
 def build():
-    return _cext.build("_et_tablev2", "tablev2.c", cflags=["-pthread"])
+    # Against the ABI v1 header as it was before the flat descriptor shipped:
+    # its fake types carry only what that header reads (`table`), and its
+    # "v1" rows are what consumers built then still run.
+    return _cext.build("_et_tablev2", "tablev2.c", cflags=["-pthread"], include=_cext.FROZEN_ABI1)
 
 
 def key_set(n):

@@ -60,8 +60,9 @@ def get_slots(tp: type, /) -> dict[str | int, int]:
 def lookup(obj: object, key: _SlotKey, /) -> int | None:
     """The address (int) registered for key on type(obj), or None, via the same path C
     consumers use."""
-def table_info(tp: type, /) -> dict[str, int | str]:
-    """A dict: size, bins, count, bytes and kind of the type's effective table."""
+def table_info(tp: type, /) -> dict[str, int | str | bool]:
+    """A dict: size, bins, count, bytes, kind and flat (a single-level table) of the
+    type's effective table."""
 def _bind_key(key: str, id: int, /) -> None: ...
 
 # Absent where the register path is not built (abi3t, other ABIs): then

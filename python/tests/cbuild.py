@@ -88,7 +88,10 @@ def build(
     "program"``); return the output's path (cached)."""
     compiler = list(compiler or cc())
     sources = [Path(s) for s in sources]
-    incs = [INCLUDE, EXAMPLES_C, *map(Path, include_dirs)]
+    # The caller's directories first: a test may compile against another
+    # copy of a header (tests/abi/frozen-abi1: the ABI v1 header as first
+    # shipped).
+    incs = [*map(Path, include_dirs), INCLUDE, EXAMPLES_C]
     if kind == "extension":
         flags = ["-shared", "-fPIC", "-O2"]
         out_name = name + EXT_SUFFIX

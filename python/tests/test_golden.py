@@ -41,6 +41,8 @@ def read_tables():
             sets[-1]["entries"] = [tuple(int(x, 16) for x in p.split(":")) for p in line.split()[1:]]
         elif line.startswith("bytes "):
             sets[-1]["bytes"] = bytes.fromhex(line.split()[1])
+        elif line.startswith("published "):  # the runtime's flat table, when not `bytes`
+            sets[-1]["published"] = bytes.fromhex(line.split()[1])
     return sets
 
 
@@ -81,27 +83,39 @@ def published_table_bytes(cls):
 @pytest.mark.parametrize("golden", TABLES, ids=[t["name"] for t in TABLES])
 def test_runtime_table_bytes(golden):
     """A class given exactly these (id, pointer) slots publishes exactly
-    these bytes (nothing inherited: its effective table is its own)."""
+    these bytes (nothing inherited: its effective table is its own): the
+    `published` table when the set has one (a flat table), else `bytes`."""
     cls = et.ExtensibleType(f"Golden_{golden['name']}", (), {})
     et.set_slots(cls, dict(golden["entries"]))
-    assert published_table_bytes(cls) == golden["bytes"], (
+    assert et.table_info(cls)["flat"] == ("published" in golden)
+    assert published_table_bytes(cls) == golden.get("published", golden["bytes"]), (
         "the runtime's table differs from tests/golden/tables.txt "
         "(after a deliberate builder change: cargo run --example golden)"
     )
 
 
-@pytest.mark.parametrize("golden", TABLES, ids=[t["name"] for t in TABLES])
-def test_c_lookup_on_golden_bytes(golden_c, golden):
-    k1, k2, s, t, count, size, entries_offset = golden_c.header(golden["bytes"])
+# Every table of the golden file, Table::build's and the runtime's flat ones
+# (ABI v1 tables too: the header's v1 probe must answer on both).
+VARIANTS = [(t, "bytes") for t in TABLES] + [(t, "published") for t in TABLES if "published" in t]
+
+
+def test_golden_file_has_flat_tables():
+    assert any(kind == "published" for _, kind in VARIANTS)
+
+
+@pytest.mark.parametrize("golden, kind", VARIANTS, ids=[f"{t['name']}-{k}" for t, k in VARIANTS])
+def test_c_lookup_on_golden_bytes(golden_c, golden, kind):
+    raw = golden[kind]
+    k1, k2, s, t, count, size, entries_offset = golden_c.header(raw)
     assert count == len(golden["entries"]) and k1 & 1 and k2 & 1
-    assert (1 << (64 - s)) == size and entries_offset + 16 * size == len(golden["bytes"])
+    assert (1 << (64 - s)) == size and entries_offset + 16 * size == len(raw)
     present = {i for i, _ in golden["entries"]}
     for ident, ptr in golden["entries"]:
-        assert golden_c.table_find(golden["bytes"], ident) == ptr
+        assert golden_c.table_find(raw, ident) == ptr
         absent = ident ^ (1 << 63)
         if absent not in present:
-            assert golden_c.table_find(golden["bytes"], absent) is None
-    assert golden_c.table_find(golden["bytes"], 0) is None
+            assert golden_c.table_find(raw, absent) is None
+    assert golden_c.table_find(raw, 0) is None
 
 
 # --- typed method keys (tests/golden/typed_keys.txt) --------------------------

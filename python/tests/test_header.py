@@ -125,12 +125,15 @@ int main(void)
     S(ExtType_Entry); F(ExtType_Entry, id); F(ExtType_Entry, ptr);
     S(ExtType_SlotDef); F(ExtType_SlotDef, key); F(ExtType_SlotDef, id); F(ExtType_SlotDef, ptr);
     S(ExtType_TypeData); F(ExtType_TypeData, table); F(ExtType_TypeData, state); F(ExtType_TypeData, own_table);
+    F(ExtType_TypeData, flat); F(ExtType_TypeData, flat_k1);
     S(ExtType_API);
     F(ExtType_API, abi_version); F(ExtType_API, struct_size); F(ExtType_API, metaclass);
     F(ExtType_API, table_offset); F(ExtType_API, find_slow); F(ExtType_API, prehash);
     F(ExtType_API, set_slots); F(ExtType_API, from_spec); F(ExtType_API, py_set_slots);
     F(ExtType_API, py_get_slots); F(ExtType_API, py_table_info); F(ExtType_API, py_lookup);
     F(ExtType_API, bind_key); F(ExtType_API, foreign_registry); F(ExtType_API, ob_type_offset);
+    F(ExtType_API, type_cache); F(ExtType_API, type_cache_bits); F(ExtType_API, version_tag_offset);
+    F(ExtType_API, flat_offset);
     printf("\"EXTTYPE_ABI_VERSION\": %d\n}\n", EXTTYPE_ABI_VERSION);
     return 0;
 }
@@ -363,6 +366,60 @@ def test_runtime_table_decodes_with_c_layout(c_layout, n):
     for miss in ("tests.header.v1:absent", "a", ""):
         assert lookup(et.prehash(miss)) is None
     assert lookup(0) is None  # id 0 may match an empty entry, whose ptr is NULL
+
+
+def descriptor_of(c_layout, tp):
+    """The flat descriptor (word, k1) in the type data of `tp`, read at the
+    API struct's flat_offset."""
+    base = api_address()
+    flat_offset = field(c_layout, "ExtType_API", "flat_offset", ctypes.c_ssize_t, base)
+    (_, off) = c_layout["ExtType_TypeData"]
+    assert flat_offset == et.TABLE_OFFSET + off["flat"]
+    k1_at = flat_offset + off["flat_k1"] - off["flat"]
+    return ctypes.c_size_t.from_address(id(tp) + flat_offset).value, ctypes.c_uint64.from_address(id(tp) + k1_at).value
+
+
+def descriptor_lookup(c_layout, word, k1, ident):
+    """docs/spec.md's one-level probe through a flat descriptor (pure Python)."""
+    (entry_size, _), eoff = c_layout["ExtType_Entry"]
+    mask = (1 << 64) - 1
+    entries, shift = word & ~63, word & 63
+    at = entries + ((((ident * k1) & mask) >> shift) & ~(entry_size - 1))
+    found = ctypes.c_uint64.from_address(at + eoff["id"]).value
+    return ctypes.c_void_p.from_address(at + eoff["ptr"]).value if found == ident else None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 17, 24, 25, 40, 200])
+def test_flat_descriptor_is_published_with_the_table(c_layout, n):
+    """Every class publishes its table's descriptor next to it: for a flat
+    table (every class of up to 24 slots) `&entries[0] | (s - 4)` and its
+    k1, which probe every slot in one level; for a larger class the v1
+    table itself (low bits 0). Republishing moves both; no table, 0."""
+    keys = [f"tests.header.v1:flat{n}.{i}" for i in range(n)]
+    slots = {k: 0x20000 + 16 * i for i, k in enumerate(keys)}
+    cls = et.ExtensibleType(f"F{n}", (), {"__cslots__": slots})
+    ptr, h, bins, displacements, _, lookup = decode_table(c_layout, cls)
+    word, k1 = descriptor_of(c_layout, cls)
+    flat = et.table_info(cls)["flat"]
+    assert flat == (h["entries_offset"] == 64 and not any(displacements))
+    if n <= 24:
+        assert flat, "classes of up to 24 slots get a flat table"
+    if flat:
+        assert (word, k1) == ((ptr + 64) | (h["s"] - 4), h["k1"])
+        for k, v in slots.items():
+            assert descriptor_lookup(c_layout, word, k1, et.prehash(k)) == v == lookup(et.prehash(k))
+        for miss in ("tests.header.v1:absent", "a", ""):
+            assert descriptor_lookup(c_layout, word, k1, et.prehash(miss)) is None
+    else:
+        assert (word, k1) == (ptr, 0)
+    # A republish with another size moves the table and its descriptor.
+    more = {f"tests.header.v1:flat{n}.more{i}": 0x30000 + 16 * i for i in range(30)}
+    et.set_slots(cls, more)
+    ptr2, *_ = decode_table(c_layout, cls)
+    assert descriptor_of(c_layout, cls) == (ptr2, 0) and ptr2 != ptr
+    et.set_slots(cls, {k: None for k in [*slots, *more]})
+    assert ctypes.c_void_p.from_address(id(cls) + et.TABLE_OFFSET).value is None
+    assert descriptor_of(c_layout, cls) == (0, 0)
 
 
 # --- python -m extensibletype header ----------------------------------------

@@ -6,7 +6,11 @@ same pointer for the same object and id: metaclass classes and their
 subclasses, sub-metaclass and never-initialised classes, foreign types
 before and after a ``set_slots`` republish, types the type cache serves,
 plain types (misses), ``extensibletype.arrays.Array``, NumPy arrays, and ids
-registered on other types (misses). Behaviour, not text: each pair is
+registered on other types (misses), on flat and two-level tables. The C
+side is compiled twice: against today's header (which probes flat tables
+through the type's flat descriptor) and against a frozen copy of the ABI v1
+header from before it (which reads only the `table` pointer, as every
+consumer built then does). Behaviour, not text: each pair is
 looked up C-first on some objects and Rust-first on others (the first
 lookup of a type fills its cache entry, the second reads it), and the
 expected pointers are checked too, so two readers broken alike still fail.
@@ -39,13 +43,20 @@ def providers_registered():
     xa._unregister_providers()
 
 
-@pytest.fixture(scope="module")
-def cfind():
-    """The C consumer: ExtType_Find / ExtType_FindInType from the header."""
+# The headers a consumer may have been compiled against: today's, and the
+# ABI v1 header as it shipped before the flat descriptor (a frozen copy: its
+# consumers read only the `table` pointer, and must keep finding every slot
+# in flat tables and v1 tables alike).
+HEADERS = {"header": cbuild.INCLUDE, "frozen-abi1-header": cbuild.ROOT / "tests" / "abi" / "frozen-abi1"}
+
+
+@pytest.fixture(scope="module", params=sorted(HEADERS))
+def cfind(request):
+    """The C consumer: ExtType_Find / ExtType_FindInType from one header."""
     path = cbuild.build(
         "subinterp_find",
         [cbuild.ROOT / "python" / "tests" / "c" / "subinterp_find.c"],
-        include_dirs=[cbuild.INCLUDE],
+        include_dirs=[HEADERS[request.param]],
         cflags=cbuild.STRICT,
     )
     return cbuild.load(path)
@@ -86,6 +97,9 @@ def world():
     class EEmpty(metaclass=et.ExtensibleType):
         pass
 
+    class EMany(E):  # 40 slots: a two-level (v1) table, not a flat one
+        __cslots__ = {f"{KEY}.many{i}": 0x5400 + 16 * i for i in range(39)}
+
     class SubMeta(et.ExtensibleType):
         pass
 
@@ -119,6 +133,7 @@ def world():
         ("extensible subclass", ESub(), {ID: 0x5100}),
         ("extensible override", EOverride(), {ID: 0x5110}),
         ("extensible, no slots", EEmpty(), {ID: 0}),
+        ("extensible subclass with a two-level table", EMany(), {ID: 0x5100, et.prehash(f"{KEY}.many38"): 0x5400 + 16 * 38}),
         ("sub-metaclass class", S(), {ID: 0x5100}),
         ("never-initialised class", U(), {ID: 0x5100}),
         ("registered foreign type", Foreign(), {ID: 0x5200}),
@@ -141,6 +156,8 @@ def world():
     for _, _, want in objs:
         want.setdefault(OTHER_ID, 0)
     objs.append(("the type OTHER_ID is registered on", Elsewhere(), {OTHER_ID: 0x5300, ID: 0}))
+    # Both table formats are on the extensible side.
+    assert et.table_info(E)["flat"] and not et.table_info(EMany)["flat"]
     return objs, (E, Foreign, ForeignSub, Mixed)
 
 

@@ -65,11 +65,13 @@ FIELD(ExtType_Entry, id, 0);
 FIELD(ExtType_Entry, ptr, 8);
 
 /* ---- type data (section 3) ---- */
-SIZE(ExtType_TypeData, 24);
+SIZE(ExtType_TypeData, 40);
 ALIGN(ExtType_TypeData, 8);
 FIELD(ExtType_TypeData, table, 0);
 FIELD(ExtType_TypeData, state, 8);     /* internal */
 FIELD(ExtType_TypeData, own_table, 16); /* internal */
+FIELD(ExtType_TypeData, flat, 24);      /* appended: the flat descriptor */
+FIELD(ExtType_TypeData, flat_k1, 32);   /* appended */
 
 /* ---- slot definitions (section 8) ---- */
 SIZE(ExtType_SlotDef, 24);
@@ -79,7 +81,7 @@ FIELD(ExtType_SlotDef, id, 8);
 FIELD(ExtType_SlotDef, ptr, 16);
 
 /* ---- the API struct (section 8): append-only, one line per field ---- */
-SIZE(ExtType_API, 128);
+SIZE(ExtType_API, 136);
 ALIGN(ExtType_API, 8);
 FIELD(ExtType_API, abi_version, 0);
 FIELD(ExtType_API, struct_size, 4);
@@ -100,6 +102,8 @@ FIELD(ExtType_API, ob_type_offset, 104); /* appended */
 FIELD(ExtType_API, type_cache, 112);
 FIELD(ExtType_API, type_cache_bits, 120);
 FIELD(ExtType_API, version_tag_offset, 124);
+/* Appended: the flat descriptor (docs/spec.md section 3). */
+FIELD(ExtType_API, flat_offset, 128);
 
 /* ---- the type cache entry ---- */
 SIZE(ExtType_TypeCacheEntry, 32);
@@ -132,6 +136,7 @@ FN_TYPE(ExtType_API, ob_type_offset, Py_ssize_t);
 FN_TYPE(ExtType_API, type_cache, ExtType_TypeCacheEntry *);
 FN_TYPE(ExtType_API, type_cache_bits, uint32_t);
 FN_TYPE(ExtType_API, version_tag_offset, int32_t);
+FN_TYPE(ExtType_API, flat_offset, Py_ssize_t);
 
 #if UINTPTR_MAX == UINT64_MAX
 

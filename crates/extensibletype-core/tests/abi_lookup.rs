@@ -1,17 +1,19 @@
 //! The header's inline lookup as `abi::Reader` implements it (`import`,
 //! `table_of`, `cached_table`, `find_in_type`), driven without Python: fake
 //! type objects (a version tag and a `TypeData` at offsets the fake API
-//! names), a type cache, a foreign registry and a counting slow path.
+//! names, its table published with its flat descriptor as the runtime
+//! does), a type cache, a foreign registry and a counting slow path.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::Cell;
 
 use extensibletype_core::abi::{
     Api, CacheEntry, ImportError, OpaqueObject, OpaqueSpec, OpaqueType, Reader, SlotDef, TypeData,
     ABI_VERSION, TYPE_CACHE_HASH_MULT,
 };
+use extensibletype_core::table::flat::descriptor;
 use extensibletype_core::{RawTable, Table};
 
 /// A fake type object: an object header, a version tag, the metaclass's data.
@@ -27,6 +29,9 @@ const DATA_OFFSET: isize = core::mem::offset_of!(FakeType, data) as isize;
 
 impl FakeType {
     fn new(tag: u32, table: *const RawTable) -> Box<FakeType> {
+        // SAFETY: `table` is NULL or a live table (the callers' tables
+        // outlive their fake types).
+        let (word, k1) = unsafe { descriptor(table) };
         Box::new(FakeType {
             header: [0; 2],
             tag: AtomicU32::new(tag),
@@ -34,6 +39,8 @@ impl FakeType {
                 table: AtomicPtr::new(table.cast_mut()),
                 state: AtomicPtr::new(ptr::null_mut()),
                 own_table: AtomicPtr::new(ptr::null_mut()),
+                flat: AtomicUsize::new(word),
+                flat_k1: AtomicU64::new(k1),
             },
         })
     }
@@ -137,6 +144,7 @@ impl Runtime {
             type_cache: self.cache.as_ptr(),
             type_cache_bits: BITS,
             version_tag_offset: TAG_OFFSET,
+            flat_offset: DATA_OFFSET + core::mem::offset_of!(TypeData, flat) as isize,
         }
     }
 
@@ -339,6 +347,91 @@ fn a_struct_from_before_the_type_cache_reads_no_cache() {
         assert_eq!(r.find_in_type(tp.tp(), meta.tp(), ID) as usize, SLOW_ANSWER);
     }
     assert_eq!(slow_calls(), before + 1);
+}
+
+/// A flat table on `ID`, 7 and `n - 2` more ids (which depend on `salt`),
+/// pointers `base + 16 * i`.
+fn flat_table(base: usize, n: u64, salt: u64) -> Table {
+    let entries: Vec<(u64, *const c_void)> = [ID, 7]
+        .into_iter()
+        .chain((1..n - 1).map(|i| (i + salt).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .enumerate()
+        .map(|(i, id)| (id, (base + 16 * i) as *const c_void))
+        .collect();
+    let table = Table::build_published(&entries).unwrap();
+    assert!(table.is_flat(), "{n} ids get a flat table");
+    table
+}
+
+#[test]
+fn a_flat_table_is_probed_through_its_descriptor_alone() {
+    let rt = Runtime::new();
+    let api = rt.api();
+    for n in [2, 5, 16, 24] {
+        let flat = flat_table(0xF000, n, 0);
+        let tp = FakeType::new(5, flat.as_raw());
+        // The descriptor alone answers: the v1 pointer is never loaded.
+        tp.data.table.store(ptr::null_mut(), Ordering::Relaxed);
+        let before = slow_calls();
+        assert_eq!(find(&api, &tp, rt.metaclass.tp(), ID), 0xF000);
+        assert_eq!(find(&api, &tp, rt.metaclass.tp(), 7), 0xF010);
+        for (id, want) in flat.iter() {
+            assert_eq!(find(&api, &tp, rt.metaclass.tp(), id), want as usize, "n={n} id={id:#x}");
+        }
+        for absent in [0, 1, 99, ID ^ 1, u64::MAX] {
+            assert_eq!(find(&api, &tp, rt.metaclass.tp(), absent), 0, "n={n}: {absent:#x} is absent");
+        }
+        assert_eq!(slow_calls(), before, "a flat table answers every id");
+        // SAFETY: as find().
+        let probed = unsafe { reader(&api).table_of(tp.tp(), rt.metaclass.tp()) };
+        assert_eq!(probed, flat.as_raw(), "table_of gives the flat table's v1 header");
+    }
+}
+
+#[test]
+fn a_torn_descriptor_is_caught_by_the_tables_own_k1() {
+    // A reader can pair one publication's word with another's k1; the
+    // answer must be the word's table's, never a neighbour slot of it.
+    let rt = Runtime::new();
+    let api = rt.api();
+    let a = flat_table(0xA000, 8, 0);
+    let b = flat_table(0xB000, 8, 100);
+    // SAFETY: both tables are live.
+    let ((wa, ka), (wb, kb)) = unsafe { (descriptor(a.as_raw()), descriptor(b.as_raw())) };
+    assert_ne!(ka, kb, "other ids: another k1");
+    let tp = FakeType::new(5, a.as_raw());
+    for (word, k1, table) in [(wa, kb, &a), (wb, ka, &b), (wa, 0, &a), (wb, 12345, &b)] {
+        tp.data.flat.store(word, Ordering::Relaxed);
+        tp.data.flat_k1.store(k1, Ordering::Relaxed);
+        for (id, want) in table.iter() {
+            assert_eq!(find(&api, &tp, rt.metaclass.tp(), id), want as usize);
+        }
+        assert_eq!(find(&api, &tp, rt.metaclass.tp(), 99), 0);
+    }
+}
+
+#[test]
+fn a_struct_from_before_the_flat_descriptor_reads_the_table_pointer() {
+    // Its flat_offset is past struct_size: the reader probes the v1 table
+    // pointer at table_offset (64-byte aligned: low bits 0), flat or not,
+    // and never reads the descriptor (here garbage).
+    let rt = Runtime::new();
+    let mut api = rt.api();
+    api.struct_size = core::mem::offset_of!(Api, flat_offset) as u32;
+    api.flat_offset = -4096;
+    let flat = flat_table(0xD000, 6, 0);
+    let two_level = table(0xE0);
+    for t in [&flat, &two_level] {
+        let tp = FakeType::new(5, t.as_raw());
+        tp.data.flat.store(0x5 | 0x1000, Ordering::Relaxed);
+        tp.data.flat_k1.store(3, Ordering::Relaxed);
+        let before = slow_calls();
+        for (id, want) in t.iter() {
+            assert_eq!(find(&api, &tp, rt.metaclass.tp(), id), want as usize);
+        }
+        assert_eq!(find(&api, &tp, rt.metaclass.tp(), 99), 0);
+        assert_eq!(slow_calls(), before);
+    }
 }
 
 #[test]

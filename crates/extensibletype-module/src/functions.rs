@@ -245,7 +245,7 @@ pub(crate) fn methods() -> Vec<PyMethodDef> {
         py_method!(c"lookup", PyCFunctionFast, lookup, METH_FASTCALL,
             c"lookup($module, obj, key, /)\n--\n\nThe address (int) registered for key on type(obj), or None, via the same path C consumers use."),
         py_method!(c"table_info", PyCFunction, table_info, METH_O,
-            c"table_info($module, tp, /)\n--\n\nA dict: size, bins, count, bytes and kind of the type's effective table."),
+            c"table_info($module, tp, /)\n--\n\nA dict: size, bins, count, bytes, kind and flat (a single-level table) of the\ntype's effective table."),
         py_method!(c"_bind_key", PyCFunctionFast, bind_key, METH_FASTCALL,
             c"_bind_key($module, key, id, /)\n--\n\nName an id allocated by another scheme (interner only; for tests and tools)."),
         py_method!(c"method_key", PyCFunctionFast, method_key, METH_FASTCALL,

@@ -35,6 +35,7 @@ pub(crate) fn new(meta: *mut PyTypeObject, table_offset: isize, ob_type_offset: 
         type_cache: crate::cache::own_entries(),
         type_cache_bits: crate::cache::CACHE_BITS,
         version_tag_offset: crate::cache::tag_offset() as i32,
+        flat_offset: table_offset + core::mem::offset_of!(crate::layout::TypeData, flat) as isize,
     }
 }
 

@@ -14,7 +14,7 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicPtr, AtomicU32};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
 use crate::table::RawTable;
 
@@ -63,7 +63,14 @@ pub struct SlotDef {
 
 /// The data `ExtensibleType` adds to each type object (`ExtType_TypeData` in
 /// the header), at [`Api::table_offset`] from the start of the type object.
-/// `table` is what consumers load; `state` and `own_table` are the runtime's.
+/// `table` is what consumers built for the first ABI v1 headers load;
+/// `flat` and `flat_k1` (appended, at [`Api::flat_offset`]) are what
+/// readers that know them load instead; `state` and `own_table` are the
+/// runtime's.
+///
+/// The runtime publishes a table with three stores (docs/spec.md §3):
+/// `flat_k1` (relaxed), `flat` (release), `table` (release). `flat` and
+/// `table` always name the same v1 table, or are both NULL/0.
 #[repr(C)]
 pub struct TypeData {
     /// The current effective table, NULL when empty or never initialised.
@@ -74,6 +81,16 @@ pub struct TypeData {
     /// The table of the slots set on this type itself (runtime-private):
     /// the slow lookup path walks the MRO over these, first definition wins.
     pub own_table: AtomicPtr<RawTable>,
+    /// Appended: the flat descriptor word of the current table
+    /// ([`crate::table::flat::descriptor`]): `&entries[0] | (s - 4)` for a
+    /// flat table, the table itself (low 6 bits 0) for any other, 0 for
+    /// none. Read with an acquire load, before `flat_k1`.
+    pub flat: AtomicUsize,
+    /// Appended: the `k1` of the flat table `flat` names (0 otherwise). A
+    /// reader may see it paired with another publication's `flat`, and
+    /// checks it against the table's own `k1`
+    /// ([`crate::table::flat::descriptor_lookup`]).
+    pub flat_k1: AtomicU64,
 }
 
 /// The type cache's index multiplier: the entry of `tp` is
@@ -161,6 +178,12 @@ pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     /// the running interpreter; 0 = the cache is off (entries are never
     /// filled, so probing it is still safe: offset 0 is readable).
     pub version_tag_offset: i32,
+    /// Appended: offset of [`TypeData::flat`] (followed by
+    /// [`TypeData::flat_k1`]) from the start of every type whose metaclass
+    /// derives from `metaclass`. A reader of a struct without this field
+    /// reads the descriptor word at `table_offset` instead: there it finds
+    /// the v1 table pointer, whose low 6 bits are 0 ("probe this table").
+    pub flat_offset: isize,
 }
 
 // ABI v1 layout (docs/spec.md sections 3 and 8), checked by the compiler:
@@ -170,7 +193,7 @@ pub struct Api<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Api>() == 128 && align_of::<Api>() == 8);
+    assert!(size_of::<Api>() == 136 && align_of::<Api>() == 8);
     assert!(offset_of!(Api, abi_version) == 0);
     assert!(offset_of!(Api, struct_size) == 4);
     assert!(offset_of!(Api, metaclass) == 8);
@@ -189,16 +212,19 @@ const _: () = {
     assert!(offset_of!(Api, type_cache) == 112); // appended: the type cache
     assert!(offset_of!(Api, type_cache_bits) == 120);
     assert!(offset_of!(Api, version_tag_offset) == 124);
+    assert!(offset_of!(Api, flat_offset) == 128); // appended: the flat descriptor
     assert!(size_of::<CacheEntry>() == 32 && align_of::<CacheEntry>() == 8);
     assert!(offset_of!(CacheEntry, seq) == 0);
     assert!(offset_of!(CacheEntry, tag) == 4);
     assert!(offset_of!(CacheEntry, tp) == 8);
     assert!(offset_of!(CacheEntry, table) == 16);
     assert!(offset_of!(CacheEntry, reserved) == 24);
-    assert!(size_of::<TypeData>() == 24 && align_of::<TypeData>() == 8);
+    assert!(size_of::<TypeData>() == 40 && align_of::<TypeData>() == 8);
     assert!(offset_of!(TypeData, table) == 0);
     assert!(offset_of!(TypeData, state) == 8); // internal
     assert!(offset_of!(TypeData, own_table) == 16); // internal
+    assert!(offset_of!(TypeData, flat) == 24); // appended
+    assert!(offset_of!(TypeData, flat_k1) == 32); // appended
     assert!(size_of::<SlotDef>() == 24 && align_of::<SlotDef>() == 8);
     assert!(offset_of!(SlotDef, key) == 0);
     assert!(offset_of!(SlotDef, id) == 8);

@@ -7,8 +7,10 @@
 //! compares it with the header's C on live objects.
 //!
 //! The ladder, for a type `tp` whose type (metaclass) is `meta`:
-//! 1. `meta` is the runtime's metaclass: the table published in `tp`'s
-//!    [`TypeData`] (acquire load); a non-NULL table answers every id;
+//! 1. `meta` is the runtime's metaclass: the flat descriptor published in
+//!    `tp`'s [`TypeData`] (acquire load of the word; docs/spec.md §3): a
+//!    flat table is probed in one level, any other table with the v1
+//!    formula; a non-zero word answers every id;
 //! 2. else, or when that table is NULL: the type cache entry of `tp`, read
 //!    under its seqlock and accepted only while `tp`'s version tag equals
 //!    the entry's;
@@ -21,9 +23,10 @@ use core::ffi::c_void;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{fence, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::{Api, CacheEntry, OpaqueObject, OpaqueSpec, OpaqueType, TypeData, ABI_VERSION, TYPE_CACHE_HASH_MULT};
+use crate::table::flat::{descriptor_lookup, descriptor_table, DESCRIPTOR_SHIFT_MASK};
 use crate::table::{raw_lookup, RawTable};
 
 /// The index of `tp` in a type cache of `1 << (64 - shift)` entries (the
@@ -43,6 +46,9 @@ const API_MIN_SIZE: usize = core::mem::offset_of!(Api, foreign_registry) + core:
 const fn has_field(struct_size: u32, end: usize) -> bool {
     struct_size as usize >= end
 }
+
+/// Bytes from [`TypeData::flat`] to [`TypeData::flat_k1`].
+const K1_AFTER_WORD: isize = (core::mem::offset_of!(TypeData, flat_k1) - core::mem::offset_of!(TypeData, flat)) as isize;
 
 /// Two empty entries: the type cache of a runtime from before the cache
 /// (every probe misses: their type is NULL). Offset 0 of a type object is
@@ -102,7 +108,9 @@ impl fmt::Display for ImportError {
 /// and `PyType_Spec *`, as in [`Api`].
 pub struct Reader<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     metaclass: *mut T,
-    table_offset: isize,
+    /// [`Api::flat_offset`], or `table_offset` for a struct without it
+    /// (the word there is the v1 table: low bits 0).
+    flat_offset: isize,
     type_cache: *const CacheEntry<T>,
     /// `64 - type_cache_bits`.
     type_cache_shift: u32,
@@ -122,7 +130,7 @@ impl<O, T, S> fmt::Debug for Reader<O, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("metaclass", &self.metaclass)
-            .field("table_offset", &self.table_offset)
+            .field("flat_offset", &self.flat_offset)
             .field("type_cache", &self.type_cache)
             .field("type_cache_shift", &self.type_cache_shift)
             .field("version_tag_offset", &self.version_tag_offset)
@@ -143,7 +151,9 @@ impl<O, T, S> Reader<O, T, S> {
     /// than ABI v1's; read each appended field only when `struct_size`
     /// covers it; refuse a struct whose type cache fields are present but
     /// invalid; a struct from before the type cache gets two empty entries
-    /// (every probe misses, [`find_slow`](Api::find_slow) answers).
+    /// (every probe misses, [`find_slow`](Api::find_slow) answers); a struct
+    /// from before the flat descriptor gets `table_offset` as its
+    /// descriptor offset (the word there is a v1 table, probed as such).
     ///
     /// # Safety
     /// `api` must point to a published API struct of at least its own
@@ -171,9 +181,14 @@ impl<O, T, S> Reader<O, T, S> {
             } else {
                 (NO_TYPE_CACHE.0.as_ptr().cast::<CacheEntry<T>>(), 63, 0)
             };
+            let flat_offset = if has_field(struct_size, core::mem::offset_of!(Api, flat_offset) + core::mem::size_of::<isize>()) {
+                (*api).flat_offset
+            } else {
+                (*api).table_offset
+            };
             Ok(Reader {
                 metaclass: (*api).metaclass,
-                table_offset: (*api).table_offset,
+                flat_offset,
                 type_cache,
                 type_cache_shift,
                 version_tag_offset,
@@ -205,8 +220,8 @@ impl<O, T, S> Reader<O, T, S> {
     pub unsafe fn table_of(&self, tp: *mut T, meta: *mut T) -> *const RawTable {
         if meta == self.metaclass {
             // SAFETY: `tp`'s type is the metaclass, so `tp` carries TypeData
-            // at `table_offset` (the contract).
-            let table = unsafe { self.published_table(tp) };
+            // (the contract).
+            let table = descriptor_table(unsafe { self.published_word(tp) });
             if !table.is_null() {
                 return table;
             }
@@ -216,8 +231,10 @@ impl<O, T, S> Reader<O, T, S> {
     }
 
     /// Find the implementation of `id` on `tp`, NULL when absent — the
-    /// header's `ExtType_FindInType`: [`table_of`](Reader::table_of) and one
-    /// probe, else [`find_slow`](Reader::find_slow). No GIL needed. Id 0
+    /// header's `ExtType_FindInType`: for a class of the metaclass, one
+    /// probe through its flat descriptor (one level for a flat table, the
+    /// v1 formula for any other); else the type cache's table and one
+    /// probe; else [`find_slow`](Reader::find_slow). No GIL needed. Id 0
     /// never matches a slot (it may reach the slow path, which misses too).
     ///
     /// # Safety
@@ -225,9 +242,20 @@ impl<O, T, S> Reader<O, T, S> {
     /// (the runtime's: none more).
     #[inline(always)]
     pub unsafe fn find_in_type(&self, tp: *mut T, meta: *mut T, id: u64) -> *const c_void {
-        // SAFETY: forwarded; a non-NULL table is live while `tp` is.
+        // SAFETY: forwarded; a published descriptor names a table that is
+        // live while `tp` is; `flat_k1` follows the word in the type data.
         unsafe {
-            let table = self.table_of(tp, meta);
+            if meta == self.metaclass {
+                let word = self.published_word(tp);
+                if word & DESCRIPTOR_SHIFT_MASK != 0 {
+                    let k1 = (*tp.cast::<u8>().offset(self.flat_offset + K1_AFTER_WORD).cast::<AtomicU64>()).load(Ordering::Relaxed);
+                    return descriptor_lookup(word, k1, id);
+                }
+                if word != 0 {
+                    return raw_lookup(word as *const RawTable, id);
+                }
+            }
+            let table = self.cached_table(tp);
             if !table.is_null() {
                 return raw_lookup(table, id);
             }
@@ -282,14 +310,16 @@ impl<O, T, S> Reader<O, T, S> {
         }
     }
 
-    /// The table published in the type data of `tp` (acquire load; the
-    /// header's `ExtType_LoadTable`), NULL when empty or not initialised.
+    /// The descriptor word published in the type data of `tp` (acquire
+    /// load; the header's `ExtType__LoadDescriptor`), 0 when empty or not
+    /// initialised.
     ///
     /// # Safety
     /// `tp` must be a live type whose type is the metaclass (or a subclass).
     #[inline(always)]
-    unsafe fn published_table(&self, tp: *mut T) -> *const RawTable {
-        // SAFETY: such a type object holds TypeData at `table_offset`.
-        unsafe { (*tp.cast::<u8>().offset(self.table_offset).cast::<TypeData>()).table.load(Ordering::Acquire) }
+    unsafe fn published_word(&self, tp: *mut T) -> usize {
+        // SAFETY: such a type object holds TypeData, whose descriptor word
+        // (or, from an older runtime, table pointer) is at `flat_offset`.
+        unsafe { (*tp.cast::<u8>().offset(self.flat_offset).cast::<AtomicUsize>()).load(Ordering::Acquire) }
     }
 }

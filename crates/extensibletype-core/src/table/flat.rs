@@ -1,8 +1,15 @@
-//! Groundwork (issue 23 item 4), not wired into anything: a fast builder for
-//! the single-level "flat" table `entries[(id * k1) >> s]` of
-//! `docs/benchmarks.md` ("A faster table"), laid out as a valid ABI v1 table
-//! (16 bins, every displacement 0, `entries_offset` = 64) so that the v1
-//! formula probes it exactly.
+//! The single-level "flat" table `entries[(id * k1) >> s]`
+//! (docs/spec.md §2.4, measured in docs/benchmarks.md, "A faster table"):
+//! how one is built, recognised, described in one word and probed.
+//!
+//! A flat table is laid out as a valid ABI v1 table (16 bins, every
+//! displacement 0, `entries_offset` = 64), so the v1 formula probes it
+//! exactly and every consumer compiled against ABI v1 reads it unchanged.
+//! Newer readers reach it through the type's *flat descriptor*
+//! ([`descriptor`]): one word `&entries[0] | (s - 4)` plus `k1`, next to the
+//! table pointer in the type data, which saves the header and `d[]` loads
+//! ([`descriptor_lookup`]). The runtime builds one for every effective
+//! table of up to [`FLAT_PREFERRED_MAX`] entries ([`Table::build_published`]).
 //!
 //! # Search
 //!
@@ -26,6 +33,17 @@ use super::*;
 
 /// Most ids a flat table takes (the cap then allows 256 slots).
 pub const FLAT_MAX_ENTRIES: usize = 64;
+
+/// Up to this many entries [`Table::build_published`] tries a flat table
+/// first: every random set of up to 25 ids found one within the cap in the
+/// builder's sweep (docs/benchmarks.md), at 1.5-2.5x the v1 table's bytes
+/// per entry from 8 ids on; larger sets cost more memory and build time
+/// than the saved loads are worth.
+pub const FLAT_PREFERRED_MAX: usize = 24;
+
+/// Low bits of a descriptor word that hold `s - 4` (the entries are 64-byte
+/// aligned, so a pointer to them has these bits clear).
+pub const DESCRIPTOR_SHIFT_MASK: usize = 63;
 
 /// Byte offset of `entries[0]` in a flat table: the 32-byte header and 16
 /// zero displacements.
@@ -249,4 +267,118 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+impl Table {
+    /// The table the runtime publishes for `entries`: a flat table when
+    /// there are at most [`FLAT_PREFERRED_MAX`] entries and the search finds
+    /// one within its cap ([`FlatPolicy::FAST`]), else [`Table::build`]'s.
+    /// Both are ABI v1 tables; only a flat one has a flat descriptor. Same
+    /// errors as [`Table::build`].
+    pub fn build_published(entries: &[(u64, *const c_void)]) -> Result<Table, BuildError> {
+        if entries.len() <= FLAT_PREFERRED_MAX {
+            if let Some(table) = build_flat(entries, FlatPolicy::FAST, &mut FlatWork::default())? {
+                return Ok(table);
+            }
+        }
+        Table::build(entries)
+    }
+
+    /// Is this a flat table (one level: every displacement 0 and the
+    /// entries right after 16 bins), whatever built it?
+    pub fn is_flat(&self) -> bool {
+        // SAFETY: `self` owns a live table.
+        unsafe { is_flat(self.as_raw()) }
+    }
+}
+
+/// Is the live table `table` flat: entries at [`FLAT_ENTRIES_OFFSET`] (so at
+/// most 16 bins) and every displacement 0? Then the v1 formula is
+/// `entries[(id * k1) >> s]` for every id. Decided from the bytes, so a v1
+/// build that happens to have this shape counts too.
+///
+/// # Safety
+/// `table` must point to a live ABI v1 table.
+pub unsafe fn is_flat(table: *const RawTable) -> bool {
+    // SAFETY: a live table has its header and `1 << (64 - t)` displacements;
+    // entries at offset 64 leave room for at most 16 of them, so the bins
+    // read are inside the block.
+    unsafe {
+        let h = &*table;
+        if h.entries_offset as usize != FLAT_ENTRIES_OFFSET || !(5..=63).contains(&h.s) || h.t < 60 {
+            return false;
+        }
+        let bins = 1usize << (64 - u32::from(h.t));
+        let d = table.cast::<u8>().add(HEADER_SIZE).cast::<u16>();
+        (0..bins).all(|i| *d.add(i) == 0)
+    }
+}
+
+/// The flat descriptor a type publishes next to its table (`TypeData::flat`
+/// and `TypeData::flat_k1`, docs/spec.md §3): for a flat table,
+/// `(&entries[0] | (s - 4), k1)`; for any other table, `(table, 0)` (the
+/// table's 64-byte alignment keeps the low bits 0, which readers take as
+/// "probe this v1 table"); `(0, 0)` for NULL.
+///
+/// # Safety
+/// `table` must be NULL or point to a live ABI v1 table (64-byte aligned,
+/// as every table is).
+pub unsafe fn descriptor(table: *const RawTable) -> (usize, u64) {
+    if table.is_null() {
+        return (0, 0);
+    }
+    debug_assert_eq!(table as usize & DESCRIPTOR_SHIFT_MASK, 0, "tables are 64-byte aligned");
+    // SAFETY: the caller's contract: a live table.
+    unsafe {
+        if is_flat(table) {
+            let entries = table as usize + FLAT_ENTRIES_OFFSET;
+            (entries | usize::from((*table).s - 4), (*table).k1)
+        } else {
+            (table as usize, 0)
+        }
+    }
+}
+
+/// The v1 table a descriptor word names (the flat table's header, or the
+/// table itself), NULL for 0.
+#[inline(always)]
+pub fn descriptor_table(word: usize) -> *const RawTable {
+    if word & DESCRIPTOR_SHIFT_MASK != 0 {
+        ((word & !DESCRIPTOR_SHIFT_MASK) - FLAT_ENTRIES_OFFSET) as *const RawTable
+    } else {
+        word as *const RawTable
+    }
+}
+
+/// Probe through a descriptor word whose low bits are not 0 (a flat table):
+/// `entries[(id * k1) >> s]`, two dependent loads fewer than
+/// [`raw_lookup`]. `k1` may come from another publication than `word` (the
+/// two are separate stores): the table's own `k1` is loaded beside the
+/// entry and, when they differ, the table is probed with its own header
+/// instead. The offset is inside the table whatever `k1` is, because `s`
+/// travels in `word`. Branch-free hit test, like [`raw_lookup`].
+///
+/// # Safety
+/// `word` must be a descriptor of a live flat table ([`descriptor`]), with
+/// its low bits not 0.
+#[inline(always)]
+pub unsafe fn descriptor_lookup(word: usize, k1: u64, id: u64) -> *const c_void {
+    let entries = (word & !DESCRIPTOR_SHIFT_MASK) as *const u8;
+    let shift = (word & DESCRIPTOR_SHIFT_MASK) as u32;
+    // ((id * k1) >> s) * 16 is the entry's byte offset; with s - 4 in the
+    // word that is one shift and a mask, below 16 << (64 - s) = 16 * size.
+    let offset = ((id.wrapping_mul(k1) >> shift) as usize) & !(core::mem::size_of::<RawEntry>() - 1);
+    // SAFETY: the caller's contract: `entries` is the entries array of a
+    // live flat table whose header starts FLAT_ENTRIES_OFFSET bytes before
+    // it and whose size is 1 << (64 - s); the offset is below 16 * size.
+    unsafe {
+        let table = entries.sub(FLAT_ENTRIES_OFFSET).cast::<RawTable>();
+        if (*table).k1 != k1 {
+            return raw_lookup(table, id); // a torn pair: the table's own header decides
+        }
+        let entry = entries.add(offset).cast::<RawEntry>();
+        let (found, ptr) = ((*entry).id, (*entry).ptr);
+        let hit = 0usize.wrapping_sub(usize::from(found == id));
+        ptr.map_addr(|p| p & hit)
+    }
 }

@@ -27,10 +27,12 @@ pub use extensibletype_core::abi::TypeData;
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<TypeData>() == 24 && align_of::<TypeData>() == 8);
+    assert!(size_of::<TypeData>() == 40 && align_of::<TypeData>() == 8);
     assert!(offset_of!(TypeData, table) == 0);
     assert!(offset_of!(TypeData, state) == 8); // internal
     assert!(offset_of!(TypeData, own_table) == 16); // internal
+    assert!(offset_of!(TypeData, flat) == 24); // appended
+    assert!(offset_of!(TypeData, flat_k1) == 32); // appended
 };
 
 /// The process's metaclass and table offset, side by side (one address to
@@ -184,6 +186,7 @@ pub(crate) unsafe fn take_state(tp: *mut PyTypeObject) -> Option<Box<TypeState>>
     // SAFETY: forwarded; the pointer came from Box::into_raw.
     unsafe {
         let d = &*data(tp);
+        d.flat.store(0, Ordering::Release);
         d.table.store(ptr::null_mut(), Ordering::Release);
         d.own_table.store(ptr::null_mut(), Ordering::Release);
         let state = d.state.swap(ptr::null_mut(), Ordering::AcqRel);
@@ -194,11 +197,12 @@ pub(crate) unsafe fn take_state(tp: *mut PyTypeObject) -> Option<Box<TypeState>>
 /// The runtime's accessors of [`TypeData`] (the struct lives in
 /// extensibletype-core, so these are a trait; call them as `TypeData::load`).
 pub(crate) trait TypeDataExt {
-    /// Publish `table` as `tp`'s current table (release store).
+    /// Publish `table` (NULL: none) as `tp`'s current table, descriptor
+    /// first (docs/spec.md §3).
     ///
     /// # Safety
     /// `tp` must be a live extensible type; `table` must stay allocated until
-    /// the type is deallocated.
+    /// the type is deallocated; the registry mutex held (one writer).
     unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable);
     /// The own-slots table of an extensible type (acquire load), NULL if none.
     ///
@@ -213,14 +217,24 @@ pub(crate) trait TypeDataExt {
 }
 
 impl TypeDataExt for TypeData {
-    /// Publish `table` as `tp`'s current table (release store).
+    /// Publish `table` (NULL: none) as `tp`'s current table: its flat
+    /// descriptor's `k1` (relaxed), the descriptor word (release), the
+    /// table pointer (release) — docs/spec.md §3. A reader pairing this
+    /// word with another publication's `k1` is caught by the table's own
+    /// `k1` (`descriptor_lookup`), so no seqlock is needed.
     ///
     /// # Safety
     /// `tp` must be a live extensible type; `table` must stay allocated until
-    /// the type is deallocated.
+    /// the type is deallocated; the registry mutex held (one writer).
     unsafe fn publish(tp: *mut PyTypeObject, table: *const RawTable) {
-        // SAFETY: forwarded.
-        unsafe { (*data(tp)).table.store(table.cast_mut(), Ordering::Release) }
+        // SAFETY: forwarded; `table` is NULL or a live table.
+        unsafe {
+            let (word, k1) = extensibletype_core::table::flat::descriptor(table);
+            let d = &*data(tp);
+            d.flat_k1.store(k1, Ordering::Relaxed);
+            d.flat.store(word, Ordering::Release);
+            d.table.store(table.cast_mut(), Ordering::Release);
+        }
     }
 
     /// The own-slots table of an extensible type (acquire load), NULL if none.

@@ -48,10 +48,10 @@ pub(crate) unsafe fn get_slots(tp: *mut PyTypeObject) -> Result<Owned, PyErrSet>
     }
 }
 
-/// The kind of `tp`'s table and its statistics `[size, bins, count, bytes]`
-/// (pure: the view is the registry's answer).
-fn describe(view: TableView<'_>) -> Result<(&'static CStr, [usize; 4]), Invalid> {
-    let stats = |t: &Table| [t.size(), t.bins(), t.len(), t.bytes()];
+/// The kind of `tp`'s table and its statistics `[size, bins, count, bytes,
+/// flat]` (pure: the view is the registry's answer).
+fn describe(view: TableView<'_>) -> Result<(&'static CStr, [usize; 5]), Invalid> {
+    let stats = |t: &Table| [t.size(), t.bins(), t.len(), t.bytes(), usize::from(t.is_flat())];
     Ok(match view {
         TableView::Published { extensible, table } => {
             let kind = match (extensible, table.is_some()) {
@@ -59,15 +59,15 @@ fn describe(view: TableView<'_>) -> Result<(&'static CStr, [usize; 4]), Invalid>
                 (false, true) => c"foreign",
                 (false, false) => c"none",
             };
-            (kind, table.map_or([0; 4], stats))
+            (kind, table.map_or([0; 5], stats))
         }
-        TableView::Inherited(entries) if entries.is_empty() => (c"none", [0; 4]),
+        TableView::Inherited(entries) if entries.is_empty() => (c"none", [0; 5]),
         TableView::Inherited(entries) => (c"inherited", stats(&Table::build(&entries)?)),
     })
 }
 
-/// `{size, bins, count, bytes, kind}` of the table a lookup on `tp` probes
-/// (a new dict).
+/// `{size, bins, count, bytes, kind, flat}` of the table a lookup on `tp`
+/// probes (a new dict); `flat`: a single-level table (docs/spec.md §2.4).
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `tp` is a
@@ -82,16 +82,17 @@ pub(crate) unsafe fn table_info(tp: *mut PyTypeObject) -> Result<Owned, PyErrSet
     };
     // Raised once the mutex is released.
     // SAFETY: GIL held.
-    let (kind, [size, bins, count, bytes]) = described.map_err(|e| unsafe { e.raise() })?;
+    let (kind, [size, bins, count, bytes, flat]) = described.map_err(|e| unsafe { e.raise() })?;
     // SAFETY: GIL held; every object made here is owned by an `Owned`.
     unsafe {
         let dict = Owned::new(PyDict_New())?;
-        let items: [(&CStr, *mut PyObject); 5] = [
+        let items: [(&CStr, *mut PyObject); 6] = [
             (c"size", PyLong_FromSize_t(size)),
             (c"bins", PyLong_FromSize_t(bins)),
             (c"count", PyLong_FromSize_t(count)),
             (c"bytes", PyLong_FromSize_t(bytes)),
             (c"kind", PyUnicode_FromString(kind.as_ptr())),
+            (c"flat", PyBool_FromLong(flat as _)),
         ];
         for (name, value) in items {
             let value = Owned::new(value)?;

@@ -105,7 +105,8 @@ impl Interned {
         }
     }
 
-    /// Find or build (not yet intern) the table for `content` (sorted pairs).
+    /// Find or build (not yet intern) the table for `content` (sorted pairs):
+    /// a flat table when it is small enough (`Table::build_published`).
     pub fn prepare(&self, content: &Content) -> Result<Prepared, crate::BuildError> {
         if content.is_empty() {
             return Ok(Prepared::Empty);
@@ -113,7 +114,7 @@ impl Interned {
         if let Some(i) = self.find(content) {
             return Ok(Prepared::Known(i));
         }
-        Table::build(content).map(Prepared::New)
+        Table::build_published(content).map(Prepared::New)
     }
 
     /// Intern a prepared table; its index (None for `Empty`).
