@@ -8,6 +8,7 @@ import extensibletype as et
 ET = et.ExtensibleType
 KEYS = [f"tests.nostate.v1:k{i}" for i in range(3)]
 IDS = [et.prehash(k) for k in KEYS]
+FILLER = [f"tests.nostate.v1:filler{i}" for i in range(30)]
 
 
 def value(owner, key, version):
@@ -127,3 +128,11 @@ class World:
         setattr(p, "attr", step)
         if step % 3 == 0:
             setattr(rng.choice(self.classes), "attr", step)
+        if step % 4 == 0:
+            # Filler slots nobody reads: 3 + 0..30 slots switch a class (and
+            # its subclasses) between flat tables of other sizes and k1s and
+            # two-level tables (over 24 slots), so readers meet every kind of
+            # flat descriptor republish (docs/spec.md §3).
+            n = rng.choice([0, 5, 21, 30])
+            et.set_slots(rng.choice(self.classes), {key: (0x7000 + 16 * i if i < n else None)
+                                                    for i, key in enumerate(FILLER)})
