@@ -63,3 +63,53 @@ def test_a_torn_pair_answers_like_the_words_table(cfind, n):
         k1.value = k1_a
     for ident, ptr in slots_a.items():
         assert cfind.find_in_type(a, ident) == ptr
+
+
+# A consumer built with today's header on a runtime from before the flat
+# descriptor: the real API struct copied with struct_size 128 (no
+# flat_offset; the field's bytes are poisoned), as the capsule
+# ExtType_Import finds. The header must then read the `table` pointer at
+# table_offset and probe every kind of table through it.
+_OLD_RUNTIME = r"""
+import ctypes, sys
+sys.path.insert(0, {dir!r})
+import extensibletype as et
+
+get = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(("PyCapsule_GetPointer", ctypes.pythonapi))
+new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(("PyCapsule_New", ctypes.pythonapi))
+name = ctypes.create_string_buffer(b"extensibletype._C_API")
+addr = get(et._C_API, name)
+size = ctypes.c_uint32.from_address(addr + 4).value
+assert size >= 136, size
+buf = (ctypes.c_char * size).from_buffer_copy(ctypes.string_at(addr, size))
+ctypes.c_uint32.from_buffer(buf, 4).value = 128
+ctypes.c_ssize_t.from_buffer(buf, 128).value = 1 << 44
+et._C_API = new(ctypes.addressof(buf), name, None)
+import subinterp_find as c
+
+def make(name, n, **kw):
+    slots = {{f"tests.torn.v1:old.{{name}}.{{i}}": 0x60000 + 0x1000 * len(name) + 16 * i for i in range(n)}}
+    return et.ExtensibleType(name, (), {{"__cslots__": slots}}), {{et.prehash(k): v for k, v in slots.items()}}
+
+flat, fs = make("Flat", 8)
+big, bs = make("Big", 40)
+assert et.table_info(flat)["flat"] and not et.table_info(big)["flat"]
+Empty = et.ExtensibleType("Empty", (), {{}})
+for cls, slots, other in [(flat, fs, bs), (big, bs, fs), (Empty, {{}}, fs)]:
+    for ident, ptr in slots.items():
+        assert c.find_in_type(cls, ident) == ptr, (cls, hex(ident))
+        assert c.find(cls(), ident) == ptr
+    for ident in [*other, 1]:
+        assert c.find_in_type(cls, ident) is None
+print("ok")
+"""
+
+
+def test_todays_header_on_a_runtime_without_flat_offset(cfind):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _OLD_RUNTIME.format(dir=str(Path(cfind.__file__).parent))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr + proc.stdout
