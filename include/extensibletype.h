@@ -149,7 +149,8 @@ typedef struct ExtType_Entry {
    written with release stores and must be read with an acquire load
    (ExtType_LoadTable); `state` is private to the runtime. The runtime
    publishes a table with three stores: flat_k1 (relaxed), flat (release),
-   table (release); `flat` and `table` always name the same table. */
+   table (release); once both are stored, `flat` and `table` name the same
+   table (between the stores a reader of either sees a published table). */
 typedef struct ExtType_TypeData {
     ExtType_Table *table;
     void *state;
@@ -296,6 +297,7 @@ static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0, NULL, 0, 0, 0};
 #  define EXTTYPE__LOAD_ACQUIRE(pp) __atomic_load_n((pp), __ATOMIC_ACQUIRE)
 #  define EXTTYPE__LIKELY(x) __builtin_expect(!!(x), 1)
 #  define EXTTYPE__LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#  define EXTTYPE__LOAD_RELAXED_U64(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #  define EXTTYPE__LOAD_ACQUIRE_U32(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #  define EXTTYPE__FENCE_ACQUIRE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #elif defined(_MSC_VER)
@@ -315,6 +317,10 @@ static __forceinline ExtType_Table *ExtType__load_acquire_msvc(ExtType_Table *co
    /* Aligned word loads are single-copy atomic on MSVC targets; the fence
       below keeps the compiler from moving them across it. */
 #  define EXTTYPE__LOAD_RELAXED(p) (*(p))
+   /* One 64-bit load even on 32-bit x86 (a plain read could tear or be
+      repeated; a torn flat_k1 would only cost a miss, never a wrong
+      pointer, but the reader loads it once). */
+#  define EXTTYPE__LOAD_RELAXED_U64(p) ((uint64_t)__iso_volatile_load64((const volatile __int64 *)(p)))
 #  if defined(_M_ARM64) || defined(_M_ARM64EC)
 #    define EXTTYPE__LOAD_ACQUIRE_U32(p) ((uint32_t)__ldar32((unsigned __int32 volatile *)(p)))
 #    define EXTTYPE__FENCE_ACQUIRE() __dmb(_ARM64_BARRIER_ISHLD)
@@ -477,7 +483,7 @@ EXTTYPE__INLINE void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
             const uint64_t *k1 = (const uint64_t *)(const void *)(
                 (const char *)tp + EXTTYPE__CACHE.flat_offset +
                 (offsetof(ExtType_TypeData, flat_k1) - offsetof(ExtType_TypeData, flat)));
-            return ExtType__DescriptorFind(word, EXTTYPE__LOAD_RELAXED(k1), id);
+            return ExtType__DescriptorFind(word, EXTTYPE__LOAD_RELAXED_U64(k1), id);
         }
         if (word != 0) {
             return ExtType_TableFind((const ExtType_Table *)word, id);

@@ -69,8 +69,9 @@ pub struct SlotDef {
 /// runtime's.
 ///
 /// The runtime publishes a table with three stores (docs/spec.md §3):
-/// `flat_k1` (relaxed), `flat` (release), `table` (release). `flat` and
-/// `table` always name the same v1 table, or are both NULL/0.
+/// `flat_k1` (relaxed), `flat` (release), `table` (release). Once both
+/// are stored, `flat` and `table` name the same v1 table, or are both
+/// NULL/0; between the stores a reader of either sees a published table.
 #[repr(C)]
 pub struct TypeData {
     /// The current effective table, NULL when empty or never initialised.

@@ -36,9 +36,9 @@ pub const FLAT_MAX_ENTRIES: usize = 64;
 
 /// Up to this many entries [`Table::build_published`] tries a flat table
 /// first: every random set of up to 25 ids found one within the cap in the
-/// builder's sweep (docs/benchmarks.md), at 1.5-2.5x the v1 table's bytes
-/// per entry from 8 ids on; larger sets cost more memory and build time
-/// than the saved loads are worth.
+/// builder's sweep (docs/benchmarks.md), at about 3x the v1 table's bytes
+/// from 8 ids on ([`FlatPolicy::FAST`] starts large to build fast); larger
+/// sets cost more memory and build time than the saved loads are worth.
 pub const FLAT_PREFERRED_MAX: usize = 24;
 
 /// Low bits of a descriptor word that hold `s - 4` (the entries are 64-byte
