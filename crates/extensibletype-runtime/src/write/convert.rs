@@ -401,12 +401,20 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 /// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
 /// it, before anything changes.
 fn check_distinct(list: &[Change]) -> Result<(), Invalid> {
-    // Sorted (id, index) pairs: a repeated id is two neighbours. The one
-    // reported is the repeat met first in call order, with its first use
-    // (what a scan with a set of seen ids reports). No map to build.
-    let mut order: Vec<(u64, usize)> = list.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
-    order.sort_unstable();
-    let repeat = order.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, w[0].1)).min();
+    // The one reported is the repeat met first in call order, with its
+    // first use (what a scan with a set of seen ids reports). Up to
+    // PAIRWISE_MAX changes (a class statement's usual few), every pair is
+    // compared: no allocation, no sort. Beyond, sorted (id, index) pairs:
+    // a repeated id is two neighbours, and the smallest later index of a
+    // neighbour pair is the first repeat, its neighbour its only earlier use.
+    const PAIRWISE_MAX: usize = 32;
+    let repeat = if list.len() <= PAIRWISE_MAX {
+        (1..list.len()).find_map(|i| list[..i].iter().position(|c| c.id == list[i].id).map(|first| (i, first)))
+    } else {
+        let mut order: Vec<(u64, usize)> = list.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        order.sort_unstable();
+        order.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, w[0].1)).min()
+    };
     let Some((i, first)) = repeat else { return Ok(()) };
     let change = &list[i];
     let describe = |c: &Change| match &c.name {
@@ -951,6 +959,24 @@ mod tests {
         let bad = check_typed_key("lib.v1:m#nonsense").expect_err("not canonical");
         assert!(bad.0.contains("is not a canonical typed key"), "{}", bad.0);
         assert_eq!(id_of_name("lib.v1:m"), Ok(prehash_bytes(b"lib.v1:m")));
+    }
+
+    /// Short lists (compared pairwise) and long ones (sorted) report the
+    /// same repeat: the first in call order, with its first use.
+    #[test]
+    fn distinct_short_and_long() {
+        for n in [3usize, 20, 32, 33, 100] {
+            // ids 1..=n, then repeats of ids n-1 (at n+1) and 2 (at n+2, n+3).
+            let mut list: Vec<Change> = (1..=n as u64).map(|id| change(id, None)).collect();
+            assert_eq!(check_distinct(&list), Ok(()), "n = {n}");
+            list.push(change(n as u64 + 50, None));
+            list.push(change(n as u64 - 1, Some("late")));
+            list.push(change(2, None));
+            list.push(change(2, None));
+            let e = check_distinct(&list).expect_err("repeats");
+            let want = format!("slot id {:#018x} is given twice in one call (id {:#018x} and key \"late\")", n - 1, n - 1);
+            assert!(e.0.starts_with(&want), "n = {n}: {}", e.0);
+        }
     }
 
     /// Simple ctypes letters map to this platform's C types; others are unknown.

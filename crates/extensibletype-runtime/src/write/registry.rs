@@ -466,15 +466,20 @@ unsafe fn apply_locked(
         return Ok(Outcome::Stale);
     }
     // 1. Names: a different key string with a known id is a collision.
-    let mut new_names: IdMap<u64, &str> = IdMap::with_capacity_and_hasher(changes.len(), Default::default());
+    // Only names not registered yet are gathered (a class statement
+    // usually repeats known keys: then nothing is allocated or inserted).
+    let mut new_names: IdMap<u64, &str> = IdMap::default();
     for change in changes {
         if let Some(name) = change.name.as_deref() {
-            let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
-            match known {
-                Some(old) if old != name => return Err(Invalid::collision(change.id, name, old)),
-                _ => {
-                    new_names.insert(change.id, name);
-                }
+            match reg.names.get(&change.id) {
+                Some(old) if **old != *name => return Err(Invalid::collision(change.id, name, old)),
+                Some(_) => {}
+                None => match new_names.get(&change.id) {
+                    Some(&old) if old != name => return Err(Invalid::collision(change.id, name, old)),
+                    _ => {
+                        new_names.insert(change.id, name);
+                    }
+                },
             }
         }
     }
