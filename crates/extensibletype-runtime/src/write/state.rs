@@ -29,8 +29,9 @@ pub(crate) struct Slot {
 /// One requested change: set `id` to `value`, or remove it (`None`).
 pub(crate) struct Change {
     pub id: u64,
-    /// The key string, when the slot was named by key (for the interner).
-    pub name: Option<String>,
+    /// The key string, when the slot was named by key (for the interner;
+    /// shared with the key-id memo, `convert::key_of_name`).
+    pub name: Option<std::sync::Arc<str>>,
     pub value: Option<Slot>,
 }
 
