@@ -64,9 +64,9 @@ pub(crate) struct Owner {
     pub(crate) foreign_index: Index,
     /// Sub-metaclasses of ExtensibleType: metaclass address → itself.
     pub(crate) metaclasses: AtomicPtr<RawTable>,
-    /// Key string → id, memoised for class statements (`convert::id_of_name`;
+    /// Key string → id, memoised for class statements (`convert::key_of_name`;
     /// bounded, cleared when full).
-    pub(crate) key_ids: Mutex<Option<IdMap<Box<str>, u64>>>,
+    pub(crate) key_ids: Mutex<Option<IdMap<std::sync::Arc<str>, u64>>>,
     /// Typed keys known so far, for the Python-override mask (`crate::mask`).
     pub(crate) typed: TypedKeys,
     /// The gate interpreter exit closes on GIL-free slow paths

@@ -4,6 +4,7 @@
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
+use std::sync::Arc;
 
 use pyo3_ffi::*;
 
@@ -66,12 +67,13 @@ pub(crate) unsafe fn target_arg(tp: *mut PyObject, func: &str) -> Result<*mut Py
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `key` is a live
 /// object.
-pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<String>), PyErrSet> {
+pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Arc<str>>), PyErrSet> {
     // SAFETY: key is a live object; the GIL is held.
     unsafe {
         if PyUnicode_Check(key) != 0 || PyBytes_Check(key) != 0 {
+            // Borrowed from `key` only for the memo probe below.
             let name = text_of(key)?;
-            return id_of_name(&name).map(|id| (id, Some(name))).map_err(|e| e.raise());
+            return key_of_name(name).map(|(id, name)| (id, Some(name))).map_err(|e| e.raise());
         }
         if PyLong_Check(key) != 0 && PyBool_Check(key) == 0 {
             return u64_of(key, "slot id").map(|id| (id, None));
@@ -87,30 +89,38 @@ pub(crate) unsafe fn key_from_py(key: *mut PyObject) -> Result<(u64, Option<Stri
 /// key (one with `#`), anything but a canonical typed key (docs/spec.md,
 /// typed methods): ValueError naming the problem.
 ///
+/// Returns the key string too, as the memo holds it.
+///
 /// Memoised: class statements repeat the same few keys, and a hash-map probe
-/// is several times cheaper than md5. The memo is bounded (cleared when full).
-pub(crate) fn id_of_name(name: &str) -> Result<u64, Invalid> {
+/// is several times cheaper than md5; a key met before is shared (a
+/// reference count), not copied, so converting a class statement's keys
+/// allocates nothing once they are known. The memo is bounded (cleared
+/// when full; the strings handed out stay valid).
+pub(crate) fn key_of_name(name: &str) -> Result<(u64, Arc<str>), Invalid> {
     const MEMO_MAX: usize = 1 << 16;
     // Held only for a map probe (no Python code), so blocking here is safe.
-    let cached = OWNER.key_ids.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(name).copied()));
-    let id = match cached {
-        Some(id) => id,
+    let cached = OWNER.key_ids.lock().ok().and_then(|m| {
+        m.as_ref().and_then(|m| m.get_key_value(name).map(|(key, &id)| (id, Arc::clone(key))))
+    });
+    let (id, key) = match cached {
+        Some(found) => found,
         None => {
             check_typed_key(name)?;
             let id = prehash_bytes(name.as_bytes());
+            let key: Arc<str> = Arc::from(name);
             if let Ok(mut memo) = OWNER.key_ids.lock() {
                 let memo = memo.get_or_insert_with(IdMap::default);
                 if memo.len() >= MEMO_MAX {
                     memo.clear();
                 }
-                memo.insert(name.into(), id);
+                memo.insert(Arc::clone(&key), id);
             }
-            id
+            (id, key)
         }
     };
     match id {
         0 => Err(Invalid(format!("key {name:?} hashes to the reserved id 0"))),
-        id => Ok(id),
+        id => Ok((id, key)),
     }
 }
 
@@ -268,6 +278,13 @@ pub(crate) unsafe fn changes_from_mapping(mapping: *mut PyObject, what: &str) ->
         });
     }
     let mut changes = Changes::default();
+    if is_dict {
+        // One allocation for the usual dict (a size past the limit is
+        // refused below, before any item is converted).
+        // SAFETY: mapping is a live dict; the GIL is held.
+        let n = unsafe { PyDict_Size(mapping) }.clamp(0, crate::MAX_ENTRIES as isize);
+        changes.list.reserve_exact(n as usize);
+    }
     let mut memo = Memo::default();
     let mut add = |key: *mut PyObject, value: *mut PyObject| -> Result<(), PyErrSet> {
         // SAFETY: GIL held; `key` and `value` are held by the private copy
@@ -376,9 +393,8 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
             // SAFETY: key is a NUL-terminated string per the API contract.
             let name = unsafe { CStr::from_ptr(def.key) }
                 .to_str()
-                .map_err(|_| Invalid("slot key is not valid UTF-8".into()))?
-                .to_owned();
-            let id = id_of_name(&name)?;
+                .map_err(|_| Invalid("slot key is not valid UTF-8".into()))?;
+            let (id, name) = key_of_name(name)?;
             if def.id != 0 && def.id != id {
                 return Err(Invalid(format!(
                     "slot {name:?} was given id {:#018x}, but its prehash is {id:#018x}",
@@ -401,12 +417,20 @@ pub(crate) unsafe fn changes_from_defs(defs: *const SlotDef, n: isize) -> Result
 /// `"k"` and `b"k"`, or twice in C definitions) is a `ValueError` naming
 /// it, before anything changes.
 fn check_distinct(list: &[Change]) -> Result<(), Invalid> {
-    // Sorted (id, index) pairs: a repeated id is two neighbours. The one
-    // reported is the repeat met first in call order, with its first use
-    // (what a scan with a set of seen ids reports). No map to build.
-    let mut order: Vec<(u64, usize)> = list.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
-    order.sort_unstable();
-    let repeat = order.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, w[0].1)).min();
+    // The one reported is the repeat met first in call order, with its
+    // first use (what a scan with a set of seen ids reports). Up to
+    // PAIRWISE_MAX changes (a class statement's usual few), every pair is
+    // compared: no allocation, no sort. Beyond, sorted (id, index) pairs:
+    // a repeated id is two neighbours, and the smallest later index of a
+    // neighbour pair is the first repeat, its neighbour its only earlier use.
+    const PAIRWISE_MAX: usize = 32;
+    let repeat = if list.len() <= PAIRWISE_MAX {
+        (1..list.len()).find_map(|i| list[..i].iter().position(|c| c.id == list[i].id).map(|first| (i, first)))
+    } else {
+        let mut order: Vec<(u64, usize)> = list.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        order.sort_unstable();
+        order.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, w[0].1)).min()
+    };
     let Some((i, first)) = repeat else { return Ok(()) };
     let change = &list[i];
     let describe = |c: &Change| match &c.name {
@@ -421,12 +445,14 @@ fn check_distinct(list: &[Change]) -> Result<(), Invalid> {
     )))
 }
 
-/// A key given as `str` or `bytes`, as text (bytes must be UTF-8).
+/// A key given as `str` or `bytes`, as text (bytes must be UTF-8),
+/// borrowed from `obj`.
 ///
 /// # Safety
 /// The calling thread holds the GIL (an attached thread state); `obj` is a live
-/// `str` or `bytes`.
-unsafe fn text_of(obj: *mut PyObject) -> Result<String, PyErrSet> {
+/// `str` or `bytes` that outlives `'a` (a `str` keeps its UTF-8 form, and
+/// `bytes` its buffer, for its whole life).
+unsafe fn text_of<'a>(obj: *mut PyObject) -> Result<&'a str, PyErrSet> {
     // SAFETY: obj is a str or bytes; the GIL is held.
     unsafe {
         if PyUnicode_Check(obj) != 0 {
@@ -438,10 +464,10 @@ unsafe fn text_of(obj: *mut PyObject) -> Result<String, PyErrSet> {
             let bytes = core::slice::from_raw_parts(p.cast::<u8>(), len as usize);
             // SAFETY: PyUnicode_AsUTF8AndSize returns valid UTF-8 (it fails
             // for a str that has none, e.g. one with lone surrogates).
-            return Ok(core::str::from_utf8_unchecked(bytes).to_owned());
+            return Ok(core::str::from_utf8_unchecked(bytes));
         }
         let bytes = core::slice::from_raw_parts(PyBytes_AsString(obj).cast::<u8>(), PyBytes_Size(obj) as usize);
-        String::from_utf8(bytes.to_vec()).map_err(|_| PyErrSet::raise(PyExc_ValueError, "slot key bytes are not valid UTF-8"))
+        core::str::from_utf8(bytes).map_err(|_| PyErrSet::raise(PyExc_ValueError, "slot key bytes are not valid UTF-8"))
     }
 }
 
@@ -485,7 +511,7 @@ pub(crate) struct Memo {
     /// `restype` objects (held here, so their identities stay unique).
     protos: Vec<(Owned, Owned, Option<Prototype>)>,
     /// The signature of each typed key checked, by its text after `#`
-    /// (keys reach here validated: `id_of_name` checks them first).
+    /// (keys reach here validated: `key_of_name` checks them first).
     signatures: Vec<(Box<str>, Signature)>,
 }
 
@@ -934,7 +960,7 @@ mod tests {
     use super::*;
 
     fn change(id: u64, name: Option<&str>) -> Change {
-        Change { id, name: name.map(str::to_owned), value: None }
+        Change { id, name: name.map(Arc::from), value: None }
     }
 
     /// The pure checks refuse with the messages the Python tests expect.
@@ -950,7 +976,29 @@ mod tests {
         assert!(check_typed_key("lib.v1:m#f64(O)").expect("canonical").is_some());
         let bad = check_typed_key("lib.v1:m#nonsense").expect_err("not canonical");
         assert!(bad.0.contains("is not a canonical typed key"), "{}", bad.0);
-        assert_eq!(id_of_name("lib.v1:m"), Ok(prehash_bytes(b"lib.v1:m")));
+        let (id, key) = key_of_name("lib.v1:m").expect("a key");
+        assert_eq!((id, &*key), (prehash_bytes(b"lib.v1:m"), "lib.v1:m"));
+        let (again, shared) = key_of_name("lib.v1:m").expect("memoised");
+        assert_eq!(again, id);
+        assert!(Arc::ptr_eq(&key, &shared), "a known key is shared, not copied");
+    }
+
+    /// Short lists (compared pairwise) and long ones (sorted) report the
+    /// same repeat: the first in call order, with its first use.
+    #[test]
+    fn distinct_short_and_long() {
+        for n in [3usize, 20, 32, 33, 100] {
+            // ids 1..=n, then repeats of ids n-1 (at n+1) and 2 (at n+2, n+3).
+            let mut list: Vec<Change> = (1..=n as u64).map(|id| change(id, None)).collect();
+            assert_eq!(check_distinct(&list), Ok(()), "n = {n}");
+            list.push(change(n as u64 + 50, None));
+            list.push(change(n as u64 - 1, Some("late")));
+            list.push(change(2, None));
+            list.push(change(2, None));
+            let e = check_distinct(&list).expect_err("repeats");
+            let want = format!("slot id {:#018x} is given twice in one call (id {:#018x} and key \"late\")", n - 1, n - 1);
+            assert!(e.0.starts_with(&want), "n = {n}: {}", e.0);
+        }
     }
 
     /// Simple ctypes letters map to this platform's C types; others are unknown.

@@ -19,7 +19,6 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
@@ -198,7 +197,7 @@ unsafe fn effective(
     reg: &Registry,
     mro: &[*mut PyTypeObject],
     changed: *mut PyTypeObject,
-    new_own: &BTreeMap<u64, Slot>,
+    new_own: &OwnSlots,
 ) -> Vec<(u64, (Slot, usize))> {
     // Gathered in MRO order, then sorted by id (stably: the first class
     // defining an id comes first) and deduplicated: far cheaper than a
@@ -467,15 +466,20 @@ unsafe fn apply_locked(
         return Ok(Outcome::Stale);
     }
     // 1. Names: a different key string with a known id is a collision.
-    let mut new_names: IdMap<u64, &str> = IdMap::with_capacity_and_hasher(changes.len(), Default::default());
+    // Only names not registered yet are gathered (a class statement
+    // usually repeats known keys: then nothing is allocated or inserted).
+    let mut new_names: IdMap<u64, &str> = IdMap::default();
     for change in changes {
         if let Some(name) = change.name.as_deref() {
-            let known = reg.names.get(&change.id).map(|b| &**b).or(new_names.get(&change.id).copied());
-            match known {
-                Some(old) if old != name => return Err(Invalid::collision(change.id, name, old)),
-                _ => {
-                    new_names.insert(change.id, name);
-                }
+            match reg.names.get(&change.id) {
+                Some(old) if **old != *name => return Err(Invalid::collision(change.id, name, old)),
+                Some(_) => {}
+                None => match new_names.get(&change.id) {
+                    Some(&old) if old != name => return Err(Invalid::collision(change.id, name, old)),
+                    _ => {
+                        new_names.insert(change.id, name);
+                    }
+                },
             }
         }
     }
@@ -487,12 +491,7 @@ unsafe fn apply_locked(
     } else {
         // SAFETY: target.tp is live.
         let mut own = unsafe { own_of(reg, target.tp) }.cloned().unwrap_or_default();
-        for change in changes {
-            match change.value {
-                Some(slot) => own.insert(change.id, slot),
-                None => own.remove(&change.id),
-            };
-        }
+        own.update(changes.iter().map(|c| (c.id, c.value)));
         own
     };
     if own.len() > MAX_ENTRIES {
@@ -606,7 +605,7 @@ fn unregister_foreign(reg: &mut Registry, tp: *mut PyTypeObject) -> Option<*mut 
         record.mro.store(ptr::null_mut(), Ordering::Release);
     }
     entry.state.install(Prepared::Empty, &[]);
-    entry.state.set_own(BTreeMap::new(), OwnTable::Separate(Prepared::Empty));
+    entry.state.set_own(OwnSlots::new(), OwnTable::Separate(Prepared::Empty));
     Some(core::mem::replace(&mut entry.tp, ptr::null_mut()))
 }
 
@@ -636,7 +635,7 @@ impl Locked {
     ) -> (Vec<crate::mask::Provided>, IdMap<u64, String>) {
         let reg = self.registry();
         // SAFETY: forwarded.
-        let merged = unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) };
+        let merged = unsafe { effective(reg, mro, ptr::null_mut(), &OwnSlots::new()) };
         let provided: Vec<_> = merged.into_iter().map(|(id, (s, at))| (id, s.ptr, at)).collect();
         let names = provided.iter().filter_map(|e| name_of(reg, e.0).map(|n| (e.0, n.to_owned()))).collect();
         (provided, names)
@@ -663,7 +662,7 @@ impl Locked {
             Some(table) => TableView::Published { extensible, table },
             // SAFETY: every type in `mro` is alive.
             None => TableView::Inherited(
-                unsafe { effective(reg, mro, ptr::null_mut(), &BTreeMap::new()) }
+                unsafe { effective(reg, mro, ptr::null_mut(), &OwnSlots::new()) }
                     .into_iter()
                     .map(|(id, (s, _))| (id, s.ptr))
                     .collect(),

@@ -7,7 +7,6 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 
@@ -30,13 +29,93 @@ pub(crate) struct Slot {
 /// One requested change: set `id` to `value`, or remove it (`None`).
 pub(crate) struct Change {
     pub id: u64,
-    /// The key string, when the slot was named by key (for the interner).
-    pub name: Option<String>,
+    /// The key string, when the slot was named by key (for the interner;
+    /// shared with the key-id memo, `convert::key_of_name`).
+    pub name: Option<std::sync::Arc<str>>,
     pub value: Option<Slot>,
 }
 
-/// The slots set on one type itself, by id.
-pub(crate) type OwnSlots = BTreeMap<u64, Slot>;
+/// The slots set on one type itself, sorted by id (distinct ids). A sorted
+/// vector, not a `BTreeMap`: a class statement builds one per class (one
+/// allocation and a small sort instead of a tree's nodes), and every reader
+/// of it walks it in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OwnSlots(Vec<(u64, Slot)>);
+
+impl OwnSlots {
+    /// No slots.
+    pub const fn new() -> OwnSlots {
+        OwnSlots(Vec::new())
+    }
+
+    /// How many slots.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No slots at all?
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(id, slot)` pairs in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Slot)> + '_ {
+        self.0.iter().map(|(id, slot)| (id, slot))
+    }
+
+    /// Set (`Some`) or remove (`None`) each `(id, value)` of `changes`, in
+    /// order (a later change of the same id wins): one sort of the changes
+    /// and one merge, so a call with many changes on a type with many
+    /// slots stays `O(n + m log m)`.
+    pub fn update(&mut self, changes: impl Iterator<Item = (u64, Option<Slot>)>) {
+        let mut changes: Vec<(u64, Option<Slot>)> = changes.collect();
+        if changes.is_empty() {
+            return;
+        }
+        changes.sort_by_key(|c| c.0); // stable: repeats stay in call order
+        let old = core::mem::take(&mut self.0);
+        let mut merged = Vec::with_capacity(old.len() + changes.len());
+        let mut old = old.into_iter().peekable();
+        let mut changes = changes.into_iter().peekable();
+        while let Some((id, value)) = changes.next() {
+            if changes.peek().is_some_and(|c| c.0 == id) {
+                continue; // a later change of the same id wins
+            }
+            while let Some(&(o, _)) = old.peek() {
+                if o >= id {
+                    break;
+                }
+                merged.extend(old.next());
+            }
+            if old.peek().is_some_and(|&(o, _)| o == id) {
+                old.next(); // replaced or removed
+            }
+            if let Some(slot) = value {
+                merged.push((id, slot));
+            }
+        }
+        merged.extend(old);
+        self.0 = merged;
+    }
+}
+
+impl FromIterator<(u64, Slot)> for OwnSlots {
+    /// From pairs with distinct ids, in any order.
+    fn from_iter<I: IntoIterator<Item = (u64, Slot)>>(pairs: I) -> OwnSlots {
+        let mut v: Vec<(u64, Slot)> = pairs.into_iter().collect();
+        v.sort_unstable_by_key(|e| e.0);
+        debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0), "distinct ids");
+        OwnSlots(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a OwnSlots {
+    type Item = (&'a u64, &'a Slot);
+    type IntoIter = core::iter::Map<core::slice::Iter<'a, (u64, Slot)>, fn(&'a (u64, Slot)) -> (&'a u64, &'a Slot)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(id, slot)| (id, slot))
+    }
+}
 
 /// Which table holds a type's own slots.
 pub(crate) enum OwnTable {
@@ -305,6 +384,46 @@ mod tests {
         assert!(matches!(interned.prepare(&[]), Ok(Prepared::Empty)));
         assert!(interned.adopt(Prepared::Empty).is_none());
         assert_eq!(interned.tables.len(), 40, "nothing allocated for known contents");
+    }
+
+    fn slot(p: usize) -> Slot {
+        Slot { ptr: p as *const c_void, owner: ptr::null_mut() }
+    }
+
+    /// Own slots stay sorted and distinct through builds and updates (a
+    /// later change of an id wins, `None` removes), as a map would.
+    #[test]
+    fn own_slots_behave_as_a_map() {
+        let mut own: OwnSlots = [(5, slot(50)), (1, slot(10)), (3, slot(30))].into_iter().collect();
+        let ids = |o: &OwnSlots| o.iter().map(|(&id, s)| (id, s.ptr as usize)).collect::<Vec<_>>();
+        assert_eq!(ids(&own), [(1, 10), (3, 30), (5, 50)]);
+        own.update([(4, Some(slot(40))), (1, None), (5, Some(slot(51))), (9, None), (4, Some(slot(41)))].into_iter());
+        assert_eq!(ids(&own), [(3, 30), (4, 41), (5, 51)]);
+        own.update([(2, Some(slot(20))), (2, None)].into_iter());
+        assert_eq!(ids(&own), [(3, 30), (4, 41), (5, 51)]);
+        own.update(core::iter::empty());
+        assert_eq!(own.len(), 3);
+        own.update([(3, None), (4, None), (5, None)].into_iter());
+        assert!(own.is_empty());
+        let mut reference = std::collections::BTreeMap::new();
+        let mut own = OwnSlots::new();
+        for round in 0..50u64 {
+            let changes: Vec<(u64, Option<Slot>)> = (0..round % 7)
+                .map(|i| {
+                    let id = (round * 31 + i * 17) % 23 + 1;
+                    (id, ((round + i) % 3 != 0).then(|| slot((round * 100 + i) as usize + 1)))
+                })
+                .collect();
+            for &(id, v) in &changes {
+                match v {
+                    Some(s) => reference.insert(id, s),
+                    None => reference.remove(&id),
+                };
+            }
+            own.update(changes.into_iter());
+            let want: Vec<(u64, usize)> = reference.iter().map(|(&id, s)| (id, s.ptr as usize)).collect();
+            assert_eq!(ids(&own), want, "round {round}");
+        }
     }
 
     /// A table built twice in one call (found by `adopt`) is interned once.
