@@ -9,6 +9,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use core::ffi::CStr;
+use core::ptr;
 
 use pyo3_ffi::*;
 
@@ -292,4 +293,30 @@ pub fn keep_forever<T: ?Sized + 'static>(value: Box<T>) -> &'static mut T {
         kept.0.push(value as *mut T as *mut u8 as usize);
     }
     value
+}
+
+/// A new tuple of `items` (new references, all given away), or NULL with an
+/// exception set: when an item is NULL (its constructor raised) or the
+/// tuple cannot be made, every other item is released.
+///
+/// # Safety
+/// The calling thread holds the GIL (an attached thread state); every
+/// non-NULL item is a new reference the caller owns.
+pub unsafe fn new_tuple(items: impl IntoIterator<Item = *mut PyObject>) -> *mut PyObject {
+    let items: Vec<*mut PyObject> = items.into_iter().collect();
+    // SAFETY: GIL held; each item is stolen by the tuple or released once.
+    unsafe {
+        let t = if items.iter().any(|i| i.is_null()) { ptr::null_mut() } else { PyTuple_New(items.len() as Py_ssize_t) };
+        if t.is_null() {
+            for item in items.into_iter().filter(|i| !i.is_null()) {
+                Py_DECREF(item);
+            }
+            return ptr::null_mut();
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            // Steals `item`; cannot fail for an index of a new tuple.
+            PyTuple_SetItem(t, i as Py_ssize_t, item);
+        }
+        t
+    }
 }

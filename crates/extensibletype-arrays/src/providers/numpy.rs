@@ -29,6 +29,7 @@ use core::ptr;
 use pyo3_ffi::*;
 
 use crate::abi::{self, ArrayView, DLDataType};
+use crate::runtime::pyutil::new_tuple;
 use crate::util::{self, guard, raise, PyErrSet};
 
 /// NumPy 2.x `PyArrayObject_fields` (numpy/_core/include/numpy/ndarraytypes.h),
@@ -297,11 +298,8 @@ pub(crate) unsafe fn fields(arr: *mut PyObject) -> *mut PyObject {
         }
         let n = a.nd as usize;
         let ints = |p: *const isize| -> *mut PyObject {
-            let t = PyTuple_New(n as Py_ssize_t);
-            for k in 0..n {
-                PyTuple_SetItem(t, k as Py_ssize_t, PyLong_FromSsize_t(*p.add(k)));
-            }
-            t
+            // NumPy leaves `dimensions`/`strides` NULL for a 0-d array (nd 0).
+            new_tuple((0..n).map(|k| PyLong_FromSsize_t(*p.add(k))))
         };
         let d = descr_fields(a.descr);
         let ch = |c: c_char| PyUnicode_FromStringAndSize(ptr::addr_of!(c), 1);
@@ -318,10 +316,6 @@ pub(crate) unsafe fn fields(arr: *mut PyObject) -> *mut PyObject {
             PyLong_FromSsize_t(d.elsize),
             PyLong_FromLong(a.flags as _),
         ];
-        let t = PyTuple_New(items.len() as Py_ssize_t);
-        for (i, item) in items.into_iter().enumerate() {
-            PyTuple_SetItem(t, i as Py_ssize_t, item);
-        }
-        t
+        new_tuple(items)
     }
 }

@@ -339,14 +339,8 @@ fn info_dict(v: &ArrayView) -> Result<*mut PyObject, PyErrSet> {
         Ok(())
     };
     let ints = |xs: &[i64]| -> *mut PyObject {
-        // SAFETY: GIL held; i below the new tuple's size; SetItem steals the int.
-        unsafe {
-            let t = PyTuple_New(xs.len() as Py_ssize_t);
-            for (i, &x) in xs.iter().enumerate() {
-                PyTuple_SetItem(t, i as Py_ssize_t, PyLong_FromLongLong(x));
-            }
-            t
-        }
+        // SAFETY: GIL held; new_tuple takes every new int (NULL: raised).
+        unsafe { crate::runtime::pyutil::new_tuple(xs.iter().map(|&x| PyLong_FromLongLong(x))) }
     };
     let name = v.dtype.name();
     // SAFETY: GIL held; each new object goes to `set`, which owns it (NULL: raised).

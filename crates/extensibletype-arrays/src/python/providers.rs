@@ -129,20 +129,22 @@ unsafe extern "C" fn py_slot_addresses(_m: *mut PyObject, _unused: *mut PyObject
         // SAFETY: GIL held.
         unsafe {
             let pair = |a: abi::AcquireFn, r: abi::ReleaseFn| {
-                let t = PyTuple_New(2);
-                PyTuple_SetItem(t, 0, PyLong_FromVoidPtr(a as *mut c_void));
-                PyTuple_SetItem(t, 1, PyLong_FromVoidPtr(r as *mut c_void));
-                t
+                crate::runtime::pyutil::new_tuple([
+                    PyLong_FromVoidPtr(a as *mut c_void),
+                    PyLong_FromVoidPtr(r as *mut c_void),
+                ])
             };
-            let d = PyDict_New();
+            let Ok(d) = Owned::new(PyDict_New()) else { return ptr::null_mut() };
             for (k, v) in [
                 (c"numpy", pair(numpy::np_acquire, numpy::np_release)),
                 (c"buffer", pair(buffer::buf_acquire, buffer::buf_release)),
             ] {
-                PyDict_SetItemString(d, k.as_ptr(), v);
-                Py_DECREF(v);
+                let Ok(v) = Owned::new(v) else { return ptr::null_mut() };
+                if PyDict_SetItemString(d.0, k.as_ptr(), v.0) < 0 {
+                    return ptr::null_mut();
+                }
             }
-            d
+            d.into_ptr()
         }
     })
 }
