@@ -492,3 +492,234 @@ unsafe fn gather_impl<T: Elem, const F: bool>(nd: &Nd<1>, out: &mut Vec<T>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{ArrayView, DLDataType};
+
+    /// A 1-d float64 view of `n` elements at element `off` of `data`, byte
+    /// stride `stride` (negative: the view starts at the end).
+    fn view(data: &mut [f64], off: usize, shape: &mut [i64; 1], stride: &mut [i64; 1]) -> ArrayView {
+        let mut v = ArrayView::new();
+        v.data = data[off..].as_mut_ptr().cast();
+        v.shape = shape.as_mut_ptr();
+        v.strides = stride.as_mut_ptr();
+        v.ndim = 1;
+        v.dtype = DLDataType::F64;
+        v
+    }
+
+    /// A compiled version of the loops: its name, `dot` and `sum`.
+    type Version = (&'static str, unsafe fn(&Nd<2>) -> f64, unsafe fn(&Nd<1>) -> f64);
+
+    /// Every compiled version of the loops, called directly (not through
+    /// the global `set_isa`, which other tests' threads would see).
+    fn versions() -> Vec<Version> {
+        /// # Safety
+        /// As [`dot`].
+        unsafe fn dot_base(nd: &Nd<2>) -> f64 {
+            // SAFETY: forwarded.
+            unsafe { dot_impl::<f64, false>(nd) }
+        }
+        /// # Safety
+        /// As [`sum`].
+        unsafe fn sum_base(nd: &Nd<1>) -> f64 {
+            // SAFETY: forwarded.
+            unsafe { sum_impl::<f64, false>(nd) }
+        }
+        #[allow(unused_mut)]
+        let mut v: Vec<Version> = vec![("base", dot_base, sum_base)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// # Safety
+            /// As [`dot`], on a CPU with AVX2 and FMA.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn dot_v3(nd: &Nd<2>) -> f64 {
+                // SAFETY: forwarded.
+                unsafe { dot_impl::<f64, true>(nd) }
+            }
+            /// # Safety
+            /// As [`sum`], on a CPU with AVX2 and FMA.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn sum_v3(nd: &Nd<1>) -> f64 {
+                // SAFETY: forwarded.
+                unsafe { sum_impl::<f64, true>(nd) }
+            }
+            /// # Safety
+            /// As [`dot`], on a CPU with AVX-512F/VL, AVX2 and FMA.
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn dot_v4(nd: &Nd<2>) -> f64 {
+                // SAFETY: forwarded.
+                unsafe { dot_impl::<f64, true>(nd) }
+            }
+            /// # Safety
+            /// As [`sum`], on a CPU with AVX-512F/VL, AVX2 and FMA.
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn sum_v4(nd: &Nd<1>) -> f64 {
+                // SAFETY: forwarded.
+                unsafe { sum_impl::<f64, true>(nd) }
+            }
+            let level = detect() as u8;
+            if level >= Isa::Avx2 as u8 {
+                v.push(("avx2", dot_v3, sum_v3));
+            }
+            if level >= Isa::Avx512 as u8 {
+                v.push(("avx512", dot_v4, sum_v4));
+            }
+        }
+        v
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        /// Integer-valued in [-2^10, 2^10): products and sums of up to 2^30 of them are exact.
+        fn int(&mut self) -> f64 {
+            ((self.next() >> 53) as i64 - 1024) as f64
+        }
+        /// Uniform in [-1, 1).
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+    }
+
+    /// Σ x·y with error-free transformations (TwoProduct by FMA, TwoSum):
+    /// the exact sum rounded once, up to a relative 2^-100 or so.
+    fn accurate_dot(x: &[f64], y: &[f64]) -> f64 {
+        let (mut s, mut c) = (0.0f64, 0.0f64);
+        for (&a, &b) in x.iter().zip(y) {
+            let p = a * b;
+            let pe = a.mul_add(b, -p); // exact: p + pe == a * b
+            let t = s + p;
+            let bp = t - s;
+            c += (s - (t - bp)) + (p - bp) + pe;
+            s = t;
+        }
+        s + c
+    }
+
+    /// Lengths that reach every tail of the loops: 0..=67 (the 32-lane
+    /// chunks and the scalar rest, the span threshold 64), around one
+    /// 512-element block, and several blocks (the pairwise stack).
+    fn lengths() -> Vec<usize> {
+        let mut v: Vec<usize> = (0..=67).collect();
+        v.extend([95, 96, 97, 127, 128, 129, 255, 511, 512, 513, 1023, 1024, 1025, 1536, 4099, 10_007]);
+        v
+    }
+
+    /// Operand layouts: (element stride, start offset in elements); a
+    /// negative stride walks backwards from the offset. Stride 1 at offset 0
+    /// is the contiguous path, 2..=4 the span path (from 64 elements),
+    /// 5 and -1 the strided path; the byte-misaligned case is separate.
+    const LAYOUTS: [(isize, usize); 6] = [(1, 0), (1, 3), (2, 1), (3, 0), (4, 2), (5, 0)];
+
+    /// Run `check` on x and y of n elements in each layout pair.
+    fn for_layouts(n: usize, rng: &mut Rng, int: bool, mut check: impl FnMut(&str, &Nd<2>, &Nd<1>, &[f64], &[f64])) {
+        let mut layouts: Vec<(isize, usize)> = LAYOUTS.to_vec();
+        layouts.push((-1, n.saturating_sub(1)));
+        for &(sx, ox) in &layouts {
+            for &(sy, oy) in &[(sx, ox), (1, 0), (-2, 2 * n.saturating_sub(1))] {
+                let len = |s: isize, o: usize| o + s.unsigned_abs() * n + 1;
+                let mut gen =
+                    |m: usize| -> Vec<f64> { (0..m).map(|_| if int { rng.int() } else { rng.unit() }).collect() };
+                let (mut bx, mut by) = (gen(len(sx, ox)), gen(len(sy, oy)));
+                let pick = |b: &[f64], s: isize, o: usize| -> Vec<f64> {
+                    (0..n).map(|i| b[(o as isize + i as isize * s) as usize]).collect()
+                };
+                let (x, y) = (pick(&bx, sx, ox), pick(&by, sy, oy));
+                let (mut shx, mut stx) = ([n as i64], [8 * sx as i64]);
+                let (mut shy, mut sty) = ([n as i64], [8 * sy as i64]);
+                let vx = view(&mut bx, ox, &mut shx, &mut stx);
+                let vy = view(&mut by, oy, &mut shy, &mut sty);
+                let what = format!("n={n} x stride {sx} at {ox}, y stride {sy} at {oy}");
+                check(&what, &Nd::new([&vx, &vy], true), &Nd::new([&vx], true), &x, &y);
+            }
+        }
+    }
+
+    /// Integer-valued data: every product and partial sum is exact, so
+    /// every version must return exactly Σ x·y and Σ x, whatever the order
+    /// of additions (a lost, repeated or misplaced element changes it).
+    #[test]
+    fn dot_and_sum_exact_on_integers_every_tail_every_version() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for n in lengths() {
+            for_layouts(n, &mut rng, true, |what, nd2, nd1, x, y| {
+                let want_dot: f64 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+                let want_sum: f64 = x.iter().sum();
+                for (isa, dot, sum) in versions() {
+                    // SAFETY: the views describe live vectors of the test.
+                    let (d, s) = unsafe { (dot(nd2), sum(nd1)) };
+                    assert_eq!(d, want_dot, "{isa} dot {what}");
+                    assert_eq!(s, want_sum, "{isa} sum {what}");
+                }
+            });
+        }
+    }
+
+    /// Random data in [-1, 1): every version within a tight bound of the
+    /// correctly rounded Σ x·y (relative to Σ |x·y|: 2^-44 covers the
+    /// pairwise scheme's error at these sizes, a dropped or doubled term
+    /// is ~2^-14 of it), and every version agrees with the base one to the
+    /// same bound.
+    #[test]
+    fn dot_close_to_accurate_on_random_every_tail_every_version() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for n in lengths() {
+            for_layouts(n, &mut rng, false, |what, nd2, _, x, y| {
+                let want = accurate_dot(x, y);
+                let mag: f64 = x.iter().zip(y).map(|(a, b)| (a * b).abs()).sum();
+                let tol = mag * 2f64.powi(-44);
+                for (isa, dot, _) in versions() {
+                    // SAFETY: as above.
+                    let d = unsafe { dot(nd2) };
+                    assert!((d - want).abs() <= tol, "{isa} dot {what}: {d} vs {want} (tol {tol})");
+                }
+            });
+        }
+    }
+
+    /// Data not aligned to 8 bytes takes the strided path with unaligned
+    /// loads: still exact on integers.
+    #[test]
+    fn dot_unaligned_bytes() {
+        let mut rng = Rng(7);
+        for n in [0usize, 1, 7, 64, 65, 600] {
+            let vals: Vec<(f64, f64)> = (0..n).map(|_| (rng.int(), rng.int())).collect();
+            // Byte buffers with the values at offset 1 (unaligned).
+            let mut bx = vec![0u8; 8 * n + 9];
+            let mut by = vec![0u8; 8 * n + 9];
+            for (i, &(a, b)) in vals.iter().enumerate() {
+                bx[1 + 8 * i..9 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+                by[1 + 8 * i..9 + 8 * i].copy_from_slice(&b.to_ne_bytes());
+            }
+            let want: f64 = vals.iter().map(|(a, b)| a * b).sum();
+            let (mut sh, mut st) = ([n as i64], [8i64]);
+            let (mut sh2, mut st2) = ([n as i64], [8i64]);
+            let mut vx = ArrayView::new();
+            vx.data = bx[1..].as_mut_ptr().cast();
+            vx.shape = sh.as_mut_ptr();
+            vx.strides = st.as_mut_ptr();
+            vx.ndim = 1;
+            vx.dtype = DLDataType::F64;
+            let mut vy = ArrayView::new();
+            vy.data = by[1..].as_mut_ptr().cast();
+            vy.shape = sh2.as_mut_ptr();
+            vy.strides = st2.as_mut_ptr();
+            vy.ndim = 1;
+            vy.dtype = DLDataType::F64;
+            let nd = Nd::new([&vx, &vy], true);
+            for (isa, dot, _) in versions() {
+                // SAFETY: the views describe live buffers of the test (read unaligned).
+                assert_eq!(unsafe { dot(&nd) }, want, "{isa} n={n}");
+            }
+        }
+    }
+}
