@@ -45,7 +45,7 @@ use crate::cpython::{interpreters, layout};
 use crate::table::RawTable;
 use crate::write::registry;
 use crate::{cache, capi, guard, metaclass, pyutil, Api, CacheEntry, PyErrSet, SlotDef};
-use extensibletype_core::abi::{ABI_VERSION, CAPSULE_NAME};
+use extensibletype_core::abi::{ABI_VERSION, API_MIN_SIZE, CAPSULE_NAME};
 
 /// This copy's view of the process's runtime: what matters in every copy,
 /// the non-owning ones included (`crate::owner` lists the rest).
@@ -333,9 +333,7 @@ fn claim(ballot: &'static Rendezvous) -> Result<Claim, AbiMismatch> {
         }
         // SAFETY: only this code stores an even non-zero state: the address
         // of a leaked, immutable API struct.
-        let api = unsafe { &*(seen as *const Api) };
-        check_abi(api)?;
-        return Ok(Claim::Found(api));
+        return Ok(Claim::Found(unsafe { check_abi(seen as *const Api) }?));
     }
 }
 
@@ -403,7 +401,11 @@ unsafe fn find_or_create() -> Result<&'static Api, PyErrSet> {
 /// `api` is a live runtime whose ABI was checked.
 unsafe fn adopt(api: &'static Api) {
     layout::set_fast_path(api.metaclass, api.table_offset, api.foreign_registry);
-    cache::set_view(api.type_cache, api.version_tag_offset as isize);
+    // An owner from before the type cache has none (check_abi); this copy's
+    // view then stays on its own, never-filled entries.
+    if !api.type_cache.is_null() {
+        cache::set_view(api.type_cache, api.version_tag_offset as isize);
+    }
 }
 
 /// Create the runtime (this copy becomes the owner).
@@ -472,7 +474,7 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, P
         if api.is_null() {
             return Err(PyErrSet);
         }
-        check_abi(&*api).map_err(|e| e.raise())?;
+        let api = check_abi(api).map_err(|e| e.raise())?;
         match existing_meta {
             Some(meta) if meta.0 == (*api).metaclass.cast() => {}
             other => {
@@ -535,10 +537,9 @@ impl AbiMismatch {
     /// # Safety
     /// The calling thread holds the GIL (an attached thread state).
     unsafe fn raise(self) -> PyErrSet {
-        let need = core::mem::size_of::<Api>() as u32;
         let msg = format!(
             "extensibletype: the runtime loaded in this process has ABI version {} (API struct of {} bytes), \
-             but this extension needs ABI version {ABI_VERSION} (at least {need} bytes)",
+             but this extension needs ABI version {ABI_VERSION} (at least {API_MIN_SIZE} bytes)",
             self.version, self.size
         );
         // SAFETY: the caller holds the GIL; PyExc_ImportError is an exception type.
@@ -546,13 +547,55 @@ impl AbiMismatch {
     }
 }
 
-/// Refuse a runtime whose ABI differs from ours (pure: no Python).
-fn check_abi(api: &Api) -> Result<(), AbiMismatch> {
-    let need = core::mem::size_of::<Api>() as u32;
-    if api.abi_version != ABI_VERSION || api.struct_size < need {
-        return Err(AbiMismatch { version: api.abi_version, size: api.struct_size });
+/// Accept a runtime of our ABI version whose API struct is at least ABI
+/// v1's first one ([`API_MIN_SIZE`]; an older owner's struct is shorter
+/// than ours, the struct being append-only, docs/spec.md §9), and give this
+/// copy a complete view of it: the struct itself when it has every field
+/// this copy knows, else a copy (leaked: at most one per adoption, once per
+/// copy and interpreter) whose missing appended fields read as absent — no
+/// `ob_type` offset, no type cache, the table pointer as the descriptor.
+/// `struct_size` stays the owner's, so every reader of the copy (the
+/// `Reader`, C consumers of a capsule made from it) still reads only what
+/// the owner published. Pure: no Python.
+///
+/// # Safety
+/// `api` points to a published API struct (leaked, immutable) of at least
+/// its own `struct_size` bytes, and to at least its first two fields.
+unsafe fn check_abi(api: *const Api) -> Result<&'static Api, AbiMismatch> {
+    use core::mem::{offset_of, size_of};
+    // SAFETY: the first two fields are always readable (the contract).
+    let (version, size) = unsafe { (ptr::addr_of!((*api).abi_version).read(), ptr::addr_of!((*api).struct_size).read()) };
+    if version != ABI_VERSION || (size as usize) < API_MIN_SIZE {
+        return Err(AbiMismatch { version, size });
     }
-    Ok(())
+    if size as usize >= core::mem::size_of::<Api>() {
+        // SAFETY: the struct holds every field of `Api` and lives for the
+        // process, immutable (the contract).
+        return Ok(unsafe { &*api });
+    }
+    let mut full = core::mem::MaybeUninit::<Api>::zeroed();
+    // SAFETY: `size` bytes are readable at `api` (the contract) and fit in
+    // `full` (size < size_of::<Api>()); they hold every field up to
+    // `foreign_registry` (size >= API_MIN_SIZE), the function pointers
+    // among them. Every later field that `size` does not cover entirely is
+    // set below.
+    unsafe {
+        ptr::copy_nonoverlapping(api.cast::<u8>(), full.as_mut_ptr().cast::<u8>(), size as usize);
+        let f = full.as_mut_ptr();
+        let covers = |end: usize| size as usize >= end;
+        if !covers(offset_of!(Api, ob_type_offset) + size_of::<isize>()) {
+            (*f).ob_type_offset = 0;
+        }
+        if !covers(offset_of!(Api, version_tag_offset) + size_of::<i32>()) {
+            (*f).type_cache = ptr::null();
+            (*f).type_cache_bits = 0;
+            (*f).version_tag_offset = 0;
+        }
+        if !covers(offset_of!(Api, flat_offset) + size_of::<isize>()) {
+            (*f).flat_offset = (*f).table_offset;
+        }
+        Ok(Box::leak(Box::new(full.assume_init())))
+    }
 }
 
 /// `attr` of the shared module: `None` when absent; any other error (a
@@ -607,5 +650,134 @@ unsafe fn shared_module() -> Result<*mut PyObject, PyErrSet> {
             return Err(PyErrSet);
         }
         Ok(PyDict_GetItemString(modules, name.as_ptr()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    unsafe extern "C" fn find_slow(_: *mut PyTypeObject, _: u64) -> *const c_void {
+        ptr::null()
+    }
+    unsafe extern "C" fn prehash(_: *const c_char, _: usize) -> u64 {
+        7
+    }
+    unsafe extern "C" fn set_slots(_: *mut PyObject, _: *const SlotDef, _: isize) -> c_int {
+        0
+    }
+    unsafe extern "C" fn from_spec(
+        _: *mut PyObject,
+        _: *mut PyType_Spec,
+        _: *mut PyObject,
+        _: *const SlotDef,
+        _: isize,
+    ) -> *mut PyObject {
+        ptr::null_mut()
+    }
+    unsafe extern "C" fn obj_obj_int(_: *mut PyObject, _: *mut PyObject) -> c_int {
+        0
+    }
+    unsafe extern "C" fn obj_obj(_: *mut PyObject) -> *mut PyObject {
+        ptr::null_mut()
+    }
+    unsafe extern "C" fn obj_obj_obj(_: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
+        ptr::null_mut()
+    }
+    unsafe extern "C" fn bind_key(_: *const c_char, _: u64) -> c_int {
+        0
+    }
+
+    static ENTRY: [u64; 4] = [0; 4];
+
+    /// A runtime's struct with every field set to something recognisable.
+    fn full() -> Api {
+        Api {
+            abi_version: ABI_VERSION,
+            struct_size: size_of::<Api>() as u32,
+            metaclass: 0x1000 as *mut PyTypeObject,
+            table_offset: 880,
+            find_slow,
+            prehash,
+            set_slots,
+            from_spec,
+            py_set_slots: obj_obj_int,
+            py_get_slots: obj_obj,
+            py_table_info: obj_obj,
+            py_lookup: obj_obj_obj,
+            bind_key,
+            foreign_registry: ptr::null(),
+            ob_type_offset: 8,
+            type_cache: ENTRY.as_ptr().cast(),
+            type_cache_bits: 10,
+            version_tag_offset: 256,
+            flat_offset: 904,
+        }
+    }
+
+    /// `api`'s first `size` bytes (with `struct_size` = `size`) in an
+    /// allocation of exactly that size, as an older runtime leaks it.
+    fn truncated(size: usize) -> Box<[u8]> {
+        let mut api = full();
+        api.struct_size = size as u32;
+        // SAFETY: reading `size <= size_of::<Api>()` bytes of a live value.
+        let bytes = unsafe { core::slice::from_raw_parts(ptr::addr_of!(api).cast::<u8>(), size) };
+        bytes.to_vec().into_boxed_slice()
+    }
+
+    /// check_abi on a struct of `size` bytes (kept alive by the caller's box).
+    fn check(bytes: &[u8]) -> Result<&'static Api, AbiMismatch> {
+        // The box is 1-aligned in principle; copy into 8-aligned storage
+        // of the same length (leaked, like a runtime's struct).
+        let words: &'static mut [u64] = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+        // SAFETY: `words` has room for `bytes.len()` bytes.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        // SAFETY: a struct of its own `struct_size` bytes, leaked.
+        unsafe { check_abi(words.as_ptr().cast::<Api>()) }
+    }
+
+    #[test]
+    fn a_complete_struct_is_used_as_is() {
+        let api: &'static Api = Box::leak(Box::new(full()));
+        // SAFETY: a complete, leaked struct.
+        let got = unsafe { check_abi(api) }.unwrap();
+        assert!(ptr::eq(got, api));
+    }
+
+    #[test]
+    fn an_owner_from_before_the_flat_descriptor_is_adopted() {
+        let size = offset_of!(Api, flat_offset);
+        let got = check(&truncated(size)).unwrap();
+        assert_eq!(got.struct_size as usize, size, "readers must still see the owner's size");
+        assert_eq!(got.flat_offset, 880, "the table pointer is the descriptor");
+        assert_eq!((got.ob_type_offset, got.type_cache_bits, got.version_tag_offset), (8, 10, 256));
+        assert!(ptr::eq(got.type_cache, ENTRY.as_ptr().cast()));
+        // SAFETY: the function pointer was copied from `full()`.
+        assert_eq!(unsafe { (got.prehash)(ptr::null(), 0) }, 7);
+        assert_eq!(got.metaclass as usize, 0x1000);
+    }
+
+    #[test]
+    fn an_owner_from_before_the_type_cache_is_adopted_without_one() {
+        for size in [API_MIN_SIZE, offset_of!(Api, type_cache), offset_of!(Api, version_tag_offset)] {
+            let got = check(&truncated(size)).unwrap();
+            assert!(got.type_cache.is_null(), "size {size}");
+            assert_eq!((got.type_cache_bits, got.version_tag_offset, got.flat_offset), (0, 0, 880), "size {size}");
+            assert_eq!(got.ob_type_offset, if size > API_MIN_SIZE { 8 } else { 0 }, "size {size}");
+        }
+    }
+
+    #[test]
+    fn too_small_or_another_version_is_refused() {
+        for size in [0usize, 8, API_MIN_SIZE - 8, API_MIN_SIZE - 1] {
+            let mut bytes = truncated(size.max(8)).into_vec();
+            bytes.truncate(size.max(8));
+            bytes[4..8].copy_from_slice(&(size as u32).to_ne_bytes());
+            assert_eq!(check(&bytes).err(), Some(AbiMismatch { version: ABI_VERSION, size: size as u32 }));
+        }
+        let mut other = truncated(size_of::<Api>()).into_vec();
+        other[0..4].copy_from_slice(&2u32.to_ne_bytes());
+        assert_eq!(check(&other).err(), Some(AbiMismatch { version: 2, size: size_of::<Api>() as u32 }));
     }
 }

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 use crate::table::RawTable;
 
 pub mod reader;
-pub use reader::{type_cache_index, ImportError, Reader};
+pub use reader::{type_cache_index, ImportError, Reader, API_MIN_SIZE};
 
 /// ABI version of the table layout, the lookup formula and [`Api`].
 pub const ABI_VERSION: u32 = 1;

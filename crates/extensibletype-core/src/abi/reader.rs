@@ -38,8 +38,9 @@ pub fn type_cache_index(tp: usize, shift: u32) -> usize {
 }
 
 /// The smallest API struct a reader accepts (the header's
-/// `EXTTYPE__API_MIN_SIZE`): ABI v1 up to `foreign_registry`.
-const API_MIN_SIZE: usize = core::mem::offset_of!(Api, foreign_registry) + core::mem::size_of::<usize>();
+/// `EXTTYPE__API_MIN_SIZE`): ABI v1 up to `foreign_registry`. Fields after
+/// it were appended later; read each only when `struct_size` covers it.
+pub const API_MIN_SIZE: usize = core::mem::offset_of!(Api, foreign_registry) + core::mem::size_of::<usize>();
 
 /// Does an API struct of `struct_size` bytes hold the field that ends at
 /// `end` (the header's `EXTTYPE__API_HAS`)?
