@@ -186,7 +186,11 @@ typedef struct ExtType_TypeCacheEntry {
     uint32_t tag;
     PyTypeObject *tp;           /* compared only, never dereferenced */
     const ExtType_Table *table; /* the table a lookup on `tp` probes */
-    void *reserved;
+    /* The flat descriptor word of `table` (as ExtType_TypeData.flat:
+       &entries[0] | (s - 4) for a flat table, else `table` itself), written
+       with it by runtimes whose API struct has flat_offset; 0 (formerly
+       `reserved`) from older ones, whose readers use `table`. */
+    uintptr_t flat;
 } ExtType_TypeCacheEntry;
 
 /* Multiplier of the type cache's index hash. */
@@ -239,7 +243,7 @@ typedef struct ExtType_API {
     /* The type cache (appended after ob_type_offset). */
     /* 1 << type_cache_bits entries, indexed by
        ((uint64_t)tp * EXTTYPE_TYPE_CACHE_HASH_MULT) >> (64 - type_cache_bits);
-       see ExtType__CachedTable for the reader protocol. */
+       see ExtType__CachedWord for the reader protocol. */
     ExtType_TypeCacheEntry *type_cache;
     uint32_t type_cache_bits;
     /* Offset of tp_version_tag in type objects, proven by the runtime on the
@@ -268,7 +272,9 @@ typedef struct ExtType_API {
 typedef struct ExtType__Cache {
     PyTypeObject *metaclass;
     Py_ssize_t table_offset;
-    ExtType_Table **foreign_registry;
+    /* Where a type cache entry's word is: offsetof flat when the runtime
+       fills it (its API struct has flat_offset), else offsetof table. */
+    Py_ssize_t type_cache_word_offset;
     const ExtType_API *api;
     Py_ssize_t ob_type_offset; /* api->ob_type_offset, or 0 */
     /* The type cache (api->type_cache, 64 - api->type_cache_bits,
@@ -285,11 +291,11 @@ typedef struct ExtType__Cache {
 #  if defined(EXTTYPE_NO_IMPORT)
 extern ExtType__Cache EXTTYPE__CACHE;
 #  else
-ExtType__Cache EXTTYPE__CACHE = {NULL, 0, NULL, NULL, 0, NULL, 0, 0, 0};
+ExtType__Cache EXTTYPE__CACHE = {NULL, 0, 0, NULL, 0, NULL, 0, 0, 0};
 #  endif
 #else
 #  define EXTTYPE__CACHE ExtType__cache
-static ExtType__Cache ExtType__cache = {NULL, 0, NULL, NULL, 0, NULL, 0, 0, 0};
+static ExtType__Cache ExtType__cache = {NULL, 0, 0, NULL, 0, NULL, 0, 0, 0};
 #endif
 
 /* Acquire load of a pointer (C99, C11 and C++ alike). */
@@ -443,18 +449,20 @@ EXTTYPE__INLINE void *ExtType__DescriptorFind(uintptr_t word, uint64_t k1, uint6
     return (void *)((uintptr_t)e->ptr & hit);
 }
 
-/* The table a lookup on `tp` probes according to the runtime's type cache,
-   or NULL (ask api->find_slow, which fills the entry). One entry read under
-   its seqlock, plus tp->tp_version_tag; no lock, no GIL. ExtType_Import()
-   must have succeeded. */
-EXTTYPE__INLINE const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
+/* The descriptor word of the table a lookup on `tp` probes according to
+   the runtime's type cache (a flat table's &entries[0] | (s - 4), or the
+   table itself, low bits 0), or 0 (ask api->find_slow, which fills the
+   entry). One entry read under its seqlock, plus tp->tp_version_tag; no
+   lock, no GIL. ExtType_Import() must have succeeded. */
+EXTTYPE__INLINE uintptr_t ExtType__CachedWord(PyTypeObject *tp)
 {
     const ExtType_TypeCacheEntry *e = EXTTYPE__CACHE.type_cache +
         (((uint64_t)(uintptr_t)tp * EXTTYPE_TYPE_CACHE_HASH_MULT) >> EXTTYPE__CACHE.type_cache_shift);
     uint32_t seq = EXTTYPE__LOAD_ACQUIRE_U32(&e->seq);
     PyTypeObject *etype = EXTTYPE__LOAD_RELAXED(&e->tp);
     uint32_t etag = EXTTYPE__LOAD_RELAXED(&e->tag);
-    const ExtType_Table *table = EXTTYPE__LOAD_RELAXED(&e->table);
+    uintptr_t word = EXTTYPE__LOAD_RELAXED(
+        (const uintptr_t *)(const void *)((const char *)e + EXTTYPE__CACHE.type_cache_word_offset));
     uint32_t tag;
     EXTTYPE__FENCE_ACQUIRE();
     tag = EXTTYPE__LOAD_RELAXED((const uint32_t *)(const void *)((const char *)tp + EXTTYPE__CACHE.version_tag_offset));
@@ -462,9 +470,28 @@ EXTTYPE__INLINE const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
        every foreign type): seq unchanged and even, tag and type equal. */
     if (((uintptr_t)((seq ^ EXTTYPE__LOAD_RELAXED(&e->seq)) | (seq & 1u) | (etag ^ tag)) |
          ((uintptr_t)etype ^ (uintptr_t)tp)) == 0) {
-        return table;
+        return word;
     }
-    return NULL;
+    return 0;
+}
+
+/* The v1 table a descriptor word names (a flat table's header, or the
+   table itself), NULL for 0. */
+EXTTYPE__INLINE const ExtType_Table *ExtType__DescriptorTable(uintptr_t word)
+{
+    if ((word & EXTTYPE__DESCRIPTOR_SHIFT_MASK) != 0) {
+        return (const ExtType_Table *)(const void *)(
+            (const char *)(word & ~EXTTYPE__DESCRIPTOR_SHIFT_MASK) - EXTTYPE__FLAT_ENTRIES_OFFSET);
+    }
+    return (const ExtType_Table *)word;
+}
+
+/* The table a lookup on `tp` probes according to the runtime's type cache
+   (the table of ExtType__CachedWord), or NULL (ask api->find_slow). For
+   consumers that probe several ids on one type. No GIL. */
+EXTTYPE__INLINE const ExtType_Table *ExtType__CachedTable(PyTypeObject *tp)
+{
+    return ExtType__DescriptorTable(ExtType__CachedWord(tp));
 }
 
 /* Find the implementation registered under `id` on type `tp` (its own
@@ -497,9 +524,14 @@ EXTTYPE__INLINE void *ExtType_FindInType(PyTypeObject *tp, uint64_t id)
        type cache names the table to probe; on a cache miss, the slow path
        answers and fills the entry. */
     {
-        const ExtType_Table *table = ExtType__CachedTable(tp);
-        if (EXTTYPE__LIKELY(table != NULL)) {
-            return ExtType_TableFind(table, id);
+        uintptr_t word = ExtType__CachedWord(tp);
+        if (EXTTYPE__LIKELY((word & EXTTYPE__DESCRIPTOR_SHIFT_MASK) != 0)) {
+            /* word and its table are one snapshot (read under the entry's
+               seqlock): the table's own k1 is the pair's. */
+            return ExtType__DescriptorFind(word, ExtType__DescriptorTable(word)->k1, id);
+        }
+        if (word != 0) {
+            return ExtType_TableFind((const ExtType_Table *)word, id);
         }
     }
     return EXTTYPE__CACHE.api->find_slow(tp, id);
@@ -573,7 +605,8 @@ static inline int ExtType_Import(void)
     EXTTYPE__CACHE.metaclass = api->metaclass;
     EXTTYPE__CACHE.table_offset = api->table_offset;
     EXTTYPE__CACHE.flat_offset = EXTTYPE__API_HAS(api, flat_offset) ? api->flat_offset : api->table_offset;
-    EXTTYPE__CACHE.foreign_registry = api->foreign_registry;
+    EXTTYPE__CACHE.type_cache_word_offset = EXTTYPE__API_HAS(api, flat_offset)
+        ? (Py_ssize_t)offsetof(ExtType_TypeCacheEntry, flat) : (Py_ssize_t)offsetof(ExtType_TypeCacheEntry, table);
     if (EXTTYPE__API_HAS(api, version_tag_offset)) {
         EXTTYPE__CACHE.type_cache = api->type_cache;
         EXTTYPE__CACHE.type_cache_shift = 64u - api->type_cache_bits;
@@ -582,7 +615,7 @@ static inline int ExtType_Import(void)
         /* A runtime from before the type cache: probe two empty entries
            (their type is NULL, so every probe misses and find_slow answers;
            offset 0 of a type object is always readable). */
-        static const ExtType_TypeCacheEntry no_type_cache[2] = {{0u, 0u, NULL, NULL, NULL}, {0u, 0u, NULL, NULL, NULL}};
+        static const ExtType_TypeCacheEntry no_type_cache[2] = {{0u, 0u, NULL, NULL, 0u}, {0u, 0u, NULL, NULL, 0u}};
         EXTTYPE__CACHE.type_cache = no_type_cache;
         EXTTYPE__CACHE.type_cache_shift = 63u;
         EXTTYPE__CACHE.version_tag_offset = 0;

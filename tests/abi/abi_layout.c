@@ -112,7 +112,7 @@ FIELD(ExtType_TypeCacheEntry, seq, 0);
 FIELD(ExtType_TypeCacheEntry, tag, 4);
 FIELD(ExtType_TypeCacheEntry, tp, 8);
 FIELD(ExtType_TypeCacheEntry, table, 16);
-FIELD(ExtType_TypeCacheEntry, reserved, 24);
+FIELD(ExtType_TypeCacheEntry, flat, 24);
 
 #endif /* 64-bit */
 

@@ -111,7 +111,7 @@ fn empty_entry() -> CacheEntry {
         tag: AtomicU32::new(0),
         tp: AtomicPtr::new(ptr::null_mut()),
         table: AtomicPtr::new(ptr::null_mut()),
-        reserved: 0,
+        flat: AtomicUsize::new(0),
     }
 }
 
@@ -152,12 +152,16 @@ impl Runtime {
         &self.cache[((tp as u64).wrapping_mul(TYPE_CACHE_HASH_MULT) >> (64 - BITS)) as usize]
     }
 
+    /// Fill the entry of `tp` as the runtime does: `table` and its flat
+    /// descriptor word.
     fn fill(&self, tp: &FakeType, tag: u32, table: &Table) {
         let e = self.entry(tp.tp());
         e.seq.store(2, Ordering::Relaxed);
         e.tag.store(tag, Ordering::Relaxed);
         e.tp.store(tp.tp().cast(), Ordering::Relaxed);
         e.table.store(table.as_raw().cast_mut(), Ordering::Relaxed);
+        // SAFETY: a live table.
+        e.flat.store(unsafe { descriptor(table.as_raw()) }.0, Ordering::Relaxed);
     }
 }
 
@@ -431,6 +435,60 @@ fn a_struct_from_before_the_flat_descriptor_reads_the_table_pointer() {
         }
         assert_eq!(find(&api, &tp, rt.metaclass.tp(), 99), 0);
         assert_eq!(slow_calls(), before);
+    }
+}
+
+#[test]
+fn a_cache_entry_names_a_flat_table_through_its_word() {
+    // The runtime fills an entry's `flat` with the table's descriptor: a
+    // flat table is probed in one level (k1 from the table), any other with
+    // the v1 formula; every id answers, every other id misses, and neither
+    // reaches the slow path.
+    let rt = Runtime::new();
+    let api = rt.api();
+    let meta = FakeType::new(1, ptr::null());
+    for (n, t) in [(2, flat_table(0xA000, 2, 1)), (6, flat_table(0xB000, 6, 2)), (2, table(0xC0))] {
+        let tp = FakeType::new(9, ptr::null());
+        rt.fill(&tp, 9, &t);
+        // SAFETY: a live table.
+        let (word, _) = unsafe { descriptor(t.as_raw()) };
+        assert_eq!(rt.entry(tp.tp()).flat.load(Ordering::Relaxed) & 63 != 0, t.is_flat());
+        // SAFETY: the fake runtime and type are live.
+        assert_eq!(unsafe { reader(&api).cached_word(tp.tp()) }, word);
+        assert_eq!(unsafe { reader(&api).cached_table(tp.tp()) }, t.as_raw());
+        let before = slow_calls();
+        assert_eq!(t.iter().count(), n as usize);
+        for (id, want) in t.iter() {
+            assert_eq!(find(&api, &tp, meta.tp(), id), want as usize);
+        }
+        for id in [99, ID ^ 1, u64::MAX] {
+            assert_eq!(find(&api, &tp, meta.tp(), id), 0);
+        }
+        assert_eq!(slow_calls(), before);
+        rt.entry(tp.tp()).tp.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_struct_from_before_the_flat_descriptor_reads_the_entry_table() {
+    // A runtime without flat_offset leaves the entries' `flat` 0 (their
+    // former `reserved`): the reader probes `table` (here the word is
+    // garbage that would point elsewhere if read).
+    let rt = Runtime::new();
+    let mut api = rt.api();
+    api.struct_size = core::mem::offset_of!(Api, flat_offset) as u32;
+    let meta = FakeType::new(1, ptr::null());
+    for t in [flat_table(0xD000, 6, 3), table(0xE0)] {
+        let tp = FakeType::new(9, ptr::null());
+        rt.fill(&tp, 9, &t);
+        rt.entry(tp.tp()).flat.store(0x1000 | 5, Ordering::Relaxed);
+        let before = slow_calls();
+        for (id, want) in t.iter() {
+            assert_eq!(find(&api, &tp, meta.tp(), id), want as usize);
+        }
+        assert_eq!(find(&api, &tp, meta.tp(), 99), 0);
+        assert_eq!(slow_calls(), before);
+        rt.entry(tp.tp()).tp.store(ptr::null_mut(), Ordering::Relaxed);
     }
 }
 

@@ -113,8 +113,12 @@ pub struct CacheEntry<T = OpaqueType> {
     pub tp: AtomicPtr<T>,
     /// The table a lookup on `tp` probes (never NULL in a filled entry).
     pub table: AtomicPtr<RawTable>,
-    /// 0; pads the entry to 32 bytes.
-    pub reserved: usize,
+    /// The flat descriptor word of `table` (docs/spec.md §2.4, the word
+    /// [`TypeData::flat`] holds for the same table: `&entries[0] | (s - 4)`
+    /// for a flat table, else `table` itself), written with `table` under
+    /// the seqlock by runtimes whose [`Api`] has `flat_offset`; 0 (the
+    /// former `reserved`) from older runtimes, whose readers use `table`.
+    pub flat: AtomicUsize,
 }
 
 /// The C API struct in the capsule `extensibletype._C_API` (`ExtType_API` in
@@ -219,7 +223,7 @@ const _: () = {
     assert!(offset_of!(CacheEntry, tag) == 4);
     assert!(offset_of!(CacheEntry, tp) == 8);
     assert!(offset_of!(CacheEntry, table) == 16);
-    assert!(offset_of!(CacheEntry, reserved) == 24);
+    assert!(offset_of!(CacheEntry, flat) == 24);
     assert!(size_of::<TypeData>() == 40 && align_of::<TypeData>() == 8);
     assert!(offset_of!(TypeData, table) == 0);
     assert!(offset_of!(TypeData, state) == 8); // internal

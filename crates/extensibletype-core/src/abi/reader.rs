@@ -1,7 +1,7 @@
 //! THE lock-free lookup, in Rust: what `include/extensibletype.h` does inline
 //! (`ExtType_Import` fills a [`Reader`]; `ExtType_FindInType` is
-//! [`Reader::find_in_type`]; `ExtType__CachedTable` is
-//! [`Reader::cached_table`]), load for load and fence for fence. The
+//! [`Reader::find_in_type`]; `ExtType__CachedWord` is
+//! [`Reader::cached_word`]), load for load and fence for fence. The
 //! runtime's `find` / `find_in_type` / `table_of` and the array slot set's
 //! `Provider::of` go through it; `python/tests/test_reader_golden.py`
 //! compares it with the header's C on live objects.
@@ -13,7 +13,8 @@
 //!    formula; a non-zero word answers every id;
 //! 2. else, or when that table is NULL: the type cache entry of `tp`, read
 //!    under its seqlock and accepted only while `tp`'s version tag equals
-//!    the entry's;
+//!    the entry's; its word is the flat descriptor of the table to probe
+//!    (one level for a flat table, as in rung 1, with `k1` from the table);
 //! 3. else [`Api::find_slow`], which answers and fills the entry.
 //!
 //! Nothing here depends on Python: `T` is the pointee type of
@@ -65,7 +66,7 @@ const EMPTY_ENTRY: CacheEntry<OpaqueType> = CacheEntry {
     tag: AtomicU32::new(0),
     tp: AtomicPtr::new(ptr::null_mut()),
     table: AtomicPtr::new(ptr::null_mut()),
-    reserved: 0,
+    flat: AtomicUsize::new(0),
 };
 
 static NO_TYPE_CACHE: NoTypeCache = NoTypeCache([EMPTY_ENTRY, EMPTY_ENTRY]);
@@ -113,6 +114,9 @@ pub struct Reader<O = OpaqueObject, T = OpaqueType, S = OpaqueSpec> {
     /// (the word there is the v1 table: low bits 0).
     flat_offset: isize,
     type_cache: *const CacheEntry<T>,
+    /// Where an entry's word is: [`CacheEntry::flat`] when the runtime
+    /// fills it (its struct has `flat_offset`), else [`CacheEntry::table`].
+    cache_word_offset: usize,
     /// `64 - type_cache_bits`.
     type_cache_shift: u32,
     version_tag_offset: i32,
@@ -133,6 +137,7 @@ impl<O, T, S> fmt::Debug for Reader<O, T, S> {
             .field("metaclass", &self.metaclass)
             .field("flat_offset", &self.flat_offset)
             .field("type_cache", &self.type_cache)
+            .field("cache_word_offset", &self.cache_word_offset)
             .field("type_cache_shift", &self.type_cache_shift)
             .field("version_tag_offset", &self.version_tag_offset)
             .finish_non_exhaustive()
@@ -182,15 +187,20 @@ impl<O, T, S> Reader<O, T, S> {
             } else {
                 (NO_TYPE_CACHE.0.as_ptr().cast::<CacheEntry<T>>(), 63, 0)
             };
-            let flat_offset = if has_field(struct_size, core::mem::offset_of!(Api, flat_offset) + core::mem::size_of::<isize>()) {
-                (*api).flat_offset
-            } else {
-                (*api).table_offset
-            };
+            // A runtime with `flat_offset` also fills the cache entries'
+            // `flat` word; an older one leaves it 0, and its `table` (low
+            // bits 0) is read through the same code.
+            let (flat_offset, cache_word_offset) =
+                if has_field(struct_size, core::mem::offset_of!(Api, flat_offset) + core::mem::size_of::<isize>()) {
+                    ((*api).flat_offset, core::mem::offset_of!(CacheEntry<T>, flat))
+                } else {
+                    ((*api).table_offset, core::mem::offset_of!(CacheEntry<T>, table))
+                };
             Ok(Reader {
                 metaclass: (*api).metaclass,
                 flat_offset,
                 type_cache,
+                cache_word_offset,
                 type_cache_shift,
                 version_tag_offset,
                 find_slow: (*api).find_slow,
@@ -256,9 +266,16 @@ impl<O, T, S> Reader<O, T, S> {
                     return raw_lookup(word as *const RawTable, id);
                 }
             }
-            let table = self.cached_table(tp);
-            if !table.is_null() {
-                return raw_lookup(table, id);
+            let word = self.cached_word(tp);
+            if word & DESCRIPTOR_SHIFT_MASK != 0 {
+                // The word and the table it names are one snapshot (read
+                // under the entry's seqlock), so the table's own k1 is the
+                // pair's: descriptor_lookup's torn-pair test never fires.
+                let k1 = (*descriptor_table(word)).k1;
+                return descriptor_lookup(word, k1, id);
+            }
+            if word != 0 {
+                return raw_lookup(word as *const RawTable, id);
             }
             self.find_slow(tp, id)
         }
@@ -278,25 +295,43 @@ impl<O, T, S> Reader<O, T, S> {
     }
 
     /// The table the type cache names for `tp`, or NULL (a miss: ask
-    /// [`find_slow`](Reader::find_slow), which fills the entry) — the
-    /// header's `ExtType__CachedTable`: one entry read under its seqlock
-    /// (acquire load of `seq`; relaxed loads of type, tag and table; an
-    /// acquire fence; `seq` again and `tp`'s version tag, relaxed), accepted
-    /// only when `seq` is even and unchanged, the tags are equal and the
-    /// type is `tp`. No lock, no GIL.
+    /// [`find_slow`](Reader::find_slow), which fills the entry): the table
+    /// of [`cached_word`](Reader::cached_word). No lock, no GIL.
     ///
     /// # Safety
     /// `tp` must be a live type object.
     #[inline(always)]
     pub unsafe fn cached_table(&self, tp: *mut T) -> *const RawTable {
+        // SAFETY: forwarded.
+        descriptor_table(unsafe { self.cached_word(tp) })
+    }
+
+    /// The descriptor word of the table the type cache names for `tp` (a
+    /// flat table's `&entries[0] | (s - 4)`, or the table itself, low bits
+    /// 0), or 0 (a miss) — the header's `ExtType__CachedWord`: one entry
+    /// read under its seqlock (acquire load of `seq`; relaxed loads of
+    /// type, tag and word; an acquire fence; `seq` again and `tp`'s version
+    /// tag, relaxed), accepted only when `seq` is even and unchanged, the
+    /// tags are equal and the type is `tp`. The word is the entry's `flat`,
+    /// or its `table` from a runtime that does not fill `flat`. No lock, no
+    /// GIL.
+    ///
+    /// # Safety
+    /// `tp` must be a live type object.
+    #[inline(always)]
+    pub unsafe fn cached_word(&self, tp: *mut T) -> usize {
         let index = type_cache_index(tp as usize, self.type_cache_shift);
         // SAFETY: the cache has 1 << (64 - shift) entries (checked by
-        // `import`) and lives for the process.
-        let e = unsafe { &*self.type_cache.add(index) };
+        // `import`) and lives for the process; `cache_word_offset` is the
+        // offset of `flat` or `table`, both pointer-sized and aligned.
+        let (e, word) = unsafe {
+            let e = &*self.type_cache.add(index);
+            (e, &*(e as *const CacheEntry<T>).cast::<u8>().add(self.cache_word_offset).cast::<AtomicUsize>())
+        };
         let seq = e.seq.load(Ordering::Acquire);
         let etp = e.tp.load(Ordering::Relaxed);
         let etag = e.tag.load(Ordering::Relaxed);
-        let table = e.table.load(Ordering::Relaxed);
+        let word = word.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         // SAFETY: `version_tag_offset` is 0 (the readable object header) or
         // an offset the runtime proved to lie inside every type object; `tp`
@@ -305,9 +340,9 @@ impl<O, T, S> Reader<O, T, S> {
         // One test for all four conditions, like the header: seq unchanged
         // and even, tag and type equal.
         if (((seq ^ e.seq.load(Ordering::Relaxed)) | (seq & 1) | (etag ^ tag)) as usize | ((etp as usize) ^ (tp as usize))) == 0 {
-            table
+            word
         } else {
-            ptr::null()
+            0
         }
     }
 

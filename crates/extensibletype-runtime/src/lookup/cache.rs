@@ -4,8 +4,10 @@
 //! initialised), so that every lookup, hit or miss, costs about a hit on an
 //! extensible class (docs/spec.md §11).
 //!
-//! A direct-mapped array of [`CacheEntry`] `{seq, tag, type, table}`, indexed
-//! by a multiplicative hash of the type's address. An entry answers for `tp`
+//! A direct-mapped array of [`CacheEntry`] `{seq, tag, type, table, flat}`
+//! (`flat`: the table's flat descriptor word, which new readers probe in
+//! one level when the table is flat), indexed by a multiplicative hash of
+//! the type's address. An entry answers for `tp`
 //! only while `tp->tp_version_tag` still equals the entry's `tag` (never 0).
 //! CPython guarantees (3.11+, checked in `Objects/typeobject.c`):
 //! - a version tag is assigned from a counter that only grows and is never
@@ -24,7 +26,7 @@
 //! any table and inserts only if the generation is unchanged under `LOCK`, so
 //! an entry computed from old tables is never inserted after the clear.
 //!
-//! Readers (`extensibletype_core::abi::Reader::cached_table`, and the same
+//! Readers (`extensibletype_core::abi::Reader::cached_word`, and the same
 //! code inline in `extensibletype.h`) take no lock, no GIL and no thread
 //! state: each entry is a seqlock (`seq` odd while
 //! a writer is inside; a reader retries by taking the slow path when `seq`
@@ -54,7 +56,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use pyo3_ffi::*;
@@ -85,7 +87,7 @@ const EMPTY_ENTRY: CacheEntry = CacheEntry {
     tag: AtomicU32::new(0),
     tp: AtomicPtr::new(ptr::null_mut()),
     table: AtomicPtr::new(ptr::null_mut()),
-    reserved: 0,
+    flat: AtomicUsize::new(0),
 };
 
 #[repr(C, align(64))]
@@ -142,11 +144,13 @@ struct Writers {
 /// Serialises cache writers.
 static LOCK: Mutex<Writers> = Mutex::new(Writers { interned: None, filled: Vec::new() });
 
-/// A table that misses every id, for types with no slots anywhere.
+/// A table that misses every id, for types with no slots anywhere: a flat
+/// table (16 zero bins before its two entries, docs/spec.md §2.4), so that
+/// readers of a cache entry's `flat` word probe it in one level.
 #[repr(C, align(64))]
 struct EmptyTable {
     header: RawTable,
-    d: [u16; 8],
+    d: [u16; 16],
     entries: [RawEntry; 2],
 }
 
@@ -162,10 +166,10 @@ static EMPTY: EmptyTable = EmptyTable {
         reserved: 0,
         count: 0,
         size: 2,
-        entries_offset: (HEADER_SIZE + 16) as u32,
+        entries_offset: (HEADER_SIZE + 32) as u32,
         d: [],
     },
-    d: [0; 8],
+    d: [0; 16],
     entries: [RawEntry { id: 0, ptr: ptr::null() }, RawEntry { id: 0, ptr: ptr::null() }],
 };
 
@@ -197,14 +201,21 @@ fn index(tp: *mut PyTypeObject) -> usize {
     type_cache_index(tp as usize, 64 - CACHE_BITS)
 }
 
-/// Write one entry (LOCK held).
-fn write(e: &CacheEntry, tp: *mut PyTypeObject, tag: u32, table: *const RawTable) {
+/// Write one entry (LOCK held): `table` (NULL to clear) and its flat
+/// descriptor word, under the seqlock.
+///
+/// # Safety
+/// `table` is NULL or a live table that outlives the entry (module doc).
+unsafe fn write(e: &CacheEntry, tp: *mut PyTypeObject, tag: u32, table: *const RawTable) {
+    // SAFETY: the caller's contract.
+    let (word, _) = unsafe { extensibletype_core::table::flat::descriptor(table) };
     let seq = e.seq.load(Ordering::Relaxed);
     e.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
     e.tp.store(tp, Ordering::Relaxed);
     e.tag.store(tag, Ordering::Relaxed);
     e.table.store(table.cast_mut(), Ordering::Relaxed);
+    e.flat.store(word, Ordering::Relaxed);
     e.seq.store(seq.wrapping_add(2), Ordering::Release);
 }
 
@@ -219,7 +230,8 @@ pub(crate) fn invalidate_all() {
         // SAFETY: i < CACHE_SIZE; the entries live forever.
         let e = unsafe { &*entries.add(i) };
         if !e.tp.load(Ordering::Relaxed).is_null() {
-            write(e, ptr::null_mut(), 0, ptr::null());
+            // SAFETY: a NULL table.
+            unsafe { write(e, ptr::null_mut(), 0, ptr::null()) };
         }
     };
     // Only this copy fills its entries (another copy's runtime owns the
@@ -256,7 +268,7 @@ pub(crate) fn intern(content: Vec<(u64, usize)>) -> Option<*const RawTable> {
         return Some(t.as_raw());
     }
     let entries: Vec<(u64, *const c_void)> = content.iter().map(|&(id, p)| (id, p as *const c_void)).collect();
-    let table = Table::build(&entries).ok()?;
+    let table = Table::build_published(&entries).ok()?;
     let raw = table.as_raw();
     interned.insert(content, table);
     Some(raw)
