@@ -124,6 +124,7 @@ class _CAPI(ctypes.Structure):
         ("type_cache", ctypes.c_void_p),
         ("type_cache_bits", ctypes.c_uint32),
         ("version_tag_offset", ctypes.c_int32),
+        ("flat_offset", ctypes.c_ssize_t),
     ]
 
 
@@ -135,13 +136,15 @@ class _CacheEntry(ctypes.Structure):
         ("tag", ctypes.c_uint32),
         ("tp", ctypes.c_void_p),
         ("table", ctypes.c_void_p),
-        ("reserved", ctypes.c_void_p),
+        ("flat", ctypes.c_void_p),
     ]
 
 
 class _NumbaAPI(ctypes.Structure):
     """What njit code loads through API_SYMBOL (lives for the process): the
-    fields include/extensibletype.h caches in ExtType_Import()."""
+    fields include/extensibletype.h caches in ExtType_Import(). Append-only:
+    code compiled with ``cache=True`` by an older version reads the fields
+    it knew by position."""
 
     _fields_ = [
         ("metaclass", ctypes.c_void_p),
@@ -150,6 +153,13 @@ class _NumbaAPI(ctypes.Structure):
         ("type_cache", ctypes.c_void_p),
         ("type_cache_shift", ctypes.c_uint64),
         ("version_tag_offset", ctypes.c_int64),
+        # The flat descriptor's offset in the type data (api->flat_offset),
+        # or table_offset for a runtime without it (the word there is then
+        # the table pointer, low bits 0).
+        ("flat_offset", ctypes.c_ssize_t),
+        # Where a type cache entry's word is: its `flat` when the runtime
+        # fills it (its API struct has flat_offset), else its `table`.
+        ("cache_word_offset", ctypes.c_int64),
     ]
 
 
@@ -187,7 +197,11 @@ def _install() -> _NumbaAPI:
         cache = (api.type_cache, 64 - api.type_cache_bits, api.version_tag_offset)
     else:
         cache = (ctypes.addressof(_NO_TYPE_CACHE), 63, 0)
-    data = _NumbaAPI(api.metaclass, api.table_offset, ob_type_offset, *cache)
+    if _has(api, "flat_offset"):
+        flat = (api.flat_offset, _CacheEntry.flat.offset)
+    else:
+        flat = (api.table_offset, _CacheEntry.table.offset)
+    data = _NumbaAPI(api.metaclass, api.table_offset, ob_type_offset, *cache, *flat)
     _llvm.add_symbol(FIND_SYMBOL, api.find_slow)
     _llvm.add_symbol(API_SYMBOL, ctypes.addressof(data))
     return data
@@ -328,11 +342,15 @@ def _load_at(builder: Any, base: Any, offset: Any, llty: Any) -> Any:
 
 def _emit_find(context: Any, builder: Any, obj: Any, id_: int) -> Any:
     """ExtType_Find(obj, id) as i8* (NULL on a miss or when obj is NULL), as
-    include/extensibletype.h does it: an ExtensibleType instance with a
-    published table, or a type the runtime's type cache names a table for:
-    probe it inline; api->find_slow for everything else."""
+    include/extensibletype.h does it: the flat descriptor word of an
+    ExtensibleType instance's type, or the word the runtime's type cache
+    names for any other type; a flat table (low bits of the word set) is
+    probed in one level, any other with the v1 formula; api->find_slow for
+    everything else. The flat probe takes k1 from the table's own header,
+    which always pairs with the word (one load more than the header's
+    type-data path, which reads k1 beside the word and checks the pair)."""
     module = builder.module
-    api_ty = ir.LiteralStructType([_I8P, _I64, _I64, _I8P, _I64, _I64])
+    api_ty = ir.LiteralStructType([_I8P, _I64, _I64, _I8P, _I64, _I64, _I64, _I64])
     api = module.globals.get(API_SYMBOL)
     if api is None:
         api = ir.GlobalVariable(module, api_ty, API_SYMBOL)  # external: by name
@@ -343,64 +361,79 @@ def _emit_find(context: Any, builder: Any, obj: Any, id_: int) -> Any:
     result = cgutils.alloca_once_value(builder, _I8P(None))
     with builder.if_then(cgutils.is_not_null(builder, obj), likely=True):
         metaclass = builder.load(cgutils.gep_inbounds(builder, api, 0, 0))
-        table_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 1))
         ob_type_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 2))
+        flat_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 6))
         tp = _load_at(builder, obj, ob_type_offset, _I8P)
         meta = _load_at(builder, tp, ob_type_offset, _I8P)
-        table = cgutils.alloca_once_value(builder, _I8P(None))
+        word = cgutils.alloca_once_value(builder, _I64(0))
         with builder.if_then(builder.icmp_unsigned("==", meta, metaclass), likely=True):
-            slot = builder.bitcast(builder.gep(tp, [table_offset]), _I8P.as_pointer())
-            builder.store(builder.load_atomic(slot, "acquire", 8), table)
-        with builder.if_then(cgutils.is_null(builder, builder.load(table)), likely=False):
-            builder.store(_emit_cached_table(builder, api, tp), table)
-        tab = builder.load(table)
-        with builder.if_else(cgutils.is_not_null(builder, tab), likely=True) as (fast, slow):
-            with fast:  # ExtType_TableFind
-                k1 = _load_at(builder, tab, 0, _I64)
-                k2 = _load_at(builder, tab, 8, _I64)
-                s = builder.zext(_load_at(builder, tab, 16, ir.IntType(8)), _I64)
-                t = builder.zext(_load_at(builder, tab, 17, ir.IntType(8)), _I64)
-                entries_offset = builder.zext(_load_at(builder, tab, 28, ir.IntType(32)), _I64)
-                slot_i = builder.lshr(builder.mul(ident, k1), s)
-                bin_i = builder.lshr(builder.mul(ident, k2), t)
-                d = _load_at(builder, tab, builder.add(_I64(32), builder.shl(bin_i, _I64(1))), ir.IntType(16))
-                index = builder.xor(slot_i, builder.zext(d, _I64))
-                entry = builder.add(entries_offset, builder.shl(index, _I64(4)))
-                eid = _load_at(builder, tab, entry, _I64)
-                eptr = _load_at(builder, tab, builder.add(entry, _I64(8)), _I8P)
+            slot = builder.bitcast(builder.gep(tp, [flat_offset]), _I64.as_pointer())
+            builder.store(builder.load_atomic(slot, "acquire", 8), word)
+        with builder.if_then(builder.icmp_unsigned("==", builder.load(word), _I64(0)), likely=False):
+            builder.store(_emit_cached_word(builder, api, tp), word)
+        w = builder.load(word)
+        shift = builder.and_(w, _I64(63))
+        with builder.if_else(builder.icmp_unsigned("!=", shift, _I64(0)), likely=True) as (flat, other):
+            with flat:  # ExtType__DescriptorFind, k1 from the table
+                entries = builder.inttoptr(builder.and_(w, _I64(~63)), _I8P)
+                k1 = _load_at(builder, entries, -64, _I64)
+                offset = builder.and_(builder.lshr(builder.mul(ident, k1), shift), _I64(~15))
+                eid = _load_at(builder, entries, offset, _I64)
+                eptr = _load_at(builder, entries, builder.add(offset, _I64(8)), _I8P)
                 hit = builder.icmp_unsigned("==", eid, ident)
                 builder.store(builder.select(hit, eptr, _I8P(None)), result)
-            with slow:
-                builder.store(builder.call(find_slow, [tp, ident]), result)
+            with other:
+                with builder.if_else(builder.icmp_unsigned("!=", w, _I64(0)), likely=True) as (v1, slow):
+                    with v1:  # ExtType_TableFind
+                        tab = builder.inttoptr(w, _I8P)
+                        k1 = _load_at(builder, tab, 0, _I64)
+                        k2 = _load_at(builder, tab, 8, _I64)
+                        s = builder.zext(_load_at(builder, tab, 16, ir.IntType(8)), _I64)
+                        t = builder.zext(_load_at(builder, tab, 17, ir.IntType(8)), _I64)
+                        entries_offset = builder.zext(_load_at(builder, tab, 28, ir.IntType(32)), _I64)
+                        slot_i = builder.lshr(builder.mul(ident, k1), s)
+                        bin_i = builder.lshr(builder.mul(ident, k2), t)
+                        d = _load_at(builder, tab, builder.add(_I64(32), builder.shl(bin_i, _I64(1))), ir.IntType(16))
+                        index = builder.xor(slot_i, builder.zext(d, _I64))
+                        entry = builder.add(entries_offset, builder.shl(index, _I64(4)))
+                        eid = _load_at(builder, tab, entry, _I64)
+                        eptr = _load_at(builder, tab, builder.add(entry, _I64(8)), _I8P)
+                        hit = builder.icmp_unsigned("==", eid, ident)
+                        builder.store(builder.select(hit, eptr, _I8P(None)), result)
+                    with slow:
+                        builder.store(builder.call(find_slow, [tp, ident]), result)
     return builder.load(result)
 
 
-def _emit_cached_table(builder: Any, api: Any, tp: Any) -> Any:
-    """ExtType__CachedTable(tp): the table the runtime's type cache names
-    for ``tp``, or NULL (then find_slow answers and fills the entry). One
-    entry read under its seqlock, plus tp->tp_version_tag."""
+def _emit_cached_word(builder: Any, api: Any, tp: Any) -> Any:
+    """ExtType__CachedWord(tp): the descriptor word of the table the
+    runtime's type cache names for ``tp`` (i64), or 0 (then find_slow
+    answers and fills the entry). One entry read under its seqlock, plus
+    tp->tp_version_tag."""
     i32 = ir.IntType(32)
     cache = builder.load(cgutils.gep_inbounds(builder, api, 0, 3))
     shift = builder.load(cgutils.gep_inbounds(builder, api, 0, 4))
     tag_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 5))
+    word_offset = builder.load(cgutils.gep_inbounds(builder, api, 0, 7))
     index = builder.lshr(builder.mul(builder.ptrtoint(tp, _I64), _I64(0x9E3779B97F4A7C15)), shift)
     entry = builder.gep(cache, [builder.shl(index, _I64(5))])
 
-    def field(offset: int, llty: Any, ordering: str) -> Any:
-        ptr = builder.bitcast(builder.gep(entry, [_I64(offset)]), llty.as_pointer())
+    def field(offset: Any, llty: Any, ordering: str) -> Any:
+        off = offset if not isinstance(offset, int) else _I64(offset)
+        ptr = builder.bitcast(builder.gep(entry, [off]), llty.as_pointer())
         return builder.load_atomic(ptr, ordering, llty.width // 8 if isinstance(llty, ir.IntType) else 8)
 
     seq = field(0, i32, "acquire")
     etype = field(8, _I8P, "monotonic")
     etag = field(4, i32, "monotonic")
-    table = field(16, _I8P, "monotonic")
+    word = field(word_offset, _I64, "monotonic")
     builder.fence("acquire")
     tag_ptr = builder.bitcast(builder.gep(tp, [tag_offset]), i32.as_pointer())
     tag = builder.load_atomic(tag_ptr, "monotonic", 4)
     seq2 = field(0, i32, "monotonic")
     bad = builder.or_(builder.or_(builder.xor(seq, seq2), builder.and_(seq, i32(1))), builder.xor(etag, tag))
     ok = builder.and_(builder.icmp_unsigned("==", bad, i32(0)), builder.icmp_unsigned("==", etype, tp))
-    return builder.select(ok, table, _I8P(None))
+    return builder.select(ok, word, _I64(0))
 
 
 def _raise_without_gil(context: Any, builder: Any, k: _Key) -> None:

@@ -229,6 +229,37 @@ def test_foreign_type_and_its_subclasses():
     assert find(etn.address(f)) == find(etn.address(s)) == 0
 
 
+@pytest.mark.parametrize("fillers", [0, 7, 30, 120])
+@pytest.mark.parametrize("kind", ["extensible", "foreign", "foreign subclass"])
+def test_flat_and_two_level_tables(kind, fillers):
+    """The inline probe reads the flat descriptor word (of the type data, or
+    of the type cache entry): a flat table (up to 24 slots) in one level,
+    a larger one with the v1 formula; every answer equals lookup()."""
+    slots = {f"numba.filler.v1:f{i}": 0x1000 + 16 * i for i in range(fillers)}
+    slots[AREA] = nb_area
+    if kind == "extensible":
+
+        class Owner(metaclass=et.ExtensibleType):
+            pass
+
+    else:
+
+        class Owner:
+            pass
+
+    et.set_slots(Owner, slots)
+    obj = Owner() if kind != "foreign subclass" else type("Sub", (Owner,), {})()
+    info = et.table_info(type(obj) if kind == "extensible" else Owner)
+    assert info["flat"] == (fillers + 1 <= 24), info
+    try:
+        for _ in range(3):  # the first may fill the type cache
+            assert find(etn.address(obj)) == nb_area.address == (et.lookup(obj, AREA) or 0)
+        et.set_slots(Owner, {AREA: None})
+        assert find(etn.address(obj)) == 0 == (et.lookup(obj, AREA) or 0)
+    finally:
+        et.set_slots(Owner, {k: None for k in slots})
+
+
 def test_miss_on_other_objects():
     class PyShape:
         def area(self):
