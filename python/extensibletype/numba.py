@@ -99,7 +99,12 @@ __all__ = [
 FIND_SYMBOL = "extensibletype_numba_find_slow_v1"
 #: Symbol of the data njit code reads (_NumbaAPI): metaclass, table and
 #: ob_type offsets, the type cache.
-API_SYMBOL = "extensibletype_numba_api_v1"
+API_SYMBOL = "extensibletype_numba_api_v2"
+# The 6-field _NumbaAPI of code cached before v2 (v2's prefix: registered at
+# the same address). v2 appended flat_offset and cache_word_offset; code
+# naming v2 fails to link against a package that only has v1, instead of
+# reading past its struct.
+_API_SYMBOL_V1 = "extensibletype_numba_api_v1"
 
 
 class _CAPI(ctypes.Structure):
@@ -142,9 +147,9 @@ class _CacheEntry(ctypes.Structure):
 
 class _NumbaAPI(ctypes.Structure):
     """What njit code loads through API_SYMBOL (lives for the process): the
-    fields include/extensibletype.h caches in ExtType_Import(). Append-only:
-    code compiled with ``cache=True`` by an older version reads the fields
-    it knew by position."""
+    fields include/extensibletype.h caches in ExtType_Import(). The layout
+    of API_SYMBOL (v2); its first six fields are v1's, so the v1 symbol
+    names the same data for code cached by earlier versions."""
 
     _fields_ = [
         ("metaclass", ctypes.c_void_p),
@@ -204,6 +209,7 @@ def _install() -> _NumbaAPI:
     data = _NumbaAPI(api.metaclass, api.table_offset, ob_type_offset, *cache, *flat)
     _llvm.add_symbol(FIND_SYMBOL, api.find_slow)
     _llvm.add_symbol(API_SYMBOL, ctypes.addressof(data))
+    _llvm.add_symbol(_API_SYMBOL_V1, ctypes.addressof(data))
     return data
 
 

@@ -5,6 +5,7 @@ overrides mask in njit code as everywhere; ``!e`` exceptions propagate; ``!t``
 needs the GIL; ``cache=True`` code loads in a fresh process (ids, not
 addresses, in the cached code)."""
 
+import ctypes
 import json
 import math
 import os
@@ -138,6 +139,22 @@ def test_reload_keeps_the_linked_data(cprov):
     assert area(etn.address(c)) == before
 
 
+def test_api_symbols_v1_prefix_and_v2():
+    """Code cached by earlier versions names the v1 symbol and reads six
+    fields; v2 appends two. Both names resolve to the same data, whose
+    first six fields keep v1's offsets."""
+    import llvmlite.binding as llvm
+
+    assert etn.API_SYMBOL == "extensibletype_numba_api_v2"
+    here = ctypes.addressof(etn._DATA)
+    assert llvm.address_of_symbol(etn.API_SYMBOL) == here
+    assert llvm.address_of_symbol("extensibletype_numba_api_v1") == here
+    v1 = ["metaclass", "table_offset", "ob_type_offset", "type_cache", "type_cache_shift", "version_tag_offset"]
+    assert [f[0] for f in etn._NumbaAPI._fields_[:6]] == v1
+    assert [getattr(etn._NumbaAPI, f).offset for f in v1] == [0, 8, 16, 24, 32, 40]
+    assert [f[0] for f in etn._NumbaAPI._fields_[6:]] == ["flat_offset", "cache_word_offset"]
+
+
 def test_c_provider(cprov):
     c = cprov.Circle(2.0)
     a = etn.address(c)
@@ -229,7 +246,19 @@ def test_foreign_type_and_its_subclasses():
     assert find(etn.address(f)) == find(etn.address(s)) == 0
 
 
-@pytest.mark.parametrize("fillers", [0, 7, 30, 120])
+@njit
+def eight_misses(a):
+    """Keys registered nowhere: each lands on some entry of the table (an
+    occupied one for several of them), whose id must not match."""
+    return (
+        etn.find_method(a, "numba.miss.v1:m0#f64(O)") | etn.find_method(a, "numba.miss.v1:m1#f64(O)")
+        | etn.find_method(a, "numba.miss.v1:m2#f64(O)") | etn.find_method(a, "numba.miss.v1:m3#f64(O)")
+        | etn.find_method(a, "numba.miss.v1:m4#f64(O)") | etn.find_method(a, "numba.miss.v1:m5#f64(O)")
+        | etn.find_method(a, "numba.miss.v1:m6#f64(O)") | etn.find_method(a, "numba.miss.v1:m7#f64(O)")
+    )
+
+
+@pytest.mark.parametrize("fillers", [0, 7, 23, 30, 120])
 @pytest.mark.parametrize("kind", ["extensible", "foreign", "foreign subclass"])
 def test_flat_and_two_level_tables(kind, fillers):
     """The inline probe reads the flat descriptor word (of the type data, or
@@ -254,6 +283,7 @@ def test_flat_and_two_level_tables(kind, fillers):
     try:
         for _ in range(3):  # the first may fill the type cache
             assert find(etn.address(obj)) == nb_area.address == (et.lookup(obj, AREA) or 0)
+            assert eight_misses(etn.address(obj)) == 0
         et.set_slots(Owner, {AREA: None})
         assert find(etn.address(obj)) == 0 == (et.lookup(obj, AREA) or 0)
     finally:

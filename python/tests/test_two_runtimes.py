@@ -184,3 +184,59 @@ def test_second_runtime_alone(module_dir):
     print("OK")
     """,
     )
+
+
+# An owner from an older release: its API struct is shorter (append-only,
+# docs/spec.md §9). Simulated with the real runtime's struct cut to `size`
+# bytes (its struct_size said so), published where an owner publishes it:
+# the ballot box (the rendezvous of the first loaded copy, the package's)
+# and sys.modules["_extensibletype"].api_v1.
+OLDER_OWNER = """
+    import ctypes
+    import extensibletype
+    from extensibletype import _core
+    get = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    real = get(_core._C_API, b"extensibletype._C_API")
+    old = (ctypes.c_uint64 * 32)()
+    ctypes.memmove(old, real, SIZE)
+    ctypes.c_uint32.from_address(ctypes.addressof(old) + 4).value = SIZE
+    rendezvous = ctypes.addressof(ctypes.c_uint64.in_dll(ctypes.CDLL(_core.__file__), "extensibletype_rendezvous_v1"))
+    state = ctypes.c_size_t.from_address(rendezvous + 16)
+    assert state.value == real, (state.value, real)
+    state.value = ctypes.addressof(old)
+    new_capsule = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(
+        ("PyCapsule_New", ctypes.pythonapi))
+    sys.modules["_extensibletype"].api_v1 = new_capsule(ctypes.addressof(old), b"extensibletype._C_API", None)
+    import second_runtime
+    et, sr = extensibletype, second_runtime
+    # The copy published nothing of its own: the ballot box and the
+    # capsule still name the older owner's struct.
+    assert state.value == ctypes.addressof(old)
+    assert get(sys.modules["_extensibletype"].api_v1, b"extensibletype._C_API") == ctypes.addressof(old)
+    # Every kind of table, read through the copy's view of the short struct.
+    class Flat(metaclass=et.ExtensibleType):
+        __cslots__ = {"tests.old.v1:a": 0x1000}
+    class TwoLevel(metaclass=et.ExtensibleType):
+        __cslots__ = {f"tests.old.v1:k{i}": 0x2000 + 16 * i for i in range(40)}
+    class Foreign:
+        pass
+    class ForeignSub(Foreign):
+        pass
+    et.set_slots(Foreign, {"tests.old.v1:f": 0x3000})
+    assert et.table_info(Flat)["flat"] and not et.table_info(TwoLevel)["flat"]
+    for _ in range(2):  # the second round may come from the type cache
+        assert sr.find(Flat(), "tests.old.v1:a") == 0x1000
+        assert all(sr.find(TwoLevel(), f"tests.old.v1:k{i}") == 0x2000 + 16 * i for i in range(40))
+        assert sr.find(ForeignSub(), "tests.old.v1:f") == sr.find(Foreign(), "tests.old.v1:f") == 0x3000
+        assert sr.find(Flat(), "tests.old.v1:k1") is None and sr.find(1.5, "tests.old.v1:f") is None
+"""
+
+
+@pytest.mark.parametrize("size", [104, 112, 124, 128, 136])
+def test_second_copy_joins_an_older_owner(module_dir, size):
+    """A copy built with today's crate joins a runtime whose API struct is
+    as short as ABI v1's first (104 bytes: no ob_type offset, no type cache,
+    no flat descriptor): it imports, publishes only the owner's struct, and
+    finds every slot the owner's classes have."""
+    run(module_dir, PRELUDE + f"\n    SIZE = {size}\n" + OLDER_OWNER + COMMON)

@@ -49,7 +49,7 @@ static ARRAYS: AtomicPtr<PyObject> = AtomicPtr::new(ptr::null_mut());
 unsafe fn populate(module: *mut PyObject, api: &'static Api) -> c_int {
     // SAFETY: GIL held; module is live; `add` consumes each new reference.
     unsafe {
-        let capsule = PyCapsule_New((api as *const Api).cast_mut().cast(), runtime::CAPSULE_NAME.as_ptr(), None);
+        let capsule = PyCapsule_New(runtime::published(api).cast_mut().cast(), runtime::CAPSULE_NAME.as_ptr(), None);
         let ok = add(module, c"ExtensibleType", Py_NewRef(api.metaclass.cast())).is_ok()
             && add(module, c"_C_API", capsule).is_ok()
             && add(module, c"ABI_VERSION", PyLong_FromLong(runtime::ABI_VERSION as _)).is_ok()

@@ -381,8 +381,10 @@ unsafe fn find_or_create() -> Result<&'static Api, PyErrSet> {
                 });
                 match made {
                     Ok(api) => {
-                        ballot.state.store(api as *const Api as usize, Ordering::Release);
-                        extensibletype_rendezvous_v1.state.store(api as *const Api as usize, Ordering::Release);
+                        // The owner's struct, not a view of it (`published`).
+                        let owner = published(api) as usize;
+                        ballot.state.store(owner, Ordering::Release);
+                        extensibletype_rendezvous_v1.state.store(owner, Ordering::Release);
                         return Ok(api);
                     }
                     Err(e) => {
@@ -509,7 +511,7 @@ unsafe fn publish_here(api: &'static Api) -> Result<(), PyErrSet> {
             ))),
             None => {
                 let capsule = pyutil::Owned::new(PyCapsule_New(
-                    (api as *const Api).cast_mut().cast(),
+                    published(api).cast_mut().cast(),
                     CAPSULE_NAME.as_ptr(),
                     None,
                 ))?;
@@ -547,16 +549,34 @@ impl AbiMismatch {
     }
 }
 
+/// Completed views of older owners' API structs, by the owner's address:
+/// `(owner's struct, this copy's view)`. One per distinct runtime struct
+/// this copy is shown (a process has one runtime, so in practice one), so
+/// that every `check_abi` of one struct returns one view (identity checks
+/// compare views) and [`published`] can give the owner's struct back.
+static VIEWS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// The API struct to publish for `api` (what [`import`] returned) in a
+/// capsule or elsewhere: the owner's own struct. A copy that joined an
+/// older owner uses a completed view of the owner's shorter struct (same
+/// `struct_size`); the view is never published, so that every copy, and
+/// the owner itself, recognise what they find.
+pub fn published(api: &'static Api) -> *const Api {
+    let here = api as *const Api as usize;
+    let views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    views.iter().find(|&&(_, view)| view == here).map_or(api as *const Api, |&(owner, _)| owner as *const Api)
+}
+
 /// Accept a runtime of our ABI version whose API struct is at least ABI
 /// v1's first one ([`API_MIN_SIZE`]; an older owner's struct is shorter
 /// than ours, the struct being append-only, docs/spec.md §9), and give this
 /// copy a complete view of it: the struct itself when it has every field
-/// this copy knows, else a copy (leaked: at most one per adoption, once per
-/// copy and interpreter) whose missing appended fields read as absent — no
-/// `ob_type` offset, no type cache, the table pointer as the descriptor.
-/// `struct_size` stays the owner's, so every reader of the copy (the
-/// `Reader`, C consumers of a capsule made from it) still reads only what
-/// the owner published. Pure: no Python.
+/// this copy knows, else a copy whose missing appended fields read as
+/// absent — no `ob_type` offset, no type cache, the table pointer as the
+/// descriptor — made once per owner struct ([`VIEWS`]; leaked, like the
+/// struct) and never published ([`published`]). `struct_size` stays the
+/// owner's, so every reader of the view (the `Reader`) still reads only
+/// what the owner published. No Python.
 ///
 /// # Safety
 /// `api` points to a published API struct (leaked, immutable) of at least
@@ -572,6 +592,11 @@ unsafe fn check_abi(api: *const Api) -> Result<&'static Api, AbiMismatch> {
         // SAFETY: the struct holds every field of `Api` and lives for the
         // process, immutable (the contract).
         return Ok(unsafe { &*api });
+    }
+    let mut views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, view)) = views.iter().find(|&&(owner, _)| owner == api as usize) {
+        // SAFETY: a view made below, leaked.
+        return Ok(unsafe { &*(view as *const Api) });
     }
     let mut full = core::mem::MaybeUninit::<Api>::zeroed();
     // SAFETY: `size` bytes are readable at `api` (the contract) and fit in
@@ -594,7 +619,9 @@ unsafe fn check_abi(api: *const Api) -> Result<&'static Api, AbiMismatch> {
         if !covers(offset_of!(Api, flat_offset) + size_of::<isize>()) {
             (*f).flat_offset = (*f).table_offset;
         }
-        Ok(Box::leak(Box::new(full.assume_init())))
+        let view: &'static Api = Box::leak(Box::new(full.assume_init()));
+        views.push((api as usize, view as *const Api as usize));
+        Ok(view)
     }
 }
 
@@ -759,8 +786,24 @@ mod tests {
     }
 
     #[test]
+    fn one_view_per_owner_struct_and_the_owner_is_what_gets_published() {
+        let bytes = truncated(offset_of!(Api, flat_offset));
+        let words: &'static mut [u64] = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+        // SAFETY: `words` has room for `bytes.len()` bytes.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        let owner = words.as_ptr().cast::<Api>();
+        // SAFETY: a struct of its own `struct_size` bytes, leaked.
+        let (a, b) = unsafe { (check_abi(owner).unwrap(), check_abi(owner).unwrap()) };
+        assert!(ptr::eq(a, b), "identity checks compare views: one per owner struct");
+        assert!(!ptr::eq(a, owner));
+        assert!(ptr::eq(published(a), owner), "the view is never published");
+        let complete: &'static Api = Box::leak(Box::new(full()));
+        assert!(ptr::eq(published(complete), complete));
+    }
+
+    #[test]
     fn an_owner_from_before_the_type_cache_is_adopted_without_one() {
-        for size in [API_MIN_SIZE, offset_of!(Api, type_cache), offset_of!(Api, version_tag_offset)] {
+        for size in [API_MIN_SIZE, offset_of!(Api, type_cache), offset_of!(Api, version_tag_offset), 124] {
             let got = check(&truncated(size)).unwrap();
             assert!(got.type_cache.is_null(), "size {size}");
             assert_eq!((got.type_cache_bits, got.version_tag_offset, got.flat_offset), (0, 0, 880), "size {size}");

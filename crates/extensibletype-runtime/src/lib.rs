@@ -88,7 +88,7 @@ pub(crate) use lookup::cache;
 
 pub(crate) use pyutil::guard;
 
-pub use bootstrap::import;
+pub use bootstrap::{import, published};
 use bootstrap::api;
 pub use rust_api::{metaclass, set_slots, type_from_spec};
 

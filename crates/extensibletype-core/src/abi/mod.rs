@@ -243,8 +243,11 @@ unsafe impl<O, T, S> Sync for Api<O, T, S> {}
 unsafe impl<O, T, S> Send for Api<O, T, S> {}
 
 impl<O, T, S> Api<O, T, S> {
-    /// Is this struct usable by code built for ABI v1 (version equal, struct
-    /// at least as large as ours)? `ExtType_Import` refuses it otherwise.
+    /// Does this struct have every field of this version of [`Api`] (ABI
+    /// version equal, `struct_size` at least ours)? Stricter than what
+    /// readers accept: [`Reader::import`] and `ExtType_Import` take any ABI
+    /// v1 struct of at least [`API_MIN_SIZE`] bytes and read appended fields
+    /// only when `struct_size` covers them.
     pub fn is_compatible(&self) -> bool {
         self.abi_version == ABI_VERSION && self.struct_size as usize >= core::mem::size_of::<Api>()
     }

@@ -74,9 +74,11 @@ unsafe fn first_table_of(tp: *mut PyTypeObject) -> *const RawTable {
 #[cold]
 fn import_reader() -> Reader {
     let api: *const Api = crate::api();
-    // SAFETY: `api()` is the process's API struct, leaked (lives for the
-    // process) and checked by `import()` (same ABI version, struct at least
-    // as large as ours).
+    // SAFETY: `api()` is the process's API struct (or this copy's completed
+    // view of an older owner's), leaked (lives for the process) and checked
+    // by `import()` (same ABI version, at least ABI v1's first fields);
+    // `Reader::import` reads appended fields only when `struct_size`
+    // covers them.
     let reader = unsafe { Reader::import(api) };
     reader.expect("extensibletype: the runtime's API struct has an invalid type cache").with_find_slow(slow_if_type)
 }
