@@ -34,6 +34,9 @@
  * your extension (e.g. `mymod_exttype_api`) before every include of this
  * header; in exactly one TU (the one that calls ExtType_Import()) leave
  * EXTTYPE_NO_IMPORT undefined, and define EXTTYPE_NO_IMPORT in all others.
+ * Compile every TU that shares the symbol against the same extensibletype.h:
+ * the shared per-extension cache is internal and its layout may change
+ * between releases (the ABI with the runtime does not).
  *
  * Threads
  * -------

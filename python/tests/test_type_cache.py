@@ -347,12 +347,17 @@ def test_c_readers_without_thread_state_see_every_change(readers):
                 for n in names:
                     readers.end_change(index[n], new[n])
 
-            change(["sub", "base"], lambda: et.set_slots(Base, {KEY: v}), dict(sub=v, base=v))
+            # Every other round 30 filler slots come and go, so the tables
+            # the cache entries name (and their flat words) switch between
+            # flat and two-level while readers probe them.
+            fill = {f"tests.cache.v1:fill{i}": (0x100 + 16 * i if round_ % 2 else None) for i in range(30)}
+            change(["sub", "base"], lambda: et.set_slots(Base, {KEY: v, **fill}), dict(sub=v, base=v))
             # (No __bases__ assignment here: a reader with no thread state
             # that misses the cache walks tp_mro, which a concurrent
             # assignment frees; see docs/c-api.md, "Known limitations".
             # test_bases_assignment_on_foreign_classes covers it in order.)
-            change(["s", "u"], lambda: et.set_slots(E, {KEY: v + 1}), dict(s=v + 1, u=v + 1))
+            change(["s", "u"], lambda: et.set_slots(E, {KEY: v + 1, **fill}), dict(s=v + 1, u=v + 1))
+            assert et.table_info(Base)["flat"] == et.table_info(E)["flat"] == (round_ % 2 == 0)
             change(["plain"], lambda: et.set_slots(Plain, {KEY: v + 2}), dict(plain=v + 2))
             change(["plain"], lambda: et.set_slots(Plain, {KEY: None}), dict(plain=0))
             # Churn: classes die and are reborn at reused addresses.
