@@ -391,14 +391,6 @@ fn log_b_ladder(log_s: u32) -> core::ops::RangeInclusive<u32> {
     narrowest..=widest
 }
 
-/// SplitMix64's finaliser: a bijective mix of all 64 bits.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// An odd multiplier, a pure function of the id-set seed and the ladder
 /// position (`slot_attempt == u32::MAX` names the bin multiplier).
 fn multiplier(seed: u64, log_s: u32, log_b: u32, bin_attempt: u32, slot_attempt: u32) -> u64 {

@@ -116,6 +116,13 @@ pub fn start_log_m(n: usize, policy: FlatPolicy) -> u32 {
     log_m
 }
 
+/// Is a flat table for `n` ids hopeless within the cap (n = 64: about 2,600
+/// attempts expected at 256 slots, against a budget of 256)? Then the search
+/// gives up at once rather than spend the whole budget.
+fn hopeless(n: usize, policy: FlatPolicy) -> bool {
+    expected_attempts(n, cap_log_m(n)) > 4.0 * f64::from(policy.cap_attempts.max(1))
+}
+
 /// Find a multiplier and size that send `ids` to distinct slots; `None` if
 /// none is found within the cap (or `ids` has a duplicate, or more than
 /// [`FLAT_MAX_ENTRIES`] ids). Ids are not checked for zero here.
@@ -129,9 +136,7 @@ pub fn find_shape(ids: &[u64], policy: FlatPolicy, work: &mut FlatWork) -> Optio
         seed = seed.wrapping_add(splitmix64(id));
     }
     let cap = cap_log_m(n);
-    // Hopeless within the cap (n = 64: about 2,600 attempts expected at 256
-    // slots): give up at once rather than spend the whole budget.
-    if expected_attempts(n, cap) > 4.0 * f64::from(policy.cap_attempts.max(1)) {
+    if hopeless(n, policy) {
         return None;
     }
     for log_m in start_log_m(n, policy)..=cap {
@@ -199,7 +204,7 @@ pub fn build_flat(entries: &[(u64, *const c_void)], policy: FlatPolicy, work: &m
         *slot = id;
     }
     let ids = &ids[..n];
-    if expected_attempts(n, cap_log_m(n)) > 4.0 * f64::from(policy.cap_attempts.max(1)) {
+    if hopeless(n, policy) {
         // Refused without a search (and without the O(n²) duplicate scan):
         // the v1 builder the caller falls back to reports duplicates.
         return Ok(None);
@@ -261,13 +266,6 @@ fn flat_multiplier(seed: u64, log_m: u32, attempt: u32) -> u64 {
     splitmix64(splitmix64(seed ^ position)) | 1
 }
 
-/// SplitMix64's finaliser (as in the v1 builder).
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 impl Table {
     /// The table the runtime publishes for `entries`: a flat table when

@@ -375,6 +375,15 @@ impl fmt::Debug for Table {
     }
 }
 
+/// SplitMix64's finaliser: a bijective mix of all 64 bits. Both builders
+/// (two-level and flat) seed and draw their multipliers with it.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn block_layout(bytes: usize) -> Layout {
     // Sizes are bounded (< 4 MiB) and the alignment is a power of two.
     Layout::from_size_align(bytes, TABLE_ALIGN).expect("table layout")
