@@ -441,6 +441,34 @@ def test_every_instruction_set(isa):
         xa._impl._set_isa("best")
 
 
+def test_dot_past_the_cache_every_instruction_set():
+    """Inputs of 8 MiB and more take the streaming loop (software prefetch;
+    the AVX2 version where AVX-512 is available): right at every level, for
+    every dtype, contiguous and strided (the span path and the element
+    loop), and the same bits at avx2 and avx512."""
+    rng = np.random.default_rng(11)
+    for dtype in ("float64", "float32", "int64"):
+        n = (16 << 20) // np.dtype(dtype).itemsize  # 16 MiB per operand
+        if dtype == "int64":
+            a, b = rng.integers(-1000, 1000, n), rng.integers(-1000, 1000, n)
+        else:
+            a, b = rng.random(n).astype(dtype), rng.random(n).astype(dtype)
+        for step in (1, 2, 5):
+            x, y = a[::step], b[::step]
+            want = int((x * y).sum()) if dtype == "int64" else (x.astype(np.float64) * y).sum()
+            got = {}
+            for isa in ("base", "avx2", "avx512"):
+                if not xa._impl._set_isa(isa):
+                    continue
+                try:
+                    got[isa] = xa.dot(x, y)
+                finally:
+                    xa._impl._set_isa("best")
+                check_close(got[isa], want, dtype)
+            if "avx512" in got:  # the fused loops add in one order above base
+                assert got["avx512"] == got["avx2"], (dtype, step)
+
+
 def test_large_and_accuracy():
     rng = np.random.default_rng(7)
     x = rng.random(300_001)

@@ -52,6 +52,14 @@ pub(crate) const PAR_MIN: usize = 1 << 20;
 /// 21, load average 6–7.6) found threaded `dot` faster than one thread at
 /// every n from 49,152 on; this is the next power of two (docs/arrays.md).
 pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
+/// Bytes of memory (see [`streamed_bytes`]) from which `dot` takes the
+/// streaming loop ([`kernels::dot_stream`]). Measured on the Intel Xeon
+/// guest (docs/arrays.md, "Dot past the cache"): from 10^6 elements (16 MB
+/// contiguous, 32 MB strided) the streaming loop was 3-9% faster in every
+/// run; from 2·10^5 to 6·10^5 elements (3-19 MB) the two loops were within
+/// the machine's noise; at 10^5 strided (3.2 MB) the cached loop was
+/// faster. 8 MiB is inside the band where neither loses.
+pub(crate) const STREAM_MIN: usize = 8 << 20;
 /// Largest part size in elements.
 const PART: usize = 1 << 16;
 /// Inputs below `PARTS * PART` elements are cut into about this many parts
@@ -589,12 +597,28 @@ pub(crate) unsafe fn sum<T: Elem>(nd: &Nd<1>) -> T {
 /// # Safety
 /// As [`kernels::dot`].
 pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
+    // Chosen once for the whole input: a part alone cannot tell a cached
+    // input from a streamed one. Both loops give the same bits.
+    let kernel: unsafe fn(&Nd<2>) -> T =
+        if streamed_bytes::<T, 2>(nd) >= STREAM_MIN { kernels::dot_stream::<T> } else { kernels::dot::<T> };
     match split(nd, DOT_PAR_MIN) {
         // SAFETY: forwarded.
-        Some(parts) => pairwise(&run(parts, |p| unsafe { kernels::dot::<T>(p) })),
+        Some(parts) => pairwise(&run(parts, |p| unsafe { kernel(p) })),
         // SAFETY: forwarded.
-        None => unsafe { kernels::dot::<T>(nd) },
+        None => unsafe { kernel(nd) },
     }
+}
+
+/// Bytes of memory one pass over `nd` brings in: per element and operand,
+/// its innermost byte stride clamped to [item size, 64] (a stride of a cache
+/// line or more costs a line per element), 0 for a broadcast operand.
+fn streamed_bytes<T, const K: usize>(nd: &Nd<K>) -> usize {
+    let (_, strides) = nd.inner();
+    let item = core::mem::size_of::<T>();
+    strides
+        .iter()
+        .map(|s| if *s == 0 { 0 } else { nd.size.saturating_mul(s.unsigned_abs().clamp(item, 64)) })
+        .fold(0, usize::saturating_add)
 }
 
 /// [`kernels::axpy`] (operand 0 = y), on several threads for large inputs:
@@ -671,6 +695,67 @@ mod tests {
                 let vx = view(&mut x, &mut sx, &mut tx);
                 let vy = view(&mut y, &mut sy, &mut ty);
                 let nd = Nd::new([&vx, &vy], true);
+                let mut got = Vec::new();
+                for t in [1, 2] {
+                    set_threads(t);
+                    // SAFETY: the views describe x and y, alive for the call.
+                    got.push(unsafe { dot::<f64>(&nd) });
+                }
+                set_threads(0);
+                assert_eq!(got[0].to_bits(), got[1].to_bits(), "n={n} k={k}");
+                assert_eq!(got[0], exact, "n={n} k={k}");
+            }
+        }
+    }
+
+    /// What `dot` measures to pick its loop: item size to a cache line per
+    /// element and operand, nothing for a broadcast operand; contiguous
+    /// float64 crosses STREAM_MIN at STREAM_MIN / 16 elements.
+    #[test]
+    fn streamed_bytes_per_stride() {
+        let n = 1000usize;
+        let mut x = vec![0.0f64; 200 * n];
+        let mut y = vec![0.0f64; 200 * n];
+        let mut bytes = |sx: i64, sy: i64| {
+            let (mut shx, mut stx) = ([n as i64], [sx]);
+            let (mut shy, mut sty) = ([n as i64], [sy]);
+            let vx = view(&mut x, &mut shx, &mut stx);
+            let vy = view(&mut y, &mut shy, &mut sty);
+            streamed_bytes::<f64, 2>(&Nd::new([&vx, &vy], false))
+        };
+        assert_eq!(bytes(8, 8), 16 * n);
+        assert_eq!(bytes(16, 24), 40 * n);
+        assert_eq!(bytes(-16, 8), 24 * n);
+        assert_eq!(bytes(800, 64), 128 * n, "a line per element at most");
+        assert_eq!(bytes(0, 8), 8 * n, "a broadcast operand streams nothing");
+        let mut x = vec![0.0f64; STREAM_MIN / 16];
+        let mut y = x.clone();
+        for (m, over) in [(STREAM_MIN / 16 - 1, false), (STREAM_MIN / 16, true)] {
+            let (mut shx, mut stx) = ([m as i64], [8i64]);
+            let (mut shy, mut sty) = ([m as i64], [8i64]);
+            let vx = view(&mut x, &mut shx, &mut stx);
+            let vy = view(&mut y, &mut shy, &mut sty);
+            assert_eq!(streamed_bytes::<f64, 2>(&Nd::new([&vx, &vy], true)) >= STREAM_MIN, over, "m={m}");
+        }
+    }
+
+    /// dot on either side of STREAM_MIN (the streaming loop and the cached
+    /// one), contiguous and every 2nd element: the exact sum of integer
+    /// products, the same bits on 1 and 2 threads.
+    #[test]
+    fn dot_exact_across_the_streaming_threshold() {
+        for k in [1usize, 2] {
+            let at = STREAM_MIN / (16 * k);
+            for n in [at - 1, at + 513] {
+                let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64).collect();
+                let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104_729) % 997) as f64).collect();
+                let exact: f64 = (0..n).map(|i| x[i * k] * y[i * k]).sum(); // integers < 2^53: exact
+                let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
+                let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
+                let vx = view(&mut x, &mut sx, &mut tx);
+                let vy = view(&mut y, &mut sy, &mut ty);
+                let nd = Nd::new([&vx, &vy], true);
+                assert_eq!(streamed_bytes::<f64, 2>(&nd) >= STREAM_MIN, n > at, "n={n} k={k}");
                 let mut got = Vec::new();
                 for t in [1, 2] {
                     set_threads(t);

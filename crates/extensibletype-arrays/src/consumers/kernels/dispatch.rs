@@ -1,6 +1,7 @@
 //! Run-time dispatch of the kernels: the instruction-set level ([`Isa`],
 //! detected once, forced by tests) and the `sum`/`dot`/`axpy`/`gather`
-//! entry points, each compiled for x86-64 baseline, AVX2+FMA and AVX-512.
+//! entry points, each compiled for x86-64 baseline, AVX2+FMA and AVX-512
+//! (`dot_stream`: baseline and AVX2+FMA).
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -103,6 +104,33 @@ multiversion!(
     /// Sum of the elementwise products.
     fn dot<T>(nd: &Nd<2>) -> T = dot_impl
 );
+/// [`dot`] for inputs streamed from memory ([`dot_stream_impl`]: software
+/// prefetch), in the AVX2+FMA version even where AVX-512 is available:
+/// once the loop waits on memory, 512-bit vectors bought nothing and the
+/// 256-bit loop was 3-9% faster (docs/arrays.md, "Dot past the cache").
+/// Both versions fuse the multiply-add in the same lane order, so the
+/// result has the same bits as [`dot`] at any level.
+///
+/// # Safety
+/// As [`dot`].
+pub(crate) unsafe fn dot_stream<T: Elem>(nd: &Nd<2>) -> T {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3<T: Elem>(nd: &Nd<2>) -> T {
+            // SAFETY: forwarded.
+            unsafe { dot_stream_impl::<T, true>(nd) }
+        }
+        if isa() != Isa::Base {
+            // SAFETY: isa() only reports levels the CPU supports, and both
+            // levels above Base include AVX2 and FMA.
+            return unsafe { v3::<T>(nd) };
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { dot_stream_impl::<T, false>(nd) }
+}
+
 multiversion!(
     /// `y += a * x` (operand 0 = y).
     fn axpy<T>(nd: &Nd<2>, a: T) -> () = axpy_impl

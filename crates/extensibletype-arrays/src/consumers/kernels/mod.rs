@@ -41,10 +41,11 @@ pub(crate) trait Elem: Copy + Default + PartialEq + Send + Sync + 'static {
     fn contig_sum(x: &[Self]) -> Self;
     /// Sum of every `k`-th element of a contiguous span (k in 2..=4).
     fn span_sum(span: &[Self], k: usize) -> Self;
-    /// Dot product of two contiguous slices of equal length.
-    fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self;
+    /// Dot product of two contiguous slices of equal length (prefetching
+    /// `PF` bytes ahead; 0: no prefetch).
+    fn contig_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self]) -> Self;
     /// Dot of every `k`-th element of two equal spans (k in 2..=4).
-    fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self;
+    fn span_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self], k: usize) -> Self;
 }
 
 macro_rules! float_elem {
@@ -76,14 +77,14 @@ macro_rules! float_elem {
                 }
             }
             #[inline(always)]
-            fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self {
-                reduce_lanes(lanes_dot::<Self, $w, F>(x, y))
+            fn contig_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self]) -> Self {
+                reduce_lanes(lanes_dot::<Self, $w, F, PF>(x, y))
             }
             #[inline(always)]
-            fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self {
+            fn span_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self], k: usize) -> Self {
                 match k {
-                    3 => every_kth(&lanes_dot::<Self, { $w * 3 / 4 }, F>(x, y), 3),
-                    _ => every_kth(&lanes_dot::<Self, $w, F>(x, y), k),
+                    3 => every_kth(&lanes_dot::<Self, { $w * 3 / 4 }, F, PF>(x, y), 3),
+                    _ => every_kth(&lanes_dot::<Self, $w, F, PF>(x, y), k),
                 }
             }
         }
@@ -114,14 +115,14 @@ impl Elem for i64 {
         }
     }
     #[inline(always)]
-    fn contig_dot<const F: bool>(x: &[Self], y: &[Self]) -> Self {
-        reduce_lanes(lanes_dot::<Self, 32, F>(x, y))
+    fn contig_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self]) -> Self {
+        reduce_lanes(lanes_dot::<Self, 32, F, PF>(x, y))
     }
     #[inline(always)]
-    fn span_dot<const F: bool>(x: &[Self], y: &[Self], k: usize) -> Self {
+    fn span_dot<const F: bool, const PF: usize>(x: &[Self], y: &[Self], k: usize) -> Self {
         match k {
-            3 => every_kth(&lanes_dot::<Self, 24, F>(x, y), 3),
-            _ => every_kth(&lanes_dot::<Self, 32, F>(x, y), k),
+            3 => every_kth(&lanes_dot::<Self, 24, F, PF>(x, y), 3),
+            _ => every_kth(&lanes_dot::<Self, 32, F, PF>(x, y), k),
         }
     }
 }
@@ -219,9 +220,11 @@ fn lanes_sum<T: Elem, const W: usize>(x: &[T]) -> [T; W] {
     pw.finish([T::ZERO; W], add_lanes)
 }
 
-/// As [`lanes_sum`] for the products `x[i] * y[i]`.
+/// As [`lanes_sum`] for the products `x[i] * y[i]`, asking for the cache
+/// lines `PF` bytes ahead of each chunk of W (0: no prefetch). The
+/// prefetch changes the timing only, never the order of the additions.
 #[inline(always)]
-fn lanes_dot<T: Elem, const W: usize, const F: bool>(x: &[T], y: &[T]) -> [T; W] {
+fn lanes_dot<T: Elem, const W: usize, const F: bool, const PF: usize>(x: &[T], y: &[T]) -> [T; W] {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
     let block = W * PER_LANE;
@@ -233,6 +236,8 @@ fn lanes_dot<T: Elem, const W: usize, const F: bool>(x: &[T], y: &[T]) -> [T; W]
         for (cx, cy) in bx.chunks_exact(W).zip(by.chunks_exact(W)) {
             let cx: &[T; W] = cx.try_into().expect("chunk of W");
             let cy: &[T; W] = cy.try_into().expect("chunk of W");
+            prefetch_ahead::<PF>(cx.as_ptr().cast(), core::mem::size_of_val(cx));
+            prefetch_ahead::<PF>(cy.as_ptr().cast(), core::mem::size_of_val(cy));
             for j in 0..W {
                 acc[j] = cx[j].mul_add::<F>(cy[j], acc[j]);
             }
@@ -257,6 +262,26 @@ fn lanes_dot<T: Elem, const W: usize, const F: bool>(x: &[T], y: &[T]) -> [T; W]
         pw.push(acc, add_lanes);
     }
     pw.finish([T::ZERO; W], add_lanes)
+}
+
+/// Ask for the cache lines of `[p + PF, p + PF + bytes)` (x86-64 `prefetcht0`;
+/// nothing elsewhere or when `PF` is 0). A hint: the addresses may lie past
+/// the end of the data, and are never dereferenced.
+#[inline(always)]
+fn prefetch_ahead<const PF: usize>(p: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if PF != 0 {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut at = 0;
+        while at < bytes {
+            // SAFETY: PREFETCHT0 never faults, whatever the address; the
+            // pointer is only computed (wrapping_add), not dereferenced.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PF + at).cast()) };
+            at += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
 }
 
 /// Sum of `acc[..n]` by halving (a balanced tree, like NumPy's pairwise sum).
@@ -409,8 +434,29 @@ unsafe fn sum_impl<T: Elem, const F: bool>(nd: &Nd<1>) -> T {
     pw.finish(T::ZERO, T::add)
 }
 
+/// How far ahead the streaming `dot` prefetches: 512 bytes (8 lines) ahead
+/// of each chunk. Measured on an Intel Xeon guest (docs/arrays.md, "Dot
+/// past the cache"): 512 did better than 1, 2 and 4 KiB.
+pub(crate) const STREAM_PREFETCH: usize = 512;
+
+/// `dot` for inputs that fit the caches (no prefetch).
 #[inline(always)]
 unsafe fn dot_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
+    // SAFETY: forwarded.
+    unsafe { dot_loops::<T, F, 0>(nd) }
+}
+
+/// `dot` for inputs streamed from memory: prefetching [`STREAM_PREFETCH`]
+/// bytes ahead on the contiguous and span paths. Same additions in the same
+/// order as [`dot_impl`], so the same bits.
+#[inline(always)]
+unsafe fn dot_stream_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
+    // SAFETY: forwarded.
+    unsafe { dot_loops::<T, F, STREAM_PREFETCH>(nd) }
+}
+
+#[inline(always)]
+unsafe fn dot_loops<T: Elem, const F: bool, const PF: usize>(nd: &Nd<2>) -> T {
     let (len, [sx, sy]) = nd.inner();
     let mut pw: Pairwise<T, 1> = Pairwise::new();
     for [px, py] in nd.runs() {
@@ -420,13 +466,13 @@ unsafe fn dot_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
             if is_slice::<T>(px, sx) && is_slice::<T>(py, sy) {
                 let x = core::slice::from_raw_parts(px.cast::<T>(), len);
                 let y = core::slice::from_raw_parts(py.cast::<T>(), len);
-                pw.push(T::contig_dot::<F>(x, y), T::add);
+                pw.push(T::contig_dot::<F, PF>(x, y), T::add);
             } else if let (Some(k), true) = (span_k::<T>(px, sx).filter(|_| len >= SPAN_MIN), sx == sy) {
                 let n = (len - 1) * k + 1;
                 if span_k::<T>(py, sy).is_some() {
                     let x = core::slice::from_raw_parts(px.cast::<T>(), n);
                     let y = core::slice::from_raw_parts(py.cast::<T>(), n);
-                    pw.push(T::span_dot::<F>(x, y, k), T::add);
+                    pw.push(T::span_dot::<F, PF>(x, y, k), T::add);
                 } else {
                     strided_dot::<T, F>(px, sx, py, sy, len, &mut pw);
                 }
@@ -528,8 +574,14 @@ mod tests {
             // SAFETY: forwarded.
             unsafe { sum_impl::<f64, false>(nd) }
         }
+        /// # Safety
+        /// As [`dot`].
+        unsafe fn dot_stream_base(nd: &Nd<2>) -> f64 {
+            // SAFETY: forwarded.
+            unsafe { dot_stream_impl::<f64, false>(nd) }
+        }
         #[allow(unused_mut)]
-        let mut v: Vec<Version> = vec![("base", dot_base, sum_base)];
+        let mut v: Vec<Version> = vec![("base", dot_base, sum_base), ("base stream", dot_stream_base, sum_base)];
         #[cfg(target_arch = "x86_64")]
         {
             /// # Safety
@@ -560,9 +612,17 @@ mod tests {
                 // SAFETY: forwarded.
                 unsafe { sum_impl::<f64, true>(nd) }
             }
+            /// # Safety
+            /// As [`dot`], on a CPU with AVX2 and FMA.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn dot_stream_v3(nd: &Nd<2>) -> f64 {
+                // SAFETY: forwarded.
+                unsafe { dot_stream_impl::<f64, true>(nd) }
+            }
             let level = detect() as u8;
             if level >= Isa::Avx2 as u8 {
                 v.push(("avx2", dot_v3, sum_v3));
+                v.push(("avx2 stream", dot_stream_v3, sum_v3));
             }
             if level >= Isa::Avx512 as u8 {
                 v.push(("avx512", dot_v4, sum_v4));
@@ -681,6 +741,38 @@ mod tests {
                     // SAFETY: as above.
                     let d = unsafe { dot(nd2) };
                     assert!((d - want).abs() <= tol, "{isa} dot {what}: {d} vs {want} (tol {tol})");
+                }
+            });
+        }
+    }
+
+    /// The streaming loop (prefetch) adds the same products in the same
+    /// order as the cached loop of the same fusing, so the bits agree: base
+    /// with base stream, and every fused version (AVX2, AVX-512) with the
+    /// AVX2 stream that replaces them past the cache. Random data, so a
+    /// different order of additions would show in the low bits.
+    #[test]
+    fn stream_loop_same_bits_as_cached_loop() {
+        let mut rng = Rng(0x5151_2026_1203_0001);
+        for n in lengths() {
+            for_layouts(n, &mut rng, false, |what, nd2, _, _, _| {
+                let got: Vec<(&str, u64)> = versions()
+                    .into_iter()
+                    // SAFETY: the views describe live vectors of the test.
+                    .map(|(isa, dot, _)| (isa, unsafe { dot(nd2) }.to_bits()))
+                    .collect();
+                let bits = |name: &str| got.iter().find(|g| g.0 == name).map(|g| g.1);
+                assert_eq!(bits("base stream"), bits("base"), "base {what}");
+                // The dispatched pair, at the level this CPU runs.
+                // SAFETY: as above.
+                let (d, ds) = unsafe { (dot::<f64>(nd2), dot_stream::<f64>(nd2)) };
+                assert_eq!(d.to_bits(), ds.to_bits(), "dot vs dot_stream at {:?}, {what}", isa());
+                if let Some(stream) = bits("avx2 stream") {
+                    for fused in ["avx2", "avx512"] {
+                        if let Some(b) = bits(fused) {
+                            assert_eq!(stream, b, "{fused} vs avx2 stream, {what}");
+                        }
+                    }
                 }
             });
         }
