@@ -681,29 +681,36 @@ mod tests {
         }
     }
 
-    /// dot around DOT_PAR_MIN, contiguous and every 3rd element: the same
-    /// bits on 1 and 2 threads, and the exact sum of integer products.
+    /// dot of n integer-valued elements every k-th of x and y: the exact
+    /// sum of the products, the same bits on 1 and 2 threads. `check` sees
+    /// the Nd first.
+    fn dot_exact_on_any_thread_count(n: usize, k: usize, check: impl Fn(&Nd<2>)) {
+        let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64).collect();
+        let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104_729) % 997) as f64).collect();
+        let exact: f64 = (0..n).map(|i| x[i * k] * y[i * k]).sum(); // integers < 2^53: exact
+        let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
+        let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
+        let vx = view(&mut x, &mut sx, &mut tx);
+        let vy = view(&mut y, &mut sy, &mut ty);
+        let nd = Nd::new([&vx, &vy], true);
+        check(&nd);
+        let mut got = Vec::new();
+        for t in [1, 2] {
+            set_threads(t);
+            // SAFETY: the views describe x and y, alive for the call.
+            got.push(unsafe { dot::<f64>(&nd) });
+        }
+        set_threads(0);
+        assert_eq!(got[0].to_bits(), got[1].to_bits(), "n={n} k={k}");
+        assert_eq!(got[0], exact, "n={n} k={k}");
+    }
+
+    /// dot around DOT_PAR_MIN, contiguous and every 3rd element.
     #[test]
     fn dot_threshold_same_bits_on_any_thread_count() {
         for n in [DOT_PAR_MIN - 1, DOT_PAR_MIN, 3 * DOT_PAR_MIN + 17] {
             for k in [1usize, 3] {
-                let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64).collect();
-                let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104729) % 997) as f64).collect();
-                let exact: f64 = (0..n).map(|i| x[i * k] * y[i * k]).sum(); // integers < 2^53: exact
-                let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
-                let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
-                let vx = view(&mut x, &mut sx, &mut tx);
-                let vy = view(&mut y, &mut sy, &mut ty);
-                let nd = Nd::new([&vx, &vy], true);
-                let mut got = Vec::new();
-                for t in [1, 2] {
-                    set_threads(t);
-                    // SAFETY: the views describe x and y, alive for the call.
-                    got.push(unsafe { dot::<f64>(&nd) });
-                }
-                set_threads(0);
-                assert_eq!(got[0].to_bits(), got[1].to_bits(), "n={n} k={k}");
-                assert_eq!(got[0], exact, "n={n} k={k}");
+                dot_exact_on_any_thread_count(n, k, |_| {});
             }
         }
     }
@@ -739,32 +746,16 @@ mod tests {
         }
     }
 
-    /// dot on either side of STREAM_MIN (the streaming loop and the cached
-    /// one), contiguous and every 2nd element: the exact sum of integer
-    /// products, the same bits on 1 and 2 threads.
+    /// dot on either side of STREAM_MIN (the cached loop and the streaming
+    /// one), contiguous and every 2nd element.
     #[test]
     fn dot_exact_across_the_streaming_threshold() {
         for k in [1usize, 2] {
             let at = STREAM_MIN / (16 * k);
             for n in [at - 1, at + 513] {
-                let mut x: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1000) as f64).collect();
-                let mut y: Vec<f64> = (0..n * k).map(|i| ((i * 104_729) % 997) as f64).collect();
-                let exact: f64 = (0..n).map(|i| x[i * k] * y[i * k]).sum(); // integers < 2^53: exact
-                let (mut sx, mut tx) = ([n as i64], [8 * k as i64]);
-                let (mut sy, mut ty) = ([n as i64], [8 * k as i64]);
-                let vx = view(&mut x, &mut sx, &mut tx);
-                let vy = view(&mut y, &mut sy, &mut ty);
-                let nd = Nd::new([&vx, &vy], true);
-                assert_eq!(streamed_bytes::<f64, 2>(&nd) >= STREAM_MIN, n > at, "n={n} k={k}");
-                let mut got = Vec::new();
-                for t in [1, 2] {
-                    set_threads(t);
-                    // SAFETY: the views describe x and y, alive for the call.
-                    got.push(unsafe { dot::<f64>(&nd) });
-                }
-                set_threads(0);
-                assert_eq!(got[0].to_bits(), got[1].to_bits(), "n={n} k={k}");
-                assert_eq!(got[0], exact, "n={n} k={k}");
+                dot_exact_on_any_thread_count(n, k, |nd| {
+                    assert_eq!(streamed_bytes::<f64, 2>(nd) >= STREAM_MIN, n > at, "n={n} k={k}");
+                });
             }
         }
     }
