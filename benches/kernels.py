@@ -3,6 +3,7 @@
     python benches/kernels.py            # the table: 10^3 .. 10^7, contiguous and strided
     python benches/kernels.py --quick    # fewer repeats (a smoke run)
     python benches/kernels.py --sweep    # the thread-threshold sweep (needs a `hooks` build)
+    python benches/kernels.py --stream   # dot's loops past the cache (needs a `hooks` build)
 
 Both sides run with their default threads: NumPy's `x @ y` is OpenBLAS's
 `ddot` (threaded by OpenBLAS), `x.sum()` and `y += a * x` are NumPy's
@@ -25,6 +26,14 @@ thread and with the automatic count, the parallel threshold forced to 1
 threaded time is lower and stays lower at >= 3/4 of the larger sizes: the
 crossover that `par::PAR_MIN` is set from (docs/arrays.md, "Threads in the
 kernels").
+
+`--stream` times `dot` (float64, 10^5 .. 10^7, contiguous and strided)
+in each of its loops against NumPy: the cached loop in its AVX-512 and
+AVX2 versions and the streaming loop (prefetch, AVX2) forced for every
+size (`_set_isa`, `_set_stream_min`), and the default choice; each ratio
+against NumPy sampled in the same pairs. It is how `par::STREAM_MIN` and
+the streaming loop's ISA were chosen (docs/arrays.md, "Dot past the
+cache").
 """
 
 from __future__ import annotations
@@ -208,11 +217,47 @@ def sweep(repeats):
               f"(best threaded/1-thread time ratio at the 4 largest n: {gain:.2f})")
 
 
+def stream(repeats, passes):
+    impl = xa._impl
+    if not hasattr(impl, "_set_stream_min"):
+        sys.exit("--stream needs a build with feature `hooks` (scripts/lib.sh builds one)")
+    never = 1 << 62
+    variants = [("AVX-512 cached", "avx512", never), ("AVX2 cached", "avx2", never),
+                ("AVX2 streaming", "avx2", 1), ("default", "best", 0)]
+    variants = [v for v in variants if impl._set_isa(v[1])]
+    impl._set_isa("best")
+    print(f"\ndot, float64, ratio ours / NumPy, best of {repeats} per pair; {passes} pass(es)\n")
+    print("| n | layout | NumPy us | " + " | ".join(v[0] for v in variants) + " |")
+    print("|--:|---|--:|" + "--:|" * len(variants))
+    rng = np.random.default_rng(0)
+    for _ in range(passes):
+        for n in (10**5, 2 * 10**5, 4 * 10**5, 6 * 10**5, 10**6, 10**7):
+            for layout in ("contiguous", "strided"):
+                if layout == "contiguous":
+                    x, y = rng.random(n), rng.random(n)
+                else:
+                    x, y = rng.random(2 * n)[::2], rng.random(2 * n)[::2]
+                cells, tns = [], []
+                for _name, isa, threshold in variants:
+                    impl._set_isa(isa)
+                    old = impl._set_stream_min(threshold)
+                    try:
+                        tn, to = best_pair(lambda: x @ y, lambda: xa.dot(x, y), repeats)
+                    finally:
+                        impl._set_stream_min(old)
+                        impl._set_isa("best")
+                    tns.append(tn)
+                    cells.append(f"{to / tn:.2f}")
+                print(f"| {n:.0e} | {layout} | {fmt_us(min(tns))} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="5 repeats instead of 15")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--sweep", action="store_true", help="the thread-threshold sweep instead of the table")
+    ap.add_argument("--stream", action="store_true", help="dot's cached and streaming loops instead of the table")
+    ap.add_argument("--passes", type=int, default=2, help="passes over the sizes for --stream (default 2)")
     ap.add_argument("--no-settle", action="store_true",
                     help="do not wait for other threads to go idle before each sample")
     ap.add_argument("--max-exp", type=int, default=7, help="largest n = 10^k in the table (default 7)")
@@ -223,6 +268,8 @@ def main():
     header()
     if opts.sweep:
         sweep(repeats)
+    elif opts.stream:
+        stream(repeats, opts.passes)
     else:
         table(repeats, range(3, opts.max_exp + 1))
 

@@ -441,14 +441,76 @@ def test_every_instruction_set(isa):
         xa._impl._set_isa("best")
 
 
+def _dot_layouts(dtype, rng):
+    """Operand pairs reaching every loop of dot: contiguous (lanes), strides
+    of 2-4 elements (the span trick), 5 and negative (element by element),
+    2-d in C order, transposed against C order, and a broadcast row."""
+    n = 5017
+    if dtype == "int64":
+        a, b = rng.integers(-1000, 1000, 5 * n), rng.integers(-1000, 1000, 5 * n)
+    else:
+        a, b = rng.random(5 * n).astype(dtype), rng.random(5 * n).astype(dtype)
+    m = a[: 70 * 90].reshape(70, 90)
+    t = b[: 90 * 70].reshape(90, 70).T
+    yield "contiguous", a[:n], b[:n]
+    for k in (2, 3, 4, 5):
+        yield f"[::{k}]", a[::k][:n], b[::k][:n]
+    yield "[::-1]", a[n - 1 :: -1], b[:n]
+    yield "2-d", m, b[: 70 * 90].reshape(70, 90)
+    yield "2-d transposed", m, t
+    yield "broadcast row", m, np.broadcast_to(b[:90], (70, 90))
+
+
+def _bits(v):
+    return v if isinstance(v, int) else float(v).hex()
+
+
+def test_dot_streaming_loop_same_bits():
+    """dot's streaming loop (software prefetch; its AVX2 version at both
+    avx2 and avx512) adds the same products in the same order as the
+    cached loop: with it forced on (`_set_stream_min(1)`) and off, the same
+    bits at every level, for every dtype and every loop; the fused levels
+    agree with each other."""
+    rng = np.random.default_rng(12)
+    for dtype in ("float64", "float32", "int64"):
+        for name, x, y in _dot_layouts(dtype, rng):
+            got = {}
+            for isa in ("base", "avx2", "avx512"):
+                if not xa._impl._set_isa(isa):
+                    continue
+                try:
+                    for streaming, threshold in ((True, 1), (False, 1 << 62)):
+                        old = xa._impl._set_stream_min(threshold)
+                        try:
+                            got[isa, streaming] = _bits(xa.dot(x, y))
+                        finally:
+                            xa._impl._set_stream_min(old)
+                finally:
+                    xa._impl._set_isa("best")
+                assert got[isa, True] == got[isa, False], (dtype, name, isa)
+            want = int((x * y).sum()) if dtype == "int64" else (x.astype(np.float64) * y).sum()
+            check_close(xa.dot(x, y), want, dtype)
+            if ("avx512", True) in got:
+                assert got["avx512", False] == got["avx2", False], (dtype, name)
+
+
+def test_set_stream_min_round_trip():
+    old = xa._impl._set_stream_min(5000)
+    try:
+        assert xa._impl._set_stream_min(old) == 5000
+    finally:
+        xa._impl._set_stream_min(old)
+    with pytest.raises(ValueError):
+        xa._impl._set_stream_min(-1)
+
+
 def test_dot_past_the_cache_every_instruction_set():
-    """Inputs of 8 MiB and more take the streaming loop (software prefetch;
-    the AVX2 version where AVX-512 is available): right at every level, for
-    every dtype, contiguous and strided (the span path and the element
-    loop), and the same bits at avx2 and avx512."""
+    """16 MiB operands take the streaming loop at the default threshold:
+    right at every level for every dtype, contiguous and strided, and the
+    same bits as the cached loop forced for the same input."""
     rng = np.random.default_rng(11)
     for dtype in ("float64", "float32", "int64"):
-        n = (16 << 20) // np.dtype(dtype).itemsize  # 16 MiB per operand
+        n = (16 << 20) // np.dtype(dtype).itemsize
         if dtype == "int64":
             a, b = rng.integers(-1000, 1000, n), rng.integers(-1000, 1000, n)
         else:
@@ -456,17 +518,20 @@ def test_dot_past_the_cache_every_instruction_set():
         for step in (1, 2, 5):
             x, y = a[::step], b[::step]
             want = int((x * y).sum()) if dtype == "int64" else (x.astype(np.float64) * y).sum()
-            got = {}
             for isa in ("base", "avx2", "avx512"):
                 if not xa._impl._set_isa(isa):
                     continue
+                old = xa._impl._set_stream_min(1 << 62)
                 try:
-                    got[isa] = xa.dot(x, y)
+                    cached = xa.dot(x, y)
+                finally:
+                    xa._impl._set_stream_min(old)
+                try:
+                    got = xa.dot(x, y)
                 finally:
                     xa._impl._set_isa("best")
-                check_close(got[isa], want, dtype)
-            if "avx512" in got:  # the fused loops add in one order above base
-                assert got["avx512"] == got["avx2"], (dtype, step)
+                check_close(got, want, dtype)
+                assert _bits(got) == _bits(cached), (dtype, step, isa)
 
 
 def test_large_and_accuracy():

@@ -455,6 +455,7 @@ fn a_cache_entry_names_a_flat_table_through_its_word() {
         assert_eq!(rt.entry(tp.tp()).flat.load(Ordering::Relaxed) & 63 != 0, t.is_flat());
         // SAFETY: the fake runtime and type are live.
         assert_eq!(unsafe { reader(&api).cached_word(tp.tp()) }, word);
+        // SAFETY: as above.
         assert_eq!(unsafe { reader(&api).cached_table(tp.tp()) }, t.as_raw());
         let before = slow_calls();
         assert_eq!(t.iter().count(), n as usize);

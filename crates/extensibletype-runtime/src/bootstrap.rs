@@ -478,7 +478,7 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, P
         }
         let api = check_abi(api).map_err(|e| e.raise())?;
         match existing_meta {
-            Some(meta) if meta.0 == (*api).metaclass.cast() => {}
+            Some(meta) if meta.0 == api.metaclass.cast() => {}
             other => {
                 return Err(PyErrSet::raise(PyExc_ImportError, &format!(
                     "extensibletype: sys.modules['_extensibletype'].ExtensibleType_v1 is {}, \
@@ -487,7 +487,7 @@ unsafe fn published_api(shared: *mut PyObject) -> Result<Option<&'static Api>, P
                 )))
             }
         }
-        Ok(Some(&*api))
+        Ok(Some(api))
     }
 }
 

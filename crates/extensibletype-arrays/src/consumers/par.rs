@@ -53,13 +53,22 @@ pub(crate) const PAR_MIN: usize = 1 << 20;
 /// every n from 49,152 on; this is the next power of two (docs/arrays.md).
 pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
 /// Bytes of memory (see [`streamed_bytes`]) from which `dot` takes the
-/// streaming loop ([`kernels::dot_stream`]). Measured on the Intel Xeon
-/// guest (docs/arrays.md, "Dot past the cache"): from 10^6 elements (16 MB
-/// contiguous, 32 MB strided) the streaming loop was 3-9% faster in every
-/// run; from 2·10^5 to 6·10^5 elements (3-19 MB) the two loops were within
-/// the machine's noise; at 10^5 strided (3.2 MB) the cached loop was
-/// faster. 8 MiB is inside the band where neither loses.
+/// streaming loop ([`kernels::dot_stream`]). Measured on one machine, an
+/// Intel Xeon guest (`benches/kernels.py --stream`; docs/arrays.md, "Dot
+/// past the cache"): the streaming loop was ahead from 10^6 elements (16 MB
+/// contiguous) on and the two were within the noise from 2·10^5 to 6·10^5
+/// (3–19 MB); 8 MiB lies in that band.
 pub(crate) const STREAM_MIN: usize = 8 << 20;
+/// Forced streaming threshold in bytes (0: [`STREAM_MIN`]); tests and
+/// `benches/kernels.py --stream` (`_set_stream_min`, feature `hooks`).
+static STREAM_MIN_FORCED: AtomicUsize = AtomicUsize::new(0);
+
+/// Force the streaming threshold in bytes (0: [`STREAM_MIN`]); returns the
+/// previous forced value.
+#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
+pub(crate) fn set_stream_min(n: usize) -> usize {
+    STREAM_MIN_FORCED.swap(n, Ordering::Relaxed)
+}
 /// Largest part size in elements.
 const PART: usize = 1 << 16;
 /// Inputs below `PARTS * PART` elements are cut into about this many parts
@@ -599,8 +608,7 @@ pub(crate) unsafe fn sum<T: Elem>(nd: &Nd<1>) -> T {
 pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
     // Chosen once for the whole input: a part alone cannot tell a cached
     // input from a streamed one. Both loops give the same bits.
-    let kernel: unsafe fn(&Nd<2>) -> T =
-        if streamed_bytes::<T, 2>(nd) >= STREAM_MIN { kernels::dot_stream::<T> } else { kernels::dot::<T> };
+    let kernel: unsafe fn(&Nd<2>) -> T = if streams::<T>(nd) { kernels::dot_stream::<T> } else { kernels::dot::<T> };
     match split(nd, DOT_PAR_MIN) {
         // SAFETY: forwarded.
         Some(parts) => pairwise(&run(parts, |p| unsafe { kernel(p) })),
@@ -609,15 +617,38 @@ pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
     }
 }
 
-/// Bytes of memory one pass over `nd` brings in: per element and operand,
-/// its innermost byte stride clamped to [item size, 64] (a stride of a cache
-/// line or more costs a line per element), 0 for a broadcast operand.
+/// Does `dot` take the streaming loop for `nd` (from [`STREAM_MIN`] bytes,
+/// or the forced threshold)?
+fn streams<T>(nd: &Nd<2>) -> bool {
+    let min = match STREAM_MIN_FORCED.load(Ordering::Relaxed) {
+        0 => STREAM_MIN,
+        n => n,
+    };
+    streamed_bytes::<T, 2>(nd) >= min
+}
+
+/// Bytes of memory one pass over `nd` brings in, estimated per operand:
+/// each innermost run of `len` elements with byte stride `s` touches
+/// `len · clamp(|s|, item, 64)` bytes in whole 64-byte lines (a stride of a
+/// line or more costs a line per element), and no operand touches more
+/// than its extent, the span from its lowest to its highest element, in
+/// whole lines (a broadcast or transposed operand counts its memory once).
 fn streamed_bytes<T, const K: usize>(nd: &Nd<K>) -> usize {
-    let (_, strides) = nd.inner();
+    if nd.size == 0 || nd.ndim == 0 {
+        return 0;
+    }
+    let lines = |bytes: usize| bytes.div_ceil(64).saturating_mul(64);
+    let (len, strides) = nd.inner();
+    let runs = nd.size / len;
     let item = core::mem::size_of::<T>();
-    strides
-        .iter()
-        .map(|s| if *s == 0 { 0 } else { nd.size.saturating_mul(s.unsigned_abs().clamp(item, 64)) })
+    (0..K)
+        .map(|k| {
+            let per_run = lines(len.saturating_mul(strides[k].unsigned_abs().clamp(item, 64)));
+            let extent = (0..nd.ndim)
+                .map(|a| (nd.shape[a] - 1).saturating_mul(nd.strides[k][a].unsigned_abs()))
+                .fold(item, usize::saturating_add);
+            runs.saturating_mul(per_run).min(lines(extent))
+        })
         .fold(0, usize::saturating_add)
 }
 
@@ -715,9 +746,10 @@ mod tests {
         }
     }
 
-    /// What `dot` measures to pick its loop: item size to a cache line per
-    /// element and operand, nothing for a broadcast operand; contiguous
-    /// float64 crosses STREAM_MIN at STREAM_MIN / 16 elements.
+    /// What `dot` measures to pick its loop, for 1-d operands: the item
+    /// size to a cache line per element and operand, in whole lines;
+    /// contiguous float64 crosses STREAM_MIN one line below STREAM_MIN / 16
+    /// elements' worth.
     #[test]
     fn streamed_bytes_per_stride() {
         let n = 1000usize;
@@ -732,18 +764,44 @@ mod tests {
         };
         assert_eq!(bytes(8, 8), 16 * n);
         assert_eq!(bytes(16, 24), 40 * n);
-        assert_eq!(bytes(-16, 8), 24 * n);
         assert_eq!(bytes(800, 64), 128 * n, "a line per element at most");
-        assert_eq!(bytes(0, 8), 8 * n, "a broadcast operand streams nothing");
+        assert_eq!(bytes(0, 8), 64 + 8 * n, "a broadcast operand: one line");
         let mut x = vec![0.0f64; STREAM_MIN / 16];
         let mut y = x.clone();
-        for (m, over) in [(STREAM_MIN / 16 - 1, false), (STREAM_MIN / 16, true)] {
+        for (m, over) in [(STREAM_MIN / 16 - 8, false), (STREAM_MIN / 16 - 7, true), (0, false)] {
             let (mut shx, mut stx) = ([m as i64], [8i64]);
             let (mut shy, mut sty) = ([m as i64], [8i64]);
             let vx = view(&mut x, &mut shx, &mut stx);
             let vy = view(&mut y, &mut shy, &mut sty);
-            assert_eq!(streamed_bytes::<f64, 2>(&Nd::new([&vx, &vy], true)) >= STREAM_MIN, over, "m={m}");
+            let nd = Nd::new([&vx, &vy], true);
+            assert_eq!(streamed_bytes::<f64, 2>(&nd) >= STREAM_MIN, over, "m={m}");
+            assert_eq!(streams::<f64>(&nd), over, "m={m}");
         }
+    }
+
+    /// 2-d operands: short rows count whole lines, and an operand walked
+    /// across its rows (transposed) or broadcast counts its extent once.
+    #[test]
+    fn streamed_bytes_2d() {
+        let mut x = vec![0.0f64; 1000 * 1000];
+        let mut y = vec![0.0f64; 1000 * 1000];
+        let mut bytes = |shape: [i64; 2], sx: [i64; 2], sy: [i64; 2]| {
+            let (mut shx, mut stx, mut shy, mut sty) = (shape, sx, shape, sy);
+            let mut vx = ArrayView::new();
+            vx.data = x.as_mut_ptr().cast();
+            (vx.shape, vx.strides, vx.ndim, vx.dtype) = (shx.as_mut_ptr(), stx.as_mut_ptr(), 2, DLDataType::F64);
+            let mut vy = ArrayView::new();
+            vy.data = y.as_mut_ptr().cast();
+            (vy.shape, vy.strides, vy.ndim, vy.dtype) = (shy.as_mut_ptr(), sty.as_mut_ptr(), 2, DLDataType::F64);
+            streamed_bytes::<f64, 2>(&Nd::new([&vx, &vy], true))
+        };
+        // a[:, :2] of a 1000 x 1000 array: a line per row and operand.
+        assert_eq!(bytes([1000, 2], [8000, 8], [8000, 8]), 2 * 1000 * 64);
+        // C order and Fortran order: 8 MB each, whichever is walked across.
+        let full = 1000 * 1000 * 8;
+        assert_eq!(bytes([1000, 1000], [8000, 8], [8, 8000]), 2 * full);
+        // a row broadcast down the rows: one row's 8000 bytes.
+        assert_eq!(bytes([1000, 1000], [8000, 8], [0, 8]), full + 8000);
     }
 
     /// dot on either side of STREAM_MIN (the cached loop and the streaming
@@ -752,7 +810,7 @@ mod tests {
     fn dot_exact_across_the_streaming_threshold() {
         for k in [1usize, 2] {
             let at = STREAM_MIN / (16 * k);
-            for n in [at - 1, at + 513] {
+            for n in [at - 8, at + 513] {
                 dot_exact_on_any_thread_count(n, k, |nd| {
                     assert_eq!(streamed_bytes::<f64, 2>(nd) >= STREAM_MIN, n > at, "n={n} k={k}");
                 });

@@ -105,23 +105,26 @@ multiversion!(
     fn dot<T>(nd: &Nd<2>) -> T = dot_impl
 );
 /// [`dot`] for inputs streamed from memory ([`dot_stream_impl`]: software
-/// prefetch), in the AVX2+FMA version even where AVX-512 is available:
-/// once the loop waits on memory, 512-bit vectors bought nothing and the
-/// 256-bit loop was 3-9% faster (docs/arrays.md, "Dot past the cache").
-/// Both versions fuse the multiply-add in the same lane order, so the
-/// result has the same bits as [`dot`] at any level.
+/// prefetch), in the AVX2+FMA version even where AVX-512 is available: on
+/// the one machine measured (an Intel Xeon guest, docs/arrays.md, "Dot past
+/// the cache"), once the loop waited on memory the 256-bit loop was faster
+/// than the 512-bit one. The AVX2 and AVX-512 versions both fuse the
+/// multiply-add in the same lane order (the baseline versions neither), so
+/// the result has the same bits as [`dot`] at every level.
 ///
 /// # Safety
 /// As [`dot`].
 pub(crate) unsafe fn dot_stream<T: Elem>(nd: &Nd<2>) -> T {
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// As [`dot`], on a CPU with AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn v3<T: Elem>(nd: &Nd<2>) -> T {
             // SAFETY: forwarded.
             unsafe { dot_stream_impl::<T, true>(nd) }
         }
-        if isa() != Isa::Base {
+        if matches!(isa(), Isa::Avx2 | Isa::Avx512) {
             // SAFETY: isa() only reports levels the CPU supports, and both
             // levels above Base include AVX2 and FMA.
             return unsafe { v3::<T>(nd) };

@@ -14,7 +14,9 @@
 //!   modulo the stride; the other lanes are discarded (the span lies inside
 //!   the view's memory, and the cache lines would be fetched anyway).
 //! - Every loop is compiled three times (x86-64 baseline, AVX2+FMA,
-//!   AVX-512) and picked at run time (`is_x86_feature_detected!`).
+//!   AVX-512) and picked at run time (`is_x86_feature_detected!`); `dot`
+//!   past the cache has its own streaming version (software prefetch;
+//!   baseline and AVX2+FMA only), chosen per call by `par::dot`.
 //!
 //! Unaligned data or strides that are not a multiple of the item size
 //! take the strided path with unaligned loads.
@@ -236,8 +238,8 @@ fn lanes_dot<T: Elem, const W: usize, const F: bool, const PF: usize>(x: &[T], y
         for (cx, cy) in bx.chunks_exact(W).zip(by.chunks_exact(W)) {
             let cx: &[T; W] = cx.try_into().expect("chunk of W");
             let cy: &[T; W] = cy.try_into().expect("chunk of W");
-            prefetch_ahead::<PF>(cx.as_ptr().cast(), core::mem::size_of_val(cx));
-            prefetch_ahead::<PF>(cy.as_ptr().cast(), core::mem::size_of_val(cy));
+            prefetch_ahead::<PF>(cx.as_ptr().cast(), core::mem::size_of::<[T; W]>());
+            prefetch_ahead::<PF>(cy.as_ptr().cast(), core::mem::size_of::<[T; W]>());
             for j in 0..W {
                 acc[j] = cx[j].mul_add::<F>(cy[j], acc[j]);
             }
@@ -274,8 +276,9 @@ fn prefetch_ahead<const PF: usize>(p: *const u8, bytes: usize) {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let mut at = 0;
         while at < bytes {
-            // SAFETY: PREFETCHT0 never faults, whatever the address; the
-            // pointer is only computed (wrapping_add), not dereferenced.
+            // SAFETY: PREFETCHT0 (SSE, part of every x86-64 CPU) never
+            // faults, whatever the address; the pointer is only computed
+            // (wrapping_add), never dereferenced.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PF + at).cast()) };
             at += 64;
         }
@@ -435,11 +438,15 @@ unsafe fn sum_impl<T: Elem, const F: bool>(nd: &Nd<1>) -> T {
 }
 
 /// How far ahead the streaming `dot` prefetches: 512 bytes (8 lines) ahead
-/// of each chunk. Measured on an Intel Xeon guest (docs/arrays.md, "Dot
-/// past the cache"): 512 did better than 1, 2 and 4 KiB.
+/// of each chunk of lanes. On the one machine measured (an Intel Xeon
+/// guest, docs/arrays.md, "Dot past the cache") 512 bytes was at least as
+/// fast as 1 and 2 KiB.
 pub(crate) const STREAM_PREFETCH: usize = 512;
 
 /// `dot` for inputs that fit the caches (no prefetch).
+///
+/// # Safety
+/// As [`dot`]: the Nd's pointers address live memory as described.
 #[inline(always)]
 unsafe fn dot_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
     // SAFETY: forwarded.
@@ -449,12 +456,21 @@ unsafe fn dot_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
 /// `dot` for inputs streamed from memory: prefetching [`STREAM_PREFETCH`]
 /// bytes ahead on the contiguous and span paths. Same additions in the same
 /// order as [`dot_impl`], so the same bits.
+///
+/// # Safety
+/// As [`dot`].
 #[inline(always)]
 unsafe fn dot_stream_impl<T: Elem, const F: bool>(nd: &Nd<2>) -> T {
     // SAFETY: forwarded.
     unsafe { dot_loops::<T, F, STREAM_PREFETCH>(nd) }
 }
 
+/// The loops of `dot`: contiguous runs in W lanes, runs of stride 2–4
+/// elements as their span, other runs element by element; `PF`: prefetch
+/// distance in bytes of the lane loops (0: none).
+///
+/// # Safety
+/// As [`dot`].
 #[inline(always)]
 unsafe fn dot_loops<T: Elem, const F: bool, const PF: usize>(nd: &Nd<2>) -> T {
     let (len, [sx, sy]) = nd.inner();

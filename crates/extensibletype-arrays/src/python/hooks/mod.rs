@@ -2,7 +2,8 @@
 //!
 //! Always built: `_set_isa` / `_isa` (the kernels' instruction set; tests
 //! and the demo's report). With cargo feature `hooks` (the test and demo
-//! builds, scripts/lib.sh; not release wheels): `_set_threads`, `_set_par_min` and the
+//! builds, scripts/lib.sh; not release wheels): `_set_threads`, `_set_par_min`,
+//! `_set_stream_min` and the
 //! compiled timing loops `_bench_view_cost` ([`view_cost`]) and
 //! `_bench_dlpack_cost` (`crate::providers::dlpack::bench`).
 
@@ -78,6 +79,16 @@ unsafe extern "C" fn py_set_par_min(_m: *mut PyObject, n: *mut PyObject) -> *mut
     })
 }
 
+#[cfg(feature = "hooks")]
+unsafe extern "C" fn py_set_stream_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
+    guard(ptr::null_mut(), || {
+        // SAFETY: GIL held (a METH_O function); n is its live argument.
+        let Some(n) = (unsafe { count_arg(n, "_set_stream_min") }) else { return ptr::null_mut() };
+        // SAFETY: GIL held.
+        unsafe { PyLong_FromSize_t(par::set_stream_min(n)) }
+    })
+}
+
 unsafe extern "C" fn py_isa(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
     let name = match kernels::isa() {
         Isa::Base => "base",
@@ -104,6 +115,9 @@ pub(super) fn methods() -> Vec<PyMethodDef> {
         py_method!(c"_set_par_min", PyCFunction, py_set_par_min, METH_O,
             c"_set_par_min(n) -> int\n--\n\nForce the element count from which sum/dot/axpy use several threads\n\
               (0: PAR_MIN); returns the previously forced value (0: none). For the threshold sweep."),
+        py_method!(c"_set_stream_min", PyCFunction, py_set_stream_min, METH_O,
+            c"_set_stream_min(n) -> int\n--\n\nForce the bytes of input from which dot takes its streaming loop\n\
+              (0: STREAM_MIN; 1: always); returns the previously forced value (0: none)."),
         py_method!(c"_bench_view_cost", PyCFunctionFast, view_cost::py_bench_view_cost, METH_FASTCALL,
             c"_bench_view_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per view of obj, timed in a compiled loop.\n\
               method: 'slots' (find acquire+release, acquire, release), 'slots_cached', 'find', 'buffer'\n\
