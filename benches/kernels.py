@@ -31,9 +31,10 @@ kernels").
 in each of its loops against NumPy: the cached loop in its AVX-512 and
 AVX2 versions and the streaming loop (prefetch, AVX2) forced for every
 size (`_set_isa`, `_set_stream_min`), and the default choice; each ratio
-against NumPy sampled in the same pairs. It is how `par::STREAM_MIN` and
-the streaming loop's ISA were chosen (docs/arrays.md, "Dot past the
-cache").
+against NumPy sampled in the same pairs, and NumPy's best and worst time
+over those pairs. It is how `par::STREAM_MIN` was chosen, and the evidence
+for the streaming loop's AVX2 version (the cached loop's AVX2 and AVX-512
+columns) (docs/arrays.md, "Dot past the cache").
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def sweep(repeats):
               f"(best threaded/1-thread time ratio at the 4 largest n: {gain:.2f})")
 
 
-def stream(repeats, passes):
+def stream(repeats, passes, max_exp):
     impl = xa._impl
     if not hasattr(impl, "_set_stream_min"):
         sys.exit("--stream needs a build with feature `hooks` (scripts/lib.sh builds one)")
@@ -227,11 +228,13 @@ def stream(repeats, passes):
     variants = [v for v in variants if impl._set_isa(v[1])]
     impl._set_isa("best")
     print(f"\ndot, float64, ratio ours / NumPy, best of {repeats} per pair; {passes} pass(es)\n")
-    print("| n | layout | NumPy us | " + " | ".join(v[0] for v in variants) + " |")
+    print("| n | layout | NumPy us (min-max) | " + " | ".join(v[0] for v in variants) + " |")
     print("|--:|---|--:|" + "--:|" * len(variants))
     rng = np.random.default_rng(0)
+    sizes = [(m, e) for e in (5, 6, 7) for m in ((1, 2, 4, 6) if e == 5 else (1,)) if e <= max_exp]
     for _ in range(passes):
-        for n in (10**5, 2 * 10**5, 4 * 10**5, 6 * 10**5, 10**6, 10**7):
+        for m, e in sizes:
+            n = m * 10**e
             for layout in ("contiguous", "strided"):
                 if layout == "contiguous":
                     x, y = rng.random(n), rng.random(n)
@@ -248,7 +251,9 @@ def stream(repeats, passes):
                         impl._set_isa("best")
                     tns.append(tn)
                     cells.append(f"{to / tn:.2f}")
-                print(f"| {n:.0e} | {layout} | {fmt_us(min(tns))} | " + " | ".join(cells) + " |", flush=True)
+                label = f"10^{e}" if m == 1 else f"{m}*10^{e}"
+                print(f"| {label} | {layout} | {fmt_us(min(tns))}-{fmt_us(max(tns))} | " + " | ".join(cells) + " |",
+                      flush=True)
 
 
 def main():
@@ -269,7 +274,7 @@ def main():
     if opts.sweep:
         sweep(repeats)
     elif opts.stream:
-        stream(repeats, opts.passes)
+        stream(repeats, opts.passes, opts.max_exp)
     else:
         table(repeats, range(3, opts.max_exp + 1))
 

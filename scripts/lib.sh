@@ -160,7 +160,8 @@ cached_wheel() {
 
 # Cargo features of the module for test and demo builds (not release
 # wheels, scripts/wheels.sh): `hooks` adds the test/bench hooks of `_arrays`
-# (`_set_threads`, `_bench_view_cost`, `_bench_dlpack_cost`) that the suite
+# (`_set_threads`, `_set_par_min`, `_set_stream_min`, `_bench_view_cost`,
+# `_bench_dlpack_cost`) that the suite
 # and examples/arrays_demo.py call.
 TEST_FEATURES=hooks
 

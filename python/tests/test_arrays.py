@@ -444,21 +444,21 @@ def test_every_instruction_set(isa):
 def _dot_layouts(dtype, rng):
     """Operand pairs reaching every loop of dot: contiguous (lanes), strides
     of 2-4 elements (the span trick), 5 and negative (element by element),
-    2-d in C order, transposed against C order, and a broadcast row."""
+    and 2-d operands of several runs longer than a lane block (512): rows
+    of a wider array, a transposed operand, a broadcast row."""
     n = 5017
     if dtype == "int64":
-        a, b = rng.integers(-1000, 1000, 5 * n), rng.integers(-1000, 1000, 5 * n)
+        a, b = rng.integers(-1000, 1000, 60 * 700), rng.integers(-1000, 1000, 60 * 700)
     else:
-        a, b = rng.random(5 * n).astype(dtype), rng.random(5 * n).astype(dtype)
-    m = a[: 70 * 90].reshape(70, 90)
-    t = b[: 90 * 70].reshape(90, 70).T
+        a, b = rng.random(60 * 700).astype(dtype), rng.random(60 * 700).astype(dtype)
+    rows = a.reshape(60, 700)[:, :600]  # runs of 600 that do not merge
     yield "contiguous", a[:n], b[:n]
     for k in (2, 3, 4, 5):
         yield f"[::{k}]", a[::k][:n], b[::k][:n]
     yield "[::-1]", a[n - 1 :: -1], b[:n]
-    yield "2-d", m, b[: 70 * 90].reshape(70, 90)
-    yield "2-d transposed", m, t
-    yield "broadcast row", m, np.broadcast_to(b[:90], (70, 90))
+    yield "2-d rows", rows, b[: 60 * 600].reshape(60, 600)
+    yield "2-d transposed", rows, b[: 600 * 60].reshape(600, 60).T
+    yield "broadcast row", rows, np.broadcast_to(b[:600], (60, 600))
 
 
 def _bits(v):
@@ -524,11 +524,10 @@ def test_dot_past_the_cache_every_instruction_set():
                 old = xa._impl._set_stream_min(1 << 62)
                 try:
                     cached = xa.dot(x, y)
-                finally:
                     xa._impl._set_stream_min(old)
-                try:
                     got = xa.dot(x, y)
                 finally:
+                    xa._impl._set_stream_min(old)
                     xa._impl._set_isa("best")
                 check_close(got, want, dtype)
                 assert _bits(got) == _bits(cached), (dtype, step, isa)

@@ -232,7 +232,27 @@ def test_kernels_bench_runs(tmp_path):
     assert "worst ratio per op: sum" in out
 
 
-@pytest.mark.parametrize("hook", ["_set_threads", "_set_par_min"])
+def test_kernels_bench_stream_runs():
+    """benches/kernels.py --stream (dot's loops) runs: a smoke run at 10^5,
+    every variant's column printed for both layouts."""
+    import pathlib
+    import subprocess
+    import sys
+
+    bench = pathlib.Path(__file__).resolve().parents[2] / "benches" / "kernels.py"
+    if not bench.exists():
+        pytest.skip("benches/ not in this checkout")
+    out = subprocess.run(
+        [sys.executable, str(bench), "--stream", "--repeats", "1", "--passes", "1", "--max-exp", "5"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| 10^5 |")]
+    assert len(rows) == 2, out
+    assert "| AVX2 streaming | default |" in out
+    assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows), out
+
+
+@pytest.mark.parametrize("hook", ["_set_threads", "_set_par_min", "_set_stream_min"])
 def test_count_hooks_refuse_bad_counts(hook):
     f = getattr(xa._impl, hook)
     with pytest.raises(ValueError, match=rf"{hook}\(\): n must be >= 0"):

@@ -21,7 +21,8 @@
 //! | `python/` | every Python binding of `_arrays`: `consumers.rs` (`sum`, `dot`, `axpy`, `view_info`), `providers.rs` (`register_buffer_type`, ...), `dlpack.rs` (`to_dlpack`, `register_dlpack_type`, `_adopt`, ...), `hooks/` (test and bench hooks) |
 //!
 //! Feature `hooks` (off by default; the test and demo builds turn it on)
-//! adds `_set_threads`, `_set_par_min`, `_bench_view_cost` and `_bench_dlpack_cost`.
+//! adds `_set_threads`, `_set_par_min`, `_set_stream_min`, `_bench_view_cost` and
+//! `_bench_dlpack_cost`.
 //!
 //! This layer uses the runtime (find, set_slots, type_from_spec) and
 //! nothing uses it back.

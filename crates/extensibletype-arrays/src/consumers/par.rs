@@ -55,9 +55,10 @@ pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
 /// Bytes of memory (see [`streamed_bytes`]) from which `dot` takes the
 /// streaming loop ([`kernels::dot_stream`]). Measured on one machine, an
 /// Intel Xeon guest (`benches/kernels.py --stream`; docs/arrays.md, "Dot
-/// past the cache"): the streaming loop was ahead from 10^6 elements (16 MB
-/// contiguous) on and the two were within the noise from 2·10^5 to 6·10^5
-/// (3–19 MB); 8 MiB lies in that band.
+/// past the cache"): from 10^6 elements (16 MB contiguous) on the streaming
+/// loop was ahead of the AVX-512 cached loop in every cell and ahead of or
+/// tied with the AVX2 one; from 2·10^5 to 6·10^5 elements (3–19 MB) no loop
+/// was consistently ahead. 8 MiB lies in that band.
 pub(crate) const STREAM_MIN: usize = 8 << 20;
 /// Forced streaming threshold in bytes (0: [`STREAM_MIN`]); tests and
 /// `benches/kernels.py --stream` (`_set_stream_min`, feature `hooks`).
@@ -608,7 +609,8 @@ pub(crate) unsafe fn sum<T: Elem>(nd: &Nd<1>) -> T {
 pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
     // Chosen once for the whole input: a part alone cannot tell a cached
     // input from a streamed one. Both loops give the same bits.
-    let kernel: unsafe fn(&Nd<2>) -> T = if streams::<T>(nd) { kernels::dot_stream::<T> } else { kernels::dot::<T> };
+    let kernel: unsafe fn(&Nd<2>) -> T =
+        if streams::<T>(nd, stream_min()) { kernels::dot_stream::<T> } else { kernels::dot::<T> };
     match split(nd, DOT_PAR_MIN) {
         // SAFETY: forwarded.
         Some(parts) => pairwise(&run(parts, |p| unsafe { kernel(p) })),
@@ -617,13 +619,16 @@ pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
     }
 }
 
-/// Does `dot` take the streaming loop for `nd` (from [`STREAM_MIN`] bytes,
-/// or the forced threshold)?
-fn streams<T>(nd: &Nd<2>) -> bool {
-    let min = match STREAM_MIN_FORCED.load(Ordering::Relaxed) {
+/// The streaming threshold in use: [`STREAM_MIN`] unless one is forced.
+fn stream_min() -> usize {
+    match STREAM_MIN_FORCED.load(Ordering::Relaxed) {
         0 => STREAM_MIN,
         n => n,
-    };
+    }
+}
+
+/// Does `dot` take the streaming loop for `nd` at threshold `min` bytes?
+fn streams<T>(nd: &Nd<2>, min: usize) -> bool {
     streamed_bytes::<T, 2>(nd) >= min
 }
 
@@ -633,9 +638,10 @@ fn streams<T>(nd: &Nd<2>) -> bool {
 /// line or more costs a line per element), and no operand touches more
 /// than its extent, the span from its lowest to its highest element, in
 /// whole lines (a broadcast or transposed operand counts its memory once).
+/// Operands that share memory (`dot(x, x)`) count it once each.
 fn streamed_bytes<T, const K: usize>(nd: &Nd<K>) -> usize {
-    if nd.size == 0 || nd.ndim == 0 {
-        return 0;
+    if nd.size == 0 {
+        return 0; // (then ndim is 0; otherwise every extent is >= 1)
     }
     let lines = |bytes: usize| bytes.div_ceil(64).saturating_mul(64);
     let (len, strides) = nd.inner();
@@ -766,6 +772,12 @@ mod tests {
         assert_eq!(bytes(16, 24), 40 * n);
         assert_eq!(bytes(800, 64), 128 * n, "a line per element at most");
         assert_eq!(bytes(0, 8), 64 + 8 * n, "a broadcast operand: one line");
+        // Backwards from the end of x: the same bytes as forwards.
+        let (mut shx, mut stx) = ([n as i64], [-16i64]);
+        let (mut shy, mut sty) = ([n as i64], [8i64]);
+        let vx = view(&mut x[2 * n..], &mut shx, &mut stx);
+        let vy = view(&mut y, &mut shy, &mut sty);
+        assert_eq!(streamed_bytes::<f64, 2>(&Nd::new([&vx, &vy], true)), 24 * n);
         let mut x = vec![0.0f64; STREAM_MIN / 16];
         let mut y = x.clone();
         for (m, over) in [(STREAM_MIN / 16 - 8, false), (STREAM_MIN / 16 - 7, true), (0, false)] {
@@ -775,8 +787,22 @@ mod tests {
             let vy = view(&mut y, &mut shy, &mut sty);
             let nd = Nd::new([&vx, &vy], true);
             assert_eq!(streamed_bytes::<f64, 2>(&nd) >= STREAM_MIN, over, "m={m}");
-            assert_eq!(streams::<f64>(&nd), over, "m={m}");
+            assert_eq!(streams::<f64>(&nd, STREAM_MIN), over, "m={m}");
         }
+    }
+
+    /// The forced threshold replaces STREAM_MIN until reset with 0 (the
+    /// only test that forces it: the others pass their threshold to
+    /// `streams`; a dot running meanwhile may take the other loop, for the
+    /// same bits).
+    #[test]
+    fn forced_stream_min() {
+        assert_eq!(set_stream_min(1), 0);
+        assert_eq!(stream_min(), 1);
+        assert_eq!(set_stream_min(1 << 62), 1);
+        assert_eq!(stream_min(), 1 << 62);
+        assert_eq!(set_stream_min(0), 1 << 62);
+        assert_eq!(stream_min(), STREAM_MIN);
     }
 
     /// 2-d operands: short rows count whole lines, and an operand walked

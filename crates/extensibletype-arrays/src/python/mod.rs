@@ -9,7 +9,8 @@
 //!   `DLPACK_*` constants (the machinery is `crate::providers::dlpack`);
 //! - the `Array` type comes from `crate::providers` (`array::create_type`);
 //! - [`hooks`]: test and benchmark hooks (`_set_isa`, `_isa`; with feature
-//!   `hooks`: `_set_threads`, `_set_par_min`, `_bench_view_cost`, `_bench_dlpack_cost`).
+//!   `hooks`: `_set_threads`, `_set_par_min`, `_set_stream_min`, `_bench_view_cost`,
+//!   `_bench_dlpack_cost`).
 
 use core::ffi::{c_int, CStr};
 
@@ -97,6 +98,7 @@ unsafe fn add_constants(m: *mut PyObject) -> Result<(), PyErrSet> {
             (c"REQ_ANY_CONTIGUOUS", abi::REQ_ANY_CONTIGUOUS as i64),
             (c"NOGIL_MIN", consumers::NOGIL_MIN as i64),
             (c"PAR_MIN", par::PAR_MIN as i64),
+            (c"STREAM_MIN", par::STREAM_MIN as i64),
             (c"NPY_ARRAY_BASICSIZE", numpy::npy_array_basicsize() as i64),
         ] {
             util::add(m, name, PyLong_FromLongLong(v))?;

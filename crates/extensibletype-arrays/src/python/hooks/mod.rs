@@ -117,7 +117,7 @@ pub(super) fn methods() -> Vec<PyMethodDef> {
               (0: PAR_MIN); returns the previously forced value (0: none). For the threshold sweep."),
         py_method!(c"_set_stream_min", PyCFunction, py_set_stream_min, METH_O,
             c"_set_stream_min(n) -> int\n--\n\nForce the bytes of input from which dot takes its streaming loop\n\
-              (0: STREAM_MIN; 1: always); returns the previously forced value (0: none)."),
+              (0: STREAM_MIN; 1: always; 2**62: never); returns the previously forced value (0: none)."),
         py_method!(c"_bench_view_cost", PyCFunctionFast, view_cost::py_bench_view_cost, METH_FASTCALL,
             c"_bench_view_cost(obj, method, iterations) -> float\n--\n\nNanoseconds per view of obj, timed in a compiled loop.\n\
               method: 'slots' (find acquire+release, acquire, release), 'slots_cached', 'find', 'buffer'\n\
