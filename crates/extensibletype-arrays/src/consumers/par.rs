@@ -56,9 +56,10 @@ pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
 /// streaming loop ([`kernels::dot_stream`]). Measured on one machine, an
 /// Intel Xeon guest (`benches/kernels.py --stream`; docs/arrays.md, "Dot
 /// past the cache"): from 10^6 elements (16 MB contiguous) on the streaming
-/// loop was ahead of the AVX-512 cached loop in every cell and ahead of or
-/// tied with the AVX2 one; from 2·10^5 to 6·10^5 elements (3–19 MB) no loop
-/// was consistently ahead. 8 MiB lies in that band.
+/// loop was ahead of the AVX-512 cached loop in every cell, and of the AVX2
+/// one by 9–10% at 10^7 (within the noise at 10^6); from 2·10^5 to 6·10^5
+/// elements (3–19 MB) no loop was consistently ahead. 8 MiB lies in that
+/// band.
 pub(crate) const STREAM_MIN: usize = 8 << 20;
 /// Forced streaming threshold in bytes (0: [`STREAM_MIN`]); tests and
 /// `benches/kernels.py --stream` (`_set_stream_min`, feature `hooks`).
