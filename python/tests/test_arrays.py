@@ -494,16 +494,6 @@ def test_dot_streaming_loop_same_bits():
                 assert got["avx512", False] == got["avx2", False], (dtype, name)
 
 
-def test_set_stream_min_round_trip():
-    old = xa._impl._set_stream_min(5000)
-    try:
-        assert xa._impl._set_stream_min(old) == 5000
-    finally:
-        xa._impl._set_stream_min(old)
-    with pytest.raises(ValueError):
-        xa._impl._set_stream_min(-1)
-
-
 def test_dot_past_the_cache_every_instruction_set():
     """16 MiB operands take the streaming loop at the default threshold:
     right at every level for every dtype, contiguous and strided, and the

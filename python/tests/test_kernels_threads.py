@@ -158,14 +158,16 @@ def test_forced_low_threshold_halves(n):
         xa._impl._set_par_min(old)
 
 
-def test_set_par_min_round_trip():
-    old = xa._impl._set_par_min(5000)
+@pytest.mark.parametrize("hook", ["_set_par_min", "_set_stream_min"])
+def test_threshold_hook_round_trip(hook):
+    f = getattr(xa._impl, hook)
+    old = f(5000)
     try:
-        assert xa._impl._set_par_min(old) == 5000
+        assert f(old) == 5000
     finally:
-        xa._impl._set_par_min(old)
+        f(old)
     with pytest.raises(ValueError):
-        xa._impl._set_par_min(-1)
+        f(-1)
 
 
 def test_python_threads_call_kernels_at_once():
