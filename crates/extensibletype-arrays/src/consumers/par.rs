@@ -61,40 +61,42 @@ pub(crate) const DOT_PAR_MIN: usize = 1 << 16;
 /// elements (3–19 MB) no loop was consistently ahead. 8 MiB lies in that
 /// band.
 pub(crate) const STREAM_MIN: usize = 8 << 20;
-/// Forced streaming threshold in bytes (0: [`STREAM_MIN`]); tests and
+/// Forced streaming threshold in bytes (default [`STREAM_MIN`]); tests and
 /// `benches/kernels.py --stream` (`_set_stream_min`, feature `hooks`).
-static STREAM_MIN_FORCED: AtomicUsize = AtomicUsize::new(0);
-
-/// Force the streaming threshold in bytes (0: [`STREAM_MIN`]); returns the
-/// previous forced value.
-#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
-pub(crate) fn set_stream_min(n: usize) -> usize {
-    STREAM_MIN_FORCED.swap(n, Ordering::Relaxed)
-}
+pub(crate) static STREAM_MIN_FORCED: Forced = Forced::new();
 /// Largest part size in elements.
 const PART: usize = 1 << 16;
 /// Inputs below `PARTS * PART` elements are cut into about this many parts
 /// (of whole grains), so a worker that arrives late finds parts left, and
 /// one that is descheduled holds a small share.
 const PARTS: usize = 8;
-/// Forced threshold (0: [`PAR_MIN`] / [`DOT_PAR_MIN`]); the sweep in
-/// `benches/kernels.py`.
-static PAR_MIN_FORCED: AtomicUsize = AtomicUsize::new(0);
+/// Forced threading threshold (default [`PAR_MIN`] / [`DOT_PAR_MIN`]); the
+/// sweep in `benches/kernels.py` (`_set_par_min`, feature `hooks`).
+pub(crate) static PAR_MIN_FORCED: Forced = Forced::new();
 
-/// The threshold in use (`default` unless one is forced).
-#[inline]
-fn par_min(default: usize) -> usize {
-    match PAR_MIN_FORCED.load(Ordering::Relaxed) {
-        0 => default,
-        n => n,
+/// A threshold that tests and benches may force; 0 (the start) means the
+/// built-in default.
+pub(crate) struct Forced(AtomicUsize);
+
+impl Forced {
+    const fn new() -> Forced {
+        Forced(AtomicUsize::new(0))
     }
-}
 
-/// Force the threshold (0: [`PAR_MIN`]); returns the previous forced value.
-/// For the threshold sweep (`_set_par_min`, feature `hooks`).
-#[cfg_attr(not(feature = "hooks"), allow(dead_code))]
-pub(crate) fn set_par_min(n: usize) -> usize {
-    PAR_MIN_FORCED.swap(n, Ordering::Relaxed)
+    /// The forced value, or `default` when none is.
+    #[inline]
+    fn or(&self, default: usize) -> usize {
+        match self.0.load(Ordering::Relaxed) {
+            0 => default,
+            n => n,
+        }
+    }
+
+    /// Force `n` (0: back to the default); returns the previous forced value.
+    #[cfg_attr(not(any(feature = "hooks", test)), allow(dead_code))]
+    pub(crate) fn set(&self, n: usize) -> usize {
+        self.0.swap(n, Ordering::Relaxed)
+    }
 }
 /// Cut points along a run are multiples of this many elements.
 const GRAIN: usize = 512;
@@ -132,7 +134,7 @@ unsafe impl<const K: usize> Send for Part<K> {}
 
 /// Cut `nd` into parts (None: below `min` elements, or too small to cut).
 fn split<const K: usize>(nd: &Nd<K>, min: usize) -> Option<Vec<Part<K>>> {
-    if nd.size < par_min(min) || nd.ndim == 0 {
+    if nd.size < PAR_MIN_FORCED.or(min) || nd.ndim == 0 {
         return None;
     }
     let n = nd.shape[0];
@@ -611,20 +613,12 @@ pub(crate) unsafe fn dot<T: Elem>(nd: &Nd<2>) -> T {
     // Chosen once for the whole input: a part alone cannot tell a cached
     // input from a streamed one. Both loops give the same bits.
     let kernel: unsafe fn(&Nd<2>) -> T =
-        if streams::<T>(nd, stream_min()) { kernels::dot_stream::<T> } else { kernels::dot::<T> };
+        if streams::<T>(nd, STREAM_MIN_FORCED.or(STREAM_MIN)) { kernels::dot_stream::<T> } else { kernels::dot::<T> };
     match split(nd, DOT_PAR_MIN) {
         // SAFETY: forwarded.
         Some(parts) => pairwise(&run(parts, |p| unsafe { kernel(p) })),
         // SAFETY: forwarded.
         None => unsafe { kernel(nd) },
-    }
-}
-
-/// The streaming threshold in use: [`STREAM_MIN`] unless one is forced.
-fn stream_min() -> usize {
-    match STREAM_MIN_FORCED.load(Ordering::Relaxed) {
-        0 => STREAM_MIN,
-        n => n,
     }
 }
 
@@ -798,12 +792,13 @@ mod tests {
     /// same bits).
     #[test]
     fn forced_stream_min() {
-        assert_eq!(set_stream_min(1), 0);
-        assert_eq!(stream_min(), 1);
-        assert_eq!(set_stream_min(1 << 62), 1);
-        assert_eq!(stream_min(), 1 << 62);
-        assert_eq!(set_stream_min(0), 1 << 62);
-        assert_eq!(stream_min(), STREAM_MIN);
+        let forced = &STREAM_MIN_FORCED;
+        assert_eq!(forced.set(1), 0);
+        assert_eq!(forced.or(STREAM_MIN), 1);
+        assert_eq!(forced.set(1 << 62), 1);
+        assert_eq!(forced.or(STREAM_MIN), 1 << 62);
+        assert_eq!(forced.set(0), 1 << 62);
+        assert_eq!(forced.or(STREAM_MIN), STREAM_MIN);
     }
 
     /// 2-d operands: short rows count whole lines, and an operand walked

@@ -69,24 +69,31 @@ unsafe extern "C" fn py_set_threads(_m: *mut PyObject, n: *mut PyObject) -> *mut
     })
 }
 
+/// The hook `what`: force `threshold` to the count `n`; the previous forced
+/// value, or NULL with the exception set.
+///
+/// # Safety
+/// The GIL is held; `n` is a live object.
 #[cfg(feature = "hooks")]
-unsafe extern "C" fn py_set_par_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
+unsafe fn force(n: *mut PyObject, what: &str, threshold: &par::Forced) -> *mut PyObject {
     guard(ptr::null_mut(), || {
-        // SAFETY: GIL held (a METH_O function); n is its live argument.
-        let Some(n) = (unsafe { count_arg(n, "_set_par_min") }) else { return ptr::null_mut() };
+        // SAFETY: the caller's contract.
+        let Some(n) = (unsafe { count_arg(n, what) }) else { return ptr::null_mut() };
         // SAFETY: GIL held.
-        unsafe { PyLong_FromSize_t(par::set_par_min(n)) }
+        unsafe { PyLong_FromSize_t(threshold.set(n)) }
     })
 }
 
 #[cfg(feature = "hooks")]
+unsafe extern "C" fn py_set_par_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
+    // SAFETY: GIL held (a METH_O function); n is its live argument.
+    unsafe { force(n, "_set_par_min", &par::PAR_MIN_FORCED) }
+}
+
+#[cfg(feature = "hooks")]
 unsafe extern "C" fn py_set_stream_min(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
-    guard(ptr::null_mut(), || {
-        // SAFETY: GIL held (a METH_O function); n is its live argument.
-        let Some(n) = (unsafe { count_arg(n, "_set_stream_min") }) else { return ptr::null_mut() };
-        // SAFETY: GIL held.
-        unsafe { PyLong_FromSize_t(par::set_stream_min(n)) }
-    })
+    // SAFETY: GIL held (a METH_O function); n is its live argument.
+    unsafe { force(n, "_set_stream_min", &par::STREAM_MIN_FORCED) }
 }
 
 unsafe extern "C" fn py_isa(_m: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
